@@ -1,0 +1,177 @@
+//! The command line: `ats-gateway [serve]` and `ats-gateway emulator`, each flag with an
+//! `ATS_GATEWAY_*` environment twin.
+
+use crate::emulator::{
+    self,
+    faults::{Faults, Throttle},
+    EmulatorConfig, Seed,
+};
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// A GraphQL gateway over the Dynamics 365 HR ATS integration API, with an embedded Dataverse
+/// emulator.
+#[derive(Debug, Parser)]
+#[command(name = "ats-gateway", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (the default). Without --upstream it starts the embedded emulator with demo
+    /// data and fronts it.
+    Serve(ServeArgs),
+    /// Run only the embedded Dataverse emulator.
+    Emulator(EmulatorArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// Address the gateway listens on.
+    #[arg(long, env = "ATS_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Address of the embedded emulator when no upstream is given.
+    #[arg(long, env = "ATS_GATEWAY_EMULATOR_LISTEN", default_value = "127.0.0.1:7070")]
+    pub emulator_listen: SocketAddr,
+}
+
+impl Default for ServeArgs {
+    fn default() -> Self {
+        ServeArgs {
+            listen: "127.0.0.1:8080".parse().expect("valid"),
+            emulator_listen: "127.0.0.1:7070".parse().expect("valid"),
+        }
+    }
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct EmulatorArgs {
+    /// Address the emulator listens on.
+    #[arg(long, env = "ATS_GATEWAY_EMULATOR_LISTEN", default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+    /// SQLite database file, or `:memory:`.
+    #[arg(long, env = "ATS_GATEWAY_EMULATOR_DB", default_value = ":memory:")]
+    pub db: String,
+    /// Data to start with (only applied to an empty database).
+    #[arg(long, env = "ATS_GATEWAY_EMULATOR_SEED", value_enum, default_value = "demo")]
+    pub seed: Seed,
+    /// Number of recruiting requests in the demo seed; candidates are 2.5 times as many.
+    #[arg(long, env = "ATS_GATEWAY_EMULATOR_SEED_SIZE", default_value_t = 200)]
+    pub seed_size: usize,
+    /// Service protection: requests allowed per caller per window (0: unlimited).
+    #[arg(long, env = "ATS_GATEWAY_EMULATOR_THROTTLE_REQUESTS", default_value_t = 0)]
+    pub throttle_requests: u32,
+    /// Service protection window, in seconds.
+    #[arg(long, env = "ATS_GATEWAY_EMULATOR_THROTTLE_WINDOW_SECONDS", default_value_t = 300)]
+    pub throttle_window_seconds: u64,
+    /// Latency added to every OData request, in milliseconds.
+    #[arg(long, env = "ATS_GATEWAY_EMULATOR_LATENCY_MS", default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Share of requests answered with 503 (0.0–1.0).
+    #[arg(long, env = "ATS_GATEWAY_EMULATOR_ERROR_RATE", default_value_t = 0.0)]
+    pub error_rate: f64,
+    /// Share of requests whose connection is dropped (0.0–1.0).
+    #[arg(long, env = "ATS_GATEWAY_EMULATOR_DROP_RATE", default_value_t = 0.0)]
+    pub drop_rate: f64,
+}
+
+impl EmulatorArgs {
+    pub fn config(&self) -> EmulatorConfig {
+        EmulatorConfig {
+            db: (self.db != ":memory:").then(|| PathBuf::from(&self.db)),
+            seed: self.seed,
+            seed_size: self.seed_size,
+            progress: true,
+            faults: Faults {
+                latency_ms: self.latency_ms,
+                error_rate: self.error_rate,
+                drop_rate: self.drop_rate,
+                throttle: (self.throttle_requests > 0).then_some(Throttle {
+                    requests: self.throttle_requests,
+                    window_seconds: self.throttle_window_seconds,
+                }),
+            },
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ATS_GATEWAY_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// Entry point of the binary.
+pub async fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        Command::Emulator(args) => run_emulator(args).await,
+        Command::Serve(args) => run_serve(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_emulator(args: EmulatorArgs) -> Result<(), emulator::StartError> {
+    let running = emulator::start(args.listen, &args.config()).await?;
+    println!("Dataverse emulator (OData v4) at {}", running.service_root());
+    println!("  $metadata:        {}$metadata", running.service_root());
+    println!("  request counters: http://{}/_emulator/stats", running.addr);
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.stop().await;
+    Ok(())
+}
+
+async fn run_serve(args: ServeArgs) -> Result<(), emulator::StartError> {
+    let emu_args = EmulatorArgs {
+        listen: args.emulator_listen,
+        db: ":memory:".into(),
+        seed: Seed::Demo,
+        seed_size: 200,
+        throttle_requests: 0,
+        throttle_window_seconds: 300,
+        latency_ms: 0,
+        error_rate: 0.0,
+        drop_rate: 0.0,
+    };
+    let running = emulator::start(args.emulator_listen, &emu_args.config()).await?;
+    println!(
+        "Embedded Dataverse emulator with demo data at {}",
+        running.service_root()
+    );
+    println!(
+        "The GraphQL read path has not landed yet: the gateway would listen on http://{}/graphql.",
+        args.listen
+    );
+    shutdown_signal().await;
+    running.stop().await;
+    Ok(())
+}

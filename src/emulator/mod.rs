@@ -1,0 +1,219 @@
+//! The embedded Dataverse emulator: a local OData v4 service for the 18 ATS entity sets over
+//! SQLite, behaving as the Dataverse Web API does for HR virtual tables.
+//!
+//! - `store`: SQLite tables derived from the model, value conversion, sequences.
+//! - `query`: `$filter` / `$orderby` / `$select` / `$expand` parsing and compilation to SQL.
+//! - `read`: collection and record reads, expansion, paging.
+//! - `write`: create (deep insert, `@odata.bind`, implicit person), update, delete.
+//! - `metadata`: service document, CSDL `$metadata`, option-set definitions.
+//! - `service`: dispatch of one OData request; `batch_exec`: `$batch` and change sets.
+//! - `faults`: service protection (429), injected latency / 5xx / drops, request counters.
+//! - `http`: the axum routes; `seed`: deterministic demo data; `ids`: F&O-style identifiers.
+
+pub mod batch_exec;
+pub mod error;
+pub mod faults;
+pub mod http;
+pub mod ids;
+pub mod metadata;
+pub mod query;
+pub mod read;
+pub mod seed;
+pub mod service;
+pub mod store;
+pub mod write;
+
+use crate::model::model;
+use faults::{FaultState, Faults};
+use service::Service;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use store::Store;
+
+/// Which data the emulator starts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Seed {
+    /// Deterministic, realistic demo data across all 18 entity sets.
+    Demo,
+    /// Empty tables.
+    None,
+}
+
+/// How to run the emulator.
+#[derive(Debug, Clone)]
+pub struct EmulatorConfig {
+    /// SQLite file, or `None` for an in-memory database.
+    pub db: Option<PathBuf>,
+    pub seed: Seed,
+    /// Number of recruiting requests in the demo seed (candidates are 2.5 times as many).
+    pub seed_size: usize,
+    pub faults: Faults,
+    /// Show a progress bar while seeding large data sets.
+    pub progress: bool,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        EmulatorConfig {
+            db: None,
+            seed: Seed::Demo,
+            seed_size: 200,
+            faults: Faults::default(),
+            progress: false,
+        }
+    }
+}
+
+/// Opens the store and seeds it; returns the routes' state.
+pub fn build(config: &EmulatorConfig) -> Result<Arc<http::EmulatorState>, error::ODataError> {
+    let store = Arc::new(Store::open(config.db.as_deref())?);
+    if config.seed == Seed::Demo && store_is_empty(&store)? {
+        seed_demo(&store, config.seed_size, config.progress)?;
+    }
+    Ok(Arc::new(http::EmulatorState {
+        service: Service { store },
+        faults: FaultState::new(config.faults.clone()),
+    }))
+}
+
+fn store_is_empty(store: &Store) -> Result<bool, error::ODataError> {
+    for e in &model().entities {
+        if store.count(e)? > 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Inserts the demo seed in one transaction and moves the sequences past the seeded numbers.
+fn seed_demo(store: &Store, size: usize, progress: bool) -> Result<(), error::ODataError> {
+    let started = std::time::Instant::now();
+    let rows = seed::demo_rows(size);
+    let bar = if progress && rows.len() > 20_000 {
+        let b = indicatif::ProgressBar::new(rows.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("seeding {bar:40} {pos}/{len} rows ({eta} left)")
+                .expect("valid template"),
+        );
+        Some(b)
+    } else {
+        None
+    };
+    store.transaction(|c| {
+        for (i, row) in rows.iter().enumerate() {
+            store::insert_row(c, row.entity, &row.values)?;
+            if let Some(b) = &bar {
+                if i % 1000 == 0 {
+                    b.set_position(i as u64);
+                }
+            }
+            for prop in row.entity.sequences.keys() {
+                let company = write::company_of(row.entity, &row.values);
+                let digits: String = row
+                    .values
+                    .get(prop)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .chars()
+                    .rev()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                if let Ok(n) = digits.parse::<u64>() {
+                    store::bump_sequence(c, &write::sequence_name(row.entity, prop, &company), n)?;
+                }
+            }
+        }
+        Ok(())
+    })?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    // RecIds: continue after the highest seeded key of each table.
+    store.transaction(|c| {
+        for e in &model().entities {
+            let max: Option<String> = c.query_row(
+                &format!("SELECT MAX({}) FROM {}", store::quote(&e.primary_key), store::table(e)),
+                [],
+                |r| r.get(0),
+            )?;
+            if let Some(rec) = max.and_then(|m| u64::from_str_radix(&m.replace('-', "")[20..], 16).ok()) {
+                store::bump_sequence(c, &format!("recid:{}", e.logical_name), rec)?;
+            }
+        }
+        Ok(())
+    })?;
+    tracing::info!(
+        rows = rows.len(),
+        duration_ms = started.elapsed().as_millis() as u64,
+        "emulator seeded with demo data"
+    );
+    Ok(())
+}
+
+/// A running emulator.
+pub struct RunningEmulator {
+    pub addr: SocketAddr,
+    pub state: Arc<http::EmulatorState>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningEmulator {
+    /// The OData service root URL.
+    pub fn service_root(&self) -> String {
+        format!("http://{}{}", self.addr, service::SERVICE_ROOT)
+    }
+
+    /// Stops accepting requests and waits for in-flight ones.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = self.task.await;
+    }
+}
+
+/// Why the emulator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot open the emulator's store: {0}")]
+    Store(#[from] error::ODataError),
+    #[error("the emulator's set-up task failed: {0}")]
+    Setup(String),
+}
+
+/// Binds `listen` and serves the emulator in the background.
+pub async fn start(listen: SocketAddr, config: &EmulatorConfig) -> Result<RunningEmulator, StartError> {
+    let cfg = config.clone();
+    let state = tokio::task::spawn_blocking(move || build(&cfg))
+        .await
+        .map_err(|e| StartError::Setup(e.to_string()))??;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| StartError::Bind { addr: listen, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr: listen, source })?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let app = http::router(state.clone());
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app).with_graceful_shutdown(async {
+            let _ = rx.await;
+        });
+        if let Err(e) = served.await {
+            tracing::error!(error = %e, "emulator server stopped");
+        }
+    });
+    Ok(RunningEmulator {
+        addr,
+        state,
+        shutdown: Some(tx),
+        task,
+    })
+}

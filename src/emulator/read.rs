@@ -1,0 +1,359 @@
+//! Reads: collections and single records with `$select`, `$filter`, `$orderby`, `$top`, `$count`,
+//! `$expand` and server-driven paging, as Dataverse answers them.
+
+use super::error::ODataError;
+use super::query::{self, ExpandItem, Expr, OrderBy, SqlFragment};
+use super::store::{self, quote, table, Record};
+use crate::model::{model, Cardinality, Entity, LookupSide, PropType};
+use base64::Engine;
+use rusqlite::Connection;
+use serde_json::Value;
+
+/// Dataverse's largest page and the cap on `$count`.
+pub const MAX_PAGE: usize = 5000;
+
+/// The parsed system query options of a GET.
+#[derive(Default)]
+pub struct QueryOptions {
+    pub select: Option<Vec<String>>,
+    pub filter: Option<Expr>,
+    pub orderby: Vec<OrderBy>,
+    pub top: Option<usize>,
+    pub expand: Vec<ExpandItem>,
+    pub count: bool,
+    /// Offset carried by an opaque `$skiptoken`.
+    pub skip_offset: usize,
+    /// The raw options other than `$skiptoken`, to rebuild `@odata.nextLink`.
+    pub raw_without_skiptoken: Vec<(String, String)>,
+}
+
+/// Splits and percent-decodes a query string (`+` reads as a space, as Dataverse does).
+pub fn decode_query(raw: &str) -> Vec<(String, String)> {
+    raw.split('&')
+        .filter(|s| !s.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let s = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// Parses the system query options of a request against an entity.
+pub fn parse_options(entity: &Entity, raw: &str) -> Result<QueryOptions, ODataError> {
+    let mut o = QueryOptions::default();
+    let q = |e: query::QueryError| ODataError::bad_query(e.message);
+    for (k, v) in decode_query(raw) {
+        match k.as_str() {
+            "$select" => o.select = Some(query::parse_select(&v, entity).map_err(q)?),
+            "$filter" => o.filter = Some(query::parse_filter(&v).map_err(q)?),
+            "$orderby" => o.orderby = query::parse_orderby(&v, entity).map_err(q)?,
+            "$top" => {
+                o.top = Some(v.trim().parse::<usize>().map_err(|_| {
+                    ODataError::bad_query(format!("Invalid value '{v}' for $top query option found. The $top query option requires a non-negative integer value."))
+                })?)
+            }
+            "$expand" => o.expand = query::parse_expand(&v, entity).map_err(q)?,
+            "$count" => {
+                o.count = match v.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(ODataError::bad_query(format!("'{v}' is not a valid count option."))),
+                }
+            }
+            "$skiptoken" => o.skip_offset = decode_skiptoken(&v)?,
+            "$skip" | "$search" | "$format" => {
+                return Err(ODataError::bad_query(format!(
+                    "The query parameter {k} is not supported by the Dataverse Web API."
+                )))
+            }
+            "$apply" => return Err(ODataError::new(501, super::error::codes::QUERY, "The emulator does not implement $apply.")),
+            other if other.starts_with('$') => {
+                return Err(ODataError::bad_query(format!("The query parameter {other} is not supported.")))
+            }
+            _ => {}
+        }
+        if k != "$skiptoken" {
+            o.raw_without_skiptoken.push((k, v));
+        }
+    }
+    if let Some(f) = &o.filter {
+        // Validate property names and literal types now, so the error is a 400 before any work.
+        query::compile_filter(f, entity).map_err(q)?;
+    }
+    check_expand_rules(entity, &o.expand)?;
+    Ok(o)
+}
+
+/// Dataverse's rule: with a nested expand anywhere, or on a many-to-one relation, only `$select`
+/// and `$filter` may appear inside `$expand`.
+fn check_expand_rules(entity: &Entity, items: &[ExpandItem]) -> Result<(), ODataError> {
+    let nested = items.iter().any(|i| !i.expand.is_empty());
+    for item in items {
+        let rel = entity.navigation(&item.navigation).ok_or_else(|| {
+            ODataError::bad_query(format!(
+                "Could not find a property named '{}' on type 'Microsoft.Dynamics.CRM.{}'.",
+                item.navigation, entity.logical_name
+            ))
+        })?;
+        let restricted = rel.kind == Cardinality::One || nested;
+        if restricted && (item.top.is_some() || !item.orderby.is_empty()) {
+            return Err(ODataError::bad_query(
+                "Only $select and $filter clause can be provided while doing $expand on many-to-one relationship or nested one-to-many relationship.",
+            ));
+        }
+        let target = model().by_logical_name(&rel.target).expect("relation target in model");
+        if let Some(f) = &item.filter {
+            query::compile_filter(f, target).map_err(|e| ODataError::bad_query(e.message))?;
+        }
+        check_expand_rules(target, &item.expand)?;
+    }
+    Ok(())
+}
+
+fn decode_skiptoken(v: &str) -> Result<usize, ODataError> {
+    let bad = || ODataError::bad_query("The $skiptoken is not valid for this query.");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(v)
+        .map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    text.strip_prefix("page-offset:")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(bad)
+}
+
+/// The opaque `$skiptoken` for a row offset.
+pub fn encode_skiptoken(offset: usize) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("page-offset:{offset}"))
+}
+
+/// One page of a collection.
+pub struct Page {
+    pub rows: Vec<Record>,
+    pub count: Option<u64>,
+    /// Offset of the next page, when there is one.
+    pub next_offset: Option<usize>,
+}
+
+/// Queries a collection. `scope` narrows it (a navigation path such as `set(id)/nav`);
+/// `page_size` is the `odata.maxpagesize` preference, already capped.
+pub fn query_collection(
+    conn: &Connection,
+    entity: &Entity,
+    o: &QueryOptions,
+    scope: Option<SqlFragment>,
+    page_size: Option<usize>,
+) -> Result<Page, ODataError> {
+    let mut wheres = Vec::new();
+    let mut params = Vec::new();
+    if let Some(s) = scope {
+        wheres.push(s.sql);
+        params.extend(s.params);
+    }
+    if let Some(f) = &o.filter {
+        let frag = query::compile_filter(f, entity).map_err(|e| ODataError::bad_query(e.message))?;
+        wheres.push(format!("({})", frag.sql));
+        params.extend(frag.params);
+    }
+    let where_sql = if wheres.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", wheres.join(" AND "))
+    };
+    let count = if o.count {
+        let sql = format!("SELECT COUNT(*) FROM {}{where_sql}", table(entity));
+        let n: i64 = conn
+            .prepare_cached(&sql)?
+            .query_row(rusqlite::params_from_iter(params.iter()), |r| r.get(0))?;
+        Some((n as u64).min(MAX_PAGE as u64))
+    } else {
+        None
+    };
+    // $top is ignored when paging is requested, as documented.
+    let (limit, paged) = match (page_size, o.top) {
+        (Some(p), _) => (p, true),
+        (None, Some(t)) => (t.min(MAX_PAGE), false),
+        (None, None) => (MAX_PAGE, true),
+    };
+    let rows = fetch(
+        conn,
+        entity,
+        o.select.as_deref(),
+        &where_sql,
+        &params,
+        &o.orderby,
+        limit + 1,
+        o.skip_offset,
+    )?;
+    let more = rows.len() > limit;
+    let mut rows = rows;
+    rows.truncate(limit);
+    expand_rows(conn, entity, &mut rows, &o.expand)?;
+    strip_unselected(entity, &mut rows, o.select.as_deref());
+    Ok(Page {
+        rows,
+        count,
+        next_offset: (more && paged).then_some(o.skip_offset + limit),
+    })
+}
+
+/// Runs a SELECT for an entity. Lookups used by relations are always read (expansion needs
+/// them); `strip_unselected` removes what the client did not ask for.
+#[allow(clippy::too_many_arguments)]
+fn fetch(
+    conn: &Connection,
+    entity: &Entity,
+    select: Option<&[String]>,
+    where_sql: &str,
+    params: &[rusqlite::types::Value],
+    orderby: &[OrderBy],
+    limit: usize,
+    offset: usize,
+) -> Result<Vec<Record>, ODataError> {
+    let mut props = store::selected_properties(entity, select);
+    for r in entity
+        .graphql
+        .relations
+        .iter()
+        .filter(|r| r.lookup_on == LookupSide::This)
+    {
+        if let Some(p) = entity.property(&r.lookup_property) {
+            if !props.iter().any(|x| x.name == p.name) {
+                props.push(p);
+            }
+        }
+    }
+    let cols: Vec<String> = props.iter().map(|p| quote(&p.name)).collect();
+    let mut order: Vec<String> = orderby
+        .iter()
+        .map(|ob| format!("{} {}", quote(&ob.property), if ob.descending { "DESC" } else { "ASC" }))
+        .collect();
+    order.push(format!("{} ASC", quote(&entity.primary_key)));
+    let sql = format!(
+        "SELECT {} FROM {}{where_sql} ORDER BY {} LIMIT {limit} OFFSET {offset}",
+        cols.join(", "),
+        table(entity),
+        order.join(", ")
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(store::read_row(row, &props)?);
+    }
+    Ok(out)
+}
+
+fn strip_unselected(entity: &Entity, rows: &mut [Record], select: Option<&[String]>) {
+    let Some(select) = select else { return };
+    for row in rows {
+        row.retain(|k, _| k == &entity.primary_key || select.iter().any(|s| s == k) || entity.navigation(k).is_some());
+    }
+}
+
+/// Adds the expanded navigation properties to each row.
+pub fn expand_rows(
+    conn: &Connection,
+    entity: &Entity,
+    rows: &mut [Record],
+    items: &[ExpandItem],
+) -> Result<(), ODataError> {
+    for item in items {
+        let rel = entity.navigation(&item.navigation).expect("validated navigation");
+        let target = model().by_logical_name(&rel.target).expect("relation target in model");
+        let nested = QueryOptions {
+            select: item.select.clone(),
+            filter: item.filter.clone(),
+            orderby: item.orderby.clone(),
+            top: item.top.map(|t| t as usize),
+            expand: item.expand.clone(),
+            ..QueryOptions::default()
+        };
+        for row in rows.iter_mut() {
+            let value = match rel.lookup_on {
+                LookupSide::This => {
+                    let key = row.get(&rel.lookup_property).and_then(Value::as_str).map(str::to_owned);
+                    match key {
+                        None => Value::Null,
+                        Some(id) => {
+                            let scope = SqlFragment {
+                                sql: format!("{} = ?", quote(&target.primary_key)),
+                                params: vec![rusqlite::types::Value::Text(id)],
+                            };
+                            let page = query_collection(conn, target, &nested, Some(scope), Some(1))?;
+                            page.rows.into_iter().next().map(Value::Object).unwrap_or(Value::Null)
+                        }
+                    }
+                }
+                LookupSide::Target => {
+                    let id = row
+                        .get(&entity.primary_key)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned();
+                    let scope = SqlFragment {
+                        sql: format!("{} = ?", quote(&rel.lookup_property)),
+                        params: vec![rusqlite::types::Value::Text(id)],
+                    };
+                    let size = if nested.top.is_some() { None } else { Some(MAX_PAGE) };
+                    let page = query_collection(conn, target, &nested, Some(scope), size)?;
+                    Value::Array(page.rows.into_iter().map(Value::Object).collect())
+                }
+            };
+            row.insert(rel.navigation_property.clone(), value);
+        }
+    }
+    Ok(())
+}
+
+/// Adds `@OData.Community.Display.V1.FormattedValue` annotations for option sets, in place.
+pub fn annotate_formatted_values(entity: &Entity, row: &mut Record) {
+    let keys: Vec<String> = row.keys().cloned().collect();
+    let mut out = Record::new();
+    for k in keys {
+        let v = row.remove(&k).unwrap_or(Value::Null);
+        if let Some(p) = entity.property(&k) {
+            if p.ty == PropType::OptionSet {
+                let label = p
+                    .option_set
+                    .as_deref()
+                    .and_then(|s| model().option_set(s))
+                    .and_then(|s| s.values.iter().find(|o| Some(o.value) == v.as_i64()))
+                    .map(|o| o.label.clone());
+                if let Some(label) = label {
+                    out.insert(
+                        format!("{k}@OData.Community.Display.V1.FormattedValue"),
+                        Value::String(label),
+                    );
+                }
+            }
+        } else if let (Some(rel), Value::Object(mut child)) = (entity.navigation(&k), v.clone()) {
+            let target = model().by_logical_name(&rel.target).expect("relation target in model");
+            annotate_formatted_values(target, &mut child);
+            out.insert(k, Value::Object(child));
+            continue;
+        } else if let (Some(rel), Value::Array(children)) = (entity.navigation(&k), v.clone()) {
+            let target = model().by_logical_name(&rel.target).expect("relation target in model");
+            let children = children
+                .into_iter()
+                .map(|c| match c {
+                    Value::Object(mut m) => {
+                        annotate_formatted_values(target, &mut m);
+                        Value::Object(m)
+                    }
+                    other => other,
+                })
+                .collect();
+            out.insert(k, Value::Array(children));
+            continue;
+        }
+        out.insert(k, v);
+    }
+    *row = out;
+}

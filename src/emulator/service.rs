@@ -1,0 +1,569 @@
+//! Request dispatch: one OData request (from HTTP or from a `$batch` part) in, one response out.
+//!
+//! The HTTP layer (`http.rs`) and the `$batch` executor both call [`Service::handle`], so a part
+//! inside a batch behaves exactly like the same request on its own.
+
+use super::error::ODataError;
+use super::metadata;
+use super::query::SqlFragment;
+use super::read::{self, QueryOptions, MAX_PAGE};
+use super::store::{self, quote, Store};
+use super::write::{self, ContentIds};
+use crate::model::{model, Entity, LookupSide};
+use rusqlite::Connection;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// The emulator's OData service root path.
+pub const SERVICE_ROOT: &str = "/api/data/v9.2/";
+
+/// A request addressed to the service root.
+#[derive(Debug, Clone)]
+pub struct ODataRequest {
+    pub method: String,
+    /// The path after the service root, percent-decoded (`mshr_x(<guid>)/nav`).
+    pub path: String,
+    /// The raw query string (without `?`).
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// A response, before it becomes HTTP or a `$batch` part.
+#[derive(Debug, Clone)]
+pub struct ODataResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl ODataRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// All `Prefer` preferences, from repeated headers or one comma-separated header.
+    pub fn preferences(&self) -> Vec<String> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("prefer"))
+            .flat_map(|(_, v)| split_preferences(v))
+            .collect()
+    }
+
+    fn max_page_size(&self) -> Option<usize> {
+        self.preferences()
+            .iter()
+            .find_map(|p| {
+                p.strip_prefix("odata.maxpagesize=")
+                    .and_then(|n| n.trim().parse::<usize>().ok())
+            })
+            .map(|n| n.clamp(1, MAX_PAGE))
+    }
+}
+
+fn split_preferences(v: &str) -> Vec<String> {
+    // Commas inside quoted values (include-annotations="a,b") do not split.
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for c in v.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                cur.push(c)
+            }
+            ',' if !quoted => out.push(std::mem::take(&mut cur).trim().to_string()),
+            _ => cur.push(c),
+        }
+    }
+    if !cur.trim().is_empty() {
+        out.push(cur.trim().to_string());
+    }
+    out
+}
+
+impl ODataResponse {
+    pub fn json(status: u16, body: &Value) -> Self {
+        ODataResponse {
+            status,
+            headers: vec![
+                ("Content-Type".into(), "application/json; odata.metadata=minimal".into()),
+                ("OData-Version".into(), "4.0".into()),
+            ],
+            body: serde_json::to_vec(body).expect("JSON serialises"),
+        }
+    }
+
+    pub fn error(e: &ODataError) -> Self {
+        Self::json(e.status, &e.body())
+    }
+
+    pub fn no_content() -> Self {
+        ODataResponse {
+            status: 204,
+            headers: vec![("OData-Version".into(), "4.0".into())],
+            body: Vec::new(),
+        }
+    }
+
+    fn with_header(mut self, k: &str, v: String) -> Self {
+        self.headers.push((k.to_string(), v));
+        self
+    }
+}
+
+/// What a path addresses.
+pub enum Target {
+    ServiceDocument,
+    Metadata,
+    Batch,
+    OptionSets(Option<String>),
+    Collection(&'static Entity),
+    Count(&'static Entity),
+    Record(&'static Entity, String),
+    /// `set(<id>)/<property>`
+    Property(&'static Entity, String, String),
+    /// `set(<id>)/<navigation>`
+    Navigation(&'static Entity, String, String),
+}
+
+fn parse_key(entity: &Entity, key: &str) -> Result<String, ODataError> {
+    if key.contains('=') {
+        return Err(ODataError::bad_query(format!(
+            "Alternate keys are not supported on virtual table '{}'; address records by their GUID.",
+            entity.logical_name
+        )));
+    }
+    store::normalize_guid(key).ok_or_else(|| {
+        ODataError::bad_query(format!(
+            "Bad Request - Error in query syntax: '{key}' is not a valid GUID key."
+        ))
+    })
+}
+
+/// Parses the path after the service root.
+pub fn parse_target(path: &str) -> Result<Target, ODataError> {
+    let path = path.trim_end_matches('/');
+    match path {
+        "" => return Ok(Target::ServiceDocument),
+        "$metadata" => return Ok(Target::Metadata),
+        "$batch" => return Ok(Target::Batch),
+        "GlobalOptionSetDefinitions" => return Ok(Target::OptionSets(None)),
+        _ => {}
+    }
+    if let Some(rest) = path.strip_prefix("GlobalOptionSetDefinitions(") {
+        let name = rest
+            .strip_suffix(')')
+            .and_then(|r| r.strip_prefix("Name='"))
+            .and_then(|r| r.strip_suffix('\''))
+            .ok_or_else(|| ODataError::bad_query("Use GlobalOptionSetDefinitions(Name='<option set name>')."))?;
+        return Ok(Target::OptionSets(Some(name.to_string())));
+    }
+    let mut segments = path.splitn(2, '/');
+    let first = segments.next().unwrap_or_default();
+    let rest = segments.next();
+    let (set, key) = match first.split_once('(') {
+        Some((s, k)) => (
+            s,
+            Some(k.strip_suffix(')').ok_or_else(|| {
+                ODataError::bad_query(format!(
+                    "Bad Request - Error in query syntax: unbalanced key in '{first}'."
+                ))
+            })?),
+        ),
+        None => (first, None),
+    };
+    let entity = model()
+        .by_entity_set(set)
+        .ok_or_else(|| ODataError::segment_not_found(set))?;
+    match (key, rest) {
+        (None, None) => Ok(Target::Collection(entity)),
+        (None, Some("$count")) => Ok(Target::Count(entity)),
+        (None, Some(seg)) => Err(ODataError::segment_not_found(seg)),
+        (Some(k), None) => Ok(Target::Record(entity, parse_key(entity, k)?)),
+        (Some(k), Some(seg)) => {
+            let id = parse_key(entity, k)?;
+            if entity.navigation(seg).is_some() {
+                Ok(Target::Navigation(entity, id, seg.to_string()))
+            } else if entity.property(seg).is_some() {
+                Ok(Target::Property(entity, id, seg.to_string()))
+            } else {
+                Err(ODataError::segment_not_found(seg))
+            }
+        }
+    }
+}
+
+/// The emulator's OData service over its store.
+pub struct Service {
+    pub store: Arc<Store>,
+}
+
+impl Service {
+    /// Handles one request outside a change set.
+    pub fn handle(&self, req: &ODataRequest, base: &str) -> ODataResponse {
+        let result = match parse_target(&req.path) {
+            Err(e) => Err(e),
+            Ok(Target::Batch) => return super::batch_exec::execute(self, req, base),
+            Ok(target) => match req.method.as_str() {
+                "GET" => self.store.read(|c| get(c, &target, req, base)),
+                "POST" | "PATCH" | "DELETE" | "PUT" => self
+                    .store
+                    .transaction(|c| write_request(c, &target, req, base, &ContentIds::new()).map(|(r, _)| r)),
+                m => Err(ODataError::new(
+                    405,
+                    "",
+                    format!("The HTTP method '{m}' is not allowed here."),
+                )),
+            },
+        };
+        result.unwrap_or_else(|e| ODataResponse::error(&e))
+    }
+}
+
+fn context_url(base: &str, entity: &Entity, select: Option<&[String]>, single: bool) -> String {
+    let sel = select.map(|s| format!("({})", s.join(","))).unwrap_or_default();
+    format!(
+        "{base}$metadata#{}{sel}{}",
+        entity.entity_set,
+        if single { "/$entity" } else { "" }
+    )
+}
+
+fn wants_annotations(req: &ODataRequest) -> bool {
+    req.preferences()
+        .iter()
+        .any(|p| p.starts_with("odata.include-annotations=") && (p.contains('*') || p.contains("FormattedValue")))
+}
+
+/// Answers a GET.
+pub fn get(c: &Connection, target: &Target, req: &ODataRequest, base: &str) -> Result<ODataResponse, ODataError> {
+    match target {
+        Target::ServiceDocument => Ok(ODataResponse::json(200, &metadata::service_document(base))),
+        Target::Metadata => Ok(ODataResponse {
+            status: 200,
+            headers: vec![
+                ("Content-Type".into(), "application/xml".into()),
+                ("OData-Version".into(), "4.0".into()),
+            ],
+            body: metadata::csdl().into_bytes(),
+        }),
+        Target::OptionSets(None) => Ok(ODataResponse::json(200, &metadata::option_set_definitions(base))),
+        Target::OptionSets(Some(name)) => {
+            let set = model().option_set(name).ok_or_else(|| {
+                ODataError::new(
+                    404,
+                    super::error::codes::NOT_FOUND,
+                    format!("Could not find optionset with name: {name}"),
+                )
+            })?;
+            Ok(ODataResponse::json(200, &metadata::option_set_definition(base, set)))
+        }
+        Target::Batch => Err(ODataError::new(405, "", "$batch accepts POST only.")),
+        Target::Count(entity) => {
+            let n = store_count(c, entity)?;
+            Ok(ODataResponse {
+                status: 200,
+                headers: vec![
+                    ("Content-Type".into(), "text/plain".into()),
+                    ("OData-Version".into(), "4.0".into()),
+                ],
+                body: format!("\u{feff}{n}").into_bytes(),
+            })
+        }
+        Target::Collection(entity) => collection(c, entity, req, base, None, &entity.entity_set),
+        Target::Record(entity, id) => {
+            let o = read::parse_options(entity, &req.query)?;
+            let scope = SqlFragment {
+                sql: format!("{} = ?", quote(&entity.primary_key)),
+                params: vec![id.clone().into()],
+            };
+            let page = read::query_collection(c, entity, &o, Some(scope), Some(1))?;
+            let mut row = page
+                .rows
+                .into_iter()
+                .next()
+                .ok_or_else(|| ODataError::record_not_found(&entity.logical_name, id))?;
+            if wants_annotations(req) {
+                read::annotate_formatted_values(entity, &mut row);
+            }
+            let mut out = serde_json::Map::new();
+            out.insert(
+                "@odata.context".into(),
+                Value::String(context_url(base, entity, o.select.as_deref(), true)),
+            );
+            out.extend(row);
+            Ok(ODataResponse::json(200, &Value::Object(out)))
+        }
+        Target::Property(entity, id, prop) => {
+            let row = store::get_by_key(c, entity, id, Some(std::slice::from_ref(prop)))?
+                .ok_or_else(|| ODataError::record_not_found(&entity.logical_name, id))?;
+            Ok(ODataResponse::json(
+                200,
+                &json!({
+                    "@odata.context": format!("{base}$metadata#{}({id})/{prop}", entity.entity_set),
+                    "value": row.get(prop).cloned().unwrap_or(Value::Null),
+                }),
+            ))
+        }
+        Target::Navigation(entity, id, nav) => {
+            let rel = entity.navigation(nav).expect("parsed navigation");
+            let target = model().by_logical_name(&rel.target).expect("relation target in model");
+            let parent = store::get_by_key(c, entity, id, None)?
+                .ok_or_else(|| ODataError::record_not_found(&entity.logical_name, id))?;
+            let scope = match rel.lookup_on {
+                LookupSide::Target => SqlFragment {
+                    sql: format!("{} = ?", quote(&rel.lookup_property)),
+                    params: vec![id.clone().into()],
+                },
+                LookupSide::This => {
+                    let fk = parent
+                        .get(&rel.lookup_property)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string();
+                    SqlFragment {
+                        sql: format!("{} = ?", quote(&target.primary_key)),
+                        params: vec![fk.into()],
+                    }
+                }
+            };
+            if rel.lookup_on == LookupSide::This {
+                let o = read::parse_options(target, &req.query)?;
+                let page = read::query_collection(c, target, &o, Some(scope), Some(1))?;
+                let row = page.rows.into_iter().next().ok_or_else(|| {
+                    ODataError::new(
+                        404,
+                        super::error::codes::NOT_FOUND,
+                        format!("No record is linked through '{nav}'."),
+                    )
+                })?;
+                let mut out = serde_json::Map::new();
+                out.insert(
+                    "@odata.context".into(),
+                    Value::String(context_url(base, target, o.select.as_deref(), true)),
+                );
+                out.extend(row);
+                return Ok(ODataResponse::json(200, &Value::Object(out)));
+            }
+            collection(
+                c,
+                target,
+                req,
+                base,
+                Some(scope),
+                &format!("{}({id})/{nav}", entity.entity_set),
+            )
+        }
+    }
+}
+
+fn store_count(c: &Connection, entity: &Entity) -> Result<u64, ODataError> {
+    let n: i64 = c.query_row(&format!("SELECT COUNT(*) FROM {}", store::table(entity)), [], |r| {
+        r.get(0)
+    })?;
+    Ok(n as u64)
+}
+
+fn collection(
+    c: &Connection,
+    entity: &Entity,
+    req: &ODataRequest,
+    base: &str,
+    scope: Option<SqlFragment>,
+    path: &str,
+) -> Result<ODataResponse, ODataError> {
+    let o: QueryOptions = read::parse_options(entity, &req.query)?;
+    let page_size = req.max_page_size();
+    let page = read::query_collection(c, entity, &o, scope, page_size)?;
+    let annotate = wants_annotations(req);
+    let mut out = serde_json::Map::new();
+    out.insert(
+        "@odata.context".into(),
+        Value::String(context_url(base, entity, o.select.as_deref(), false)),
+    );
+    if let Some(n) = page.count {
+        out.insert("@odata.count".into(), Value::from(n));
+    }
+    let rows: Vec<Value> = page
+        .rows
+        .into_iter()
+        .map(|mut r| {
+            if annotate {
+                read::annotate_formatted_values(entity, &mut r);
+            }
+            Value::Object(r)
+        })
+        .collect();
+    out.insert("value".into(), Value::Array(rows));
+    if let Some(offset) = page.next_offset {
+        let mut q: Vec<String> = o
+            .raw_without_skiptoken
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect();
+        q.push(format!("$skiptoken={}", read::encode_skiptoken(offset)));
+        out.insert(
+            "@odata.nextLink".into(),
+            Value::String(format!("{base}{path}?{}", q.join("&"))),
+        );
+    }
+    let mut resp = ODataResponse::json(200, &Value::Object(out));
+    let mut applied = Vec::new();
+    if let Some(n) = page_size {
+        applied.push(format!("odata.maxpagesize={n}"));
+    }
+    if annotate {
+        applied.push("odata.include-annotations=\"OData.Community.Display.V1.FormattedValue\"".to_string());
+    }
+    if !applied.is_empty() {
+        resp = resp.with_header("Preference-Applied", applied.join(","));
+    }
+    Ok(resp)
+}
+
+fn encode(s: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'$')
+        .remove(b'_')
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b',')
+        .remove(b'(')
+        .remove(b')')
+        .remove(b'\'');
+    percent_encoding::utf8_percent_encode(s, SET).to_string()
+}
+
+/// A record a write created: its entity and key (for `Content-ID` references).
+pub type Created = (&'static Entity, String);
+
+/// Executes a write inside the caller's transaction. Returns the response and, for a create, the
+/// created record's entity and key (for `Content-ID` references).
+pub fn write_request(
+    c: &Connection,
+    target: &Target,
+    req: &ODataRequest,
+    base: &str,
+    refs: &ContentIds,
+) -> Result<(ODataResponse, Option<Created>), ODataError> {
+    let body = || -> Result<Value, ODataError> {
+        if req.body.is_empty() {
+            return Err(ODataError::bad_query(
+                "The request body is empty; a JSON object was expected.",
+            ));
+        }
+        serde_json::from_slice(&req.body)
+            .map_err(|e| ODataError::bad_query(format!("The request body is not valid JSON: {e}.")))
+    };
+    let representation = req.preferences().iter().any(|p| p == "return=representation");
+    match (req.method.as_str(), target) {
+        ("POST", Target::Collection(entity)) => {
+            let id = write::create(c, entity, &body()?, refs)?;
+            let url = format!("{base}{}({id})", entity.entity_set);
+            let resp = if representation {
+                let o = read::parse_options(entity, &req.query)?;
+                let scope = SqlFragment {
+                    sql: format!("{} = ?", quote(&entity.primary_key)),
+                    params: vec![id.clone().into()],
+                };
+                let row = read::query_collection(c, entity, &o, Some(scope), Some(1))?
+                    .rows
+                    .into_iter()
+                    .next()
+                    .unwrap_or_default();
+                let mut out = serde_json::Map::new();
+                out.insert(
+                    "@odata.context".into(),
+                    Value::String(context_url(base, entity, o.select.as_deref(), true)),
+                );
+                out.extend(row);
+                ODataResponse::json(201, &Value::Object(out))
+                    .with_header("Preference-Applied", "return=representation".into())
+                    .with_header("Location", url)
+            } else {
+                ODataResponse::no_content()
+                    .with_header("OData-EntityId", url.clone())
+                    .with_header("Location", url)
+            };
+            Ok((resp, Some((*entity, id))))
+        }
+        ("POST", Target::Navigation(entity, id, nav)) => {
+            // Create a child through a collection navigation: the child links to the parent.
+            let rel = entity.navigation(nav).expect("parsed navigation");
+            if rel.lookup_on != LookupSide::Target {
+                return Err(ODataError::new(
+                    405,
+                    "",
+                    format!("POST is not allowed on the single-valued navigation '{nav}'."),
+                ));
+            }
+            let child_entity = model().by_logical_name(&rel.target).expect("relation target in model");
+            let back = child_entity
+                .graphql
+                .relations
+                .iter()
+                .find(|r| r.lookup_on == LookupSide::This && r.lookup_property == rel.lookup_property)
+                .expect("twin relation");
+            let mut b = body()?;
+            if let Some(o) = b.as_object_mut() {
+                o.insert(
+                    format!("{}@odata.bind", back.navigation_property),
+                    Value::String(format!("{}({id})", entity.entity_set)),
+                );
+            }
+            let cid = write::create(c, child_entity, &b, refs)?;
+            let url = format!("{base}{}({cid})", child_entity.entity_set);
+            Ok((
+                ODataResponse::no_content().with_header("OData-EntityId", url),
+                Some((child_entity, cid)),
+            ))
+        }
+        ("PATCH", Target::Record(entity, id)) => {
+            if req.header("If-None-Match").map(str::trim) == Some("*")
+                && store::get_by_key(c, entity, id, Some(&[]))?.is_some()
+            {
+                return Err(ODataError::new(
+                    412,
+                    "",
+                    "A record with matching key values already exists.",
+                ));
+            }
+            write::update(c, entity, id, &body()?)?;
+            Ok((
+                ODataResponse::no_content().with_header("OData-EntityId", format!("{base}{}({id})", entity.entity_set)),
+                None,
+            ))
+        }
+        ("PUT", Target::Property(entity, id, prop)) => {
+            let v = body()?;
+            let value = v
+                .get("value")
+                .cloned()
+                .ok_or_else(|| ODataError::bad_query("A PUT to a property needs {\"value\": …}."))?;
+            let mut patch = serde_json::Map::new();
+            patch.insert(prop.clone(), value);
+            write::update(c, entity, id, &Value::Object(patch))?;
+            Ok((ODataResponse::no_content(), None))
+        }
+        ("DELETE", Target::Record(entity, id)) => {
+            write::delete(c, entity, id)?;
+            Ok((ODataResponse::no_content(), None))
+        }
+        ("DELETE", Target::Property(entity, id, prop)) => {
+            let mut patch = serde_json::Map::new();
+            patch.insert(prop.clone(), Value::Null);
+            write::update(c, entity, id, &Value::Object(patch))?;
+            Ok((ODataResponse::no_content(), None))
+        }
+        (m, _) => Err(ODataError::new(
+            405,
+            "",
+            format!("The HTTP method '{m}' is not allowed on this resource."),
+        )),
+    }
+}
