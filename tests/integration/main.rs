@@ -1,0 +1,12 @@
+//! Integration tests: the real emulator (and gateway) over HTTP on 127.0.0.1.
+//!
+//! One test binary (fast to link) with a module per area. `harness` starts servers: a shared,
+//! read-mostly emulator with the demo seed for read tests, and fresh ones for tests that write or
+//! inject faults.
+
+mod emulator_batch;
+mod emulator_errors;
+mod emulator_faults;
+mod emulator_reads;
+mod emulator_writes;
+mod harness;
