@@ -1,0 +1,361 @@
+//! The HTTP client: one pooled `reqwest::Client` behind [`Upstream`], sending the OData headers
+//! of contract §12 on every call, following `@odata.nextLink` as §3 requires, and turning every
+//! failure into an [`UpstreamError`].
+//!
+//! The `Authorization` value of the GraphQL caller is forwarded as given, marked sensitive (so
+//! HTTP-level debug logs redact it) and never logged or put in an error. Absolute URLs (next
+//! links) are only followed to the configured service root's origin, so a forged next link cannot
+//! send the caller's token elsewhere.
+
+use super::error::{UpstreamError, UpstreamErrorKind};
+use super::query::ODataQuery;
+use super::response::{self, Page, WriteResult};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::{Method, Url};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Dataverse never returns more than 5000 rows per page, whatever is asked (contract §3).
+pub const MAX_PAGE_SIZE: usize = 5000;
+const JSON: &str = "application/json; charset=utf-8";
+
+/// Where and how to reach the upstream.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Such as `https://org.crm.dynamics.com/api/data/v9.2/`; a missing final `/` is added.
+    pub service_root: String,
+    /// `Prefer: odata.maxpagesize` for [`Upstream::get_all`] (capped at 5000).
+    pub max_page_size: usize,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub user_agent: String,
+}
+
+impl UpstreamConfig {
+    /// Defaults: pages of 1000, 60 s per request (F&O virtual tables are slow, contract §13),
+    /// 10 s to connect.
+    pub fn new(service_root: impl Into<String>) -> Self {
+        UpstreamConfig {
+            service_root: service_root.into(),
+            max_page_size: 1000,
+            timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(10),
+            user_agent: concat!("ats-gateway/", env!("CARGO_PKG_VERSION")).to_string(),
+        }
+    }
+}
+
+/// The upstream client. Share one per process (it holds the connection pool and the counters).
+#[derive(Debug)]
+pub struct Upstream {
+    http: reqwest::Client,
+    config: UpstreamConfig,
+    pub(super) root: Url,
+    requests: AtomicU64,
+    per_set: Mutex<BTreeMap<String, u64>>,
+}
+
+/// A response as received: status, headers, complete body.
+pub(super) struct Raw {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Raw {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub(super) fn error(&self) -> UpstreamError {
+        UpstreamError::from_status(self.status, self.header("retry-after"), &self.body)
+    }
+}
+
+impl Upstream {
+    pub fn new(mut config: UpstreamConfig) -> Result<Self, UpstreamError> {
+        if !config.service_root.ends_with('/') {
+            config.service_root.push('/');
+        }
+        let root = Url::parse(&config.service_root).map_err(|e| {
+            UpstreamError::new(
+                UpstreamErrorKind::Other,
+                None,
+                format!("service root {:?} is not a URL: {e}", config.service_root),
+            )
+        })?;
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.connect_timeout)
+            .user_agent(config.user_agent.clone())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()
+            .map_err(|e| UpstreamError::from_transport(e, false))?;
+        Ok(Upstream {
+            http,
+            config,
+            root,
+            requests: AtomicU64::new(0),
+            per_set: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    pub fn config(&self) -> &UpstreamConfig {
+        &self.config
+    }
+
+    /// HTTP requests sent so far (a `$batch` is one).
+    pub fn requests_sent(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Operations per first path segment (entity set, `$batch`, `GlobalOptionSetDefinitions`):
+    /// each part of a batch is counted under its own entity set as well, so this shows the load
+    /// on each table; the envelopes are counted under `$batch`.
+    pub fn requests_by_entity_set(&self) -> Vec<(String, u64)> {
+        let map = self.per_set.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
+    /// The absolute URL for a relative one, or an absolute one checked to be on the upstream.
+    pub fn absolute_url(&self, url_or_relative: &str) -> Result<String, UpstreamError> {
+        if url_or_relative.starts_with("http://") || url_or_relative.starts_with("https://") {
+            let url = Url::parse(url_or_relative).map_err(|e| {
+                UpstreamError::new(
+                    UpstreamErrorKind::InvalidResponse,
+                    None,
+                    format!("bad upstream link: {e}"),
+                )
+            })?;
+            if url.origin() != self.root.origin() {
+                return Err(UpstreamError::new(
+                    UpstreamErrorKind::InvalidResponse,
+                    None,
+                    format!(
+                        "refusing to follow a link to another host ({})",
+                        url.origin().ascii_serialization()
+                    ),
+                ));
+            }
+            Ok(url_or_relative.to_string())
+        } else {
+            Ok(format!(
+                "{}{}",
+                self.config.service_root,
+                url_or_relative.trim_start_matches('/')
+            ))
+        }
+    }
+
+    pub(super) fn count(&self, absolute: &str) {
+        let segment = first_segment(&self.config.service_root, absolute);
+        let mut map = self.per_set.lock().unwrap_or_else(|p| p.into_inner());
+        *map.entry(segment).or_default() += 1;
+    }
+
+    /// Sends one request and reads the whole body. Every call goes through here.
+    pub(super) async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        auth: Option<&str>,
+        extra: &[(&str, String)],
+        body: Option<(String, Vec<u8>)>,
+    ) -> Result<Raw, UpstreamError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.count(url);
+        let mut headers = HeaderMap::new();
+        headers.insert("accept", HeaderValue::from_static("application/json"));
+        headers.insert("odata-maxversion", HeaderValue::from_static("4.0"));
+        headers.insert("odata-version", HeaderValue::from_static("4.0"));
+        if method == Method::GET {
+            // Avoids stale cached collection expands (contract §2, §12).
+            headers.insert("if-none-match", HeaderValue::from_static("null"));
+        }
+        if let Some(auth) = auth {
+            let mut v = HeaderValue::from_str(auth).map_err(|_| {
+                UpstreamError::new(
+                    UpstreamErrorKind::Unauthorized,
+                    None,
+                    "the Authorization value is not a valid HTTP header value",
+                )
+            })?;
+            v.set_sensitive(true);
+            headers.insert(AUTHORIZATION, v);
+        }
+        for (name, value) in extra {
+            let name = HeaderName::from_bytes(name.as_bytes()).expect("header names here are constants");
+            let value = HeaderValue::from_str(value).expect("header values here are built from ASCII");
+            headers.append(name, value);
+        }
+        let mut req = self.http.request(method.clone(), url).headers(headers);
+        if let Some((content_type, bytes)) = body {
+            req = req.header(CONTENT_TYPE, content_type).body(bytes);
+        }
+        let started = Instant::now();
+        let resp = req.send().await.map_err(|e| {
+            tracing::warn!(%method, url, error = %e, "upstream request failed");
+            UpstreamError::from_transport(e, false)
+        })?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.map_err(|e| {
+            tracing::warn!(%method, url, status, error = %e, "upstream body could not be read");
+            UpstreamError::from_transport(e, true)
+        })?;
+        tracing::debug!(%method, url, status, elapsed_ms = started.elapsed().as_millis() as u64, "upstream");
+        Ok(Raw {
+            status,
+            headers,
+            body: body.to_vec(),
+        })
+    }
+
+    /// One page of a collection (or a single record, as a one-row page). `page_size` sends
+    /// `Prefer: odata.maxpagesize`.
+    pub async fn get_page(
+        &self,
+        url_or_relative: &str,
+        auth: Option<&str>,
+        page_size: Option<usize>,
+    ) -> Result<Page, UpstreamError> {
+        let url = self.absolute_url(url_or_relative)?;
+        let extra: Vec<(&str, String)> = page_size
+            .map(|n| ("prefer", format!("odata.maxpagesize={}", n.clamp(1, MAX_PAGE_SIZE))))
+            .into_iter()
+            .collect();
+        let raw = self.send(Method::GET, &url, auth, &extra, None).await?;
+        if !(200..300).contains(&raw.status) {
+            return Err(raw.error());
+        }
+        response::parse_page(raw.status, &raw.body)
+    }
+
+    /// Every row of a query, following `@odata.nextLink` unchanged with the same page size.
+    ///
+    /// Never truncates silently: when more than `limit` rows match, the result is an error of
+    /// kind `TooManyRows`. The page size is at most `limit + 1`, so that case costs one small
+    /// page. With `q.top` set, no page size is sent (Dataverse would ignore `$top`, contract §2)
+    /// and rows past `top` are dropped, as asked. `count` is the first page's `@odata.count`.
+    pub async fn get_all(&self, q: &ODataQuery, auth: Option<&str>, limit: usize) -> Result<Page, UpstreamError> {
+        let page_size = match q.top {
+            Some(_) => None,
+            None => Some(
+                self.config
+                    .max_page_size
+                    .min(limit.saturating_add(1))
+                    .clamp(1, MAX_PAGE_SIZE),
+            ),
+        };
+        let wanted = q.top.unwrap_or(usize::MAX);
+        let max_pages = 1000 + limit / page_size.unwrap_or(MAX_PAGE_SIZE);
+        let mut link = q.to_relative_url();
+        let mut seen = HashSet::new();
+        let mut rows = Vec::new();
+        let mut count = None;
+        for page_no in 0.. {
+            let page = self.get_page(&link, auth, page_size).await?;
+            if page_no == 0 {
+                count = page.count;
+            }
+            rows.extend(page.value);
+            if rows.len() >= wanted {
+                rows.truncate(wanted);
+                break;
+            }
+            if rows.len() > limit {
+                return Err(UpstreamError::new(
+                    UpstreamErrorKind::TooManyRows,
+                    None,
+                    format!(
+                        "more than {limit} rows of {} match; refusing to return a partial result (narrow the filter)",
+                        q.entity.entity_set
+                    ),
+                ));
+            }
+            match page.next_link {
+                None => break,
+                Some(next) => {
+                    if !seen.insert(next.clone()) || page_no >= max_pages {
+                        return Err(UpstreamError::new(
+                            UpstreamErrorKind::InvalidResponse,
+                            None,
+                            "upstream paging does not end (a next link repeats or pages never run out)",
+                        ));
+                    }
+                    link = next;
+                }
+            }
+        }
+        Ok(Page {
+            value: rows,
+            next_link: None,
+            count,
+        })
+    }
+
+    /// Any JSON document (`$metadata`-like reads, option-set definitions, a property value).
+    /// A 204 is `Value::Null`; a UTF-8 BOM (as on `/$count`) is skipped.
+    pub async fn get_json(&self, relative: &str, auth: Option<&str>) -> Result<Value, UpstreamError> {
+        let url = self.absolute_url(relative)?;
+        let raw = self.send(Method::GET, &url, auth, &[], None).await?;
+        if !(200..300).contains(&raw.status) {
+            return Err(raw.error());
+        }
+        response::parse_json(raw.status, &raw.body)
+    }
+
+    /// POST, PATCH or DELETE (`body` `Null` sends none). A PATCH carries `If-Match: *` so it
+    /// can never create a record by upsert (contract §4; meaningless for virtual tables, §0): a
+    /// missing record is a `NotFound`. `entity_id` comes from `OData-EntityId`, or from the
+    /// returned body's primary key with `prefer_representation`.
+    pub async fn send_write(
+        &self,
+        method: Method,
+        relative_url: &str,
+        body: &Value,
+        auth: Option<&str>,
+        prefer_representation: bool,
+    ) -> Result<WriteResult, UpstreamError> {
+        let url = self.absolute_url(relative_url)?;
+        let mut extra = Vec::new();
+        if prefer_representation {
+            extra.push(("prefer", "return=representation".to_string()));
+        }
+        if method == Method::PATCH {
+            extra.push(("if-match", "*".to_string()));
+        }
+        let payload = (!body.is_null()).then(|| {
+            (
+                JSON.to_string(),
+                serde_json::to_vec(body).expect("a JSON value serializes"),
+            )
+        });
+        let raw = self.send(method, &url, auth, &extra, payload).await?;
+        if !(200..300).contains(&raw.status) {
+            return Err(raw.error());
+        }
+        let set = first_segment(&self.config.service_root, &url);
+        response::write_result(raw.status, raw.header("odata-entityid"), &raw.body, &set)
+    }
+}
+
+/// The first path segment after the service root (`mshr_x` from `.../mshr_x(id)?$select=a`).
+fn first_segment(root: &str, absolute: &str) -> String {
+    let by_path = || -> Option<String> {
+        let (r, a) = (Url::parse(root).ok()?, Url::parse(absolute).ok()?);
+        a.path().strip_prefix(r.path()).map(str::to_string)
+    };
+    let rest = match absolute.strip_prefix(root) {
+        Some(r) => r.to_string(),
+        None => by_path().unwrap_or_default(),
+    };
+    let end = rest.find(['(', '?', '/', '#']).unwrap_or(rest.len());
+    match &rest[..end] {
+        "" => "(root)".to_string(),
+        seg => seg.to_string(),
+    }
+}

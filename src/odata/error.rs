@@ -1,0 +1,271 @@
+//! Upstream errors: one [`UpstreamError`] for every way a call to Dataverse can fail, with a
+//! stable GraphQL `extensions.code` ([`UpstreamError::code`]).
+//!
+//! The message is the upstream's `error.message` when the body is Dataverse-shaped
+//! (`{"error":{"code":"0x...","message":"..."}}`, contract §7); otherwise a plain description of
+//! what went wrong (truncated body, invalid JSON, wrong shape, connection reset, ...). Messages
+//! never hold an `Authorization` value: none is ever passed in here.
+
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What kind of failure, for the caller's decisions (retry, map to GraphQL, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    NotFound,
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    /// 429, or an F&O "error of type 429" wrapped in a 400 (contract §8). `retry_after` is the
+    /// `Retry-After` header when one came.
+    Throttled {
+        retry_after: Option<Duration>,
+    },
+    /// 5xx, a refused connection, or F&O's wrapped `InternalServerError`.
+    Unavailable,
+    Timeout,
+    /// A 2xx whose body is not what OData promises (invalid JSON, truncated, wrong shape).
+    InvalidResponse,
+    /// More rows match than the caller allowed (see [`super::Upstream::get_all`]).
+    TooManyRows,
+    Other,
+}
+
+/// A failed upstream call. Cheap to clone (the optional source sits behind an `Arc`) so that one
+/// failure can be handed to every GraphQL field that waited on it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct UpstreamError {
+    pub kind: UpstreamErrorKind,
+    /// The HTTP status, when a response arrived.
+    pub status: Option<u16>,
+    pub message: String,
+    /// Dataverse's `error.code` (`0x80040265`, ...) when the body carried one that is not empty.
+    pub upstream_code: Option<String>,
+    #[source]
+    pub source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+/// At most this much of an unexpected body is quoted in a message.
+const SNIPPET: usize = 200;
+
+impl UpstreamError {
+    pub fn new(kind: UpstreamErrorKind, status: Option<u16>, message: impl Into<String>) -> Self {
+        UpstreamError {
+            kind,
+            status,
+            message: message.into(),
+            upstream_code: None,
+            source: None,
+        }
+    }
+
+    /// The stable `extensions.code` for GraphQL errors.
+    pub fn code(&self) -> &'static str {
+        match self.kind {
+            UpstreamErrorKind::NotFound => "UPSTREAM_NOT_FOUND",
+            UpstreamErrorKind::BadRequest => "UPSTREAM_BAD_REQUEST",
+            UpstreamErrorKind::Unauthorized => "UPSTREAM_UNAUTHORIZED",
+            UpstreamErrorKind::Forbidden => "UPSTREAM_FORBIDDEN",
+            UpstreamErrorKind::Throttled { .. } => "UPSTREAM_THROTTLED",
+            UpstreamErrorKind::Unavailable => "UPSTREAM_UNAVAILABLE",
+            UpstreamErrorKind::Timeout => "UPSTREAM_TIMEOUT",
+            UpstreamErrorKind::InvalidResponse => "UPSTREAM_INVALID_RESPONSE",
+            UpstreamErrorKind::TooManyRows => "UPSTREAM_TOO_MANY_ROWS",
+            UpstreamErrorKind::Other => "UPSTREAM_ERROR",
+        }
+    }
+
+    /// Whether the same request may succeed later unchanged (throttling, 5xx, time-outs).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.kind,
+            UpstreamErrorKind::Throttled { .. } | UpstreamErrorKind::Unavailable | UpstreamErrorKind::Timeout
+        )
+    }
+
+    /// A 2xx body that is not what OData promised.
+    pub fn invalid_response(status: Option<u16>, what: &str, body: &[u8]) -> Self {
+        Self::new(
+            UpstreamErrorKind::InvalidResponse,
+            status,
+            format!("upstream response {what}; body starts: {}", snippet(body)),
+        )
+    }
+
+    /// An error for a non-success status, from its body and `Retry-After` header.
+    pub fn from_status(status: u16, retry_after: Option<&str>, body: &[u8]) -> Self {
+        let parsed = dataverse_error(body);
+        let kind = match status {
+            400 => UpstreamErrorKind::BadRequest,
+            401 => UpstreamErrorKind::Unauthorized,
+            403 => UpstreamErrorKind::Forbidden,
+            404 => UpstreamErrorKind::NotFound,
+            408 => UpstreamErrorKind::Timeout,
+            429 => UpstreamErrorKind::Throttled {
+                retry_after: retry_after.and_then(parse_retry_after),
+            },
+            500..=599 => UpstreamErrorKind::Unavailable,
+            _ => UpstreamErrorKind::Other,
+        };
+        let (code, message) = match parsed {
+            Some((code, message)) => (code, message),
+            None if body.is_empty() => (None, format!("upstream answered HTTP {status} with an empty body")),
+            None => (
+                None,
+                format!("upstream answered HTTP {status}; body starts: {}", snippet(body)),
+            ),
+        };
+        // F&O failures come back wrapped in a 400 plug-in error (contract §0, §8): a wrapped 429
+        // is throttling and a wrapped InternalServerError an F&O outage or time-out, both worth
+        // a retry, so they are classified by their text.
+        let kind = match kind {
+            UpstreamErrorKind::BadRequest if message.contains("returned an error of type 429") => {
+                UpstreamErrorKind::Throttled { retry_after: None }
+            }
+            UpstreamErrorKind::BadRequest if message.contains("returned an error of type InternalServerError") => {
+                UpstreamErrorKind::Unavailable
+            }
+            k => k,
+        };
+        UpstreamError {
+            kind,
+            status: Some(status),
+            message,
+            upstream_code: code,
+            source: None,
+        }
+    }
+
+    /// An error from the HTTP client itself: no (complete) response.
+    pub fn from_transport(e: reqwest::Error, reading_body: bool) -> Self {
+        let (kind, what) = if e.is_timeout() {
+            (UpstreamErrorKind::Timeout, "timed out")
+        } else if reading_body {
+            // The status line arrived but the body did not: cut short, reset, or undecodable.
+            (
+                UpstreamErrorKind::InvalidResponse,
+                "body was truncated or the connection was reset while reading it",
+            )
+        } else if e.is_connect() {
+            (UpstreamErrorKind::Unavailable, "could not connect")
+        } else {
+            (
+                UpstreamErrorKind::Unavailable,
+                "failed before a response arrived (connection reset?)",
+            )
+        };
+        // reqwest's Display can name the URL; it carries no headers, so no credentials.
+        let message = format!("upstream request {what}: {}", error_chain(&e));
+        UpstreamError {
+            kind,
+            status: e.status().map(|s| s.as_u16()),
+            message,
+            upstream_code: None,
+            source: Some(Arc::new(e)),
+        }
+    }
+}
+
+/// `Retry-After` in seconds (Dataverse sends whole seconds; fractions are accepted). The
+/// HTTP-date form is not used by Dataverse and yields `None`.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let secs: f64 = value.trim().parse().ok()?;
+    (0.0..1e9).contains(&secs).then(|| Duration::from_secs_f64(secs))
+}
+
+/// `(code, message)` from a Dataverse error body, `None` when it is not one.
+pub fn dataverse_error(body: &[u8]) -> Option<(Option<String>, String)> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let e = v.get("error")?;
+    let message = e.get("message")?.as_str()?.to_string();
+    let code = e
+        .get("code")
+        .and_then(Value::as_str)
+        .filter(|c| !c.is_empty())
+        .map(str::to_string);
+    Some((code, message))
+}
+
+/// The first bytes of a body, lossily decoded, for a message.
+pub fn snippet(body: &[u8]) -> String {
+    if body.is_empty() {
+        return "(empty)".to_string();
+    }
+    let text = String::from_utf8_lossy(&body[..body.len().min(SNIPPET)]);
+    let mut s: String = text.chars().filter(|c| !c.is_control() || *c == ' ').collect();
+    if body.len() > SNIPPET {
+        s.push_str("...");
+    }
+    format!("{s:?}")
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_kinds_and_codes() {
+        let body = br#"{"error":{"code":"0x80060888","message":"Resource not found for the segment 'x'."}}"#;
+        let e = UpstreamError::from_status(404, None, body);
+        assert_eq!(e.kind, UpstreamErrorKind::NotFound);
+        assert_eq!(e.code(), "UPSTREAM_NOT_FOUND");
+        assert_eq!(e.message, "Resource not found for the segment 'x'.");
+        assert_eq!(e.upstream_code.as_deref(), Some("0x80060888"));
+        let cases = [
+            (400, "UPSTREAM_BAD_REQUEST"),
+            (401, "UPSTREAM_UNAUTHORIZED"),
+            (403, "UPSTREAM_FORBIDDEN"),
+            (429, "UPSTREAM_THROTTLED"),
+            (500, "UPSTREAM_UNAVAILABLE"),
+            (503, "UPSTREAM_UNAVAILABLE"),
+            (408, "UPSTREAM_TIMEOUT"),
+            (412, "UPSTREAM_ERROR"),
+        ];
+        for (status, code) in cases {
+            assert_eq!(UpstreamError::from_status(status, None, b"").code(), code, "{status}");
+        }
+    }
+
+    #[test]
+    fn throttling_reads_retry_after_and_wrapped_messages() {
+        let e = UpstreamError::from_status(429, Some("7"), b"");
+        assert_eq!(
+            e.kind,
+            UpstreamErrorKind::Throttled {
+                retry_after: Some(Duration::from_secs(7))
+            }
+        );
+        assert!(e.is_retryable());
+        let wrapped = br#"{"error":{"code":"0x80040265","message":"A token was obtained to call Finance and Operations, but Finance and Operations returned an error of type 429."}}"#;
+        let e = UpstreamError::from_status(400, None, wrapped);
+        assert_eq!(e.kind, UpstreamErrorKind::Throttled { retry_after: None });
+        assert_eq!(parse_retry_after("1.5"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(parse_retry_after("-1"), None);
+    }
+
+    #[test]
+    fn non_dataverse_bodies_are_described() {
+        let e = UpstreamError::from_status(502, None, b"<html>Bad gateway</html>");
+        assert!(e.message.contains("HTTP 502"), "{}", e.message);
+        assert!(e.message.contains("Bad gateway"), "{}", e.message);
+        let long = vec![b'x'; 1000];
+        let e = UpstreamError::from_status(500, None, &long);
+        assert!(e.message.len() < 300 && e.message.contains("..."), "{}", e.message);
+        let e = UpstreamError::from_status(500, None, b"");
+        assert!(e.message.contains("empty body"));
+    }
+}

@@ -1,0 +1,328 @@
+//! The gateway's typed filter AST and its compiler to `$filter` text.
+//!
+//! The GraphQL layer builds a [`Filter`] from its `where` input; [`compile`] checks every property
+//! name and literal kind against the model's [`Entity`] and writes OData with every value escaped
+//! (see [`super::escape`]). Nothing from a request reaches the upstream as raw text.
+//!
+//! Choices worth knowing:
+//! - `In` on a string property uses `Microsoft.Dynamics.CRM.In(...)`: Dataverse takes its
+//!   `PropertyValues` as JSON strings, so a long list stays short. For every other type it
+//!   compiles to `(x eq 1 or x eq 2)`, because that function's parameters are strings and a typed
+//!   comparison (GUID, number, option-set integer) is what the F&O virtual-table provider is known
+//!   to translate.
+//! - An empty `In` (and an empty `Or`) compiles to `<primary key> eq null`, an always-false
+//!   expression the upstream accepts (the primary key is never null); an empty `And` compiles to
+//!   `<primary key> ne null` (always true). The GraphQL layer can then pass `in: []` through
+//!   without a special case, and the result is correctly empty.
+//! - `Literal::Option` holds the model's *documented* integer; with [`compile_with_labels`] it is
+//!   translated to the environment's integer (they are not stable between environments,
+//!   contract §0). `Literal::Bool` is accepted on the yes/no option sets (GraphQL `Boolean`).
+//! - Ordering comparisons (`gt`, `lt`, ...) are refused on GUIDs and option sets: option-set
+//!   integers differ between environments, so their order means nothing.
+
+use super::escape;
+use super::options::OptionSetLabels;
+use crate::model::{model, Entity, PropType, Property};
+use std::fmt::Write;
+
+/// A filter on one entity's properties (OData names, as in the model).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Filter {
+    And(Vec<Filter>),
+    Or(Vec<Filter>),
+    Not(Box<Filter>),
+    Cmp {
+        property: String,
+        op: CmpOp,
+        value: Literal,
+    },
+    In {
+        property: String,
+        values: Vec<Literal>,
+    },
+    Str {
+        property: String,
+        func: StrFunc,
+        value: String,
+    },
+    IsNull {
+        property: String,
+        is_null: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Gt,
+    Ge,
+    Lt,
+    Le,
+}
+
+impl CmpOp {
+    fn keyword(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "eq",
+            CmpOp::Ne => "ne",
+            CmpOp::Gt => "gt",
+            CmpOp::Ge => "ge",
+            CmpOp::Lt => "lt",
+            CmpOp::Le => "le",
+        }
+    }
+}
+
+/// The three string functions Dataverse supports (contract §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrFunc {
+    Contains,
+    StartsWith,
+    EndsWith,
+}
+
+impl StrFunc {
+    fn name(self) -> &'static str {
+        match self {
+            StrFunc::Contains => "contains",
+            StrFunc::StartsWith => "startswith",
+            StrFunc::EndsWith => "endswith",
+        }
+    }
+}
+
+/// A value in a filter. Dates are `YYYY-MM-DD`, date-times ISO 8601 with `Z` or an offset,
+/// `Option` the model's documented integer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Literal {
+    String(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Guid(String),
+    Date(String),
+    DateTime(String),
+    Option(i64),
+}
+
+impl Literal {
+    /// "a string", "an integer", ...: for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Literal::String(_) => "a string",
+            Literal::Int(_) => "an integer",
+            Literal::Float(_) => "a number",
+            Literal::Bool(_) => "a boolean",
+            Literal::Guid(_) => "a GUID",
+            Literal::Date(_) => "a date",
+            Literal::DateTime(_) => "a date-time",
+            Literal::Option(_) => "an option value",
+        }
+    }
+}
+
+/// Why a filter was refused: `path` says where in the tree (`filter.and[1].or[0]`), `property`
+/// which property, `reason` what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid filter at {path}: {reason}")]
+pub struct FilterError {
+    pub path: String,
+    pub property: Option<String>,
+    pub reason: String,
+}
+
+/// Deeper trees are refused instead of recursing without bound on request input.
+pub const MAX_DEPTH: usize = 64;
+
+/// Compiles a filter to `$filter` text, with option values as the model documents them.
+pub fn compile(filter: &Filter, entity: &Entity) -> Result<String, FilterError> {
+    compile_with_labels(filter, entity, None)
+}
+
+/// Compiles a filter, translating option values through the environment's labels when given.
+pub fn compile_with_labels(
+    filter: &Filter,
+    entity: &Entity,
+    labels: Option<&OptionSetLabels>,
+) -> Result<String, FilterError> {
+    let compiler = Compiler { entity, labels };
+    let mut out = String::new();
+    compiler.node(filter, "filter", 0, &mut out)?;
+    Ok(out)
+}
+
+struct Compiler<'a> {
+    entity: &'a Entity,
+    labels: Option<&'a OptionSetLabels>,
+}
+
+impl Compiler<'_> {
+    fn node(&self, f: &Filter, path: &str, depth: usize, out: &mut String) -> Result<(), FilterError> {
+        if depth > MAX_DEPTH {
+            return Err(err(
+                path,
+                None,
+                format!("the filter is nested deeper than {MAX_DEPTH} levels"),
+            ));
+        }
+        match f {
+            Filter::And(items) | Filter::Or(items) => {
+                let (word, empty) = match f {
+                    Filter::And(_) => ("and", "ne"),
+                    _ => ("or", "eq"),
+                };
+                match items.as_slice() {
+                    [] => write!(out, "{} {empty} null", self.entity.primary_key).unwrap(),
+                    [only] => self.node(only, &format!("{path}.{word}[0]"), depth + 1, out)?,
+                    _ => {
+                        out.push('(');
+                        for (i, item) in items.iter().enumerate() {
+                            if i > 0 {
+                                write!(out, " {word} ").unwrap();
+                            }
+                            self.node(item, &format!("{path}.{word}[{i}]"), depth + 1, out)?;
+                        }
+                        out.push(')');
+                    }
+                }
+            }
+            Filter::Not(inner) => {
+                // `not` binds tighter than `eq` in OData: always parenthesise the operand.
+                out.push_str("not (");
+                self.node(inner, &format!("{path}.not"), depth + 1, out)?;
+                out.push(')');
+            }
+            Filter::Cmp { property, op, value } => {
+                let p = self.property(property, path)?;
+                let ordering = !matches!(op, CmpOp::Eq | CmpOp::Ne);
+                if ordering && matches!(p.ty, PropType::Guid | PropType::OptionSet) {
+                    return Err(err(
+                        path,
+                        Some(property),
+                        format!("'{}' cannot be compared with {}", p.name, op.keyword()),
+                    ));
+                }
+                let text = self.value(p, value, path)?;
+                write!(out, "{} {} {text}", p.name, op.keyword()).unwrap();
+            }
+            Filter::In { property, values } => {
+                let p = self.property(property, path)?;
+                if values.is_empty() {
+                    write!(out, "{} eq null", self.entity.primary_key).unwrap();
+                } else if p.ty == PropType::String {
+                    let mut strings = Vec::with_capacity(values.len());
+                    for (i, v) in values.iter().enumerate() {
+                        match v {
+                            Literal::String(s) => strings.push(s.as_str()),
+                            other => return Err(mismatch(&format!("{path}.values[{i}]"), p, other)),
+                        }
+                    }
+                    write!(
+                        out,
+                        "Microsoft.Dynamics.CRM.In(PropertyName={},PropertyValues={})",
+                        escape::string_literal(&p.name),
+                        escape::in_values(&strings)
+                    )
+                    .unwrap();
+                } else {
+                    if values.len() > 1 {
+                        out.push('(');
+                    }
+                    for (i, v) in values.iter().enumerate() {
+                        if i > 0 {
+                            out.push_str(" or ");
+                        }
+                        let text = self.value(p, v, &format!("{path}.values[{i}]"))?;
+                        write!(out, "{} eq {text}", p.name).unwrap();
+                    }
+                    if values.len() > 1 {
+                        out.push(')');
+                    }
+                }
+            }
+            Filter::Str { property, func, value } => {
+                let p = self.property(property, path)?;
+                if p.ty != PropType::String {
+                    return Err(err(
+                        path,
+                        Some(property),
+                        format!("{} needs a string property; '{}' is {:?}", func.name(), p.name, p.ty),
+                    ));
+                }
+                let literal = escape::string_literal(&escape::like_escape(value));
+                write!(out, "{}({},{literal})", func.name(), p.name).unwrap();
+            }
+            Filter::IsNull { property, is_null } => {
+                let p = self.property(property, path)?;
+                let op = if *is_null { "eq" } else { "ne" };
+                write!(out, "{} {op} null", p.name).unwrap();
+            }
+        }
+        Ok(())
+    }
+
+    fn property(&self, name: &str, path: &str) -> Result<&Property, FilterError> {
+        self.entity.property(name).ok_or_else(|| {
+            err(
+                path,
+                Some(name),
+                format!("'{}' has no property named {name:?}", self.entity.entity_set),
+            )
+        })
+    }
+
+    /// The OData text of one literal for a property, or why it does not fit.
+    fn value(&self, p: &Property, lit: &Literal, path: &str) -> Result<String, FilterError> {
+        match (p.ty, lit) {
+            // Option sets are checked against the model and translated here; the rest is generic.
+            (PropType::OptionSet, Literal::Option(_) | Literal::Bool(_)) => self.option(p, lit, path),
+            (ty, lit) => escape::typed_literal(ty, lit)
+                .map_err(|reason| err(path, Some(&p.name), format!("'{}': {reason}", p.name))),
+        }
+    }
+
+    fn option(&self, p: &Property, lit: &Literal, path: &str) -> Result<String, FilterError> {
+        let bad = |reason: String| err(path, Some(&p.name), reason);
+        let set_name = p.option_set.as_deref().unwrap_or_default();
+        let set = model()
+            .option_set(set_name)
+            .ok_or_else(|| bad(format!("'{}' names no known option set", p.name)))?;
+        let value = match lit {
+            Literal::Option(n) => set
+                .values
+                .iter()
+                .find(|v| v.value == *n)
+                .ok_or_else(|| bad(format!("{n} is not a value of the option set {}", set.name)))?,
+            Literal::Bool(b) => {
+                let want = if *b { "true" } else { "false" };
+                set.values
+                    .iter()
+                    .find(|v| v.graphql_value == want)
+                    .ok_or_else(|| bad(format!("'{}' is not a yes/no property ({})", p.name, set.name)))?
+            }
+            other => return Err(mismatch(path, p, other)),
+        };
+        let upstream = match self.labels {
+            Some(labels) => labels.to_upstream(&set.name, value.value),
+            None => value.value,
+        };
+        Ok(upstream.to_string())
+    }
+}
+
+fn err(path: &str, property: Option<&str>, reason: String) -> FilterError {
+    FilterError {
+        path: path.to_string(),
+        property: property.map(str::to_string),
+        reason,
+    }
+}
+
+fn mismatch(path: &str, p: &Property, lit: &Literal) -> FilterError {
+    err(
+        path,
+        Some(&p.name),
+        format!("'{}' is {:?}; {} does not fit it", p.name, p.ty, lit.kind()),
+    )
+}

@@ -1,0 +1,38 @@
+//! `odata`: the gateway's upstream client, everything about talking OData v4 to Dataverse (the
+//! HR ATS virtual tables). The contract is `shared/dataverse-web-api.md`; section numbers in
+//! comments refer to it.
+//!
+//! - [`escape`]: string literals (`'` doubled), `LIKE` wildcard escaping, percent-encoding of
+//!   option values, the JSON array of `Microsoft.Dynamics.CRM.In`, typed literals (GUID, date,
+//!   date-time, numbers).
+//! - [`filter`]: the typed [`Filter`] AST and [`compile`], checked against the model.
+//! - [`query`]: [`ODataQuery`] / [`Expand`] to relative URLs, and [`children_of`] for batched
+//!   "children of these parents" reads within a URL length budget.
+//! - [`client`]: [`Upstream`], the pooled HTTP client (pages, `get_all` with `nextLink`, JSON,
+//!   `$batch`, writes, request counters).
+//! - [`response`]: body parsing shared by top-level calls and `$batch` parts ([`Page`],
+//!   [`WriteResult`], [`part_result`], ...).
+//! - [`error`]: [`UpstreamError`] with its kinds and stable GraphQL codes.
+//! - [`options`]: [`OptionSetLabels`], documented option values <-> the environment's integers.
+//!
+//! Entity and property names never appear in this code: they all come from [`crate::model`].
+
+pub mod batch_calls;
+pub mod client;
+pub mod error;
+pub mod escape;
+pub mod filter;
+pub mod options;
+pub mod query;
+pub mod response;
+
+#[cfg(test)]
+mod tests;
+
+pub use client::{Upstream, UpstreamConfig, MAX_PAGE_SIZE};
+pub use error::{UpstreamError, UpstreamErrorKind};
+pub use filter::{compile, compile_with_labels, CmpOp, Filter, FilterError, Literal, StrFunc};
+pub use options::OptionSetLabels;
+pub use query::{children_of, children_of_with_budget, Expand, ODataQuery, DEFAULT_URL_BUDGET};
+pub use reqwest::Method;
+pub use response::{part_page, part_result, part_write, Page, WriteResult};

@@ -1,0 +1,262 @@
+//! Reading response bodies: pages, plain JSON, write results and `$batch` parts. Pure functions
+//! over status and bytes, shared by top-level calls and batch parts, so both are held to the same
+//! shape checks and produce the same errors.
+
+use super::error::{UpstreamError, UpstreamErrorKind};
+use super::escape;
+use crate::batch::HttpResponsePart;
+use crate::model::model;
+use serde_json::{Map, Value};
+
+/// One page of rows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Page {
+    pub value: Vec<Map<String, Value>>,
+    /// `@odata.nextLink`: absolute, to be used unchanged (contract §3).
+    pub next_link: Option<String>,
+    /// `@odata.count` (capped at 5000 by Dataverse) when `$count=true` was asked.
+    pub count: Option<u64>,
+}
+
+/// The outcome of a POST, PATCH or DELETE.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteResult {
+    pub status: u16,
+    /// The record's GUID, from `OData-EntityId` or the returned representation.
+    pub entity_id: Option<String>,
+    /// The representation (`Prefer: return=representation`), if one came back.
+    pub body: Option<Value>,
+}
+
+/// Parses JSON, skipping a UTF-8 BOM; an empty body is `Null`.
+pub fn parse_json(status: u16, body: &[u8]) -> Result<Value, UpstreamError> {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let what = if e.is_eof() {
+            format!("is truncated JSON ({e})")
+        } else {
+            format!("is not valid JSON ({e})")
+        };
+        UpstreamError::invalid_response(Some(status), &what, body)
+    })
+}
+
+/// A collection page (`{"value":[...], "@odata.nextLink":..., "@odata.count":...}`) or a single
+/// record, which becomes a one-row page.
+pub fn parse_page(status: u16, body: &[u8]) -> Result<Page, UpstreamError> {
+    let json = parse_json(status, body)?;
+    let Value::Object(mut obj) = json else {
+        return Err(UpstreamError::invalid_response(
+            Some(status),
+            "is not a JSON object (expected an OData collection or entity)",
+            body,
+        ));
+    };
+    let single = obj
+        .get("@odata.context")
+        .and_then(Value::as_str)
+        .is_some_and(|c| c.ends_with("/$entity"));
+    let is_collection = !single && obj.get("value").is_some_and(Value::is_array);
+    if !is_collection {
+        return Ok(Page {
+            value: vec![obj],
+            next_link: None,
+            count: None,
+        });
+    }
+    let Some(Value::Array(items)) = obj.remove("value") else {
+        unreachable!("checked to be an array above")
+    };
+    let mut value = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            Value::Object(row) => value.push(row),
+            _ => {
+                return Err(UpstreamError::invalid_response(
+                    Some(status),
+                    "has a non-object row in \"value\"",
+                    body,
+                ))
+            }
+        }
+    }
+    let next_link = match obj.get("@odata.nextLink") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            return Err(UpstreamError::invalid_response(
+                Some(status),
+                "has a non-string @odata.nextLink",
+                body,
+            ))
+        }
+    };
+    let count = obj.get("@odata.count").and_then(Value::as_u64);
+    Ok(Page {
+        value,
+        next_link,
+        count,
+    })
+}
+
+/// The GUID between the last parentheses of an `OData-EntityId` URL.
+pub fn entity_id_from_url(url: &str) -> Option<String> {
+    let open = url.rfind('(')?;
+    let close = url[open..].find(')')? + open;
+    escape::guid(&url[open + 1..close]).ok()
+}
+
+/// A write's result from its status, `OData-EntityId` header and body. `entity_set` names the
+/// written set, whose primary key is read from a returned representation.
+pub fn write_result(
+    status: u16,
+    entity_id_header: Option<&str>,
+    body: &[u8],
+    entity_set: &str,
+) -> Result<WriteResult, UpstreamError> {
+    let body = match parse_json(status, body)? {
+        Value::Null => None,
+        v => Some(v),
+    };
+    let from_body = || {
+        let pk = &model().by_entity_set(entity_set)?.primary_key;
+        let id = body.as_ref()?.get(pk)?.as_str()?;
+        escape::guid(id).ok()
+    };
+    let entity_id = entity_id_header.and_then(entity_id_from_url).or_else(from_body);
+    Ok(WriteResult {
+        status,
+        entity_id,
+        body,
+    })
+}
+
+fn part_header<'a>(part: &'a HttpResponsePart, name: &str) -> Option<&'a str> {
+    part.headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// A batch response part as a result: its JSON body (`None` when empty) or its error.
+pub fn part_result(part: &HttpResponsePart) -> Result<Option<Value>, UpstreamError> {
+    if !(200..300).contains(&part.status) {
+        return Err(UpstreamError::from_status(
+            part.status,
+            part_header(part, "retry-after"),
+            &part.body,
+        ));
+    }
+    Ok(match parse_json(part.status, &part.body)? {
+        Value::Null => None,
+        v => Some(v),
+    })
+}
+
+/// A batch GET part as a page (the same shape rules as [`parse_page`]).
+pub fn part_page(part: &HttpResponsePart) -> Result<Page, UpstreamError> {
+    if !(200..300).contains(&part.status) {
+        return Err(UpstreamError::from_status(
+            part.status,
+            part_header(part, "retry-after"),
+            &part.body,
+        ));
+    }
+    parse_page(part.status, &part.body)
+}
+
+/// A batch write part as a [`WriteResult`], `entity_set` as in [`write_result`].
+pub fn part_write(part: &HttpResponsePart, entity_set: &str) -> Result<WriteResult, UpstreamError> {
+    if !(200..300).contains(&part.status) {
+        return Err(UpstreamError::from_status(
+            part.status,
+            part_header(part, "retry-after"),
+            &part.body,
+        ));
+    }
+    write_result(part.status, part_header(part, "odata-entityid"), &part.body, entity_set)
+}
+
+/// The one kind that says a row was asked for by key and is not there.
+pub fn is_not_found(e: &UpstreamError) -> bool {
+    e.kind == UpstreamErrorKind::NotFound
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_and_single_records() {
+        let p = parse_page(
+            200,
+            br#"{"@odata.context":"x","value":[{"a":1}],"@odata.nextLink":"http://h/n","@odata.count":7}"#,
+        )
+        .unwrap();
+        assert_eq!(p.value.len(), 1);
+        assert_eq!(p.next_link.as_deref(), Some("http://h/n"));
+        assert_eq!(p.count, Some(7));
+        let one = parse_page(200, br#"{"@odata.context":"x/$entity","value":[1],"b":2}"#).unwrap();
+        assert_eq!(one.value.len(), 1);
+        assert_eq!(one.value[0]["b"], 2);
+    }
+
+    #[test]
+    fn bad_bodies_are_invalid_responses() {
+        for body in [
+            &b"[1,2]"[..],
+            b"{\"value\":[1]}",
+            b"{\"value\":[",
+            b"nope",
+            b"{\"value\":[],\"@odata.nextLink\":3}",
+        ] {
+            let e = parse_page(200, body).unwrap_err();
+            assert_eq!(
+                e.code(),
+                "UPSTREAM_INVALID_RESPONSE",
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert!(parse_page(200, b"{\"value\":[")
+            .unwrap_err()
+            .message
+            .contains("truncated"));
+        assert_eq!(parse_json(200, b"\xEF\xBB\xBF42").unwrap(), 42);
+    }
+
+    #[test]
+    fn entity_ids_come_from_the_header_or_the_body() {
+        let g = "00000d2d-0000-0000-7317-005001000000";
+        assert_eq!(
+            entity_id_from_url(&format!("http://h/api/data/v9.2/x({g})")).as_deref(),
+            Some(g)
+        );
+        assert_eq!(entity_id_from_url("http://h/x(nope)"), None);
+        let e = &model().entities[0];
+        let body = format!(r#"{{"{}":"{}"}}"#, e.primary_key, g.to_uppercase());
+        let w = write_result(201, None, body.as_bytes(), &e.entity_set).unwrap();
+        assert_eq!(w.entity_id.as_deref(), Some(g));
+        assert!(w.body.is_some());
+    }
+
+    #[test]
+    fn batch_parts_map_to_results() {
+        let part = |status: u16, body: &str| HttpResponsePart {
+            content_id: None,
+            status,
+            reason: String::new(),
+            headers: vec![("Retry-After".into(), "3".into())],
+            body: body.as_bytes().to_vec(),
+        };
+        assert_eq!(part_result(&part(204, "")).unwrap(), None);
+        assert_eq!(part_page(&part(200, r#"{"value":[{}]}"#)).unwrap().value.len(), 1);
+        let e = part_result(&part(429, "")).unwrap_err();
+        assert_eq!(e.code(), "UPSTREAM_THROTTLED");
+        let e = part_page(&part(404, r#"{"error":{"code":"","message":"gone"}}"#)).unwrap_err();
+        assert!(is_not_found(&e) && e.message == "gone");
+    }
+}

@@ -1,0 +1,172 @@
+//! Query URLs and the children-of-parents split.
+
+use super::prop_of;
+use crate::model::{model, Cardinality, Entity, LookupSide, PropType};
+use crate::odata::*;
+
+/// A to-many relation: (parent, child, the child's lookup property).
+fn to_many() -> (&'static Entity, &'static Entity, &'static str) {
+    model()
+        .entities
+        .iter()
+        .find_map(|e| {
+            e.graphql
+                .relations
+                .iter()
+                .find(|r| r.kind == Cardinality::Many && r.lookup_on == LookupSide::Target)
+                .map(|r| {
+                    (
+                        e,
+                        model().by_logical_name(&r.target).unwrap(),
+                        r.lookup_property.as_str(),
+                    )
+                })
+        })
+        .unwrap()
+}
+
+fn ids(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("00000d6b-0000-0000-0000-{i:012x}")).collect()
+}
+
+#[test]
+fn urls_carry_every_option_encoded() {
+    let (parent, child, _) = to_many();
+    let nav = parent
+        .graphql
+        .relations
+        .iter()
+        .find(|r| r.kind == Cardinality::Many)
+        .unwrap()
+        .navigation_property
+        .clone();
+    let s = prop_of(parent, PropType::String).to_string();
+    let cs = prop_of(child, PropType::String).to_string();
+    let q = ODataQuery {
+        select: vec![s.clone(), parent.primary_key.clone()],
+        filter: Some(format!("{s} eq 'a&b' and contains({s},'x#y+z')")),
+        orderby: vec![(s.clone(), true), (parent.primary_key.clone(), false)],
+        top: Some(10),
+        expand: vec![Expand {
+            navigation: nav.clone(),
+            select: vec![cs.clone()],
+            filter: Some(format!("{cs} ne 'q;r'")),
+            expand: vec![],
+        }],
+        count: true,
+        ..ODataQuery::new(parent)
+    };
+    q.validate().unwrap();
+    let pk = &parent.primary_key;
+    assert_eq!(
+        q.to_relative_url(),
+        format!(
+            "{set}?$select={s},{pk}&$filter={s}%20eq%20%27a%26b%27%20and%20contains({s},%27x%23y%2Bz%27)\
+             &$orderby={s}%20desc,{pk}&$top=10&$expand={nav}($select={cs};$filter={cs}%20ne%20%27q%3Br%27)&$count=true",
+            set = parent.entity_set
+        )
+    );
+    assert_eq!(ODataQuery::new(parent).to_relative_url(), parent.entity_set);
+}
+
+#[test]
+fn by_key_validates_the_guid() {
+    let (parent, _, _) = to_many();
+    let q = ODataQuery::by_key(parent, "{00000D6B-0000-0000-0000-005001000000}").unwrap();
+    assert_eq!(
+        q.to_relative_url(),
+        format!("{}(00000d6b-0000-0000-0000-005001000000)", parent.entity_set)
+    );
+    assert!(ODataQuery::by_key(parent, "1) or (1").is_err());
+}
+
+#[test]
+fn validate_checks_names_and_the_expand_limit() {
+    let (parent, _, _) = to_many();
+    let mut q = ODataQuery::new(parent);
+    q.select = vec!["nope".into()];
+    assert_eq!(q.validate().unwrap_err().path, "select");
+    let mut q = ODataQuery::new(parent);
+    q.expand = vec![Expand {
+        navigation: "nope".into(),
+        ..Expand::default()
+    }];
+    assert_eq!(q.validate().unwrap_err().path, "expand[0]");
+    let nav = &parent.graphql.relations[0].navigation_property;
+    q.expand = vec![
+        Expand {
+            navigation: nav.clone(),
+            ..Expand::default()
+        };
+        16
+    ];
+    assert!(q.validate().unwrap_err().reason.contains("at most 15"));
+    q.expand.truncate(15);
+    q.validate().unwrap();
+}
+
+#[test]
+fn children_share_one_query_within_the_budget() {
+    let (_, child, lookup) = to_many();
+    let s = prop_of(child, PropType::String).to_string();
+    let mut parents = ids(40);
+    parents.push(parents[0].to_uppercase());
+    let qs = children_of(
+        child,
+        lookup,
+        &parents,
+        std::slice::from_ref(&s),
+        Some(&format!("{s} ne null")),
+    )
+    .unwrap();
+    assert_eq!(qs.len(), 1);
+    let q = &qs[0];
+    assert_eq!(q.select, vec![s.clone(), lookup.to_string()]);
+    let f = q.filter.as_deref().unwrap();
+    assert!(
+        f.starts_with(&format!("({s} ne null) and ({lookup} eq {} or ", parents[0])),
+        "{f}"
+    );
+    assert_eq!(f.matches(" eq ").count(), 40, "duplicates are sent once");
+    assert!(children_of(child, lookup, &[], &[], None).unwrap().is_empty());
+    assert!(children_of(child, lookup, &["x) or (1 eq 1".into()], &[], None).is_err());
+    assert!(children_of(child, "nope", &ids(1), &[], None).is_err());
+}
+
+#[test]
+fn children_split_only_past_the_budget() {
+    let (_, child, lookup) = to_many();
+    let parents = ids(200);
+    for budget in [0, 200, 500, 1234, 4000] {
+        let qs = children_of_with_budget(child, lookup, &parents, &[], None, budget).unwrap();
+        let mut seen = Vec::new();
+        for (i, q) in qs.iter().enumerate() {
+            let url = q.to_relative_url();
+            let n = q.filter.as_deref().unwrap().matches(" eq ").count();
+            assert!(url.len() <= budget || n == 1, "{budget}: {}", url.len());
+            if i + 1 < qs.len() && n > 0 {
+                // The next ID would not have fitted: the split is as coarse as the budget allows.
+                let more = children_of_with_budget(
+                    child,
+                    lookup,
+                    &parents[seen.len()..seen.len() + n + 1],
+                    &[],
+                    None,
+                    usize::MAX,
+                )
+                .unwrap();
+                assert!(
+                    more[0].to_relative_url().len() > budget,
+                    "{budget}: chunk {i} could hold more"
+                );
+            }
+            for id in &parents[seen.len()..seen.len() + n] {
+                assert!(q.filter.as_deref().unwrap().contains(id.as_str()));
+            }
+            seen.extend(parents[seen.len()..seen.len() + n].iter().cloned());
+        }
+        assert_eq!(seen, parents, "{budget}");
+    }
+    let one = children_of(child, lookup, &parents[..100], &[], None).unwrap();
+    assert_eq!(one.len(), 1);
+}
