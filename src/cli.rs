@@ -34,16 +34,53 @@ pub struct ServeArgs {
     /// Address the gateway listens on.
     #[arg(long, env = "ATS_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// OData service root of the upstream, such as https://org.crm.dynamics.com/api/data/v9.2/.
+    /// Without it the gateway starts the embedded emulator with demo data and fronts it.
+    #[arg(long, env = "ATS_GATEWAY_UPSTREAM_URL")]
+    pub upstream: Option<String>,
     /// Address of the embedded emulator when no upstream is given.
     #[arg(long, env = "ATS_GATEWAY_EMULATOR_LISTEN", default_value = "127.0.0.1:7070")]
     pub emulator_listen: SocketAddr,
+    /// Page size of list fields without `first`.
+    #[arg(long, env = "ATS_GATEWAY_DEFAULT_PAGE_SIZE", default_value_t = 100)]
+    pub default_page_size: usize,
+    /// Largest `first` a client may ask for.
+    #[arg(long, env = "ATS_GATEWAY_MAX_PAGE_SIZE", default_value_t = 500)]
+    pub max_page_size: usize,
+    /// How long reference data (rating levels, certificate and screening types) stays cached, in
+    /// seconds.
+    #[arg(long, env = "ATS_GATEWAY_CACHE_TTL_SECONDS", default_value_t = 300)]
+    pub cache_ttl_seconds: u64,
+    /// How many reference-data pages the cache holds.
+    #[arg(long, env = "ATS_GATEWAY_CACHE_CAPACITY", default_value_t = 10_000)]
+    pub cache_capacity: u64,
+    /// How long relation loaders wait to batch the keys of one level, in milliseconds.
+    #[arg(long, env = "ATS_GATEWAY_BATCH_DELAY_MS", default_value_t = 3)]
+    pub batch_delay_ms: u64,
+    /// Timeout of one upstream request, in seconds.
+    #[arg(long, env = "ATS_GATEWAY_UPSTREAM_TIMEOUT_SECONDS", default_value_t = 60)]
+    pub upstream_timeout_seconds: u64,
+    /// Deepest query accepted.
+    #[arg(long, env = "ATS_GATEWAY_MAX_DEPTH", default_value_t = 12)]
+    pub max_depth: usize,
 }
 
-impl Default for ServeArgs {
-    fn default() -> Self {
-        ServeArgs {
-            listen: "127.0.0.1:8080".parse().expect("valid"),
-            emulator_listen: "127.0.0.1:7070".parse().expect("valid"),
+impl ServeArgs {
+    pub fn gateway_config(&self, upstream: String) -> crate::server::GatewayConfig {
+        crate::server::GatewayConfig {
+            upstream,
+            read: crate::graphql::context::ReadConfig {
+                default_first: self.default_page_size,
+                max_first: self.max_page_size,
+                cache_ttl: std::time::Duration::from_secs(self.cache_ttl_seconds),
+                cache_capacity: self.cache_capacity,
+                batch_delay_ms: self.batch_delay_ms,
+            },
+            limits: crate::graphql::SchemaLimits {
+                depth: self.max_depth,
+                ..Default::default()
+            },
+            upstream_timeout: std::time::Duration::from_secs(self.upstream_timeout_seconds),
         }
     }
 }
@@ -89,6 +126,7 @@ impl EmulatorArgs {
             faults: Faults {
                 latency_ms: self.latency_ms,
                 error_rate: self.error_rate,
+                error_status: None,
                 drop_rate: self.drop_rate,
                 throttle: (self.throttle_requests > 0).then_some(Throttle {
                     requests: self.throttle_requests,
@@ -126,7 +164,14 @@ async fn shutdown_signal() {
 pub async fn main() -> ExitCode {
     init_tracing();
     let cli = Cli::parse();
-    let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+    let command = match cli.command {
+        Some(c) => c,
+        None => match Cli::parse_from(["ats-gateway", "serve"]).command {
+            Some(c) => c,
+            None => unreachable!("serve parses"),
+        },
+    };
+    let result = match command {
         Command::Emulator(args) => run_emulator(args).await,
         Command::Serve(args) => run_serve(args).await,
     };
@@ -139,7 +184,16 @@ pub async fn main() -> ExitCode {
     }
 }
 
-async fn run_emulator(args: EmulatorArgs) -> Result<(), emulator::StartError> {
+/// Why the process stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Emulator(#[from] emulator::StartError),
+    #[error(transparent)]
+    Gateway(#[from] crate::server::StartError),
+}
+
+async fn run_emulator(args: EmulatorArgs) -> Result<(), RunError> {
     let running = emulator::start(args.listen, &args.config()).await?;
     println!("Dataverse emulator (OData v4) at {}", running.service_root());
     println!("  $metadata:        {}$metadata", running.service_root());
@@ -150,28 +204,35 @@ async fn run_emulator(args: EmulatorArgs) -> Result<(), emulator::StartError> {
     Ok(())
 }
 
-async fn run_serve(args: ServeArgs) -> Result<(), emulator::StartError> {
-    let emu_args = EmulatorArgs {
-        listen: args.emulator_listen,
-        db: ":memory:".into(),
-        seed: Seed::Demo,
-        seed_size: 200,
-        throttle_requests: 0,
-        throttle_window_seconds: 300,
-        latency_ms: 0,
-        error_rate: 0.0,
-        drop_rate: 0.0,
+async fn run_serve(args: ServeArgs) -> Result<(), RunError> {
+    let (emulator, upstream) = match &args.upstream {
+        Some(url) => (None, url.clone()),
+        None => {
+            let config = EmulatorConfig {
+                progress: true,
+                ..EmulatorConfig::default()
+            };
+            let running = emulator::start(args.emulator_listen, &config).await?;
+            let root = running.service_root();
+            (Some(running), root)
+        }
     };
-    let running = emulator::start(args.emulator_listen, &emu_args.config()).await?;
+    let gateway = crate::server::start(args.listen, &args.gateway_config(upstream.clone())).await?;
+    println!("ats-gateway is up.");
+    println!("  GraphQL endpoint:  {}", gateway.endpoint());
     println!(
-        "Embedded Dataverse emulator with demo data at {}",
-        running.service_root()
-    );
-    println!(
-        "The GraphQL read path has not landed yet: the gateway would listen on http://{}/graphql.",
-        args.listen
+        "  upstream (OData):  {upstream}{}",
+        if emulator.is_some() {
+            "  (embedded emulator with demo data)"
+        } else {
+            ""
+        }
     );
     shutdown_signal().await;
-    running.stop().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    gateway.stop().await;
+    if let Some(e) = emulator {
+        e.stop().await;
+    }
     Ok(())
 }

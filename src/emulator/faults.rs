@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 pub struct Faults {
     /// Added to every OData request before it is answered.
     pub latency_ms: u64,
-    /// Share of requests (0.0–1.0) answered with 503.
+    /// Share of requests (0.0–1.0) answered with an error.
     pub error_rate: f64,
+    /// The status of injected errors (default 503; 400 imitates an F&O business-logic failure).
+    pub error_status: Option<u16>,
     /// Share of requests (0.0–1.0) whose connection is dropped without a complete response.
     pub drop_rate: f64,
     /// Service protection: at most `requests` per caller per `window_seconds`.

@@ -97,6 +97,7 @@ async fn odata(
         segment
     };
     let caller = caller_identity(headers.get("authorization").and_then(|v| v.to_str().ok()));
+    tracing::debug!(http.method = %method, http.path = %path, http.query = uri.query().unwrap_or(""), caller = %caller, "emulator request");
     let latency = s.faults.faults().latency_ms;
     match s.faults.admit(&segment, &caller) {
         Verdict::Serve => {}
@@ -118,7 +119,16 @@ async fn odata(
             if latency > 0 {
                 tokio::time::sleep(Duration::from_millis(latency)).await;
             }
-            let e = ODataError::new(503, codes::SERVER, "A token was obtained to call Finance and Operations, but Finance and Operations returned an error of type InternalServerError. (injected fault)");
+            let status = s.faults.faults().error_status.unwrap_or(503);
+            let e = if status < 500 {
+                ODataError::new(
+                    status,
+                    codes::SERVER,
+                    "A validation error occurred in Finance and Operations. (injected fault)",
+                )
+            } else {
+                ODataError::new(status, codes::SERVER, "A token was obtained to call Finance and Operations, but Finance and Operations returned an error of type InternalServerError. (injected fault)")
+            };
             return odata_response(ODataResponse::error(&e));
         }
         Verdict::Drop => {

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 pub struct Emu {
     pub root: String,
     pub admin: String,
-    _stop: std::sync::mpsc::Sender<()>,
+    pub _stop: std::sync::mpsc::Sender<()>,
 }
 
 impl Emu {
@@ -127,4 +127,90 @@ pub async fn send(rb: reqwest::RequestBuilder) -> (u16, Value) {
     let status = r.status().as_u16();
     let text = r.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// A gateway in front of its own emulator, both on free ports.
+pub struct Gateway {
+    pub emu: Emu,
+    pub endpoint: String,
+    _stop: std::sync::mpsc::Sender<()>,
+}
+
+impl Gateway {
+    /// A gateway over a fresh emulator seeded with `seed_size` recruiting requests.
+    pub fn start(seed_size: usize) -> Gateway {
+        Self::over(Emu::start(EmulatorConfig {
+            seed: Seed::Demo,
+            seed_size,
+            ..EmulatorConfig::default()
+        }))
+    }
+
+    /// A gateway over an emulator that is already running.
+    pub fn over(emu: Emu) -> Gateway {
+        Self::over_with(emu, ats_gateway::graphql::context::ReadConfig::default())
+    }
+
+    pub fn over_with(emu: Emu, read: ats_gateway::graphql::context::ReadConfig) -> Gateway {
+        let config = ats_gateway::server::GatewayConfig {
+            upstream: emu.root.clone(),
+            read,
+            limits: Default::default(),
+            upstream_timeout: std::time::Duration::from_secs(10),
+        };
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let running = ats_gateway::server::start("127.0.0.1:0".parse().unwrap(), &config)
+                    .await
+                    .expect("gateway starts");
+                addr_tx.send(running.endpoint()).unwrap();
+                let _ = tokio::task::spawn_blocking(move || stop_rx.recv()).await;
+                running.stop().await;
+            });
+        });
+        let endpoint = addr_rx.recv().expect("gateway endpoint");
+        Gateway {
+            emu,
+            endpoint,
+            _stop: stop_tx,
+        }
+    }
+
+    /// Runs a GraphQL query; returns the whole response body.
+    pub async fn query(&self, query: &str, variables: Value) -> Value {
+        let r = client()
+            .post(&self.endpoint)
+            .json(&serde_json::json!({"query": query, "variables": variables}))
+            .send()
+            .await
+            .expect("request sent");
+        r.json().await.expect("a JSON response")
+    }
+
+    /// Runs a query that must succeed; returns `data`.
+    pub async fn data(&self, query: &str, variables: Value) -> Value {
+        let v = self.query(query, variables).await;
+        assert!(v.get("errors").is_none(), "unexpected errors: {v}");
+        v["data"].clone()
+    }
+
+    /// Upstream requests the emulator received while `f` ran.
+    pub async fn upstream_requests<F: std::future::Future<Output = Value>>(&self, f: F) -> (u64, Value) {
+        self.emu.reset_stats().await;
+        let v = f.await;
+        (self.emu.stats().await["total"].as_u64().unwrap(), v)
+    }
+}
+
+/// A shared gateway over a default demo seed (read-only tests).
+pub fn shared_gateway() -> &'static Gateway {
+    static GW: OnceLock<Gateway> = OnceLock::new();
+    GW.get_or_init(|| Gateway::start(200))
 }

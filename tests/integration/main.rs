@@ -9,4 +9,6 @@ mod emulator_errors;
 mod emulator_faults;
 mod emulator_reads;
 mod emulator_writes;
+mod gateway_reads;
+mod gateway_schema;
 mod harness;

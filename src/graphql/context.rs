@@ -1,0 +1,145 @@
+//! What resolvers share: the upstream client, option-set labels, the reference-data cache and the
+//! read settings (schema data), and the caller of the current request (request data).
+
+use crate::model::Entity;
+use crate::odata::options::OptionSetLabels;
+use crate::odata::{Page, Upstream, UpstreamError};
+use moka::future::Cache;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Settings of the read path.
+#[derive(Debug, Clone)]
+pub struct ReadConfig {
+    /// Page size when a list field has no `first`.
+    pub default_first: usize,
+    /// The largest `first` a client may ask for (also the cap on unpaged to-many relations).
+    pub max_first: usize,
+    /// How long reference data stays in the cross-request cache.
+    pub cache_ttl: Duration,
+    /// How many reference-data pages the cache holds.
+    pub cache_capacity: u64,
+    /// How long a loader waits to batch the keys of one level, in milliseconds.
+    pub batch_delay_ms: u64,
+}
+
+impl Default for ReadConfig {
+    fn default() -> Self {
+        ReadConfig {
+            default_first: 100,
+            max_first: 500,
+            cache_ttl: Duration::from_secs(300),
+            cache_capacity: 10_000,
+            batch_delay_ms: 3,
+        }
+    }
+}
+
+/// Who is calling: the credentials forwarded upstream and a stable identity derived from them.
+#[derive(Debug, Clone)]
+pub struct RequestCtx {
+    /// The `Authorization` value to send upstream, if any. Never logged.
+    pub authorization: Option<String>,
+    /// A non-reversible name for the caller, used to partition caches.
+    pub identity: String,
+    /// Upstream requests this request caused (cache hits included), for its log line.
+    pub upstream_requests: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl RequestCtx {
+    pub fn new(authorization: Option<String>) -> Self {
+        let identity = crate::emulator::faults::caller_identity(authorization.as_deref());
+        RequestCtx {
+            authorization,
+            identity,
+            upstream_requests: Arc::default(),
+        }
+    }
+}
+
+/// Key of a cached reference-data page: who asked, and what.
+type CacheKey = (String, String, Option<usize>);
+
+/// State shared by all requests.
+pub struct GatewayState {
+    pub upstream: Upstream,
+    pub labels: OptionSetLabels,
+    pub config: ReadConfig,
+    /// Reference data (entities nothing else hangs off), per caller identity and URL, so that no
+    /// caller is served data fetched with another caller's credentials.
+    pub reference_cache: Cache<CacheKey, Arc<Page>>,
+}
+
+impl GatewayState {
+    pub fn new(upstream: Upstream, labels: OptionSetLabels, config: ReadConfig) -> Self {
+        let reference_cache = Cache::builder()
+            .max_capacity(config.cache_capacity)
+            .time_to_live(config.cache_ttl)
+            .build();
+        GatewayState {
+            upstream,
+            labels,
+            config,
+            reference_cache,
+        }
+    }
+
+    /// Fetches every page of a query (following `@odata.nextLink`), refusing more than `limit` rows
+    /// rather than truncating them silently.
+    pub async fn get_all(
+        &self,
+        entity: &Entity,
+        url: &str,
+        rq: &RequestCtx,
+        limit: usize,
+    ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, UpstreamError> {
+        let page_size = Some(crate::odata::client::MAX_PAGE_SIZE);
+        let mut page = self.fetch_page(entity, url, rq, page_size).await?;
+        let mut rows = std::mem::take(&mut page.value);
+        while let Some(next) = page.next_link.take() {
+            let next: String = next;
+            if rows.len() > limit {
+                return Err(UpstreamError::new(
+                    crate::odata::error::UpstreamErrorKind::TooManyRows,
+                    None,
+                    format!(
+                        "More than {limit} {} records match; narrow the filter.",
+                        entity.entity_set
+                    ),
+                ));
+            }
+            page = self.fetch_page(entity, &next, rq, page_size).await?;
+            rows.append(&mut page.value);
+        }
+        Ok(rows)
+    }
+
+    /// Fetches one page, through the cache for reference data.
+    pub async fn fetch_page(
+        &self,
+        entity: &Entity,
+        url: &str,
+        rq: &RequestCtx,
+        page_size: Option<usize>,
+    ) -> Result<Page, UpstreamError> {
+        rq.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if !entity.reference_data {
+            return self
+                .upstream
+                .get_page(url, rq.authorization.as_deref(), page_size)
+                .await;
+        }
+        let key = (rq.identity.clone(), url.to_string(), page_size);
+        let page = self
+            .reference_cache
+            .try_get_with(key, async {
+                self.upstream
+                    .get_page(url, rq.authorization.as_deref(), page_size)
+                    .await
+                    .map(Arc::new)
+            })
+            .await
+            .map_err(|e: Arc<UpstreamError>| (*e).clone())?;
+        Ok((*page).clone())
+    }
+}

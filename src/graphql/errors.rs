@@ -1,0 +1,22 @@
+//! The one place GraphQL errors get their `extensions.code`: bad input from the client, and
+//! upstream failures with the upstream's status and message.
+
+use crate::odata::UpstreamError;
+use async_graphql::{Error, ErrorExtensions};
+
+/// The client sent something the gateway refuses before any upstream request.
+pub fn bad_input(message: impl Into<String>) -> Error {
+    Error::new(message.into()).extend_with(|_, e| e.set("code", "BAD_USER_INPUT"))
+}
+
+/// An upstream failure, with a stable code and the upstream's message.
+pub fn upstream_error(err: &UpstreamError) -> Error {
+    let code = err.code();
+    let status = err.status;
+    Error::new(err.message.clone()).extend_with(|_, e| {
+        e.set("code", code);
+        if let Some(s) = status {
+            e.set("upstreamStatus", s);
+        }
+    })
+}

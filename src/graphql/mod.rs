@@ -1,0 +1,106 @@
+//! The GraphQL schema of the ATS graph, built at start from the model with async-graphql's dynamic
+//! schema, so that no entity or field name is written twice.
+//!
+//! - `types`: object types, connections, enums, scalars, filter and order inputs.
+//! - `resolve`: root fields, properties, relations, connections.
+//! - `loaders`: batched to-one and to-many loads (no N+1).
+//! - `filter`: typed filters and orders compiled to OData, refused early when inexpressible.
+//! - `cursor`: opaque, query-bound cursors over the upstream's `$skiptoken` paging.
+//! - `context`: shared state (upstream, labels, caches, settings) and the caller of a request.
+//! - `errors`: GraphQL errors with stable `extensions.code`.
+//!
+//! Never imports axum: the HTTP side lives in `server`.
+
+pub mod context;
+pub mod cursor;
+pub mod errors;
+pub mod filter;
+pub mod loaders;
+pub mod prefetch;
+pub mod resolve;
+pub mod types;
+
+use async_graphql::dataloader::{DataLoader, HashMapCache};
+use async_graphql::dynamic::{Object, Schema, SchemaError};
+use context::{GatewayState, RequestCtx};
+use loaders::{ChildLoader, RecordLoader};
+use std::sync::Arc;
+
+/// Limits applied to every operation.
+#[derive(Debug, Clone)]
+pub struct SchemaLimits {
+    pub depth: usize,
+    pub complexity: usize,
+    pub introspection: bool,
+}
+
+impl Default for SchemaLimits {
+    fn default() -> Self {
+        SchemaLimits {
+            depth: 12,
+            complexity: 50_000,
+            introspection: true,
+        }
+    }
+}
+
+/// Builds the executable schema over `state`.
+pub fn build_schema(state: Option<Arc<GatewayState>>, limits: &SchemaLimits) -> Result<Schema, SchemaError> {
+    let query = Object::new("Query").description(
+        "The Dynamics 365 Human Resources recruiting data: recruiting requests with their positions, skills, education and location; candidates to hire with the person behind them and the person's details; and the reference data they use.",
+    );
+    let builder = Schema::build("Query", None, None);
+    let (mut builder, query) = types::register(builder, query);
+    builder = builder
+        .register(query)
+        .limit_depth(limits.depth)
+        .limit_complexity(limits.complexity);
+    if !limits.introspection {
+        builder = builder.disable_introspection();
+    }
+    if let Some(state) = state {
+        builder = builder.data(state);
+    }
+    builder.finish()
+}
+
+/// The schema's SDL, as checked in at `schema.graphql`.
+pub fn sdl() -> String {
+    build_schema(None, &SchemaLimits::default())
+        .expect("the schema builds")
+        .sdl()
+}
+
+/// Request data for one operation: the caller and fresh, request-scoped loaders.
+pub fn request_data(
+    state: &Arc<GatewayState>,
+    caller: RequestCtx,
+) -> (
+    RequestCtx,
+    DataLoader<RecordLoader, HashMapCache>,
+    DataLoader<ChildLoader, HashMapCache>,
+) {
+    // The loaders wait this long after the first key for the others of the same level: the
+    // resolvers of a page of parents enqueue their keys within a short time, and a batch sent
+    // too early costs a second upstream request for the stragglers.
+    let delay = std::time::Duration::from_millis(state.config.batch_delay_ms);
+    let records = DataLoader::with_cache(
+        RecordLoader {
+            state: state.clone(),
+            request: caller.clone(),
+        },
+        tokio::spawn,
+        HashMapCache::default(),
+    )
+    .delay(delay);
+    let children = DataLoader::with_cache(
+        ChildLoader {
+            state: state.clone(),
+            request: caller.clone(),
+        },
+        tokio::spawn,
+        HashMapCache::default(),
+    )
+    .delay(delay);
+    (caller, records, children)
+}

@@ -1,0 +1,134 @@
+//! HTTP: the gateway's routes and the wiring of a running process.
+//!
+//! - `POST /graphql` (and `GET /graphql?query=…` for queries): the GraphQL endpoint.
+//! - `GET /healthz`: the process is up.
+//!
+//! Each GraphQL request gets its caller (from `Authorization`) and fresh request-scoped loaders;
+//! one log line per request says what ran, how long it took and how many upstream requests it made.
+
+use crate::graphql::context::{GatewayState, RequestCtx};
+use crate::graphql::{self, SchemaLimits};
+use async_graphql::dynamic::Schema;
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What the routes share.
+#[derive(Clone)]
+pub struct AppState {
+    pub schema: Schema,
+    pub gateway: Arc<GatewayState>,
+}
+
+/// Builds the gateway's router over `gateway`.
+pub fn app(gateway: Arc<GatewayState>, limits: &SchemaLimits) -> Result<Router, async_graphql::dynamic::SchemaError> {
+    let schema = graphql::build_schema(Some(gateway.clone()), limits)?;
+    Ok(Router::new()
+        .route("/graphql", get(graphql_handler).post(graphql_handler))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(AppState { schema, gateway }))
+}
+
+async fn graphql_handler(State(app): State<AppState>, headers: HeaderMap, req: GraphQLRequest) -> impl IntoResponse {
+    let started = Instant::now();
+    let authorization = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let (caller, records, children) = graphql::request_data(&app.gateway, RequestCtx::new(authorization));
+    let req = req.into_inner();
+    let operation = req.operation_name.clone().unwrap_or_else(|| "anonymous".into());
+    let upstream = caller.upstream_requests.clone();
+    let resp = app.schema.execute(req.data(caller).data(records).data(children)).await;
+    tracing::info!(
+        graphql.operation = %operation,
+        graphql.errors = resp.errors.len(),
+        upstream.requests = upstream.load(std::sync::atomic::Ordering::Relaxed),
+        duration_ms = started.elapsed().as_millis() as u64,
+        "graphql request"
+    );
+    GraphQLResponse::from(resp)
+}
+
+/// How to run the gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// The upstream OData service root, such as `https://org.crm.dynamics.com/api/data/v9.2/`.
+    pub upstream: String,
+    pub read: crate::graphql::context::ReadConfig,
+    pub limits: SchemaLimits,
+    pub upstream_timeout: std::time::Duration,
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("invalid upstream: {0}")]
+    Upstream(String),
+    #[error("the schema does not build: {0}")]
+    Schema(String),
+}
+
+/// A running gateway.
+pub struct RunningGateway {
+    pub addr: std::net::SocketAddr,
+    pub state: Arc<GatewayState>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningGateway {
+    /// The GraphQL endpoint.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}/graphql", self.addr)
+    }
+
+    /// Stops accepting connections and waits for in-flight requests.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = self.task.await;
+    }
+}
+
+/// Connects to the upstream (reading its option-set labels), binds `listen` and serves.
+pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Result<RunningGateway, StartError> {
+    let mut upstream_config = crate::odata::UpstreamConfig::new(config.upstream.clone());
+    upstream_config.timeout = config.upstream_timeout;
+    let upstream = crate::odata::Upstream::new(upstream_config).map_err(|e| StartError::Upstream(e.message))?;
+    let labels = crate::odata::OptionSetLabels::load(&upstream, None).await;
+    let state = Arc::new(GatewayState::new(upstream, labels, config.read.clone()));
+    let router = app(state.clone(), &config.limits).map_err(|e| StartError::Schema(e.to_string()))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| StartError::Bind { addr: listen, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr: listen, source })?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, router).with_graceful_shutdown(async {
+            let _ = rx.await;
+        });
+        if let Err(e) = served.await {
+            tracing::error!(error = %e, "gateway server stopped");
+        }
+    });
+    Ok(RunningGateway {
+        addr,
+        state,
+        shutdown: Some(tx),
+        task,
+    })
+}
