@@ -1,0 +1,356 @@
+//! Load benchmark: builds nothing itself (run through `bench/run.sh`, which builds the release
+//! binary), starts the emulator and the gateway as separate processes, warms up, and drives each
+//! operation with a closed-loop load generator (N concurrent clients for a fixed time). For every
+//! operation it reports requests/s, p50/p99 latency, errors, upstream requests per operation (from
+//! the emulator's counter) and the gateway's peak RSS; reads also run directly against the
+//! emulator with the equivalent OData requests, so the gateway / direct ratio shows the overhead.
+//! Writes `bench/results/latest.md` and `bench/results/latest.json`.
+
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const EMU: &str = "127.0.0.1:17070";
+const GW: &str = "127.0.0.1:18080";
+
+struct Procs(Vec<Child>);
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn binary() -> String {
+    std::env::var("ATS_GATEWAY_BIN")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/ats-gateway").to_string())
+}
+
+fn peak_rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse().unwrap_or(0))
+        })
+        .unwrap_or(0)
+}
+
+/// One request of an operation.
+#[derive(Clone)]
+enum Req {
+    Get(String),
+    GraphQl(String, Value),
+}
+
+#[derive(Clone)]
+struct Op {
+    name: &'static str,
+    /// Requests that make up one operation (sent concurrently; the operation ends when all did).
+    reqs: Vec<Req>,
+    /// Requests sent after `reqs` answered (a client's second round trip), concurrently.
+    then: Vec<Req>,
+    target: &'static str,
+}
+
+struct Stats {
+    ops: u64,
+    errors: u64,
+    lat: Vec<Duration>,
+    secs: f64,
+}
+
+async fn run_one(client: &reqwest::Client, r: &Req) -> bool {
+    let resp = match r {
+        Req::Get(url) => client.get(url).send().await,
+        Req::GraphQl(url, body) => client.post(url).json(body).send().await,
+    };
+    match resp {
+        Ok(r) if r.status().is_success() => match r.bytes().await {
+            Ok(b) => !b.windows(9).any(|w| w == b"\"errors\":"),
+            Err(_) => false,
+        },
+        _ => false,
+    }
+}
+
+async fn drive(op: &Op, concurrency: usize, duration: Duration) -> Stats {
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let op = op.clone();
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let (mut lat, mut errors) = (Vec::new(), 0u64);
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let mut ok = futures::future::join_all(op.reqs.iter().map(|r| run_one(&client, r)))
+                    .await
+                    .into_iter()
+                    .all(|x| x);
+                if !op.then.is_empty() {
+                    ok &= futures::future::join_all(op.then.iter().map(|r| run_one(&client, r)))
+                        .await
+                        .into_iter()
+                        .all(|x| x);
+                }
+                lat.push(t.elapsed());
+                if !ok {
+                    errors += 1;
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.unwrap();
+        all.extend(l);
+        errors += e;
+    }
+    all.sort();
+    Stats {
+        ops: all.len() as u64,
+        errors,
+        lat: all,
+        secs: started.elapsed().as_secs_f64(),
+    }
+}
+
+fn pct(lat: &[Duration], p: f64) -> f64 {
+    if lat.is_empty() {
+        return 0.0;
+    }
+    let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
+    lat[i].as_secs_f64() * 1000.0
+}
+
+async fn upstream_count(client: &reqwest::Client) -> u64 {
+    let v: Value = client
+        .get(format!("http://{EMU}/_emulator/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["total"].as_u64().unwrap()
+}
+
+async fn reset(client: &reqwest::Client) {
+    client
+        .post(format!("http://{EMU}/_emulator/stats/reset"))
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn wait_up(url: &str) {
+    for _ in 0..300 {
+        if reqwest::get(url).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{url} did not come up");
+}
+
+fn ops(doc_rr: &str, canonical_direct: (Vec<Req>, Vec<Req>)) -> Vec<(Op, Option<Op>)> {
+    let root = format!("http://{EMU}/api/data/v9.2/");
+    let gql = format!("http://{GW}/graphql");
+    let g = |q: &str| Req::GraphQl(gql.clone(), json!({"query": q}));
+    let sel = "$select=mshr_recruitingrequestid,mshr_description,mshr_status,mshr_estimatedstartdate,mshr_dataareaid";
+    let rr = format!("{root}mshr_hcmrecruitingrequestentities");
+    vec![
+        (
+            Op { name: "emulator: 50-row $select page", reqs: vec![Req::Get(format!("{rr}?{sel}&$top=50"))], target: "emulator", then: vec![] },
+            None,
+        ),
+        (
+            Op {
+                name: "emulator: documented $expand request",
+                reqs: vec![Req::Get(format!("{rr}({doc_rr})?$expand=mshr_FK_HcmRecruitingRequestPositionEntity_RecruitingRequest,mshr_FK_HcmRecruitingRequestSkillEntity_RecruitingRequest,mshr_FK_HcmRecruitingRequestEducationEntity_RecruitingRequest"))],
+                target: "emulator",
+                then: vec![],
+            },
+            None,
+        ),
+        (
+            Op { name: "gateway: flat 50-row list", reqs: vec![g("{ recruitingRequests(first: 50) { nodes { id recruitingRequestId description status estimatedStartDate dataAreaId } } }")], target: "gateway", then: vec![] },
+            Some(Op { name: "direct: flat 50-row list", reqs: vec![Req::Get(format!("{rr}?{sel}&$top=50"))], target: "emulator", then: vec![] }),
+        ),
+        (
+            Op {
+                name: "gateway: canonical nested query (50 parents)",
+                reqs: vec![g("{ recruitingRequests(first: 50) { nodes { id recruitingRequestId description status positions { positionId status description } skills { skillId ratingLevelId } educations { educationLevelId educationDisciplineId } location { description city } recruiter { name partyNumber } } } }")],
+                target: "gateway",
+                then: vec![],
+            },
+            Some(Op { name: "direct: the same data in 1 + 5 OData requests", reqs: canonical_direct.0, then: canonical_direct.1, target: "emulator" }),
+        ),
+        (
+            Op { name: "gateway: reference data (cached)", reqs: vec![g("{ ratingLevels(first: 50) { nodes { id ratingLevelId description } } }")], target: "gateway", then: vec![] },
+            Some(Op {
+                name: "direct: reference data",
+                reqs: vec![Req::Get(format!("{root}mshr_hcmratinglevelentities?$select=mshr_ratinglevelid,mshr_description&$top=50"))],
+                target: "emulator",
+                then: vec![],
+            }),
+        ),
+    ]
+}
+
+/// The OData requests that fetch the canonical nested query's data without the gateway: the page
+/// of 50 recruiting requests, then its positions, skills and educations (by readable key), its
+/// locations and recruiters (by key), built with the project's own query builder.
+async fn canonical_direct(client: &reqwest::Client) -> (Vec<Req>, Vec<Req>) {
+    use ats_gateway::model::model;
+    use ats_gateway::odata::children_of;
+    let root = format!("http://{EMU}/api/data/v9.2/");
+    let rr = model().by_entity_set("mshr_hcmrecruitingrequestentities").unwrap();
+    let page_url = format!("{root}mshr_hcmrecruitingrequestentities?$select=mshr_hcmrecruitingrequestentityid,mshr_recruitingrequestid,mshr_description,mshr_status,_mshr_fk_recruiter_id_value,_mshr_fk_recruitingrequestlocation_id_value&$top=50");
+    let page: Value = client.get(&page_url).send().await.unwrap().json().await.unwrap();
+    let rows = page["value"].as_array().unwrap();
+    let col = |k: &str| -> Vec<String> { rows.iter().filter_map(|r| r[k].as_str().map(str::to_owned)).collect() };
+    let mut then = Vec::new();
+    for r in &rr.graphql.relations {
+        let target = model().by_logical_name(&r.target).unwrap();
+        let (key, values) = match r.field.as_str() {
+            "positions" | "skills" | "educations" => {
+                (r.child_readable_key.clone().unwrap(), col("mshr_recruitingrequestid"))
+            }
+            "location" | "recruiter" => (target.primary_key.clone(), col(&r.lookup_property)),
+            _ => continue,
+        };
+        for q in children_of(target, &key, &values, &[], None).unwrap() {
+            then.push(Req::Get(format!("{root}{}", q.to_relative_url())));
+        }
+    }
+    (vec![Req::Get(page_url)], then)
+}
+
+#[tokio::main]
+async fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        // `cargo test --all-targets` runs bench targets without `--bench`: only `cargo bench` runs
+        // the load test.
+        println!("load benchmark skipped (run it with bench/run.sh)");
+        return;
+    }
+    let secs: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let concurrency: usize = std::env::var("BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    let bin = binary();
+    let emu = Command::new(&bin)
+        .args(["emulator", "--listen", EMU])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("emulator starts");
+    let mut procs = Procs(vec![emu]);
+    wait_up(&format!("http://{EMU}/api/data/v9.2/")).await;
+    let gw = Command::new(&bin)
+        .args([
+            "serve",
+            "--listen",
+            GW,
+            "--upstream",
+            &format!("http://{EMU}/api/data/v9.2/"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("gateway starts");
+    let gw_pid = gw.id();
+    procs.0.push(gw);
+    wait_up(&format!("http://{GW}/healthz")).await;
+    let client = reqwest::Client::new();
+    let doc_rr = "00000d6b-0000-0000-0000-005001000000";
+    let mut rows = Vec::new();
+    let mut results = Vec::new();
+    let canonical = canonical_direct(&client).await;
+    for (op, direct) in ops(doc_rr, canonical) {
+        // Warm up, then count upstream requests for exactly one operation.
+        drive(&op, concurrency, Duration::from_secs(2)).await;
+        reset(&client).await;
+        futures::future::join_all(op.reqs.iter().map(|r| run_one(&client, r))).await;
+        let per_op = upstream_count(&client).await;
+        let s = drive(&op, concurrency, Duration::from_secs(secs)).await;
+        let rps = s.ops as f64 / s.secs;
+        let mut row = json!({
+            "operation": op.name, "target": op.target, "requests_per_second": rps, "p50_ms": pct(&s.lat, 0.5), "p99_ms": pct(&s.lat, 0.99),
+            "errors": s.errors, "operations": s.ops, "upstream_requests_per_operation": per_op,
+        });
+        if let Some(d) = direct {
+            drive(&d, concurrency, Duration::from_secs(1)).await;
+            let ds = drive(&d, concurrency, Duration::from_secs(secs)).await;
+            let drps = ds.ops as f64 / ds.secs;
+            row["direct"] = json!({"operation": d.name, "requests_per_second": drps, "p50_ms": pct(&ds.lat, 0.5), "p99_ms": pct(&ds.lat, 0.99), "errors": ds.errors, "odata_requests_per_operation": d.reqs.len()});
+            row["ratio_gateway_over_direct"] = json!(rps / drps);
+        }
+        eprintln!("{row}");
+        results.push(row.clone());
+        rows.push(row);
+    }
+    let rss_mb = peak_rss_kb(gw_pid) as f64 / 1024.0;
+    drop(procs);
+    let machine = format!(
+        "{} cores, {}",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l
+                .split(':')
+                .nth(1)
+                .unwrap_or("")
+                .trim()
+                .to_string()))
+            .unwrap_or_default()
+    );
+    let mut md = format!(
+        "# ats-gateway benchmark\n\nMachine: {machine}. Load: {concurrency} concurrent clients, {secs} s per operation after a warm-up, closed loop, loopback.\nGateway peak RSS over the whole run: {rss_mb:.1} MB.\n\n| operation | req/s | p50 ms | p99 ms | errors | upstream req/op | direct req/s | direct p50 ms | gateway / direct |\n|---|---|---|---|---|---|---|---|---|\n"
+    );
+    for r in &rows {
+        let d = &r["direct"];
+        md.push_str(&format!(
+            "| {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {} |\n",
+            r["operation"].as_str().unwrap(),
+            r["requests_per_second"].as_f64().unwrap(),
+            r["p50_ms"].as_f64().unwrap(),
+            r["p99_ms"].as_f64().unwrap(),
+            r["errors"],
+            r["upstream_requests_per_operation"],
+            d["requests_per_second"]
+                .as_f64()
+                .map(|x| format!("{x:.0}"))
+                .unwrap_or_else(|| "–".into()),
+            d["p50_ms"]
+                .as_f64()
+                .map(|x| format!("{x:.2}"))
+                .unwrap_or_else(|| "–".into()),
+            r["ratio_gateway_over_direct"]
+                .as_f64()
+                .map(|x| format!("{x:.2}"))
+                .unwrap_or_else(|| "–".into()),
+        ));
+    }
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/results");
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(format!("{dir}/latest.md"), &md).unwrap();
+    std::fs::write(
+        format!("{dir}/latest.json"),
+        serde_json::to_string_pretty(&json!({"machine": machine, "concurrency": concurrency, "seconds": secs, "gateway_peak_rss_mb": rss_mb, "results": results})).unwrap(),
+    )
+    .unwrap();
+    println!("{md}");
+}
