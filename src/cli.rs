@@ -60,6 +60,13 @@ pub struct ServeArgs {
     /// Timeout of one upstream request, in seconds.
     #[arg(long, env = "ATS_GATEWAY_UPSTREAM_TIMEOUT_SECONDS", default_value_t = 60)]
     pub upstream_timeout_seconds: u64,
+    /// How submitCandidateToHire writes: one $batch change set, one deep insert, or flat POSTs
+    /// with compensating deletes (for upstreams that refuse change sets on these tables).
+    #[arg(long, env = "ATS_GATEWAY_SUBMISSION_STRATEGY", value_enum, default_value = "batch")]
+    pub submission_strategy: crate::graphql::mutations::submit::Strategy,
+    /// SQLite file for the gateway's own state (idempotency keys), or `:memory:`.
+    #[arg(long, env = "ATS_GATEWAY_STATE_DB", default_value = "ats-gateway-state.db")]
+    pub state_db: String,
     /// Deepest query accepted.
     #[arg(long, env = "ATS_GATEWAY_MAX_DEPTH", default_value_t = 12)]
     pub max_depth: usize,
@@ -81,6 +88,10 @@ impl ServeArgs {
                 ..Default::default()
             },
             upstream_timeout: std::time::Duration::from_secs(self.upstream_timeout_seconds),
+            write: crate::graphql::context::WriteConfig {
+                strategy: self.submission_strategy,
+                state_db: (self.state_db != ":memory:").then(|| std::path::PathBuf::from(&self.state_db)),
+            },
         }
     }
 }

@@ -79,6 +79,19 @@ FULL_NAME = {
     "mshr_dirpersonentity": {"property": "mshr_name", "parts": ["mshr_firstname", "mshr_middlename", "mshr_lastnameprefix", "mshr_lastname"]},
 }
 
+# documented maximum string lengths (the docs give only this one)
+MAX_LENGTH = {("mshr_hcmpersonprofessionalexperienceentity", "mshr_employerlocation"): 60}
+
+# what a write must refer to: when all `properties` are set, a record of `entity` whose `keys`
+# hold the same values must exist (checked by the gateway before it writes anything)
+REFERENCES = {
+    "mshr_hcmcandidatetohireentity": [
+        {"properties": ["mshr_recruitingrequestid"], "entity": "mshr_hcmrecruitingrequestentity", "keys": ["mshr_recruitingrequestid"]},
+        {"properties": ["mshr_recruitingrequestid", "mshr_positionid"], "entity": "mshr_hcmrecruitingrequestpositionentity",
+         "keys": ["mshr_recruitingrequestid", "mshr_positionid"]},
+    ],
+}
+
 # small, rarely changing tables the gateway may cache across requests
 REFERENCE_DATA = {"mshr_hcmratinglevelentity", "mshr_hcmcertificatetypeentity", "mshr_hcmscreeningtypeentity"}
 
@@ -629,6 +642,8 @@ def main(path):
                 q["lookup"] = None
             if (e["logicalName"], p["name"]) in samples:
                 q["samples"] = samples[(e["logicalName"], p["name"])]
+            if (e["logicalName"], p["name"]) in MAX_LENGTH:
+                q["maxLength"] = MAX_LENGTH[(e["logicalName"], p["name"])]
             props.append(q)
         relations = []
         for r in e["graphql"]["relations"]:
@@ -666,6 +681,7 @@ def main(path):
             "companyProperty": "mshr_dataareaid" if any(p["name"] == "mshr_dataareaid" for p in e["properties"]) else None,
             "fullName": FULL_NAME.get(e["logicalName"]),
             "referenceData": e["logicalName"] in REFERENCE_DATA,
+            "references": REFERENCES.get(e["logicalName"], []),
             "sequences": SEQUENCES.get(e["logicalName"], {}),
             "properties": props,
         })

@@ -40,7 +40,10 @@ pub(super) fn execute(svc: &Service, req: &ODataRequest, base: &str) -> ODataRes
                 }
             }
             BatchRequestItem::ChangeSet(parts) => match run_change_set(svc, &parts, base, req) {
-                Ok(responses) => out.push(BatchResponseItem::ChangeSet(responses)),
+                Ok(responses) => {
+                    svc.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    out.push(BatchResponseItem::ChangeSet(responses))
+                }
                 Err(failed) => {
                     out.push(BatchResponseItem::Response(failed));
                     if !continue_on_error {

@@ -52,11 +52,14 @@ async fn not_found(uri: Uri) -> Response {
 }
 
 async fn stats(State(s): State<Arc<EmulatorState>>) -> impl IntoResponse {
-    Json(s.faults.counts())
+    let mut v = serde_json::to_value(s.faults.counts()).unwrap_or_default();
+    v["writes"] = s.service.writes.load(std::sync::atomic::Ordering::Relaxed).into();
+    Json(v)
 }
 
 async fn reset_stats(State(s): State<Arc<EmulatorState>>) -> StatusCode {
     s.faults.reset_counts();
+    s.service.writes.store(0, std::sync::atomic::Ordering::Relaxed);
     StatusCode::NO_CONTENT
 }
 

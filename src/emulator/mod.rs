@@ -72,7 +72,10 @@ pub fn build(config: &EmulatorConfig) -> Result<Arc<http::EmulatorState>, error:
         seed_demo(&store, config.seed_size, config.progress)?;
     }
     Ok(Arc::new(http::EmulatorState {
-        service: Service { store },
+        service: Service {
+            store,
+            writes: Default::default(),
+        },
         faults: FaultState::new(config.faults.clone()),
     }))
 }

@@ -201,6 +201,9 @@ pub fn parse_target(path: &str) -> Result<Target, ODataError> {
 /// The emulator's OData service over its store.
 pub struct Service {
     pub store: Arc<Store>,
+    /// Write transactions committed (a change set or a single write each), for tests that count
+    /// how many upstream requests wrote.
+    pub writes: std::sync::atomic::AtomicU64,
 }
 
 impl Service {
@@ -211,9 +214,15 @@ impl Service {
             Ok(Target::Batch) => return super::batch_exec::execute(self, req, base),
             Ok(target) => match req.method.as_str() {
                 "GET" => self.store.read(|c| get(c, &target, req, base)),
-                "POST" | "PATCH" | "DELETE" | "PUT" => self
-                    .store
-                    .transaction(|c| write_request(c, &target, req, base, &ContentIds::new()).map(|(r, _)| r)),
+                "POST" | "PATCH" | "DELETE" | "PUT" => {
+                    let r = self
+                        .store
+                        .transaction(|c| write_request(c, &target, req, base, &ContentIds::new()).map(|(r, _)| r));
+                    if r.is_ok() {
+                        self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    r
+                }
                 m => Err(ODataError::new(
                     405,
                     "",

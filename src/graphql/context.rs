@@ -4,6 +4,7 @@
 use crate::model::Entity;
 use crate::odata::options::OptionSetLabels;
 use crate::odata::{Page, Upstream, UpstreamError};
+use futures::FutureExt;
 use moka::future::Cache;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +45,8 @@ pub struct RequestCtx {
     pub identity: String,
     /// Upstream requests this request caused (cache hits included), for its log line.
     pub upstream_requests: Arc<std::sync::atomic::AtomicU64>,
+    /// Upstream pages fetched (or being fetched) for this request, by URL and page size.
+    pub memo: Arc<std::sync::Mutex<PageMemo>>,
 }
 
 impl RequestCtx {
@@ -53,15 +56,42 @@ impl RequestCtx {
             authorization,
             identity,
             upstream_requests: Arc::default(),
+            memo: Arc::default(),
         }
     }
 }
 
+/// An upstream page load shared by every identical load of one request.
+pub type PageFuture = futures::future::Shared<futures::future::BoxFuture<'static, Result<Page, UpstreamError>>>;
+
+/// The pages of one request, by URL and page size.
+pub type PageMemo = std::collections::HashMap<(String, Option<usize>), PageFuture>;
+
 /// Key of a cached reference-data page: who asked, and what.
 type CacheKey = (String, String, Option<usize>);
 
+/// Settings of the write path.
+#[derive(Debug, Clone)]
+pub struct WriteConfig {
+    /// How `submitCandidateToHire` writes upstream.
+    pub strategy: super::mutations::submit::Strategy,
+    /// Where idempotency keys are kept (`None`: in memory).
+    pub state_db: Option<std::path::PathBuf>,
+}
+
+impl Default for WriteConfig {
+    fn default() -> Self {
+        WriteConfig {
+            strategy: super::mutations::submit::Strategy::Batch,
+            state_db: None,
+        }
+    }
+}
+
 /// State shared by all requests.
 pub struct GatewayState {
+    pub write: WriteConfig,
+    pub idempotency: super::idempotency::IdempotencyStore,
     pub upstream: Upstream,
     pub labels: OptionSetLabels,
     pub config: ReadConfig,
@@ -71,12 +101,20 @@ pub struct GatewayState {
 }
 
 impl GatewayState {
-    pub fn new(upstream: Upstream, labels: OptionSetLabels, config: ReadConfig) -> Self {
+    pub fn new(
+        upstream: Upstream,
+        labels: OptionSetLabels,
+        config: ReadConfig,
+        write: WriteConfig,
+        idempotency: super::idempotency::IdempotencyStore,
+    ) -> Self {
         let reference_cache = Cache::builder()
             .max_capacity(config.cache_capacity)
             .time_to_live(config.cache_ttl)
             .build();
         GatewayState {
+            write,
+            idempotency,
             upstream,
             labels,
             config,
@@ -87,8 +125,8 @@ impl GatewayState {
     /// Fetches every page of a query (following `@odata.nextLink`), refusing more than `limit` rows
     /// rather than truncating them silently.
     pub async fn get_all(
-        &self,
-        entity: &Entity,
+        self: &Arc<Self>,
+        entity: &'static Entity,
         url: &str,
         rq: &RequestCtx,
         limit: usize,
@@ -116,6 +154,29 @@ impl GatewayState {
 
     /// Fetches one page, through the cache for reference data.
     pub async fn fetch_page(
+        self: &Arc<Self>,
+        entity: &'static Entity,
+        url: &str,
+        rq: &RequestCtx,
+        page_size: Option<usize>,
+    ) -> Result<Page, UpstreamError> {
+        // Identical loads within one request share one upstream call, even while it is in flight.
+        let key = (url.to_string(), page_size);
+        let shared = {
+            let mut memo = rq.memo.lock().unwrap_or_else(|p| p.into_inner());
+            memo.entry(key)
+                .or_insert_with(|| {
+                    let (state, url, rq) = (self.clone(), url.to_string(), rq.clone());
+                    async move { state.fetch_page_uncached(entity, &url, &rq, page_size).await }
+                        .boxed()
+                        .shared()
+                })
+                .clone()
+        };
+        shared.await
+    }
+
+    async fn fetch_page_uncached(
         &self,
         entity: &Entity,
         url: &str,

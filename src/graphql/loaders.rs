@@ -99,9 +99,9 @@ fn query_error(e: crate::odata::filter::FilterError) -> UpstreamError {
 
 /// Runs the queries of one group and returns all rows.
 async fn run_all(
-    state: &GatewayState,
+    state: &Arc<GatewayState>,
     request: &RequestCtx,
-    entity: &Entity,
+    entity: &'static Entity,
     urls: Vec<String>,
 ) -> Result<Vec<Map<String, Value>>, UpstreamError> {
     let limit = state.config.max_first.max(5000);

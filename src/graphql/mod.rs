@@ -15,7 +15,9 @@ pub mod context;
 pub mod cursor;
 pub mod errors;
 pub mod filter;
+pub mod idempotency;
 pub mod loaders;
+pub mod mutations;
 pub mod prefetch;
 pub mod resolve;
 pub mod types;
@@ -49,10 +51,12 @@ pub fn build_schema(state: Option<Arc<GatewayState>>, limits: &SchemaLimits) -> 
     let query = Object::new("Query").description(
         "The Dynamics 365 Human Resources recruiting data: recruiting requests with their positions, skills, education and location; candidates to hire with the person behind them and the person's details; and the reference data they use.",
     );
-    let builder = Schema::build("Query", None, None);
-    let (mut builder, query) = types::register(builder, query);
+    let builder = Schema::build("Query", Some("Mutation"), None);
+    let (builder, query) = types::register(builder, query);
+    let (mut builder, mutation) = mutations::register(builder);
     builder = builder
         .register(query)
+        .register(mutation)
         .limit_depth(limits.depth)
         .limit_complexity(limits.complexity);
     if !limits.introspection {

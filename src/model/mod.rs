@@ -68,6 +68,9 @@ pub struct Entity {
     pub company_property: Option<String>,
     /// A full name computed from name parts.
     pub full_name: Option<FullName>,
+    /// Records a write of this entity must refer to, checked before writing.
+    #[serde(default)]
+    pub references: Vec<Reference>,
     pub properties: Vec<Property>,
 }
 
@@ -87,6 +90,15 @@ pub struct EntityGraphql {
 pub struct FullName {
     pub property: String,
     pub parts: Vec<String>,
+}
+
+/// A reference by readable keys: when all `properties` are set on a write, a record of `entity`
+/// whose `keys` hold the same values must exist.
+#[derive(Debug, Deserialize)]
+pub struct Reference {
+    pub properties: Vec<String>,
+    pub entity: String,
+    pub keys: Vec<String>,
 }
 
 /// Whether a relation points at one record or many.
@@ -182,6 +194,9 @@ pub struct Property {
     /// length within an entity are aligned; see `tools/build-model.py`.
     #[serde(default)]
     pub samples: Vec<serde_json::Value>,
+    /// Longest value the docs allow, where they say (most string lengths are undocumented).
+    #[serde(default)]
+    pub max_length: Option<usize>,
 }
 
 /// A GUID lookup to another table.

@@ -63,6 +63,7 @@ pub struct GatewayConfig {
     pub read: crate::graphql::context::ReadConfig,
     pub limits: SchemaLimits,
     pub upstream_timeout: std::time::Duration,
+    pub write: crate::graphql::context::WriteConfig,
 }
 
 /// Why the gateway could not start.
@@ -108,7 +109,15 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
     upstream_config.timeout = config.upstream_timeout;
     let upstream = crate::odata::Upstream::new(upstream_config).map_err(|e| StartError::Upstream(e.message))?;
     let labels = crate::odata::OptionSetLabels::load(&upstream, None).await;
-    let state = Arc::new(GatewayState::new(upstream, labels, config.read.clone()));
+    let idempotency = crate::graphql::idempotency::IdempotencyStore::open(config.write.state_db.as_deref())
+        .map_err(|e| StartError::Upstream(format!("cannot open the state database: {e}")))?;
+    let state = Arc::new(GatewayState::new(
+        upstream,
+        labels,
+        config.read.clone(),
+        config.write.clone(),
+        idempotency,
+    ));
     let router = app(state.clone(), &config.limits).map_err(|e| StartError::Schema(e.to_string()))?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await

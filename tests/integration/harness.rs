@@ -152,11 +152,25 @@ impl Gateway {
     }
 
     pub fn over_with(emu: Emu, read: ats_gateway::graphql::context::ReadConfig) -> Gateway {
+        Self::configured(emu, read, Default::default())
+    }
+
+    /// A gateway with its write settings (strategy, state database).
+    pub fn with_writes(emu: Emu, write: ats_gateway::graphql::context::WriteConfig) -> Gateway {
+        Self::configured(emu, Default::default(), write)
+    }
+
+    pub fn configured(
+        emu: Emu,
+        read: ats_gateway::graphql::context::ReadConfig,
+        write: ats_gateway::graphql::context::WriteConfig,
+    ) -> Gateway {
         let config = ats_gateway::server::GatewayConfig {
             upstream: emu.root.clone(),
             read,
             limits: Default::default(),
             upstream_timeout: std::time::Duration::from_secs(10),
+            write,
         };
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();

@@ -11,4 +11,5 @@ mod emulator_reads;
 mod emulator_writes;
 mod gateway_reads;
 mod gateway_schema;
+mod gateway_writes;
 mod harness;

@@ -1,0 +1,539 @@
+//! The writes: `submitCandidateToHire` (one atomic call for a hired candidate with everything
+//! under it, idempotent by key) and `create<Type>` / `update<Type>` / `delete<Type>` for every
+//! entity with writable properties.
+//!
+//! - `inputs`: input types derived from the model, conversion to OData bodies, field rules.
+//! - `submit`: validation and the three write strategies of a submission.
+//!
+//! Problems come back in the payload's `errors` with a stable `code` (`VALIDATION_FAILED` with the
+//! input path, `UPSTREAM_REJECTED` with the upstream's message and the failing part, …); GraphQL
+//! errors are left for what the schema itself refuses.
+
+pub mod inputs;
+pub mod submit;
+
+use super::context::{GatewayState, RequestCtx};
+use super::resolve::{select_for, Row};
+use crate::model::{model, Entity};
+use crate::odata::{Method, ODataQuery, UpstreamErrorKind};
+use async_graphql::dynamic::{
+    Enum, EnumItem, Field, FieldFuture, FieldValue, InputObject, InputValue, Object, ResolverContext, SchemaBuilder,
+    TypeRef,
+};
+use async_graphql::Value;
+use serde_json::{Map, Value as Json};
+use std::sync::Arc;
+use submit::{Strategy, SubmissionError, SHAPE};
+
+const ERROR_TYPE: &str = "MutationError";
+const STRATEGY_ENUM: &str = "SubmissionStrategy";
+const SUBMISSION_INPUT: &str = "CandidateToHireSubmissionInput";
+const SUBMISSION_PAYLOAD: &str = "CandidateToHireSubmissionPayload";
+const DELETE_PAYLOAD: &str = "DeletePayload";
+
+fn payload_name(e: &Entity) -> String {
+    format!("{}MutationPayload", e.graphql.type_name)
+}
+
+fn detail_input_name(e: &Entity) -> String {
+    format!("{}DetailInput", e.graphql.type_name)
+}
+
+/// The resolved value of every write payload.
+#[derive(Default)]
+struct PayloadValue {
+    entity: Option<&'static Entity>,
+    id: Option<String>,
+    record: Option<Arc<Map<String, Json>>>,
+    errors: Vec<SubmissionError>,
+    strategy: Option<Strategy>,
+    replayed: bool,
+    created: usize,
+    deleted: bool,
+}
+
+/// Registers the write types and returns the `Mutation` root.
+pub fn register(mut builder: SchemaBuilder) -> (SchemaBuilder, Object) {
+    let mut mutation = Object::new("Mutation")
+        .description("Writes to the ATS data. Each reports its problems in `errors`; nothing is half-written.");
+    builder = builder
+        .register(error_type())
+        .register(
+            Enum::new(STRATEGY_ENUM)
+                .description("How a submission was written upstream.")
+                .item(EnumItem::new("BATCH").description("One $batch with one change set: all or nothing."))
+                .item(
+                    EnumItem::new("DEEP_INSERT")
+                        .description("One POST with the person and its details nested (the documented deep insert)."),
+                )
+                .item(
+                    EnumItem::new("FLAT")
+                        .description("The documented separate POSTs, with compensating deletes on failure."),
+                ),
+        )
+        .register(delete_payload());
+    for e in model().entities.iter().filter(|e| inputs::has_writable(e)) {
+        builder = builder
+            .register(inputs::create_input(e, &inputs::create_input_name(e), &[]))
+            .register(inputs::update_input(e))
+            .register(entity_payload(e));
+        mutation = mutation
+            .field(create_field(e))
+            .field(update_field(e))
+            .field(delete_field(e));
+    }
+    for (_, detail, back) in &SHAPE.details {
+        let except: Vec<String> = back.child_readable_key.iter().cloned().collect();
+        builder = builder.register(
+            inputs::create_input(detail, &detail_input_name(detail), &except).description(format!(
+                "A {} of the submitted person (linked to the person by the submission).",
+                detail.name.to_lowercase()
+            )),
+        );
+    }
+    builder = builder.register(submission_input()).register(submission_payload());
+    mutation = mutation.field(submit_field());
+    (builder, mutation)
+}
+
+fn error_type() -> Object {
+    let f = |name: &str, ty: TypeRef, desc: &str| {
+        let key = name.to_string();
+        Field::new(name, ty, move |ctx| {
+            let key = key.clone();
+            FieldFuture::new(async move {
+                let e = ctx.parent_value.try_downcast_ref::<SubmissionError>()?;
+                Ok(match key.as_str() {
+                    "code" => Some(FieldValue::value(e.code)),
+                    "message" => Some(FieldValue::value(e.message.clone())),
+                    "path" => e.path.clone().map(FieldValue::value),
+                    _ => e.part.map(|p| FieldValue::value(p as i64)),
+                })
+            })
+        })
+        .description(desc)
+    };
+    Object::new(ERROR_TYPE)
+        .description("A problem with a write.")
+        .field(f("code", TypeRef::named_nn(TypeRef::STRING), "VALIDATION_FAILED, UPSTREAM_REJECTED, UPSTREAM_THROTTLED, UPSTREAM_UNAVAILABLE, IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_PROGRESS, COMPENSATION_FAILED, …"))
+        .field(f("message", TypeRef::named_nn(TypeRef::STRING), "What is wrong (the upstream's own message for upstream failures)."))
+        .field(f("path", TypeRef::named(TypeRef::STRING), "Where in the input, such as `educations[2].startDate`."))
+        .field(f("part", TypeRef::named(TypeRef::INT), "The failing upstream part (1-based) of a batch, or request of a flat write."))
+}
+
+fn payload_fields(o: Object) -> Object {
+    o.field(
+        Field::new("errors", TypeRef::named_nn_list_nn(ERROR_TYPE), |ctx| {
+            FieldFuture::new(async move {
+                let p = ctx.parent_value.try_downcast_ref::<PayloadValue>()?;
+                Ok(Some(FieldValue::list(
+                    p.errors.iter().cloned().map(FieldValue::owned_any),
+                )))
+            })
+        })
+        .description("Problems; empty when the write happened."),
+    )
+}
+
+fn record_field(name: &str, ty: &str) -> Field {
+    Field::new(name, TypeRef::named(ty), |ctx| {
+        FieldFuture::new(async move {
+            let p = ctx.parent_value.try_downcast_ref::<PayloadValue>()?;
+            let Some(entity) = p.entity else { return Ok(None) };
+            if let Some(r) = &p.record {
+                return Ok(Some(FieldValue::owned_any(Row {
+                    entity,
+                    record: r.clone(),
+                })));
+            }
+            let Some(id) = &p.id else { return Ok(None) };
+            fetch_one(&ctx, entity, id).await
+        })
+    })
+}
+
+/// Reads one record for a payload, with the selection's relations prefetched.
+async fn fetch_one<'a>(
+    ctx: &ResolverContext<'a>,
+    entity: &'static Entity,
+    id: &str,
+) -> async_graphql::Result<Option<FieldValue<'a>>> {
+    let st = ctx.data::<Arc<GatewayState>>()?;
+    let rq = ctx.data::<RequestCtx>()?;
+    let mut q = ODataQuery::by_key(entity, id).map_err(|e| async_graphql::Error::new(e.to_string()))?;
+    q.select = select_for(entity, ctx.field().selection_set());
+    match st.fetch_page(entity, &q.to_relative_url(), rq, None).await {
+        Ok(page) => {
+            let Some(record) = page.value.into_iter().next().map(Arc::new) else {
+                return Ok(None);
+            };
+            if let Some(loaders) = super::prefetch::Loaders::from_context(ctx) {
+                super::prefetch::prefetch(
+                    loaders,
+                    entity,
+                    ctx.field().selection_set().collect(),
+                    vec![record.clone()],
+                )
+                .await;
+            }
+            Ok(Some(FieldValue::owned_any(Row { entity, record })))
+        }
+        Err(e) if e.kind == UpstreamErrorKind::NotFound => Ok(None),
+        Err(e) => Err(super::errors::upstream_error(&e)),
+    }
+}
+
+fn entity_payload(e: &Entity) -> Object {
+    payload_fields(
+        Object::new(payload_name(e)).description(format!("The result of a write to a {}.", e.name.to_lowercase())),
+    )
+    .field(
+        record_field("record", &e.graphql.type_name)
+            .description("The record as it is now; null when the write failed."),
+    )
+}
+
+fn delete_payload() -> Object {
+    payload_fields(Object::new(DELETE_PAYLOAD).description("The result of a delete."))
+        .field(Field::new("id", TypeRef::named_nn(TypeRef::ID), |ctx| {
+            FieldFuture::new(async move {
+                let p = ctx.parent_value.try_downcast_ref::<PayloadValue>()?;
+                Ok(Some(FieldValue::value(p.id.clone().unwrap_or_default())))
+            })
+        }))
+        .field(Field::new("deleted", TypeRef::named_nn(TypeRef::BOOLEAN), |ctx| {
+            FieldFuture::new(async move {
+                let p = ctx.parent_value.try_downcast_ref::<PayloadValue>()?;
+                Ok(Some(FieldValue::value(p.deleted)))
+            })
+        }))
+}
+
+fn payload(p: PayloadValue) -> async_graphql::Result<Option<FieldValue<'static>>> {
+    Ok(Some(FieldValue::owned_any(p)))
+}
+
+fn upstream_errors(e: &crate::odata::UpstreamError) -> Vec<SubmissionError> {
+    vec![SubmissionError::upstream(e, None, None)]
+}
+
+fn id_arg(ctx: &ResolverContext<'_>) -> Result<String, Vec<SubmissionError>> {
+    let raw = ctx
+        .args
+        .get("id")
+        .and_then(|v| v.string().ok().map(str::to_owned))
+        .unwrap_or_default();
+    crate::odata::escape::guid(&raw).map_err(|_| {
+        vec![SubmissionError {
+            code: "VALIDATION_FAILED",
+            message: format!("id `{raw}` is not a GUID"),
+            path: Some("id".into()),
+            part: None,
+        }]
+    })
+}
+
+fn body_of(e: &'static Entity, input: &Value, st: &GatewayState) -> Result<Map<String, Json>, Vec<SubmissionError>> {
+    let mut problems = Vec::new();
+    let body = inputs::to_body(e, input, &st.labels, "input", &mut problems);
+    if problems.is_empty() {
+        Ok(body)
+    } else {
+        Err(problems
+            .into_iter()
+            .map(|p| SubmissionError {
+                code: "VALIDATION_FAILED",
+                message: format!("{} {}", p.path, p.message),
+                path: Some(p.path),
+                part: None,
+            })
+            .collect())
+    }
+}
+
+fn create_field(e: &'static Entity) -> Field {
+    Field::new(
+        format!("create{}", e.graphql.type_name),
+        TypeRef::named_nn(payload_name(e)),
+        move |ctx| {
+            FieldFuture::new(async move {
+                let st = ctx.data::<Arc<GatewayState>>()?;
+                let rq = ctx.data::<RequestCtx>()?;
+                let input = ctx.args.try_get("input")?.as_value().clone();
+                let body = match body_of(e, &input, st) {
+                    Ok(b) => b,
+                    Err(errors) => {
+                        return payload(PayloadValue {
+                            entity: Some(e),
+                            errors,
+                            ..Default::default()
+                        })
+                    }
+                };
+                rq.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                match st
+                    .upstream
+                    .send_write(
+                        Method::POST,
+                        &e.entity_set,
+                        &Json::Object(body),
+                        rq.authorization.as_deref(),
+                        true,
+                    )
+                    .await
+                {
+                    Ok(w) => {
+                        let record = w.body.and_then(|b| b.as_object().cloned()).map(Arc::new);
+                        payload(PayloadValue {
+                            entity: Some(e),
+                            id: w.entity_id,
+                            record,
+                            ..Default::default()
+                        })
+                    }
+                    Err(err) => payload(PayloadValue {
+                        entity: Some(e),
+                        errors: upstream_errors(&err),
+                        ..Default::default()
+                    }),
+                }
+            })
+        },
+    )
+    .argument(InputValue::new(
+        "input",
+        TypeRef::named_nn(inputs::create_input_name(e)),
+    ))
+    .description(format!(
+        "Creates a {}. Readable keys link it to related records.",
+        e.name.to_lowercase()
+    ))
+}
+
+fn update_field(e: &'static Entity) -> Field {
+    Field::new(
+        format!("update{}", e.graphql.type_name),
+        TypeRef::named_nn(payload_name(e)),
+        move |ctx| {
+            FieldFuture::new(async move {
+                let st = ctx.data::<Arc<GatewayState>>()?;
+                let rq = ctx.data::<RequestCtx>()?;
+                let id = match id_arg(&ctx) {
+                    Ok(id) => id,
+                    Err(errors) => {
+                        return payload(PayloadValue {
+                            entity: Some(e),
+                            errors,
+                            ..Default::default()
+                        })
+                    }
+                };
+                let input = ctx.args.try_get("input")?.as_value().clone();
+                let body = match body_of(e, &input, st) {
+                    Ok(b) => b,
+                    Err(errors) => {
+                        return payload(PayloadValue {
+                            entity: Some(e),
+                            errors,
+                            ..Default::default()
+                        })
+                    }
+                };
+                rq.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                match st
+                    .upstream
+                    .send_write(
+                        Method::PATCH,
+                        &format!("{}({id})", e.entity_set),
+                        &Json::Object(body),
+                        rq.authorization.as_deref(),
+                        false,
+                    )
+                    .await
+                {
+                    Ok(_) => payload(PayloadValue {
+                        entity: Some(e),
+                        id: Some(id),
+                        ..Default::default()
+                    }),
+                    Err(err) => payload(PayloadValue {
+                        entity: Some(e),
+                        errors: upstream_errors(&err),
+                        ..Default::default()
+                    }),
+                }
+            })
+        },
+    )
+    .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
+    .argument(InputValue::new(
+        "input",
+        TypeRef::named_nn(inputs::update_input_name(e)),
+    ))
+    .description(format!(
+        "Changes a {}: only the fields given change; write-once fields cannot.",
+        e.name.to_lowercase()
+    ))
+}
+
+fn delete_field(e: &'static Entity) -> Field {
+    Field::new(
+        format!("delete{}", e.graphql.type_name),
+        TypeRef::named_nn(DELETE_PAYLOAD),
+        move |ctx| {
+            FieldFuture::new(async move {
+                let st = ctx.data::<Arc<GatewayState>>()?;
+                let rq = ctx.data::<RequestCtx>()?;
+                let id = match id_arg(&ctx) {
+                    Ok(id) => id,
+                    Err(errors) => {
+                        return payload(PayloadValue {
+                            errors,
+                            ..Default::default()
+                        })
+                    }
+                };
+                rq.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                match st
+                    .upstream
+                    .send_write(
+                        Method::DELETE,
+                        &format!("{}({id})", e.entity_set),
+                        &Json::Null,
+                        rq.authorization.as_deref(),
+                        false,
+                    )
+                    .await
+                {
+                    Ok(_) => payload(PayloadValue {
+                        id: Some(id),
+                        deleted: true,
+                        ..Default::default()
+                    }),
+                    Err(err) => payload(PayloadValue {
+                        id: Some(id),
+                        errors: upstream_errors(&err),
+                        ..Default::default()
+                    }),
+                }
+            })
+        },
+    )
+    .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
+    .description(format!("Deletes a {}.", e.name.to_lowercase()))
+}
+
+fn submission_input() -> InputObject {
+    let shape = &*SHAPE;
+    let mut o = inputs::create_input(shape.candidate, SUBMISSION_INPUT, &shape.shared).description(
+        "A candidate to hire with everything under it: the candidate's own fields, then either the new `person` or the `partyNumber` of an existing one (an internal candidate), and the person's details.",
+    );
+    o = o
+        .field(
+            InputValue::new(
+                &shape.person_relation.field,
+                TypeRef::named(inputs::create_input_name(shape.person)),
+            )
+            .description("The new person behind an external candidate."),
+        )
+        .field(
+            InputValue::new(submit::party_number_field(), TypeRef::named(TypeRef::STRING))
+                .description("The party number of an existing person (an internal candidate), instead of `person`."),
+        );
+    for (rel, detail, _) in &shape.details {
+        o = o.field(
+            InputValue::new(&rel.field, TypeRef::named_nn_list(detail_input_name(detail)))
+                .description(format!("The person's {} records.", detail.name.to_lowercase())),
+        );
+    }
+    o
+}
+
+fn submission_payload() -> Object {
+    let shape = &*SHAPE;
+    let scalar = |name: &str, ty: TypeRef, desc: &str, get: fn(&PayloadValue) -> Option<Value>| {
+        Field::new(name, ty, move |ctx| {
+            FieldFuture::new(async move {
+                let p = ctx.parent_value.try_downcast_ref::<PayloadValue>()?;
+                Ok(get(p).map(FieldValue::value))
+            })
+        })
+        .description(desc)
+    };
+    payload_fields(Object::new(SUBMISSION_PAYLOAD).description("The result of a submission."))
+        .field(record_field("candidate", &shape.candidate.graphql.type_name).description("The created candidate, queryable with its person and details; null when nothing was written."))
+        .field(scalar("candidateId", TypeRef::named(TypeRef::ID), "The created candidate's id.", |p| p.id.clone().map(Value::String)))
+        .field(scalar("strategy", TypeRef::named(STRATEGY_ENUM), "How the submission was written.", |p| p.strategy.map(|s| Value::Enum(async_graphql::Name::new(s.graphql())))))
+        .field(scalar("replayed", TypeRef::named_nn(TypeRef::BOOLEAN), "True when an earlier submission with the same idempotency key and input is returned and nothing new was written.", |p| Some(Value::Boolean(p.replayed))))
+        .field(scalar("recordsCreated", TypeRef::named_nn(TypeRef::INT), "Records this call created upstream (0 for a replay or a failure).", |p| Some(Value::from(p.created as i64))))
+}
+
+fn submit_field() -> Field {
+    Field::new("submitCandidateToHire", TypeRef::named_nn(SUBMISSION_PAYLOAD), |ctx| {
+        FieldFuture::new(async move {
+            let st = ctx.data::<Arc<GatewayState>>()?;
+            let rq = ctx.data::<RequestCtx>()?;
+            let input = ctx.args.try_get("input")?.as_value().clone();
+            let key = ctx.args.get("idempotencyKey").and_then(|v| v.string().ok().map(str::to_owned)).filter(|k| !k.is_empty());
+            let candidate = SHAPE.candidate;
+            let fail = |errors: Vec<SubmissionError>| payload(PayloadValue { entity: Some(candidate), errors, ..Default::default() });
+            if let Some(k) = &key {
+                if k.len() > 200 {
+                    return fail(vec![SubmissionError { code: "VALIDATION_FAILED", message: "idempotencyKey is longer than 200 characters".into(), path: Some("idempotencyKey".into()), part: None }]);
+                }
+                let hash = input_hash(&input);
+                let state = st.idempotency.begin(&rq.identity, k, &hash).map_err(|e| async_graphql::Error::new(format!("idempotency store: {e}")))?;
+                match state {
+                    super::idempotency::KeyState::Reserved => {}
+                    super::idempotency::KeyState::InProgress => {
+                        return fail(vec![SubmissionError { code: "IDEMPOTENCY_KEY_IN_PROGRESS", message: "A submission with this idempotency key is still running; retry shortly.".into(), path: Some("idempotencyKey".into()), part: None }]);
+                    }
+                    super::idempotency::KeyState::Conflict => {
+                        return fail(vec![SubmissionError { code: "IDEMPOTENCY_KEY_REUSED", message: "This idempotency key was used with a different input; use a new key for a new submission.".into(), path: Some("idempotencyKey".into()), part: None }]);
+                    }
+                    super::idempotency::KeyState::Completed { candidate_id, strategy } => {
+                        let strategy = [Strategy::Batch, Strategy::DeepInsert, Strategy::Flat].into_iter().find(|s| s.graphql() == strategy);
+                        return payload(PayloadValue { entity: Some(candidate), id: Some(candidate_id), strategy, replayed: true, ..Default::default() });
+                    }
+                }
+            }
+            let outcome = match submit::validate(st, rq, &input).await {
+                Ok(plan) => {
+                    let n = plan.record_count();
+                    submit::write(st, rq, plan, st.write.strategy).await.map(|w| (w, n))
+                }
+                Err(errors) => Err(errors),
+            };
+            match outcome {
+                Ok((written, n)) => {
+                    if let Some(k) = &key {
+                        if let Err(e) = st.idempotency.complete(&rq.identity, k, &written.candidate_id, written.strategy.graphql()) {
+                            tracing::error!(error = %e, "could not record an idempotency key");
+                        }
+                    }
+                    tracing::info!(candidate.id = %written.candidate_id, strategy = written.strategy.graphql(), records = n, "candidate submitted");
+                    payload(PayloadValue { entity: Some(candidate), id: Some(written.candidate_id), strategy: Some(written.strategy), created: n, ..Default::default() })
+                }
+                Err(errors) => {
+                    if let Some(k) = &key {
+                        let _ = st.idempotency.release(&rq.identity, k);
+                    }
+                    fail(errors)
+                }
+            }
+        })
+    })
+    .argument(InputValue::new("input", TypeRef::named_nn(SUBMISSION_INPUT)))
+    .argument(InputValue::new("idempotencyKey", TypeRef::named(TypeRef::STRING)).description("Retrying with the same key and input returns the first result and writes nothing new."))
+    .description("Submits a hired candidate with its person and all of the person's details in one atomic call: everything is validated first, then written all or nothing.")
+}
+
+/// A stable hash of an input value (FNV-1a over its JSON text).
+fn input_hash(v: &Value) -> String {
+    let text = v.to_string();
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in text.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}")
+}

@@ -1,0 +1,661 @@
+//! `submitCandidateToHire`: a candidate, its person (or an existing person's party number) and any
+//! number of person details, validated completely, then written all or nothing.
+//!
+//! Strategies (a setting; the payload says which ran):
+//! - `batch`: one `$batch` with one change set; the person is `$1`, everything else binds to it.
+//! - `deep-insert`: one POST of the candidate with the person and its details nested, as the ATS
+//!   documentation's example does (external candidates only; internal ones use `batch`).
+//! - `flat`: the documented separate POSTs in order; on a failure the records already created are
+//!   deleted again, newest first, so nothing half-written remains.
+
+use super::inputs::{self, FieldProblem};
+use crate::batch::{BatchRequestItem, BatchResponseItem};
+use crate::graphql::context::{GatewayState, RequestCtx};
+use crate::model::{model, Entity, LookupSide, Relation};
+use crate::odata::{part_page, part_write, Method, UpstreamError};
+use async_graphql::Value;
+use serde_json::{Map, Value as Json};
+use std::sync::LazyLock;
+
+/// How a submission is written upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Strategy {
+    Batch,
+    DeepInsert,
+    Flat,
+}
+
+impl Strategy {
+    /// The GraphQL enum value.
+    pub fn graphql(self) -> &'static str {
+        match self {
+            Strategy::Batch => "BATCH",
+            Strategy::DeepInsert => "DEEP_INSERT",
+            Strategy::Flat => "FLAT",
+        }
+    }
+}
+
+/// The entities of a submission, found from the model's structure: the candidate is the entity
+/// that mirrors a person (a required lookup whose readable key it may not write); the person's
+/// details are its to-many relations whose records are keyed by the person's readable key.
+pub struct Shape {
+    pub candidate: &'static Entity,
+    pub person_relation: &'static Relation,
+    pub person: &'static Entity,
+    /// (the person's relation, the detail entity, the detail's relation back to the person)
+    pub details: Vec<(&'static Relation, &'static Entity, &'static Relation)>,
+    /// Candidate properties that are the person's own (names, gender, …): given once, on the person.
+    pub shared: Vec<String>,
+}
+
+pub static SHAPE: LazyLock<Shape> = LazyLock::new(|| {
+    let m = model();
+    let (candidate, person_relation) = m
+        .entities
+        .iter()
+        .find_map(|e| {
+            e.graphql
+                .relations
+                .iter()
+                .find(|r| {
+                    r.lookup_on == LookupSide::This
+                        && e.property(&r.lookup_property).is_some_and(|p| p.required)
+                        && r.child_readable_key
+                            .as_deref()
+                            .and_then(|k| e.property(k))
+                            .is_some_and(|p| p.read_only)
+                })
+                .map(|r| (e, r))
+        })
+        .expect("the model has a candidate that mirrors a person");
+    let person = m.by_logical_name(&person_relation.target).expect("person in model");
+    let details = person
+        .graphql
+        .relations
+        .iter()
+        .filter(|r| r.lookup_on == LookupSide::Target)
+        .filter_map(|r| {
+            let detail = m.by_logical_name(&r.target)?;
+            let back = detail.graphql.relations.iter().find(|b| {
+                b.lookup_on == LookupSide::This
+                    && b.lookup_property == r.lookup_property
+                    && b.target == person.logical_name
+            })?;
+            (detail.primary_field_parts.first() == back.child_readable_key.as_ref()).then_some((r, detail, back))
+        })
+        .collect();
+    let shared = candidate
+        .properties
+        .iter()
+        .filter(|p| inputs::writable(p) && person.property(&p.name).is_some_and(inputs::writable))
+        .map(|p| p.name.clone())
+        .collect();
+    Shape {
+        candidate,
+        person_relation,
+        person,
+        details,
+        shared,
+    }
+});
+
+/// The person's readable key (the party number) as a GraphQL field name.
+pub fn party_number_field() -> &'static str {
+    let key = SHAPE
+        .person_relation
+        .parent_readable_key
+        .as_deref()
+        .expect("person has a readable key");
+    &SHAPE
+        .person
+        .property(key)
+        .expect("readable key is a property")
+        .graphql_field
+}
+
+/// A problem the payload reports.
+#[derive(Debug, Clone)]
+pub struct SubmissionError {
+    pub code: &'static str,
+    pub message: String,
+    pub path: Option<String>,
+    /// 1-based number of the failing upstream part (batch) or request (flat).
+    pub part: Option<usize>,
+}
+
+impl SubmissionError {
+    fn validation(p: FieldProblem) -> Self {
+        SubmissionError {
+            code: "VALIDATION_FAILED",
+            message: format!("{} {}", p.path, p.message),
+            path: Some(p.path),
+            part: None,
+        }
+    }
+
+    pub fn upstream(e: &UpstreamError, part: Option<usize>, what: Option<String>) -> Self {
+        let code = match e.kind {
+            crate::odata::UpstreamErrorKind::BadRequest
+            | crate::odata::UpstreamErrorKind::NotFound
+            | crate::odata::UpstreamErrorKind::Forbidden => "UPSTREAM_REJECTED",
+            _ => e.code(),
+        };
+        SubmissionError {
+            code,
+            message: e.message.clone(),
+            path: what,
+            part,
+        }
+    }
+}
+
+/// One record to write: its entity, its body, and where it came from in the input.
+#[derive(Debug, Clone)]
+struct Planned {
+    entity: &'static Entity,
+    body: Map<String, Json>,
+    path: String,
+}
+
+/// A validated submission, ready to write.
+pub struct Plan {
+    candidate: Planned,
+    /// `None` for an internal candidate.
+    person: Option<Planned>,
+    party_number: Option<String>,
+    details: Vec<(usize, Planned)>,
+}
+
+impl Plan {
+    /// Records the submission creates.
+    pub fn record_count(&self) -> usize {
+        1 + usize::from(self.person.is_some()) + self.details.len()
+    }
+}
+
+/// Checks the whole input (every problem, with its path) and the records it refers to.
+pub async fn validate(state: &GatewayState, rq: &RequestCtx, input: &Value) -> Result<Plan, Vec<SubmissionError>> {
+    let shape = &*SHAPE;
+    let mut problems = Vec::new();
+    let Value::Object(fields) = input else {
+        return Err(vec![SubmissionError::validation(FieldProblem {
+            path: "input".into(),
+            message: "must be an object".into(),
+        })]);
+    };
+    let candidate_body = inputs::to_body(shape.candidate, input, &state.labels, "", &mut problems);
+    let person_value = fields
+        .get(shape.person_relation.field.as_str())
+        .filter(|v| !matches!(v, Value::Null));
+    let party_number = match fields.get(party_number_field()) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        _ => None,
+    };
+    let person = match (person_value, &party_number) {
+        (Some(_), Some(_)) => {
+            problems.push(FieldProblem {
+                path: party_number_field().into(),
+                message: format!(
+                    "and `{}` exclude each other: give a new person or an existing party number",
+                    shape.person_relation.field
+                ),
+            });
+            None
+        }
+        (None, None) => {
+            problems.push(FieldProblem {
+                path: shape.person_relation.field.clone(),
+                message: format!(
+                    "is missing: give the new person, or `{}` of an existing one",
+                    party_number_field()
+                ),
+            });
+            None
+        }
+        (Some(v), None) => {
+            let path = shape.person_relation.field.clone();
+            let body = inputs::to_body(shape.person, v, &state.labels, &path, &mut problems);
+            Some(Planned {
+                entity: shape.person,
+                body,
+                path,
+            })
+        }
+        (None, Some(_)) => None,
+    };
+    let mut details = Vec::new();
+    for (rel, entity, _) in &shape.details {
+        if let Some(Value::List(items)) = fields.get(rel.field.as_str()) {
+            for (i, item) in items.iter().enumerate() {
+                let path = format!("{}[{i}]", rel.field);
+                let body = inputs::to_body(entity, item, &state.labels, &path, &mut problems);
+                details.push((details.len(), Planned { entity, body, path }));
+            }
+        }
+    }
+    let mut errors: Vec<SubmissionError> = problems.into_iter().map(SubmissionError::validation).collect();
+    // The records the submission refers to must exist: one read request for all checks.
+    let mut checks: Vec<(String, String, String)> = Vec::new(); // (url, path, message)
+    for r in &shape.candidate.references {
+        let values: Option<Vec<&str>> = r
+            .properties
+            .iter()
+            .map(|p| candidate_body.get(p).and_then(Json::as_str))
+            .collect();
+        let Some(values) = values else { continue };
+        let target = model().by_logical_name(&r.entity).expect("reference target in model");
+        let filter = r
+            .keys
+            .iter()
+            .zip(&values)
+            .map(|(k, v)| format!("{k} eq {}", crate::odata::escape::string_literal(v)))
+            .collect::<Vec<_>>()
+            .join(" and ");
+        let url = format!(
+            "{}?$select={}&$filter={}&$top=1",
+            target.entity_set,
+            target.primary_key,
+            crate::odata::escape::percent_encode_query_value(&filter)
+        );
+        let last = r.properties.last().expect("a reference has properties");
+        let field = shape
+            .candidate
+            .property(last)
+            .map(|p| p.graphql_field.clone())
+            .unwrap_or_default();
+        checks.push((
+            url,
+            field,
+            format!(
+                "refers to a {} that does not exist ({})",
+                target.name.to_lowercase(),
+                values.join(" / ")
+            ),
+        ));
+    }
+    if let Some(pn) = &party_number {
+        let key = shape.person_relation.parent_readable_key.as_deref().unwrap_or_default();
+        let filter = format!("{key} eq {}", crate::odata::escape::string_literal(pn));
+        let url = format!(
+            "{}?$select={}&$filter={}&$top=1",
+            shape.person.entity_set,
+            shape.person.primary_key,
+            crate::odata::escape::percent_encode_query_value(&filter)
+        );
+        checks.push((
+            url,
+            party_number_field().to_string(),
+            format!("`{pn}` is not the party number of an existing person"),
+        ));
+    }
+    if !checks.is_empty() {
+        let parts = checks
+            .iter()
+            .map(|(url, _, _)| BatchRequestItem::Request(state.upstream.batch_get_part(url, None)))
+            .collect();
+        rq.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match state.upstream.batch(parts, rq.authorization.as_deref(), true).await {
+            Ok(responses) => {
+                for ((_, path, message), resp) in checks.iter().zip(responses) {
+                    let BatchResponseItem::Response(part) = resp else {
+                        continue;
+                    };
+                    match part_page(&part) {
+                        Ok(page) if page.value.is_empty() => errors.push(SubmissionError::validation(FieldProblem {
+                            path: path.clone(),
+                            message: message.clone(),
+                        })),
+                        Ok(_) => {}
+                        Err(e) => errors.push(SubmissionError::upstream(&e, None, Some(path.clone()))),
+                    }
+                }
+            }
+            Err(e) => errors.push(SubmissionError::upstream(&e, None, None)),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Plan {
+        candidate: Planned {
+            entity: shape.candidate,
+            body: candidate_body,
+            path: String::new(),
+        },
+        person,
+        party_number,
+        details,
+    })
+}
+
+/// What a successful write produced.
+pub struct Written {
+    pub candidate_id: String,
+    pub strategy: Strategy,
+}
+
+fn bind(rel: &Relation, target: &Entity, reference: &str) -> (String, Json) {
+    let _ = target;
+    (
+        format!("{}@odata.bind", rel.navigation_property),
+        Json::String(reference.to_string()),
+    )
+}
+
+/// Writes a validated plan with `strategy` (internal candidates cannot be deep-inserted).
+pub async fn write(
+    state: &GatewayState,
+    rq: &RequestCtx,
+    plan: Plan,
+    strategy: Strategy,
+) -> Result<Written, Vec<SubmissionError>> {
+    let strategy = if strategy == Strategy::DeepInsert && plan.person.is_none() {
+        Strategy::Batch
+    } else {
+        strategy
+    };
+    match strategy {
+        Strategy::Batch => write_batch(state, rq, plan).await,
+        Strategy::DeepInsert => write_deep(state, rq, plan).await,
+        Strategy::Flat => write_flat(state, rq, plan).await,
+    }
+}
+
+/// The body of a detail or candidate linked to the person: by `$1` in a change set, or by the
+/// party number of an existing person.
+fn linked(mut body: Map<String, Json>, back: &Relation, person_ref: &PersonRef) -> Map<String, Json> {
+    match person_ref {
+        PersonRef::ContentId(r) => {
+            let (k, v) = bind(back, SHAPE.person, r);
+            body.insert(k, v);
+        }
+        PersonRef::PartyNumber(pn) => {
+            if let Some(k) = &back.child_readable_key {
+                body.insert(k.clone(), Json::String(pn.clone()));
+            }
+        }
+    }
+    body
+}
+
+enum PersonRef {
+    ContentId(String),
+    PartyNumber(String),
+}
+
+async fn write_batch(state: &GatewayState, rq: &RequestCtx, plan: Plan) -> Result<Written, Vec<SubmissionError>> {
+    let shape = &*SHAPE;
+    let up = &state.upstream;
+    let mut parts = Vec::new();
+    let mut paths = Vec::new();
+    let person_ref = match (&plan.person, &plan.party_number) {
+        (Some(p), _) => {
+            parts.push(up.batch_write_part(
+                &Method::POST,
+                &p.entity.entity_set,
+                &Json::Object(p.body.clone()),
+                Some("1".into()),
+            ));
+            paths.push(p.path.clone());
+            PersonRef::ContentId("$1".into())
+        }
+        (None, Some(pn)) => PersonRef::PartyNumber(pn.clone()),
+        (None, None) => unreachable!("validated"),
+    };
+    let candidate_body = linked(plan.candidate.body.clone(), shape.person_relation, &person_ref);
+    let candidate_cid = (parts.len() + 1).to_string();
+    parts.push(up.batch_write_part(
+        &Method::POST,
+        &shape.candidate.entity_set,
+        &Json::Object(candidate_body),
+        Some(candidate_cid.clone()),
+    ));
+    paths.push("candidate".into());
+    for (_, d) in &plan.details {
+        let back = shape
+            .details
+            .iter()
+            .find(|(_, e, _)| e.logical_name == d.entity.logical_name)
+            .map(|(_, _, b)| *b)
+            .expect("detail of the shape");
+        let body = linked(d.body.clone(), back, &person_ref);
+        parts.push(up.batch_write_part(
+            &Method::POST,
+            &d.entity.entity_set,
+            &Json::Object(body),
+            Some((parts.len() + 1).to_string()),
+        ));
+        paths.push(d.path.clone());
+    }
+    rq.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let responses = up
+        .batch(
+            vec![BatchRequestItem::ChangeSet(parts)],
+            rq.authorization.as_deref(),
+            false,
+        )
+        .await
+        .map_err(|e| vec![SubmissionError::upstream(&e, None, None)])?;
+    match responses.into_iter().next() {
+        Some(BatchResponseItem::ChangeSet(done)) => {
+            let part = done
+                .iter()
+                .find(|p| p.content_id.as_deref() == Some(&candidate_cid))
+                .ok_or_else(|| {
+                    vec![SubmissionError {
+                        code: "UPSTREAM_INVALID_RESPONSE",
+                        message: "The change set's response has no part for the candidate.".into(),
+                        path: None,
+                        part: None,
+                    }]
+                })?;
+            let w = part_write(part, &shape.candidate.entity_set)
+                .map_err(|e| vec![SubmissionError::upstream(&e, None, None)])?;
+            let id = w.entity_id.ok_or_else(|| {
+                vec![SubmissionError {
+                    code: "UPSTREAM_INVALID_RESPONSE",
+                    message: "The upstream did not say which candidate it created.".into(),
+                    path: None,
+                    part: None,
+                }]
+            })?;
+            Ok(Written {
+                candidate_id: id,
+                strategy: Strategy::Batch,
+            })
+        }
+        Some(BatchResponseItem::Response(failed)) => {
+            let n = failed.content_id.as_deref().and_then(|c| c.parse::<usize>().ok());
+            let what = n.and_then(|n| paths.get(n - 1).cloned());
+            let e = crate::odata::part_result(&failed).err().unwrap_or_else(|| {
+                UpstreamError::new(
+                    crate::odata::UpstreamErrorKind::Other,
+                    Some(failed.status),
+                    "The change set failed.",
+                )
+            });
+            Err(vec![SubmissionError::upstream(&e, n, what)])
+        }
+        None => Err(vec![SubmissionError {
+            code: "UPSTREAM_INVALID_RESPONSE",
+            message: "The $batch response was empty.".into(),
+            path: None,
+            part: None,
+        }]),
+    }
+}
+
+async fn write_deep(state: &GatewayState, rq: &RequestCtx, plan: Plan) -> Result<Written, Vec<SubmissionError>> {
+    let shape = &*SHAPE;
+    let person = plan.person.expect("deep insert has a new person");
+    let mut person_body = person.body;
+    for (rel, entity, _) in &shape.details {
+        let items: Vec<Json> = plan
+            .details
+            .iter()
+            .filter(|(_, d)| d.entity.logical_name == entity.logical_name)
+            .map(|(_, d)| Json::Object(d.body.clone()))
+            .collect();
+        if !items.is_empty() {
+            person_body.insert(rel.navigation_property.clone(), Json::Array(items));
+        }
+    }
+    let mut body = plan.candidate.body;
+    body.insert(
+        shape.person_relation.navigation_property.clone(),
+        Json::Object(person_body),
+    );
+    rq.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let w = state
+        .upstream
+        .send_write(
+            Method::POST,
+            &shape.candidate.entity_set,
+            &Json::Object(body),
+            rq.authorization.as_deref(),
+            false,
+        )
+        .await
+        .map_err(|e| vec![SubmissionError::upstream(&e, Some(1), None)])?;
+    let id = w.entity_id.ok_or_else(|| {
+        vec![SubmissionError {
+            code: "UPSTREAM_INVALID_RESPONSE",
+            message: "The upstream did not say which candidate it created.".into(),
+            path: None,
+            part: None,
+        }]
+    })?;
+    Ok(Written {
+        candidate_id: id,
+        strategy: Strategy::DeepInsert,
+    })
+}
+
+async fn write_flat(state: &GatewayState, rq: &RequestCtx, plan: Plan) -> Result<Written, Vec<SubmissionError>> {
+    let shape = &*SHAPE;
+    let up = &state.upstream;
+    let auth = rq.authorization.as_deref();
+    let mut created: Vec<(&'static Entity, String)> = Vec::new();
+    let mut step = 0;
+    let result: Result<String, (UpstreamError, usize, String)> = async {
+        let party_number = match (&plan.person, &plan.party_number) {
+            (Some(p), _) => {
+                step += 1;
+                rq.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let w = up
+                    .send_write(
+                        Method::POST,
+                        &p.entity.entity_set,
+                        &Json::Object(p.body.clone()),
+                        auth,
+                        true,
+                    )
+                    .await
+                    .map_err(|e| (e, step, p.path.clone()))?;
+                let id = w.entity_id.clone().or_else(|| {
+                    w.body
+                        .as_ref()
+                        .and_then(|b| b.get(&shape.person.primary_key))
+                        .and_then(Json::as_str)
+                        .map(str::to_owned)
+                });
+                if let Some(id) = id {
+                    created.push((shape.person, id));
+                }
+                let key = shape.person_relation.parent_readable_key.as_deref().unwrap_or_default();
+                w.body
+                    .as_ref()
+                    .and_then(|b| b.get(key))
+                    .and_then(Json::as_str)
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        (
+                            UpstreamError::new(
+                                crate::odata::UpstreamErrorKind::InvalidResponse,
+                                None,
+                                "The created person came back without its party number.",
+                            ),
+                            step,
+                            p.path.clone(),
+                        )
+                    })?
+            }
+            (None, Some(pn)) => pn.clone(),
+            (None, None) => unreachable!("validated"),
+        };
+        let person_ref = PersonRef::PartyNumber(party_number);
+        step += 1;
+        let body = linked(plan.candidate.body.clone(), shape.person_relation, &person_ref);
+        rq.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let w = up
+            .send_write(
+                Method::POST,
+                &shape.candidate.entity_set,
+                &Json::Object(body),
+                auth,
+                false,
+            )
+            .await
+            .map_err(|e| (e, step, "candidate".to_string()))?;
+        let candidate_id = w.entity_id.clone().unwrap_or_default();
+        created.push((shape.candidate, candidate_id.clone()));
+        for (_, d) in &plan.details {
+            step += 1;
+            let back = shape
+                .details
+                .iter()
+                .find(|(_, e, _)| e.logical_name == d.entity.logical_name)
+                .map(|(_, _, b)| *b)
+                .expect("detail of the shape");
+            let body = linked(d.body.clone(), back, &person_ref);
+            rq.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let w = up
+                .send_write(Method::POST, &d.entity.entity_set, &Json::Object(body), auth, false)
+                .await
+                .map_err(|e| (e, step, d.path.clone()))?;
+            if let Some(id) = w.entity_id {
+                created.push((d.entity, id));
+            }
+        }
+        Ok(candidate_id)
+    }
+    .await;
+    match result {
+        Ok(candidate_id) => Ok(Written {
+            candidate_id,
+            strategy: Strategy::Flat,
+        }),
+        Err((e, n, what)) => {
+            let mut errors = vec![SubmissionError::upstream(&e, Some(n), Some(what))];
+            // Compensate: delete what was created, newest first (details before the candidate
+            // before the person, which is the order the upstream accepts deletes in).
+            for (entity, id) in created.iter().rev() {
+                rq.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if let Err(d) = up
+                    .send_write(
+                        Method::DELETE,
+                        &format!("{}({id})", entity.entity_set),
+                        &Json::Null,
+                        auth,
+                        false,
+                    )
+                    .await
+                {
+                    tracing::error!(entity = %entity.entity_set, record.id = %id, error = %d.message, "compensating delete failed: a partial submission remains");
+                    errors.push(SubmissionError {
+                        code: "COMPENSATION_FAILED",
+                        message: format!(
+                            "Could not delete the {} {id} created before the failure: {}",
+                            entity.name.to_lowercase(),
+                            d.message
+                        ),
+                        path: None,
+                        part: None,
+                    });
+                }
+            }
+            Err(errors)
+        }
+    }
+}
