@@ -16,8 +16,93 @@ use std::process::ExitCode;
 #[derive(Debug, Parser)]
 #[command(name = "ats-gateway", version, about)]
 pub struct Cli {
+    /// A TOML file of settings: top-level keys for `serve`, an `[emulator]` table for `emulator`;
+    /// keys are the long flag names (`max-page-size` or `max_page_size`). Flags and environment
+    /// variables win over the file; unknown keys are an error.
+    #[arg(long, global = true, env = "ATS_GATEWAY_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// Parses the command line, with the defaults of an optional config file (see `Cli::config`).
+pub fn parse_args(mut args: Vec<std::ffi::OsString>) -> Result<Cli, String> {
+    use clap::{CommandFactory, FromArgMatches};
+    // No subcommand means `serve`.
+    let first_word = args.iter().skip(1).find(|a| !a.to_string_lossy().starts_with('-'));
+    let has_subcommand = first_word.is_some_and(|w| matches!(w.to_str(), Some("serve" | "emulator" | "help")));
+    if !has_subcommand
+        && !args
+            .iter()
+            .any(|a| a == "--help" || a == "-h" || a == "--version" || a == "-V")
+    {
+        args.insert(1.min(args.len()), "serve".into());
+    }
+    let first = Cli::try_parse_from(&args).map_err(|e| e.render().to_string())?;
+    let Some(path) = &first.config else { return Ok(first) };
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read the config file {}: {e}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| format!("{} is not valid TOML: {e}", path.display()))?;
+    let mut cmd = Cli::command();
+    let mut serve_keys = toml::Table::new();
+    for (k, v) in table {
+        match (k.as_str(), v) {
+            ("emulator", toml::Value::Table(t)) => cmd = apply_defaults(cmd, "emulator", &t, path)?,
+            (_, v) => {
+                serve_keys.insert(k, v);
+            }
+        }
+    }
+    cmd = apply_defaults(cmd, "serve", &serve_keys, path)?;
+    let matches = cmd.try_get_matches_from(&args).map_err(|e| e.render().to_string())?;
+    Cli::from_arg_matches(&matches).map_err(|e| e.render().to_string())
+}
+
+/// Sets the file's values as the defaults of a subcommand's flags, refusing unknown keys.
+fn apply_defaults(
+    cmd: clap::Command,
+    sub: &str,
+    table: &toml::Table,
+    path: &std::path::Path,
+) -> Result<clap::Command, String> {
+    let sc = cmd.find_subcommand(sub).expect("known subcommand").clone();
+    let mut updates = Vec::new();
+    for (key, value) in table {
+        let long = key.replace('_', "-");
+        let Some(arg) = sc
+            .get_arguments()
+            .find(|a| a.get_long() == Some(long.as_str()) && long != "config")
+        else {
+            let known: Vec<String> = sc
+                .get_arguments()
+                .filter_map(|a| a.get_long().map(str::to_owned))
+                .filter(|l| l != "config" && l != "help")
+                .collect();
+            return Err(format!(
+                "unknown setting `{key}` in {} for `{sub}`; the settings are: {}",
+                path.display(),
+                known.join(", ")
+            ));
+        };
+        let text = match value {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_owned).unwrap_or_else(|| i.to_string()))
+                .collect::<Vec<_>>()
+                .join(","),
+            other => other.to_string(),
+        };
+        updates.push((arg.get_id().clone(), text));
+    }
+    Ok(cmd.mut_subcommand(sub, move |mut sc| {
+        for (id, text) in updates {
+            sc = sc.mut_arg(id, |a| a.default_value(text));
+        }
+        sc
+    }))
 }
 
 #[derive(Debug, Subcommand)]
@@ -27,6 +112,11 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run only the embedded Dataverse emulator.
     Emulator(EmulatorArgs),
+}
+
+/// Reads a duration such as `30s`, `500ms` or `2m`.
+fn duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration such as 30s or 500ms: {e}"))
 }
 
 #[derive(Debug, Args, Clone)]
@@ -47,19 +137,18 @@ pub struct ServeArgs {
     /// Largest `first` a client may ask for.
     #[arg(long, env = "ATS_GATEWAY_MAX_PAGE_SIZE", default_value_t = 500)]
     pub max_page_size: usize,
-    /// How long reference data (rating levels, certificate and screening types) stays cached, in
-    /// seconds.
-    #[arg(long, env = "ATS_GATEWAY_CACHE_TTL_SECONDS", default_value_t = 300)]
-    pub cache_ttl_seconds: u64,
+    /// How long reference data (rating levels, certificate and screening types) stays cached.
+    #[arg(long, env = "ATS_GATEWAY_CACHE_TTL", default_value = "5m", value_parser = duration)]
+    pub cache_ttl: std::time::Duration,
     /// How many reference-data pages the cache holds.
     #[arg(long, env = "ATS_GATEWAY_CACHE_CAPACITY", default_value_t = 10_000)]
     pub cache_capacity: u64,
-    /// How long relation loaders wait to batch the keys of one level, in milliseconds.
-    #[arg(long, env = "ATS_GATEWAY_BATCH_DELAY_MS", default_value_t = 3)]
-    pub batch_delay_ms: u64,
-    /// Timeout of one upstream request, in seconds.
-    #[arg(long, env = "ATS_GATEWAY_UPSTREAM_TIMEOUT_SECONDS", default_value_t = 60)]
-    pub upstream_timeout_seconds: u64,
+    /// How long relation loaders wait to batch the keys of one level.
+    #[arg(long, env = "ATS_GATEWAY_BATCH_DELAY", default_value = "3ms", value_parser = duration)]
+    pub batch_delay: std::time::Duration,
+    /// Timeout of one upstream request.
+    #[arg(long, env = "ATS_GATEWAY_UPSTREAM_TIMEOUT", default_value = "60s", value_parser = duration)]
+    pub upstream_timeout: std::time::Duration,
     /// How submitCandidateToHire writes: one $batch change set, one deep insert, or flat POSTs
     /// with compensating deletes (for upstreams that refuse change sets on these tables).
     #[arg(long, env = "ATS_GATEWAY_SUBMISSION_STRATEGY", value_enum, default_value = "batch")]
@@ -70,6 +159,31 @@ pub struct ServeArgs {
     /// Deepest query accepted.
     #[arg(long, env = "ATS_GATEWAY_MAX_DEPTH", default_value_t = 12)]
     pub max_depth: usize,
+    /// Highest query cost accepted (each field 1, times the items of the lists above it).
+    #[arg(long, env = "ATS_GATEWAY_MAX_COST", default_value_t = 100_000)]
+    pub max_cost: u64,
+    /// Most aliases one query may use.
+    #[arg(long, env = "ATS_GATEWAY_MAX_ALIASES", default_value_t = 30)]
+    pub max_aliases: usize,
+    /// Longest query text accepted, in characters.
+    #[arg(long, env = "ATS_GATEWAY_MAX_QUERY_CHARS", default_value_t = 65_536)]
+    pub max_query_chars: usize,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "ATS_GATEWAY_MAX_BODY_BYTES", default_value_t = 1_048_576)]
+    pub max_body_bytes: usize,
+    /// Deadline of one GraphQL operation.
+    #[arg(long, env = "ATS_GATEWAY_DEADLINE", default_value = "30s", value_parser = duration)]
+    pub deadline: std::time::Duration,
+    /// Whether the schema can be introspected (the playground needs it).
+    #[arg(long, env = "ATS_GATEWAY_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub introspection: bool,
+    /// Origins allowed to call the gateway from a browser (CORS), comma-separated; `*` for any.
+    /// Empty: same origin only.
+    #[arg(long, env = "ATS_GATEWAY_CORS_ALLOW_ORIGIN", value_delimiter = ',')]
+    pub cors_allow_origin: Vec<String>,
+    /// Log lines as text or JSON.
+    #[arg(long, env = "ATS_GATEWAY_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: crate::telemetry::LogFormat,
 }
 
 impl ServeArgs {
@@ -79,18 +193,30 @@ impl ServeArgs {
             read: crate::graphql::context::ReadConfig {
                 default_first: self.default_page_size,
                 max_first: self.max_page_size,
-                cache_ttl: std::time::Duration::from_secs(self.cache_ttl_seconds),
+                cache_ttl: self.cache_ttl,
                 cache_capacity: self.cache_capacity,
-                batch_delay_ms: self.batch_delay_ms,
+                batch_delay_ms: self.batch_delay.as_millis() as u64,
             },
             limits: crate::graphql::SchemaLimits {
                 depth: self.max_depth,
-                ..Default::default()
+                introspection: self.introspection,
+                operation: crate::graphql::limits::Limits {
+                    max_document_chars: self.max_query_chars,
+                    max_aliases: self.max_aliases,
+                    max_cost: self.max_cost,
+                    default_first: self.default_page_size as u64,
+                    deadline: self.deadline,
+                    ..Default::default()
+                },
             },
-            upstream_timeout: std::time::Duration::from_secs(self.upstream_timeout_seconds),
+            upstream_timeout: self.upstream_timeout,
             write: crate::graphql::context::WriteConfig {
                 strategy: self.submission_strategy,
                 state_db: (self.state_db != ":memory:").then(|| std::path::PathBuf::from(&self.state_db)),
+            },
+            http: crate::server::HttpConfig {
+                cors_origins: self.cors_allow_origin.clone(),
+                max_body_bytes: self.max_body_bytes,
             },
         }
     }
@@ -148,14 +274,6 @@ impl EmulatorArgs {
     }
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ATS_GATEWAY_LOG").unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .init();
-}
-
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -173,15 +291,30 @@ async fn shutdown_signal() {
 
 /// Entry point of the binary.
 pub async fn main() -> ExitCode {
-    init_tracing();
-    let cli = Cli::parse();
-    let command = match cli.command {
-        Some(c) => c,
-        None => match Cli::parse_from(["ats-gateway", "serve"]).command {
-            Some(c) => c,
-            None => unreachable!("serve parses"),
-        },
+    let cli = match parse_args(std::env::args_os().collect()) {
+        Ok(c) => c,
+        Err(e) => {
+            // clap's help and version arrive here too, already formatted.
+            let help = e.starts_with("A GraphQL")
+                || e.starts_with("ats-gateway")
+                || e.starts_with("Usage")
+                || e.starts_with("Run ");
+            eprint!("{e}");
+            if !e.ends_with('\n') {
+                eprintln!();
+            }
+            return if help { ExitCode::SUCCESS } else { ExitCode::from(2) };
+        }
     };
+    let Some(command) = cli.command else {
+        eprintln!("error: no command");
+        return ExitCode::from(2);
+    };
+    let format = match &command {
+        Command::Serve(a) => a.log_format,
+        Command::Emulator(_) => crate::telemetry::LogFormat::Text,
+    };
+    crate::telemetry::init_logging(format);
     let result = match command {
         Command::Emulator(args) => run_emulator(args).await,
         Command::Serve(args) => run_serve(args).await,

@@ -15,3 +15,4 @@ pub mod graphql;
 pub mod model;
 pub mod odata;
 pub mod server;
+pub mod telemetry;

@@ -90,6 +90,7 @@ impl Default for WriteConfig {
 
 /// State shared by all requests.
 pub struct GatewayState {
+    pub metrics: Arc<crate::telemetry::Metrics>,
     pub write: WriteConfig,
     pub idempotency: super::idempotency::IdempotencyStore,
     pub upstream: Upstream,
@@ -113,6 +114,7 @@ impl GatewayState {
             .time_to_live(config.cache_ttl)
             .build();
         GatewayState {
+            metrics: Arc::default(),
             write,
             idempotency,
             upstream,
@@ -183,17 +185,20 @@ impl GatewayState {
         rq: &RequestCtx,
         page_size: Option<usize>,
     ) -> Result<Page, UpstreamError> {
-        rq.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if !entity.reference_data {
+            rq.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return self
                 .upstream
                 .get_page(url, rq.authorization.as_deref(), page_size)
                 .await;
         }
         let key = (rq.identity.clone(), url.to_string(), page_size);
+        let missed = std::sync::atomic::AtomicBool::new(false);
         let page = self
             .reference_cache
             .try_get_with(key, async {
+                missed.store(true, std::sync::atomic::Ordering::Relaxed);
+                rq.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.upstream
                     .get_page(url, rq.authorization.as_deref(), page_size)
                     .await
@@ -201,6 +206,8 @@ impl GatewayState {
             })
             .await
             .map_err(|e: Arc<UpstreamError>| (*e).clone())?;
+        self.metrics
+            .cache_lookup("reference", !missed.load(std::sync::atomic::Ordering::Relaxed));
         Ok((*page).clone())
     }
 }

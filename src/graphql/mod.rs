@@ -16,6 +16,7 @@ pub mod cursor;
 pub mod errors;
 pub mod filter;
 pub mod idempotency;
+pub mod limits;
 pub mod loaders;
 pub mod mutations;
 pub mod prefetch;
@@ -32,16 +33,17 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct SchemaLimits {
     pub depth: usize,
-    pub complexity: usize,
     pub introspection: bool,
+    /// Size, aliases, cost and deadline (see `limits`).
+    pub operation: limits::Limits,
 }
 
 impl Default for SchemaLimits {
     fn default() -> Self {
         SchemaLimits {
             depth: 12,
-            complexity: 50_000,
             introspection: true,
+            operation: limits::Limits::default(),
         }
     }
 }
@@ -54,14 +56,12 @@ pub fn build_schema(state: Option<Arc<GatewayState>>, limits: &SchemaLimits) -> 
     let builder = Schema::build("Query", Some("Mutation"), None);
     let (builder, query) = types::register(builder, query);
     let (mut builder, mutation) = mutations::register(builder);
-    builder = builder
-        .register(query)
-        .register(mutation)
-        .limit_depth(limits.depth)
-        .limit_complexity(limits.complexity);
+    builder = builder.register(query).register(mutation).limit_depth(limits.depth);
     if !limits.introspection {
         builder = builder.disable_introspection();
     }
+    let metrics = state.as_ref().map(|s| s.metrics.clone());
+    builder = builder.extension(limits::LimitsExtension::new(limits.operation.clone(), metrics));
     if let Some(state) = state {
         builder = builder.data(state);
     }

@@ -56,7 +56,30 @@ pub struct Upstream {
     pub(super) root: Url,
     requests: AtomicU64,
     per_set: Mutex<BTreeMap<String, u64>>,
+    observer: std::sync::OnceLock<ObserverSlot>,
 }
+
+/// Holds the observer; `Debug` says only whether one is set.
+pub struct ObserverSlot(Observer);
+
+impl std::fmt::Debug for ObserverSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer")
+    }
+}
+
+/// One upstream exchange, as metrics see it.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamEvent<'a> {
+    /// The entity set (or `$batch`, `$metadata`, …) the request addressed.
+    pub entity_set: &'a str,
+    /// The HTTP status, or `None` when no response arrived.
+    pub status: Option<u16>,
+    pub elapsed: Duration,
+}
+
+/// A callback told about every upstream exchange (for metrics).
+pub type Observer = std::sync::Arc<dyn Fn(&UpstreamEvent<'_>) + Send + Sync>;
 
 /// A response as received: status, headers, complete body.
 pub(super) struct Raw {
@@ -100,6 +123,7 @@ impl Upstream {
             root,
             requests: AtomicU64::new(0),
             per_set: Mutex::new(BTreeMap::new()),
+            observer: std::sync::OnceLock::new(),
         })
     }
 
@@ -156,6 +180,22 @@ impl Upstream {
         *map.entry(segment).or_default() += 1;
     }
 
+    /// Sets the callback told about every upstream exchange (once; later calls are ignored).
+    pub fn set_observer(&self, observer: Observer) {
+        let _ = self.observer.set(ObserverSlot(observer));
+    }
+
+    fn observe(&self, url: &str, status: Option<u16>, started: Instant) {
+        if let Some(o) = self.observer.get() {
+            let set = first_segment(&self.config.service_root, url);
+            (o.0)(&UpstreamEvent {
+                entity_set: &set,
+                status,
+                elapsed: started.elapsed(),
+            });
+        }
+    }
+
     /// Sends one request and reads the whole body. Every call goes through here.
     pub(super) async fn send(
         &self,
@@ -198,9 +238,11 @@ impl Upstream {
         let started = Instant::now();
         let resp = req.send().await.map_err(|e| {
             tracing::warn!(%method, url, error = %e, "upstream request failed");
+            self.observe(url, None, started);
             UpstreamError::from_transport(e, false)
         })?;
         let status = resp.status().as_u16();
+        self.observe(url, Some(status), started);
         let headers = resp.headers().clone();
         let body = resp.bytes().await.map_err(|e| {
             tracing::warn!(%method, url, status, error = %e, "upstream body could not be read");

@@ -1,7 +1,9 @@
 //! HTTP: the gateway's routes and the wiring of a running process.
 //!
 //! - `POST /graphql` (and `GET /graphql?query=…` for queries): the GraphQL endpoint.
-//! - `GET /healthz`: the process is up.
+//! - `GET /healthz`: the process is up; `GET /readyz`: the upstream answers and the option-set
+//!   labels were read from it; `GET /metrics`: Prometheus text (`ops`).
+//! - Layers: CORS (a setting; same origin only by default), a request body limit.
 //!
 //! Each GraphQL request gets its caller (from `Authorization`) and fresh request-scoped loaders;
 //! one log line per request says what ran, how long it took and how many upstream requests it made.
@@ -18,6 +20,8 @@ use axum::Router;
 use std::sync::Arc;
 use std::time::Instant;
 
+pub mod ops;
+
 /// What the routes share.
 #[derive(Clone)]
 pub struct AppState {
@@ -31,6 +35,7 @@ pub fn app(gateway: Arc<GatewayState>, limits: &SchemaLimits) -> Result<Router, 
     Ok(Router::new()
         .route("/graphql", get(graphql_handler).post(graphql_handler))
         .route("/healthz", get(|| async { "ok" }))
+        .merge(ops::routes())
         .with_state(AppState { schema, gateway }))
 }
 
@@ -64,6 +69,50 @@ pub struct GatewayConfig {
     pub limits: SchemaLimits,
     pub upstream_timeout: std::time::Duration,
     pub write: crate::graphql::context::WriteConfig,
+    pub http: HttpConfig,
+}
+
+/// HTTP settings of the gateway.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Origins allowed by CORS; empty means same origin only (no CORS headers), `*` any origin.
+    pub cors_origins: Vec<String>,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            cors_origins: Vec::new(),
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let layer = CorsLayer::new()
+        .allow_methods([
+            axum::http::Method::GET,
+            axum::http::Method::POST,
+            axum::http::Method::OPTIONS,
+        ])
+        .allow_headers([
+            axum::http::header::CONTENT_TYPE,
+            axum::http::header::AUTHORIZATION,
+            axum::http::header::ACCEPT,
+        ])
+        .max_age(std::time::Duration::from_secs(600));
+    Some(if origins.iter().any(|o| o == "*") {
+        layer.allow_origin(AllowOrigin::any())
+    } else {
+        let list: Vec<axum::http::HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
+        layer.allow_origin(AllowOrigin::list(list))
+    })
 }
 
 /// Why the gateway could not start.
@@ -118,7 +167,23 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
         config.write.clone(),
         idempotency,
     ));
+    let metrics = state.metrics.clone();
+    state
+        .upstream
+        .set_observer(Arc::new(move |e: &crate::odata::client::UpstreamEvent<'_>| {
+            metrics.upstream_request(e.entity_set, e.status, e.elapsed)
+        }));
     let router = app(state.clone(), &config.limits).map_err(|e| StartError::Schema(e.to_string()))?;
+    // Both: the extractor limit answers 413 for buffered bodies, the layer bounds streaming ones.
+    let router = router
+        .layer(axum::extract::DefaultBodyLimit::max(config.http.max_body_bytes))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            config.http.max_body_bytes,
+        ));
+    let router = match cors(&config.http.cors_origins) {
+        Some(layer) => router.layer(layer),
+        None => router,
+    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|source| StartError::Bind { addr: listen, source })?;

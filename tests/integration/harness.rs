@@ -133,7 +133,7 @@ pub async fn send(rb: reqwest::RequestBuilder) -> (u16, Value) {
 pub struct Gateway {
     pub emu: Emu,
     pub endpoint: String,
-    _stop: std::sync::mpsc::Sender<()>,
+    pub _stop: std::sync::mpsc::Sender<()>,
 }
 
 impl Gateway {
@@ -165,13 +165,23 @@ impl Gateway {
         read: ats_gateway::graphql::context::ReadConfig,
         write: ats_gateway::graphql::context::WriteConfig,
     ) -> Gateway {
-        let config = ats_gateway::server::GatewayConfig {
+        Self::with_config(emu, |c| {
+            c.read = read;
+            c.write = write;
+        })
+    }
+
+    /// A gateway whose settings `tune` adjusts from the test defaults.
+    pub fn with_config(emu: Emu, tune: impl FnOnce(&mut ats_gateway::server::GatewayConfig)) -> Gateway {
+        let mut config = ats_gateway::server::GatewayConfig {
             upstream: emu.root.clone(),
-            read,
+            read: Default::default(),
             limits: Default::default(),
             upstream_timeout: std::time::Duration::from_secs(10),
-            write,
+            write: Default::default(),
+            http: Default::default(),
         };
+        tune(&mut config);
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
         std::thread::spawn(move || {
@@ -195,6 +205,16 @@ impl Gateway {
             endpoint,
             _stop: stop_tx,
         }
+    }
+
+    /// Asks the gateway to shut down gracefully (in-flight requests finish, new ones are refused).
+    pub fn begin_shutdown(&self) {
+        let _ = self._stop.send(());
+    }
+
+    /// The gateway's base URL (`http://127.0.0.1:port`).
+    pub fn base(&self) -> String {
+        self.endpoint.trim_end_matches("/graphql").to_string()
     }
 
     /// Runs a GraphQL query; returns the whole response body.

@@ -1,0 +1,245 @@
+//! Limits on what one operation may ask, and its deadline, as an async-graphql extension:
+//!
+//! - document size (characters of the query text),
+//! - aliases (each alias is another copy of a field's work),
+//! - cost: every field costs 1, and the fields under a list multiply by how many items it may
+//!   return (`first`, or the default page size for connections and an estimate for relations),
+//! - a deadline for the whole operation.
+//!
+//! Depth is async-graphql's own `limit_depth`. The extension also records each operation's outcome
+//! and latency in the metrics.
+
+use crate::model::{model, Cardinality};
+use crate::telemetry::Metrics;
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery};
+use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+use async_graphql::{Error, ErrorExtensions, Response, ServerError, ServerResult, Value, Variables};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The limits (settings).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_document_chars: usize,
+    pub max_aliases: usize,
+    pub max_cost: u64,
+    /// The page size a list field is costed at without `first`.
+    pub default_first: u64,
+    /// The number of children a to-many relation is costed at without `first`.
+    pub relation_estimate: u64,
+    pub deadline: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_document_chars: 64 * 1024,
+            max_aliases: 30,
+            max_cost: 100_000,
+            default_first: 100,
+            relation_estimate: 10,
+            deadline: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The extension's factory.
+pub struct LimitsExtension {
+    limits: Arc<Limits>,
+    metrics: Option<Arc<Metrics>>,
+    /// Root list fields and to-many relation fields, from the model.
+    lists: Arc<HashSet<String>>,
+    relations: Arc<HashSet<String>>,
+}
+
+impl LimitsExtension {
+    pub fn new(limits: Limits, metrics: Option<Arc<Metrics>>) -> Self {
+        let lists = model().entities.iter().map(|e| e.graphql.list_field.clone()).collect();
+        let relations = model()
+            .entities
+            .iter()
+            .flat_map(|e| {
+                e.graphql
+                    .relations
+                    .iter()
+                    .filter(|r| r.kind == Cardinality::Many)
+                    .map(|r| r.field.clone())
+            })
+            .collect();
+        LimitsExtension {
+            limits: Arc::new(limits),
+            metrics,
+            lists: Arc::new(lists),
+            relations: Arc::new(relations),
+        }
+    }
+}
+
+impl ExtensionFactory for LimitsExtension {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(LimitsRun {
+            limits: self.limits.clone(),
+            metrics: self.metrics.clone(),
+            lists: self.lists.clone(),
+            relations: self.relations.clone(),
+        })
+    }
+}
+
+struct LimitsRun {
+    limits: Arc<Limits>,
+    metrics: Option<Arc<Metrics>>,
+    lists: Arc<HashSet<String>>,
+    relations: Arc<HashSet<String>>,
+}
+
+fn refuse(code: &'static str, message: String) -> ServerError {
+    Error::new(message)
+        .extend_with(|_, e| e.set("code", code))
+        .into_server_error(Default::default())
+}
+
+impl LimitsRun {
+    fn first_arg(&self, field: &async_graphql::parser::types::Field, variables: &Variables) -> Option<u64> {
+        let (_, v) = field.arguments.iter().find(|(n, _)| n.node.as_str() == "first")?;
+        let value = v
+            .node
+            .clone()
+            .into_const_with(|name| variables.get(&name).cloned().ok_or(()))
+            .ok()?;
+        match value {
+            Value::Number(n) => n.as_u64(),
+            _ => None,
+        }
+    }
+
+    /// Cost and alias count of a selection set.
+    fn walk(
+        &self,
+        doc: &ExecutableDocument,
+        set: &SelectionSet,
+        variables: &Variables,
+        seen: &mut Vec<String>,
+        aliases: &mut usize,
+    ) -> u64 {
+        let mut cost: u64 = 0;
+        for sel in &set.items {
+            match &sel.node {
+                Selection::Field(f) => {
+                    let f = &f.node;
+                    if f.alias.is_some() {
+                        *aliases += 1;
+                    }
+                    let name = f.name.node.as_str();
+                    let inner = self.walk(doc, &f.selection_set.node, variables, seen, aliases);
+                    let multiplier = if self.lists.contains(name) {
+                        self.first_arg(f, variables).unwrap_or(self.limits.default_first).max(1)
+                    } else if self.relations.contains(name) {
+                        self.first_arg(f, variables)
+                            .unwrap_or(self.limits.relation_estimate)
+                            .max(1)
+                    } else {
+                        1
+                    };
+                    cost = cost.saturating_add(1).saturating_add(multiplier.saturating_mul(inner));
+                }
+                Selection::FragmentSpread(s) => {
+                    let name = s.node.fragment_name.node.to_string();
+                    // A fragment spread inside itself is a validation error later; count it once.
+                    if seen.contains(&name) {
+                        continue;
+                    }
+                    if let Some(frag) = doc.fragments.get(&s.node.fragment_name.node) {
+                        seen.push(name);
+                        cost = cost.saturating_add(self.walk(
+                            doc,
+                            &frag.node.selection_set.node,
+                            variables,
+                            seen,
+                            aliases,
+                        ));
+                        seen.pop();
+                    }
+                }
+                Selection::InlineFragment(i) => {
+                    cost = cost.saturating_add(self.walk(doc, &i.node.selection_set.node, variables, seen, aliases));
+                }
+            }
+        }
+        cost
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for LimitsRun {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let chars = query.chars().count();
+        if chars > self.limits.max_document_chars {
+            return Err(refuse(
+                "QUERY_TOO_LARGE",
+                format!(
+                    "The query is {chars} characters long; at most {} are accepted.",
+                    self.limits.max_document_chars
+                ),
+            ));
+        }
+        let doc = next.run(ctx, query, variables).await?;
+        let mut aliases = 0;
+        let mut cost: u64 = 0;
+        for (_, op) in doc.operations.iter() {
+            cost = cost.max(self.walk(
+                &doc,
+                &op.node.selection_set.node,
+                variables,
+                &mut Vec::new(),
+                &mut aliases,
+            ));
+        }
+        if aliases > self.limits.max_aliases {
+            return Err(refuse(
+                "TOO_MANY_ALIASES",
+                format!(
+                    "The query uses {aliases} aliases; at most {} are accepted.",
+                    self.limits.max_aliases
+                ),
+            ));
+        }
+        if cost > self.limits.max_cost {
+            return Err(refuse(
+                "QUERY_TOO_COSTLY",
+                format!("The query's cost is {cost} (each field 1, times the items of the lists above it); at most {} is accepted. Ask for smaller pages with `first`.", self.limits.max_cost),
+            ));
+        }
+        Ok(doc)
+    }
+
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        let started = Instant::now();
+        let resp = match tokio::time::timeout(self.limits.deadline, next.run(ctx, operation_name)).await {
+            Ok(r) => r,
+            Err(_) => Response::from_errors(vec![refuse(
+                "DEADLINE_EXCEEDED",
+                format!(
+                    "The operation did not finish within its deadline of {} ms.",
+                    self.limits.deadline.as_millis()
+                ),
+            )]),
+        };
+        if let Some(m) = &self.metrics {
+            m.graphql_request(operation_name, resp.is_ok(), started.elapsed());
+        }
+        resp
+    }
+}

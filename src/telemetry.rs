@@ -1,0 +1,242 @@
+//! Metrics in Prometheus text format, and the logging set-up.
+//!
+//! One [`Metrics`] per process, shared by the HTTP layer (requests, latency), the upstream client
+//! (requests by entity set and status, throttling) and the read path (cache hits and misses).
+//! Operation names are client-chosen, so they are bounded: a name becomes a label only if it looks
+//! like an identifier and fewer than [`MAX_OPERATION_LABELS`] names were seen; the rest are `other`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Distinct operation names kept as labels.
+pub const MAX_OPERATION_LABELS: usize = 200;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationOutcome {
+    operation: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Operation {
+    operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SetStatus {
+    entity_set: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EntitySet {
+    entity_set: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheResult {
+    cache: String,
+    result: String,
+}
+
+/// The process's metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<OperationOutcome, Counter>,
+    latency: Family<Operation, Histogram>,
+    upstream: Family<SetStatus, Counter>,
+    upstream_latency: Family<EntitySet, Histogram>,
+    cache: Family<CacheResult, Counter>,
+    retries: Counter,
+    throttled: Counter,
+    names: Mutex<HashSet<String>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("ats_gateway");
+        let requests = Family::<OperationOutcome, Counter>::default();
+        let latency = Family::<Operation, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 16))
+        });
+        let upstream = Family::<SetStatus, Counter>::default();
+        let upstream_latency = Family::<EntitySet, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 16))
+        });
+        let cache = Family::<CacheResult, Counter>::default();
+        let retries = Counter::default();
+        let throttled = Counter::default();
+        registry.register(
+            "graphql_requests",
+            "GraphQL requests by operation name and outcome (ok, error)",
+            requests.clone(),
+        );
+        registry.register(
+            "graphql_request_duration_seconds",
+            "GraphQL request latency by operation name",
+            latency.clone(),
+        );
+        registry.register(
+            "upstream_requests",
+            "Upstream requests by entity set and HTTP status (none: no response)",
+            upstream.clone(),
+        );
+        registry.register(
+            "upstream_request_duration_seconds",
+            "Upstream request latency by entity set",
+            upstream_latency.clone(),
+        );
+        registry.register(
+            "cache_requests",
+            "Cache lookups by cache and result (hit, miss)",
+            cache.clone(),
+        );
+        registry.register("upstream_retries", "Upstream requests retried", retries.clone());
+        registry.register(
+            "upstream_throttled",
+            "Upstream responses that were throttled (429)",
+            throttled.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            upstream,
+            upstream_latency,
+            cache,
+            retries,
+            throttled,
+            names: Mutex::default(),
+        }
+    }
+
+    /// The label for a client-chosen operation name.
+    fn operation_label(&self, name: Option<&str>) -> String {
+        let Some(name) =
+            name.filter(|n| !n.is_empty() && n.len() <= 64 && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        else {
+            return if name.is_none() {
+                "anonymous".into()
+            } else {
+                "other".into()
+            };
+        };
+        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        if names.contains(name) || names.len() < MAX_OPERATION_LABELS {
+            names.insert(name.to_string());
+            name.to_string()
+        } else {
+            "other".into()
+        }
+    }
+
+    /// Records one GraphQL request.
+    pub fn graphql_request(&self, operation: Option<&str>, ok: bool, elapsed: Duration) {
+        let operation = self.operation_label(operation);
+        let outcome = if ok { "ok" } else { "error" }.to_string();
+        self.requests
+            .get_or_create(&OperationOutcome {
+                operation: operation.clone(),
+                outcome,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&Operation { operation })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records one upstream exchange.
+    pub fn upstream_request(&self, entity_set: &str, status: Option<u16>, elapsed: Duration) {
+        let status_label = status.map(|s| s.to_string()).unwrap_or_else(|| "none".into());
+        self.upstream
+            .get_or_create(&SetStatus {
+                entity_set: entity_set.to_string(),
+                status: status_label,
+            })
+            .inc();
+        self.upstream_latency
+            .get_or_create(&EntitySet {
+                entity_set: entity_set.to_string(),
+            })
+            .observe(elapsed.as_secs_f64());
+        if status == Some(429) {
+            self.throttled.inc();
+        }
+    }
+
+    /// Records a cache lookup.
+    pub fn cache_lookup(&self, cache: &str, hit: bool) {
+        let result = if hit { "hit" } else { "miss" }.to_string();
+        self.cache
+            .get_or_create(&CacheResult {
+                cache: cache.to_string(),
+                result,
+            })
+            .inc();
+    }
+
+    /// Records a retried upstream request.
+    pub fn retry(&self) {
+        self.retries.inc();
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Sets up logging: `ATS_GATEWAY_LOG` filters (default `info`), `format` picks text or JSON lines.
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ATS_GATEWAY_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text_with_bounded_operation_names() {
+        let m = Metrics::new();
+        m.graphql_request(Some("ListRequests"), true, Duration::from_millis(5));
+        m.graphql_request(Some("bad name; drop table"), false, Duration::from_millis(5));
+        m.upstream_request("mshr_x", Some(429), Duration::from_millis(2));
+        m.cache_lookup("reference", true);
+        let text = m.render();
+        assert!(
+            text.contains("ats_gateway_graphql_requests_total{operation=\"ListRequests\",outcome=\"ok\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("operation=\"other\""));
+        assert!(text.contains("ats_gateway_upstream_throttled_total 1"));
+        assert!(text.contains("ats_gateway_cache_requests_total{cache=\"reference\",result=\"hit\"} 1"));
+        assert!(text.contains("# TYPE ats_gateway_graphql_request_duration_seconds histogram"));
+    }
+}
