@@ -3,6 +3,7 @@
 
 use super::client::{Upstream, MAX_PAGE_SIZE};
 use super::error::{UpstreamError, UpstreamErrorKind};
+use super::resilience::RetryPolicy;
 use crate::batch::{self, BatchRequestItem, BatchResponseItem, HttpRequestPart};
 use reqwest::Method;
 use serde_json::Value;
@@ -12,11 +13,35 @@ impl Upstream {
     /// status: without `continue_on_error` Dataverse stops at the first failure and answers with
     /// that failure's status and only the failed part (contract §5), which the caller reads like
     /// any other part (see [`super::response::part_result`]). A non-multipart error is an `Err`.
+    ///
+    /// A batch of GETs is a read and is retried like one; a batch with writes is never retried
+    /// (see [`Upstream::batch_with`]).
     pub async fn batch(
         &self,
         items: Vec<BatchRequestItem>,
         auth: Option<&str>,
         continue_on_error: bool,
+    ) -> Result<Vec<BatchResponseItem>, UpstreamError> {
+        let reads_only = items
+            .iter()
+            .all(|i| matches!(i, BatchRequestItem::Request(p) if p.method.eq_ignore_ascii_case("GET")));
+        let policy = if reads_only {
+            RetryPolicy::Idempotent
+        } else {
+            RetryPolicy::Never
+        };
+        self.batch_with(items, auth, continue_on_error, policy).await
+    }
+
+    /// [`Upstream::batch`] with a retry policy: [`RetryPolicy::UnlessProcessed`] for a change set
+    /// an idempotency key protects (a change set is all or nothing, so a refused one wrote
+    /// nothing).
+    pub async fn batch_with(
+        &self,
+        items: Vec<BatchRequestItem>,
+        auth: Option<&str>,
+        continue_on_error: bool,
+        policy: RetryPolicy,
     ) -> Result<Vec<BatchResponseItem>, UpstreamError> {
         if items.is_empty() {
             return Ok(Vec::new());
@@ -41,7 +66,7 @@ impl Upstream {
             extra.push(("prefer", "odata.continue-on-error".to_string()));
         }
         let raw = self
-            .send(Method::POST, &url, auth, &extra, Some((content_type, body)))
+            .send(Method::POST, &url, auth, &extra, Some((content_type, body)), policy)
             .await?;
         let multipart = raw
             .header("content-type")

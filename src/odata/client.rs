@@ -2,6 +2,9 @@
 //! of contract §12 on every call, following `@odata.nextLink` as §3 requires, and turning every
 //! failure into an [`UpstreamError`].
 //!
+//! Every exchange goes through [`super::resilience`]: a deadline, retries by [`RetryPolicy`],
+//! slots per caller identity and the circuit breaker (see that module for the rules).
+//!
 //! The `Authorization` value of the GraphQL caller is forwarded as given, marked sensitive (so
 //! HTTP-level debug logs redact it) and never logged or put in an error. Absolute URLs (next
 //! links) are only followed to the configured service root's origin, so a forged next link cannot
@@ -9,6 +12,7 @@
 
 use super::error::{UpstreamError, UpstreamErrorKind};
 use super::query::ODataQuery;
+use super::resilience::{self, CircuitBreaker, CircuitState, Gates, Health, ResilienceConfig, RetryPolicy};
 use super::response::{self, Page, WriteResult};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, Url};
@@ -16,7 +20,8 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Dataverse never returns more than 5000 rows per page, whatever is asked (contract §3).
 pub const MAX_PAGE_SIZE: usize = 5000;
@@ -29,14 +34,18 @@ pub struct UpstreamConfig {
     pub service_root: String,
     /// `Prefer: odata.maxpagesize` for [`Upstream::get_all`] (capped at 5000).
     pub max_page_size: usize,
+    /// Timeout of one attempt, from sending to the end of the body.
     pub timeout: Duration,
+    /// Timeout of opening a connection.
     pub connect_timeout: Duration,
     pub user_agent: String,
+    /// Retries, concurrency per caller, circuit breaker.
+    pub resilience: ResilienceConfig,
 }
 
 impl UpstreamConfig {
     /// Defaults: pages of 1000, 60 s per request (F&O virtual tables are slow, contract §13),
-    /// 10 s to connect.
+    /// 10 s to connect, and [`ResilienceConfig::default`].
     pub fn new(service_root: impl Into<String>) -> Self {
         UpstreamConfig {
             service_root: service_root.into(),
@@ -44,6 +53,7 @@ impl UpstreamConfig {
             timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
             user_agent: concat!("ats-gateway/", env!("CARGO_PKG_VERSION")).to_string(),
+            resilience: ResilienceConfig::default(),
         }
     }
 }
@@ -57,6 +67,8 @@ pub struct Upstream {
     requests: AtomicU64,
     per_set: Mutex<BTreeMap<String, u64>>,
     observer: std::sync::OnceLock<ObserverSlot>,
+    breaker: CircuitBreaker,
+    gates: Gates,
 }
 
 /// Holds the observer; `Debug` says only whether one is set.
@@ -76,6 +88,8 @@ pub struct UpstreamEvent<'a> {
     /// The HTTP status, or `None` when no response arrived.
     pub status: Option<u16>,
     pub elapsed: Duration,
+    /// 1 for the first attempt of a call, 2 for its first retry, ...
+    pub attempt: u32,
 }
 
 /// A callback told about every upstream exchange (for metrics).
@@ -117,8 +131,11 @@ impl Upstream {
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .map_err(|e| UpstreamError::from_transport(e, false))?;
+        let r = &config.resilience;
         Ok(Upstream {
             http,
+            breaker: CircuitBreaker::new(r.breaker_threshold, r.breaker_cooldown),
+            gates: Gates::new(r.concurrency_per_identity),
             config,
             root,
             requests: AtomicU64::new(0),
@@ -131,7 +148,12 @@ impl Upstream {
         &self.config
     }
 
-    /// HTTP requests sent so far (a `$batch` is one).
+    /// The circuit breaker's state (for `/readyz`).
+    pub fn circuit(&self) -> CircuitState {
+        self.breaker.state()
+    }
+
+    /// HTTP requests sent so far (a `$batch` is one; each retry is one).
     pub fn requests_sent(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }
@@ -185,18 +207,22 @@ impl Upstream {
         let _ = self.observer.set(ObserverSlot(observer));
     }
 
-    fn observe(&self, url: &str, status: Option<u16>, started: Instant) {
+    fn observe(&self, url: &str, status: Option<u16>, started: Instant, attempt: u32) {
         if let Some(o) = self.observer.get() {
             let set = first_segment(&self.config.service_root, url);
             (o.0)(&UpstreamEvent {
                 entity_set: &set,
                 status,
                 elapsed: started.elapsed(),
+                attempt,
             });
         }
     }
 
-    /// Sends one request and reads the whole body. Every call goes through here.
+    /// Sends one request and reads the whole body, retrying as `policy` allows within the
+    /// deadline (see [`resilience`]). Every call goes through here. An error status comes back
+    /// as `Ok` (callers read `$batch` bodies whatever the status); `Err` means no complete
+    /// response, or none sent.
     pub(super) async fn send(
         &self,
         method: Method,
@@ -204,9 +230,10 @@ impl Upstream {
         auth: Option<&str>,
         extra: &[(&str, String)],
         body: Option<(String, Vec<u8>)>,
+        policy: RetryPolicy,
     ) -> Result<Raw, UpstreamError> {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.count(url);
+        let started = Instant::now();
+        let deadline = resilience::current_deadline().unwrap_or(started + self.config.timeout);
         let mut headers = HeaderMap::new();
         headers.insert("accept", HeaderValue::from_static("application/json"));
         headers.insert("odata-maxversion", HeaderValue::from_static("4.0"));
@@ -217,9 +244,8 @@ impl Upstream {
         }
         if let Some(auth) = auth {
             let mut v = HeaderValue::from_str(auth).map_err(|_| {
-                UpstreamError::new(
+                UpstreamError::not_sent(
                     UpstreamErrorKind::Unauthorized,
-                    None,
                     "the Authorization value is not a valid HTTP header value",
                 )
             })?;
@@ -231,29 +257,144 @@ impl Upstream {
             let value = HeaderValue::from_str(value).expect("header values here are built from ASCII");
             headers.append(name, value);
         }
+        if let Some((content_type, _)) = &body {
+            let value = HeaderValue::from_str(content_type).expect("content types here are ASCII");
+            headers.insert(CONTENT_TYPE, value);
+        }
+        let body = body.map(|(_, bytes)| bytes::Bytes::from(bytes));
+        let admission = self.breaker.admit().map_err(|retry_in| {
+            UpstreamError::not_sent(
+                UpstreamErrorKind::CircuitOpen { retry_in },
+                format!(
+                    "the upstream keeps failing, so the gateway is not calling it for now (circuit open; next try in {} ms)",
+                    retry_in.as_millis()
+                ),
+            )
+        })?;
+        let gate = self.gates.gate(auth);
+        let cfg = &self.config.resilience;
+        let (mut retries, mut throttled) = (0u32, 0u32);
+        let mut held = None;
+        for attempt in 1.. {
+            let entered = match held.take() {
+                Some(permit) => gate.wait_out_pause(deadline).await.map(|()| permit),
+                None => gate.enter(deadline).await,
+            };
+            let permit = match entered {
+                Ok(p) => p,
+                Err(e) => {
+                    admission.finish(Health::Neutral);
+                    return Err(e);
+                }
+            };
+            let (outcome, cut_off) = self
+                .exchange(&method, url, headers.clone(), body.clone(), deadline, attempt)
+                .await;
+            let failure = match &outcome {
+                Ok(raw) if (200..300).contains(&raw.status) => None,
+                Ok(raw) => Some(raw.error()),
+                Err(e) => Some(e.clone()),
+            };
+            let Some(err) = failure else {
+                admission.finish(Health::Healthy);
+                return outcome;
+            };
+            let throttle = match err.kind {
+                UpstreamErrorKind::Throttled { retry_after } => Some(retry_after),
+                _ => None,
+            };
+            let wait = match throttle {
+                Some(retry_after) => {
+                    let wait = resilience::throttle_wait(cfg, retry_after, throttled + 1);
+                    gate.pause(Instant::now() + retry_after.unwrap_or(wait));
+                    wait
+                }
+                None => resilience::backoff(cfg, retries + 1),
+            };
+            let within_budget = match throttle {
+                Some(_) => throttled < resilience::MAX_THROTTLED_RETRIES,
+                None => retries < cfg.max_retries,
+            };
+            let breaker_allows = admission.is_probe() || !self.breaker.is_open();
+            let retry = policy.allows(&err) && within_budget && breaker_allows && Instant::now() + wait < deadline;
+            if !retry {
+                admission.finish(if cut_off { Health::Neutral } else { Health::of(&err) });
+                return outcome;
+            }
+            tracing::debug!(
+                %method,
+                url,
+                upstream.status = err.status,
+                error = %err.message,
+                attempt,
+                wait_ms = wait.as_millis() as u64,
+                "upstream call failed; retrying"
+            );
+            // A throttled caller keeps its slot while it waits (the whole identity is paused
+            // anyway), so that it goes first when the pause ends; other failures give it up.
+            if throttle.is_some() {
+                held = Some(permit);
+                throttled += 1;
+            } else {
+                drop(permit);
+                retries += 1;
+            }
+            tokio::time::sleep(wait).await;
+        }
+        unreachable!("the attempts loop returns")
+    }
+
+    /// One attempt: send and read the whole body, cut off at `deadline`. The flag says whether
+    /// the deadline cut it (which says nothing about the upstream's health).
+    async fn exchange(
+        &self,
+        method: &Method,
+        url: &str,
+        headers: HeaderMap,
+        body: Option<bytes::Bytes>,
+        deadline: Instant,
+        attempt: u32,
+    ) -> (Result<Raw, UpstreamError>, bool) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.count(url);
         let mut req = self.http.request(method.clone(), url).headers(headers);
-        if let Some((content_type, bytes)) = body {
-            req = req.header(CONTENT_TYPE, content_type).body(bytes);
+        if let Some(bytes) = body {
+            req = req.body(bytes);
         }
         let started = Instant::now();
-        let resp = req.send().await.map_err(|e| {
-            tracing::warn!(%method, url, error = %e, "upstream request failed");
-            self.observe(url, None, started);
-            UpstreamError::from_transport(e, false)
-        })?;
-        let status = resp.status().as_u16();
-        self.observe(url, Some(status), started);
-        let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(|e| {
-            tracing::warn!(%method, url, status, error = %e, "upstream body could not be read");
-            UpstreamError::from_transport(e, true)
-        })?;
-        tracing::debug!(%method, url, status, elapsed_ms = started.elapsed().as_millis() as u64, "upstream");
-        Ok(Raw {
-            status,
-            headers,
-            body: body.to_vec(),
-        })
+        let exchange = async {
+            let resp = req.send().await.map_err(|e| {
+                tracing::warn!(%method, url, error = %e, attempt, "upstream request failed");
+                UpstreamError::from_transport(e, false)
+            })?;
+            let status = resp.status().as_u16();
+            self.observe(url, Some(status), started, attempt);
+            let headers = resp.headers().clone();
+            let body = resp.bytes().await.map_err(|e| {
+                tracing::warn!(%method, url, status, error = %e, attempt, "upstream body could not be read");
+                UpstreamError::from_transport(e, true)
+            })?;
+            tracing::debug!(%method, url, status, attempt, elapsed_ms = started.elapsed().as_millis() as u64, "upstream");
+            Ok::<_, UpstreamError>(Raw {
+                status,
+                headers,
+                body: body.to_vec(),
+            })
+        };
+        match tokio::time::timeout_at(deadline, exchange).await {
+            Ok(Ok(raw)) => (Ok(raw), false),
+            Ok(Err(e)) => {
+                if e.status.is_none() {
+                    self.observe(url, None, started, attempt);
+                }
+                (Err(e), false)
+            }
+            Err(_) => {
+                tracing::warn!(%method, url, attempt, "upstream call cut off by the deadline");
+                self.observe(url, None, started, attempt);
+                (Err(resilience::deadline_error()), true)
+            }
+        }
     }
 
     /// One page of a collection (or a single record, as a one-row page). `page_size` sends
@@ -269,7 +410,9 @@ impl Upstream {
             .map(|n| ("prefer", format!("odata.maxpagesize={}", n.clamp(1, MAX_PAGE_SIZE))))
             .into_iter()
             .collect();
-        let raw = self.send(Method::GET, &url, auth, &extra, None).await?;
+        let raw = self
+            .send(Method::GET, &url, auth, &extra, None, RetryPolicy::Idempotent)
+            .await?;
         if !(200..300).contains(&raw.status) {
             return Err(raw.error());
         }
@@ -342,8 +485,23 @@ impl Upstream {
     /// Any JSON document (`$metadata`-like reads, option-set definitions, a property value).
     /// A 204 is `Value::Null`; a UTF-8 BOM (as on `/$count`) is skipped.
     pub async fn get_json(&self, relative: &str, auth: Option<&str>) -> Result<Value, UpstreamError> {
+        self.get_json_with(relative, auth, RetryPolicy::Idempotent).await
+    }
+
+    /// One GET of the service document, never retried: does the upstream answer now? Through
+    /// the breaker like any call, so that it can be an open breaker's probe.
+    pub async fn probe(&self) -> Result<Value, UpstreamError> {
+        self.get_json_with("", None, RetryPolicy::Never).await
+    }
+
+    async fn get_json_with(
+        &self,
+        relative: &str,
+        auth: Option<&str>,
+        policy: RetryPolicy,
+    ) -> Result<Value, UpstreamError> {
         let url = self.absolute_url(relative)?;
-        let raw = self.send(Method::GET, &url, auth, &[], None).await?;
+        let raw = self.send(Method::GET, &url, auth, &[], None, policy).await?;
         if !(200..300).contains(&raw.status) {
             return Err(raw.error());
         }
@@ -353,7 +511,7 @@ impl Upstream {
     /// POST, PATCH or DELETE (`body` `Null` sends none). A PATCH carries `If-Match: *` so it
     /// can never create a record by upsert (contract §4; meaningless for virtual tables, §0): a
     /// missing record is a `NotFound`. `entity_id` comes from `OData-EntityId`, or from the
-    /// returned body's primary key with `prefer_representation`.
+    /// returned body's primary key with `prefer_representation`. Never retried.
     pub async fn send_write(
         &self,
         method: Method,
@@ -361,6 +519,28 @@ impl Upstream {
         body: &Value,
         auth: Option<&str>,
         prefer_representation: bool,
+    ) -> Result<WriteResult, UpstreamError> {
+        self.send_write_with(
+            method,
+            relative_url,
+            body,
+            auth,
+            prefer_representation,
+            RetryPolicy::Never,
+        )
+        .await
+    }
+
+    /// [`Upstream::send_write`] with a retry policy: [`RetryPolicy::UnlessProcessed`] for a write
+    /// an idempotency key protects.
+    pub async fn send_write_with(
+        &self,
+        method: Method,
+        relative_url: &str,
+        body: &Value,
+        auth: Option<&str>,
+        prefer_representation: bool,
+        policy: RetryPolicy,
     ) -> Result<WriteResult, UpstreamError> {
         let url = self.absolute_url(relative_url)?;
         let mut extra = Vec::new();
@@ -376,7 +556,7 @@ impl Upstream {
                 serde_json::to_vec(body).expect("a JSON value serializes"),
             )
         });
-        let raw = self.send(method, &url, auth, &extra, payload).await?;
+        let raw = self.send(method, &url, auth, &extra, payload, policy).await?;
         if !(200..300).contains(&raw.status) {
             return Err(raw.error());
         }

@@ -24,12 +24,32 @@ pub enum UpstreamErrorKind {
     },
     /// 5xx, a refused connection, or F&O's wrapped `InternalServerError`.
     Unavailable,
+    /// Not sent: the circuit breaker is open because the upstream kept failing (see
+    /// [`super::resilience`]). Same GraphQL code as `Unavailable`; never retried.
+    CircuitOpen {
+        /// When the breaker lets the next request through to test the upstream.
+        retry_in: Duration,
+    },
     Timeout,
     /// A 2xx whose body is not what OData promises (invalid JSON, truncated, wrong shape).
     InvalidResponse,
     /// More rows match than the caller allowed (see [`super::Upstream::get_all`]).
     TooManyRows,
     Other,
+}
+
+/// Whether the request reached the upstream, as far as the gateway can tell. Writes depend on it:
+/// only one that certainly did nothing may be sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// A complete response arrived (an error status or a body that cannot be read as promised).
+    Answered,
+    /// Never sent: the connection could not be made, or the gateway refused before sending
+    /// (open circuit, no free slot before the deadline, bad credentials header).
+    NotSent,
+    /// Sent, but no complete response came back (reset, time-out, truncated body): the upstream
+    /// may or may not have done the work.
+    Unknown,
 }
 
 /// A failed upstream call. Cheap to clone (the optional source sits behind an `Arc`) so that one
@@ -43,6 +63,8 @@ pub struct UpstreamError {
     pub message: String,
     /// Dataverse's `error.code` (`0x80040265`, ...) when the body carried one that is not empty.
     pub upstream_code: Option<String>,
+    /// Whether the upstream got the request (see [`Delivery`]).
+    pub delivery: Delivery,
     #[source]
     pub source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
@@ -51,13 +73,24 @@ pub struct UpstreamError {
 const SNIPPET: usize = 200;
 
 impl UpstreamError {
+    /// An error about a response that arrived (or a refusal before sending: see
+    /// [`UpstreamError::not_sent`]).
     pub fn new(kind: UpstreamErrorKind, status: Option<u16>, message: impl Into<String>) -> Self {
         UpstreamError {
             kind,
             status,
             message: message.into(),
             upstream_code: None,
+            delivery: Delivery::Answered,
             source: None,
+        }
+    }
+
+    /// An error raised before the request left the gateway.
+    pub fn not_sent(kind: UpstreamErrorKind, message: impl Into<String>) -> Self {
+        UpstreamError {
+            delivery: Delivery::NotSent,
+            ..Self::new(kind, None, message)
         }
     }
 
@@ -69,7 +102,7 @@ impl UpstreamError {
             UpstreamErrorKind::Unauthorized => "UPSTREAM_UNAUTHORIZED",
             UpstreamErrorKind::Forbidden => "UPSTREAM_FORBIDDEN",
             UpstreamErrorKind::Throttled { .. } => "UPSTREAM_THROTTLED",
-            UpstreamErrorKind::Unavailable => "UPSTREAM_UNAVAILABLE",
+            UpstreamErrorKind::Unavailable | UpstreamErrorKind::CircuitOpen { .. } => "UPSTREAM_UNAVAILABLE",
             UpstreamErrorKind::Timeout => "UPSTREAM_TIMEOUT",
             UpstreamErrorKind::InvalidResponse => "UPSTREAM_INVALID_RESPONSE",
             UpstreamErrorKind::TooManyRows => "UPSTREAM_TOO_MANY_ROWS",
@@ -77,12 +110,38 @@ impl UpstreamError {
         }
     }
 
-    /// Whether the same request may succeed later unchanged (throttling, 5xx, time-outs).
+    /// Whether the same request may succeed later unchanged (throttling, 5xx, time-outs, and a
+    /// response cut off on its way). An open circuit is not: it says to stop asking for a while.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self.kind,
             UpstreamErrorKind::Throttled { .. } | UpstreamErrorKind::Unavailable | UpstreamErrorKind::Timeout
-        )
+        ) || (self.delivery == Delivery::Unknown && self.kind == UpstreamErrorKind::InvalidResponse)
+    }
+
+    /// Whether the upstream certainly did nothing with the request, so that even a write may be
+    /// sent again: it was never sent, or the upstream refused it before doing any work (429, and
+    /// 503 from Dataverse's front end, both answered before the request is processed). Other 5xx
+    /// answers to a write can come from a proxy that gave up while the upstream went on, so they
+    /// do not count.
+    pub fn certainly_not_processed(&self) -> bool {
+        match self.delivery {
+            Delivery::NotSent => true,
+            Delivery::Unknown => false,
+            Delivery::Answered => matches!(self.kind, UpstreamErrorKind::Throttled { .. }) || self.status == Some(503),
+        }
+    }
+
+    /// Whether the upstream may have done the work although the call failed: no complete answer
+    /// came back, or a success came back whose body could not be read.
+    pub fn outcome_unknown(&self) -> bool {
+        match self.delivery {
+            Delivery::Unknown => true,
+            Delivery::NotSent => false,
+            Delivery::Answered => {
+                self.status.is_none_or(|s| (200..300).contains(&s)) || matches!(self.status, Some(500 | 502 | 504))
+            }
+        }
     }
 
     /// A 2xx body that is not what OData promised.
@@ -134,6 +193,7 @@ impl UpstreamError {
             status: Some(status),
             message,
             upstream_code: code,
+            delivery: Delivery::Answered,
             source: None,
         }
     }
@@ -158,11 +218,18 @@ impl UpstreamError {
         };
         // reqwest's Display can name the URL; it carries no headers, so no credentials.
         let message = format!("upstream request {what}: {}", error_chain(&e));
+        // A failed connect never sent anything; anything later may have reached the upstream.
+        let delivery = if e.is_connect() && !reading_body {
+            Delivery::NotSent
+        } else {
+            Delivery::Unknown
+        };
         UpstreamError {
             kind,
             status: e.status().map(|s| s.as_u16()),
             message,
             upstream_code: None,
+            delivery,
             source: Some(Arc::new(e)),
         }
     }

@@ -12,7 +12,10 @@
 //!   `$batch`, writes, request counters).
 //! - [`response`]: body parsing shared by top-level calls and `$batch` parts ([`Page`],
 //!   [`WriteResult`], [`part_result`], ...).
-//! - [`error`]: [`UpstreamError`] with its kinds and stable GraphQL codes.
+//! - [`error`]: [`UpstreamError`] with its kinds, whether the request was delivered, and stable
+//!   GraphQL codes.
+//! - [`resilience`]: deadline, retries and backoff, concurrency per caller, circuit breaker
+//!   ([`ResilienceConfig`]), applied to every exchange.
 //! - [`options`]: [`OptionSetLabels`], documented option values <-> the environment's integers.
 //!
 //! Entity and property names never appear in this code: they all come from [`crate::model`].
@@ -24,15 +27,17 @@ pub mod escape;
 pub mod filter;
 pub mod options;
 pub mod query;
+pub mod resilience;
 pub mod response;
 
 #[cfg(test)]
 mod tests;
 
 pub use client::{Upstream, UpstreamConfig, MAX_PAGE_SIZE};
-pub use error::{UpstreamError, UpstreamErrorKind};
+pub use error::{Delivery, UpstreamError, UpstreamErrorKind};
 pub use filter::{compile, compile_with_labels, CmpOp, Filter, FilterError, Literal, StrFunc};
 pub use options::OptionSetLabels;
 pub use query::{children_of, children_of_with_budget, Expand, ODataQuery, DEFAULT_URL_BUDGET};
 pub use reqwest::Method;
+pub use resilience::{with_deadline, CircuitState, ResilienceConfig, RetryPolicy};
 pub use response::{part_page, part_result, part_write, Page, WriteResult};

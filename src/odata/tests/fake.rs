@@ -40,6 +40,21 @@ impl Seen {
 pub struct Fake {
     pub seen: Mutex<Vec<Seen>>,
     base: Mutex<String>,
+    /// Requests to `gauge` in flight now, and the most ever.
+    in_flight: std::sync::atomic::AtomicUsize,
+    pub max_in_flight: std::sync::atomic::AtomicUsize,
+}
+
+impl Fake {
+    /// Requests seen so far whose path (without the query) ends with `suffix`.
+    pub fn hits(&self, suffix: &str) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.target.split('?').next().unwrap_or("").ends_with(suffix))
+            .count()
+    }
 }
 
 /// The entity the fake serves: the model's first.
@@ -67,9 +82,14 @@ fn error(status: u16, message: &str) -> Response {
 
 /// Starts the fake; returns it and the service root URL.
 pub async fn start() -> (Arc<Fake>, String) {
+    start_on("127.0.0.1:0".parse().unwrap()).await
+}
+
+/// Starts the fake on `addr` (a port chosen before, to come back on).
+pub async fn start_on(addr: std::net::SocketAddr) -> (Arc<Fake>, String) {
     let fake = Arc::new(Fake::default());
     let app = Router::new().fallback(handle).with_state(fake.clone());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let root = format!("http://{addr}{ROOT_PATH}");
@@ -100,6 +120,7 @@ async fn handle(State(fake): State<Arc<Fake>>, req: Request) -> Response {
     });
     let base = fake.base.lock().unwrap().clone();
     let path = target.strip_prefix(ROOT_PATH).unwrap_or(&target).to_string();
+    let hits = fake.hits(path.split('?').next().unwrap_or(""));
     let set = entity().entity_set.as_str();
     let (resource, query) = path.split_once('?').unwrap_or((path.as_str(), ""));
     match (method.as_str(), resource) {
@@ -145,6 +166,26 @@ async fn handle(State(fake): State<Arc<Fake>>, req: Request) -> Response {
             r
         }
         ("GET", "unavailable") => error(503, "Service Unavailable"),
+        // Fails twice with 503, then answers.
+        (_, "flaky") if hits <= 2 => error(503, "Service Unavailable"),
+        ("GET", "flaky") => json_response(200, json!({"value": []})),
+        ("POST", "flaky") => StatusCode::NO_CONTENT.into_response(),
+        // Throttled once (Retry-After: 1), then answers.
+        ("GET", "throttled-once") if hits == 1 => {
+            let mut r = error(429, "Number of requests exceeded the limit.");
+            r.headers_mut().insert("retry-after", "1".parse().unwrap());
+            r
+        }
+        ("GET", "throttled-once") => json_response(200, json!({"value": []})),
+        // Counts how many of these are in flight at once.
+        ("GET", "gauge") => {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = fake.in_flight.fetch_add(1, SeqCst) + 1;
+            fake.max_in_flight.fetch_max(now, SeqCst);
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            fake.in_flight.fetch_sub(1, SeqCst);
+            json_response(200, json!({"value": []}))
+        }
         ("GET", "html") => (StatusCode::BAD_GATEWAY, "<html>bad gateway</html>").into_response(),
         ("GET", "badjson") => (StatusCode::OK, "{\"value\": [ {\"a\": 1}, oops").into_response(),
         ("GET", "foreign") => json_response(

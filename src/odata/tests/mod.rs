@@ -1,11 +1,12 @@
 //! Tests that span several parts: the filter compiler (examples and properties), query URLs, and
-//! the client against a tiny in-process fake upstream.
+//! the client (and its retries, slots and breaker) against a tiny in-process fake upstream.
 
 mod client;
 mod fake;
 mod filter;
 mod props;
 mod query;
+mod resilience;
 
 use crate::model::{model, Entity, PropType, Property};
 
