@@ -105,6 +105,8 @@ fn apply_defaults(
     }))
 }
 
+// Parsed once at start: the size of the larger variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gateway (the default). Without --upstream it starts the embedded emulator with demo
@@ -146,9 +148,37 @@ pub struct ServeArgs {
     /// How long relation loaders wait to batch the keys of one level.
     #[arg(long, env = "ATS_GATEWAY_BATCH_DELAY", default_value = "3ms", value_parser = duration)]
     pub batch_delay: std::time::Duration,
-    /// Timeout of one upstream request.
+    /// Timeout of one upstream request (each attempt), from sending to the end of the body.
     #[arg(long, env = "ATS_GATEWAY_UPSTREAM_TIMEOUT", default_value = "60s", value_parser = duration)]
     pub upstream_timeout: std::time::Duration,
+    /// Timeout of opening a connection to the upstream.
+    #[arg(long, env = "ATS_GATEWAY_UPSTREAM_CONNECT_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub upstream_connect_timeout: std::time::Duration,
+    /// Retries of an upstream read after a 5xx, a failed connection, a time-out or a cut-off
+    /// response (429s retry as long as the deadline allows). Writes are retried only under an
+    /// idempotency key, and only when the upstream certainly did nothing.
+    #[arg(long, env = "ATS_GATEWAY_UPSTREAM_MAX_RETRIES", default_value_t = 3)]
+    pub upstream_max_retries: u32,
+    /// First retry backoff; it doubles per retry, with jitter.
+    #[arg(long, env = "ATS_GATEWAY_UPSTREAM_BASE_BACKOFF", default_value = "200ms", value_parser = duration)]
+    pub upstream_base_backoff: std::time::Duration,
+    /// Longest retry backoff (a 429's Retry-After is honoured whatever its length, within the
+    /// deadline).
+    #[arg(long, env = "ATS_GATEWAY_UPSTREAM_MAX_BACKOFF", default_value = "5s", value_parser = duration)]
+    pub upstream_max_backoff: std::time::Duration,
+    /// Upstream requests in flight at once per caller identity; more wait in a queue. HR's
+    /// published limit is 25 concurrent requests per user (Dataverse's 52): 8 leaves room for
+    /// three replicas under one application user.
+    #[arg(long, env = "ATS_GATEWAY_UPSTREAM_CONCURRENCY", default_value_t = 8)]
+    pub upstream_concurrency: usize,
+    /// Upstream calls in a row that must fail (5xx, no connection, time-out), after their
+    /// retries, to open the circuit breaker: then calls fail at once.
+    #[arg(long, env = "ATS_GATEWAY_BREAKER_THRESHOLD", default_value_t = 5)]
+    pub breaker_threshold: u32,
+    /// How long an open circuit breaker fails calls at once before one probe call tests the
+    /// upstream again.
+    #[arg(long, env = "ATS_GATEWAY_BREAKER_COOLDOWN", default_value = "10s", value_parser = duration)]
+    pub breaker_cooldown: std::time::Duration,
     /// How submitCandidateToHire writes: one $batch change set, one deep insert, or flat POSTs
     /// with compensating deletes (for upstreams that refuse change sets on these tables).
     #[arg(long, env = "ATS_GATEWAY_SUBMISSION_STRATEGY", value_enum, default_value = "batch")]
@@ -210,6 +240,15 @@ impl ServeArgs {
                 },
             },
             upstream_timeout: self.upstream_timeout,
+            upstream_connect_timeout: self.upstream_connect_timeout,
+            resilience: crate::odata::ResilienceConfig {
+                max_retries: self.upstream_max_retries,
+                base_backoff: self.upstream_base_backoff,
+                max_backoff: self.upstream_max_backoff,
+                concurrency_per_identity: self.upstream_concurrency.max(1),
+                breaker_threshold: self.breaker_threshold.max(1),
+                breaker_cooldown: self.breaker_cooldown,
+            },
             write: crate::graphql::context::WriteConfig {
                 strategy: self.submission_strategy,
                 state_db: (self.state_db != ":memory:").then(|| std::path::PathBuf::from(&self.state_db)),

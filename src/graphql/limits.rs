@@ -227,7 +227,11 @@ impl Extension for LimitsRun {
         next: NextExecute<'_>,
     ) -> Response {
         let started = Instant::now();
-        let resp = match tokio::time::timeout(self.limits.deadline, next.run(ctx, operation_name)).await {
+        // Upstream calls get 90% of the deadline, so that their own errors (throttled,
+        // unavailable), not DEADLINE_EXCEEDED, reach the client when they give up.
+        let upstream_deadline = tokio::time::Instant::now() + self.limits.deadline.mul_f64(0.9);
+        let run = crate::odata::with_deadline(upstream_deadline, next.run(ctx, operation_name));
+        let resp = match tokio::time::timeout(self.limits.deadline, run).await {
             Ok(r) => r,
             Err(_) => Response::from_errors(vec![refuse(
                 "DEADLINE_EXCEEDED",

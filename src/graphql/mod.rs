@@ -75,6 +75,16 @@ pub fn sdl() -> String {
         .sdl()
 }
 
+/// Spawns a loader's batch with the operation's upstream deadline, which is task-local and would
+/// not follow the batch into its own task otherwise. Loaders spawn from the resolver that enqueued
+/// the first key, so the deadline in scope there is the operation's.
+fn spawn_with_deadline(batch: futures::future::BoxFuture<'static, ()>) -> tokio::task::JoinHandle<()> {
+    match crate::odata::resilience::current_deadline() {
+        Some(deadline) => tokio::spawn(crate::odata::with_deadline(deadline, batch)),
+        None => tokio::spawn(batch),
+    }
+}
+
 /// Request data for one operation: the caller and fresh, request-scoped loaders.
 pub fn request_data(
     state: &Arc<GatewayState>,
@@ -93,7 +103,7 @@ pub fn request_data(
             state: state.clone(),
             request: caller.clone(),
         },
-        tokio::spawn,
+        spawn_with_deadline,
         HashMapCache::default(),
     )
     .delay(delay);
@@ -102,7 +112,7 @@ pub fn request_data(
             state: state.clone(),
             request: caller.clone(),
         },
-        tokio::spawn,
+        spawn_with_deadline,
         HashMapCache::default(),
     )
     .delay(delay);

@@ -67,7 +67,12 @@ pub struct GatewayConfig {
     pub upstream: String,
     pub read: crate::graphql::context::ReadConfig,
     pub limits: SchemaLimits,
+    /// Timeout of one upstream attempt.
     pub upstream_timeout: std::time::Duration,
+    /// Timeout of opening a connection to the upstream.
+    pub upstream_connect_timeout: std::time::Duration,
+    /// Retries, concurrency per caller, circuit breaker.
+    pub resilience: crate::odata::ResilienceConfig,
     pub write: crate::graphql::context::WriteConfig,
     pub http: HttpConfig,
 }
@@ -156,6 +161,8 @@ impl RunningGateway {
 pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Result<RunningGateway, StartError> {
     let mut upstream_config = crate::odata::UpstreamConfig::new(config.upstream.clone());
     upstream_config.timeout = config.upstream_timeout;
+    upstream_config.connect_timeout = config.upstream_connect_timeout;
+    upstream_config.resilience = config.resilience.clone();
     let upstream = crate::odata::Upstream::new(upstream_config).map_err(|e| StartError::Upstream(e.message))?;
     let labels = crate::odata::OptionSetLabels::load(&upstream, None).await;
     let idempotency = crate::graphql::idempotency::IdempotencyStore::open(config.write.state_db.as_deref())
@@ -171,7 +178,10 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
     state
         .upstream
         .set_observer(Arc::new(move |e: &crate::odata::client::UpstreamEvent<'_>| {
-            metrics.upstream_request(e.entity_set, e.status, e.elapsed)
+            metrics.upstream_request(e.entity_set, e.status, e.elapsed);
+            if e.attempt > 1 {
+                metrics.retry();
+            }
         }));
     let router = app(state.clone(), &config.limits).map_err(|e| StartError::Schema(e.to_string()))?;
     // Both: the extractor limit answers 413 for buffered bodies, the layer bounds streaming ones.

@@ -1,7 +1,8 @@
-//! Operations routes: `/readyz` (the upstream answers and the option-set labels were read from it)
-//! and `/metrics` (Prometheus text format).
+//! Operations routes: `/readyz` (the circuit breaker is closed, the upstream answers and the
+//! option-set labels were read from it) and `/metrics` (Prometheus text format).
 
 use super::AppState;
+use crate::odata::CircuitState;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -19,11 +20,25 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn readyz(State(app): State<AppState>) -> Response {
-    let upstream = match tokio::time::timeout(READY_TIMEOUT, app.gateway.upstream.get_json("", None)).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) if e.status.is_some_and(|s| s < 500 && s != 429) => Ok(()), // it answers
-        Ok(Err(e)) => Err(format!("upstream failing: {}", e.message)),
-        Err(_) => Err(format!("upstream did not answer within {} s", READY_TIMEOUT.as_secs())),
+    let up = &app.gateway.upstream;
+    // An open breaker answers without calling: the gateway fails fast, so it is not ready. After
+    // the cool-down this probe may itself be the breaker's test call, and close it.
+    let upstream = match up.circuit() {
+        CircuitState::Open { retry_in } => Err(format!(
+            "upstream failing: circuit open, next probe in {} ms",
+            retry_in.as_millis()
+        )),
+        _ => match tokio::time::timeout(READY_TIMEOUT, up.probe()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) if e.status.is_some_and(|s| s < 500 && s != 429) => Ok(()), // it answers
+            Ok(Err(e)) => Err(format!("upstream failing: {}", e.message)),
+            Err(_) => Err(format!("upstream did not answer within {} s", READY_TIMEOUT.as_secs())),
+        },
+    };
+    let circuit = match up.circuit() {
+        CircuitState::Closed => "closed",
+        CircuitState::Open { .. } => "open",
+        CircuitState::HalfOpen => "half-open",
     };
     let fallbacks = app.gateway.labels.fallbacks();
     let labels = if fallbacks.is_empty() {
@@ -37,6 +52,7 @@ async fn readyz(State(app): State<AppState>) -> Response {
     let body = serde_json::json!({
         "status": if upstream.is_ok() && labels.is_ok() { "ready" } else { "not ready" },
         "upstream": upstream.as_ref().err().cloned().unwrap_or_else(|| "ok".into()),
+        "circuit": circuit,
         "optionSetLabels": labels.as_ref().err().cloned().unwrap_or_else(|| "loaded".into()),
     });
     let status = if upstream.is_ok() && labels.is_ok() {

@@ -178,6 +178,8 @@ impl Gateway {
             read: Default::default(),
             limits: Default::default(),
             upstream_timeout: std::time::Duration::from_secs(10),
+            upstream_connect_timeout: std::time::Duration::from_secs(2),
+            resilience: Default::default(),
             write: Default::default(),
             http: Default::default(),
         };
