@@ -227,8 +227,9 @@ impl Extension for LimitsRun {
         next: NextExecute<'_>,
     ) -> Response {
         let started = Instant::now();
-        // Upstream calls get 90% of the deadline, so that their own errors (throttled,
-        // unavailable), not DEADLINE_EXCEEDED, reach the client when they give up.
+        // Upstream calls plan within 90% of the deadline: a retry wait that would end later is
+        // not started, so the client gets the upstream's error (throttled, unavailable) rather
+        // than DEADLINE_EXCEEDED. An attempt still in flight at the deadline ends with the latter.
         let upstream_deadline = tokio::time::Instant::now() + self.limits.deadline.mul_f64(0.9);
         let run = crate::odata::with_deadline(upstream_deadline, next.run(ctx, operation_name));
         let resp = match tokio::time::timeout(self.limits.deadline, run).await {

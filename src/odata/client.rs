@@ -287,8 +287,8 @@ impl Upstream {
                     return Err(e);
                 }
             };
-            let (outcome, cut_off) = self
-                .exchange(&method, url, headers.clone(), body.clone(), deadline, attempt)
+            let outcome = self
+                .exchange(&method, url, headers.clone(), body.clone(), attempt)
                 .await;
             let failure = match &outcome {
                 Ok(raw) if (200..300).contains(&raw.status) => None,
@@ -318,7 +318,7 @@ impl Upstream {
             let breaker_allows = admission.is_probe() || !self.breaker.is_open();
             let retry = policy.allows(&err) && within_budget && breaker_allows && Instant::now() + wait < deadline;
             if !retry {
-                admission.finish(if cut_off { Health::Neutral } else { Health::of(&err) });
+                admission.finish(Health::of(&err));
                 return outcome;
             }
             tracing::debug!(
@@ -344,17 +344,17 @@ impl Upstream {
         unreachable!("the attempts loop returns")
     }
 
-    /// One attempt: send and read the whole body, cut off at `deadline`. The flag says whether
-    /// the deadline cut it (which says nothing about the upstream's health).
+    /// One attempt: send and read the whole body. It is not cut off at the deadline: the
+    /// operation's own timeout drops it then (and says DEADLINE_EXCEEDED), and outside an
+    /// operation the HTTP client's timeout is the deadline.
     async fn exchange(
         &self,
         method: &Method,
         url: &str,
         headers: HeaderMap,
         body: Option<bytes::Bytes>,
-        deadline: Instant,
         attempt: u32,
-    ) -> (Result<Raw, UpstreamError>, bool) {
+    ) -> Result<Raw, UpstreamError> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.count(url);
         let mut req = self.http.request(method.clone(), url).headers(headers);
@@ -362,39 +362,24 @@ impl Upstream {
             req = req.body(bytes);
         }
         let started = Instant::now();
-        let exchange = async {
-            let resp = req.send().await.map_err(|e| {
-                tracing::warn!(%method, url, error = %e, attempt, "upstream request failed");
-                UpstreamError::from_transport(e, false)
-            })?;
-            let status = resp.status().as_u16();
-            self.observe(url, Some(status), started, attempt);
-            let headers = resp.headers().clone();
-            let body = resp.bytes().await.map_err(|e| {
-                tracing::warn!(%method, url, status, error = %e, attempt, "upstream body could not be read");
-                UpstreamError::from_transport(e, true)
-            })?;
-            tracing::debug!(%method, url, status, attempt, elapsed_ms = started.elapsed().as_millis() as u64, "upstream");
-            Ok::<_, UpstreamError>(Raw {
-                status,
-                headers,
-                body: body.to_vec(),
-            })
-        };
-        match tokio::time::timeout_at(deadline, exchange).await {
-            Ok(Ok(raw)) => (Ok(raw), false),
-            Ok(Err(e)) => {
-                if e.status.is_none() {
-                    self.observe(url, None, started, attempt);
-                }
-                (Err(e), false)
-            }
-            Err(_) => {
-                tracing::warn!(%method, url, attempt, "upstream call cut off by the deadline");
-                self.observe(url, None, started, attempt);
-                (Err(resilience::deadline_error()), true)
-            }
-        }
+        let resp = req.send().await.map_err(|e| {
+            tracing::warn!(%method, url, error = %e, attempt, "upstream request failed");
+            self.observe(url, None, started, attempt);
+            UpstreamError::from_transport(e, false)
+        })?;
+        let status = resp.status().as_u16();
+        self.observe(url, Some(status), started, attempt);
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.map_err(|e| {
+            tracing::warn!(%method, url, status, error = %e, attempt, "upstream body could not be read");
+            UpstreamError::from_transport(e, true)
+        })?;
+        tracing::debug!(%method, url, status, attempt, elapsed_ms = started.elapsed().as_millis() as u64, "upstream");
+        Ok(Raw {
+            status,
+            headers,
+            body: body.to_vec(),
+        })
     }
 
     /// One page of a collection (or a single record, as a one-row page). `page_size` sends

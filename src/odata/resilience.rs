@@ -3,8 +3,10 @@
 //! - **Deadline.** Every call has one: the GraphQL operation's, put in scope with
 //!   [`with_deadline`] (a task-local, so that it reaches resolvers and loader tasks without
 //!   being threaded through every signature), or, outside an operation (start-up, `/readyz`),
-//!   one upstream timeout from the call's start. Queueing, `Retry-After` waits, backoff and each
-//!   attempt all stop at it.
+//!   one upstream timeout from the call's start. Queueing, `Retry-After` waits and backoff stop at
+//!   it: a wait that would end later is not started, and the call fails with the upstream's own
+//!   error at once. An attempt in flight is not cut: the operation's timeout drops it (with
+//!   `DEADLINE_EXCEEDED`), and outside an operation the HTTP client's timeout bounds it.
 //! - **Retries** ([`RetryPolicy`]): reads retry throttling, 5xx, time-outs and cut-off
 //!   responses; a write retries only when it certainly did nothing (a write protected by an
 //!   idempotency key), and an ordinary write never. A 429 waits its `Retry-After` (plus a little
@@ -143,27 +145,14 @@ pub enum Health {
 }
 
 impl Health {
-    /// The health an error shows. A time-out here is the upstream's (the HTTP client's own
-    /// timeout); one the gateway's deadline caused says nothing and is recorded as `Neutral` by
-    /// the caller that knows.
+    /// The health an error shows. (A call cancelled by the operation's deadline records nothing:
+    /// see [`Admission`].)
     pub fn of(e: &UpstreamError) -> Health {
         match e.kind {
             UpstreamErrorKind::Unavailable | UpstreamErrorKind::Timeout => Health::Failed,
             UpstreamErrorKind::Throttled { .. } | UpstreamErrorKind::CircuitOpen { .. } => Health::Neutral,
             _ => Health::Healthy,
         }
-    }
-}
-
-/// The error of an attempt cut off by the deadline (it was sent: the outcome is unknown).
-pub fn deadline_error() -> UpstreamError {
-    UpstreamError {
-        delivery: super::error::Delivery::Unknown,
-        ..UpstreamError::new(
-            UpstreamErrorKind::Timeout,
-            None,
-            "the upstream did not answer before the deadline of the operation",
-        )
     }
 }
 

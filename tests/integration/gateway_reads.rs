@@ -480,13 +480,14 @@ async fn upstream_failures_become_coded_errors() {
         v["errors"][0]["message"].as_str().unwrap().contains("validation error"),
         "the upstream's message: {v}"
     );
-    set(json!({"throttle": {"requests": 0, "windowSeconds": 60}})).await;
-    let v = gw.query(q, json!({})).await;
-    assert_eq!(v["errors"][0]["extensions"]["code"], "UPSTREAM_THROTTLED", "{v}");
     set(json!({})).await;
     // A nullable nested field fails alone: partial data survives.
     let d = gw.data(q, json!({})).await;
     assert_eq!(d["recruitingRequests"]["nodes"].as_array().unwrap().len(), 1);
+    // Last: the gateway honours the 60 s Retry-After for this caller from now on.
+    set(json!({"throttle": {"requests": 0, "windowSeconds": 60}})).await;
+    let v = gw.query(q, json!({})).await;
+    assert_eq!(v["errors"][0]["extensions"]["code"], "UPSTREAM_THROTTLED", "{v}");
 }
 
 #[tokio::test]

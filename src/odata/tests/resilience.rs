@@ -1,5 +1,5 @@
-//! The client's resilience against the fake upstream: which calls retry, `Retry-After`, the
-//! deadline, slots per caller and the circuit breaker. Timing assertions are lower bounds only.
+//! The client's resilience against the fake upstream: which calls retry, `Retry-After` within the
+//! deadline, slots per caller and the circuit breaker. Timing assertions are generous bounds.
 
 use super::fake;
 use crate::odata::*;
@@ -74,21 +74,6 @@ async fn retry_after_is_waited_for_within_the_deadline() {
         .unwrap_err();
     assert_eq!((e.code(), e.delivery), ("UPSTREAM_THROTTLED", Delivery::NotSent));
     assert_eq!(fake.hits("html"), 0);
-}
-
-#[tokio::test]
-async fn a_slow_upstream_is_cut_off_at_the_deadline() {
-    let (_fake, root) = fake::start().await;
-    let up = upstream(&root, |_| {});
-    let e = with_deadline(Instant::now() + Duration::from_millis(500), up.get_json("slow", None))
-        .await
-        .unwrap_err();
-    assert_eq!((e.code(), e.delivery), ("UPSTREAM_TIMEOUT", Delivery::Unknown));
-    assert_eq!(
-        up.circuit(),
-        CircuitState::Closed,
-        "the gateway's own deadline is no outage"
-    );
 }
 
 #[tokio::test]
