@@ -287,9 +287,12 @@ pub struct EmulatorArgs {
     /// Share of requests answered with 503 (0.0–1.0).
     #[arg(long, env = "ATS_GATEWAY_EMULATOR_ERROR_RATE", default_value_t = 0.0)]
     pub error_rate: f64,
-    /// Share of requests whose connection is dropped (0.0–1.0).
+    /// Share of requests whose connection is dropped before they are processed (0.0–1.0).
     #[arg(long, env = "ATS_GATEWAY_EMULATOR_DROP_RATE", default_value_t = 0.0)]
     pub drop_rate: f64,
+    /// Share of requests processed (writes committed) whose response is then lost (0.0–1.0).
+    #[arg(long, env = "ATS_GATEWAY_EMULATOR_LOST_RESPONSE_RATE", default_value_t = 0.0)]
+    pub lost_response_rate: f64,
 }
 
 impl EmulatorArgs {
@@ -304,6 +307,8 @@ impl EmulatorArgs {
                 error_rate: self.error_rate,
                 error_status: None,
                 drop_rate: self.drop_rate,
+                lost_response_rate: self.lost_response_rate,
+                garbage: None,
                 throttle: (self.throttle_requests > 0).then_some(Throttle {
                     requests: self.throttle_requests,
                     window_seconds: self.throttle_window_seconds,

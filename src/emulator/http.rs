@@ -2,7 +2,7 @@
 //! them, and the `/_emulator/*` control routes tests use (request counters, faults).
 
 use super::error::{codes, ODataError};
-use super::faults::{caller_identity, FaultState, Faults, Verdict};
+use super::faults::{caller_identity, damage, FaultState, Faults, Verdict};
 use super::service::{ODataRequest, ODataResponse, Service, SERVICE_ROOT};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
@@ -102,8 +102,9 @@ async fn odata(
     let caller = caller_identity(headers.get("authorization").and_then(|v| v.to_str().ok()));
     tracing::debug!(http.method = %method, http.path = %path, http.query = uri.query().unwrap_or(""), caller = %caller, "emulator request");
     let latency = s.faults.faults().latency_ms;
-    match s.faults.admit(&segment, &caller) {
-        Verdict::Serve => {}
+    let verdict = s.faults.admit(&segment, &caller);
+    match verdict {
+        Verdict::Serve | Verdict::LoseResponse | Verdict::Garbage(_) => {}
         Verdict::Throttled {
             retry_after,
             limit,
@@ -134,17 +135,7 @@ async fn odata(
             };
             return odata_response(ODataResponse::error(&e));
         }
-        Verdict::Drop => {
-            // A body that fails after the headers: the client sees a truncated response.
-            let stream = futures::stream::once(async {
-                Err::<Bytes, std::io::Error>(std::io::Error::other("injected connection drop"))
-            });
-            return Response::builder()
-                .status(200)
-                .header("Content-Type", "application/json")
-                .body(Body::from_stream(stream))
-                .expect("response builds");
-        }
+        Verdict::Drop => return dropped_connection(),
     }
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
@@ -168,7 +159,14 @@ async fn odata(
     let state = s.clone();
     let resp = tokio::task::spawn_blocking(move || state.service.handle(&req, &base)).await;
     match resp {
-        Ok(r) => odata_response(r),
+        // The work is done (a write committed); the client never learns.
+        Ok(_) if verdict == Verdict::LoseResponse => dropped_connection(),
+        Ok(mut r) => {
+            if let Verdict::Garbage(kind) = verdict {
+                r.body = damage(kind, r.status, &r.headers, std::mem::take(&mut r.body));
+            }
+            odata_response(r)
+        }
         Err(e) => {
             tracing::error!(error = %e, "emulator handler failed");
             odata_response(ODataResponse::error(&ODataError::new(
@@ -178,6 +176,19 @@ async fn odata(
             )))
         }
     }
+}
+
+/// A response whose body fails after the headers: the client sees a truncated response, the way
+/// a connection reset mid-response looks.
+fn dropped_connection() -> Response {
+    let stream = futures::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::other("injected connection drop"))
+    });
+    Response::builder()
+        .status(200)
+        .header("Content-Type", "application/json")
+        .body(Body::from_stream(stream))
+        .expect("response builds")
 }
 
 fn odata_response(r: ODataResponse) -> Response {

@@ -197,6 +197,12 @@ pub async fn start(listen: SocketAddr, config: &EmulatorConfig) -> Result<Runnin
     let state = tokio::task::spawn_blocking(move || build(&cfg))
         .await
         .map_err(|e| StartError::Setup(e.to_string()))??;
+    serve(listen, state).await
+}
+
+/// Serves an emulator's existing state on `listen`: after [`RunningEmulator::stop`], the same
+/// data (and faults) come back, as an upstream restarting would.
+pub async fn serve(listen: SocketAddr, state: Arc<http::EmulatorState>) -> Result<RunningEmulator, StartError> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|source| StartError::Bind { addr: listen, source })?;
