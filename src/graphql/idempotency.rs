@@ -6,6 +6,13 @@
 //! meant for a client's request key, and writing one into free text (comments) would leak into HR's
 //! screens. The cost is that keys live with the gateway's file: run replicas against one shared
 //! file, or pin a caller to one replica.
+//!
+//! A write whose response was lost may have happened. Its key is then `unknown`, with the
+//! *probe* the submission prepared before writing: a query for candidates that look like this
+//! submission's, and the ones that already looked so before (the baseline). The next use of the
+//! key runs the probe first (see `mutations::recovery`): a new look-alike is this key's candidate;
+//! none means nothing was written and the submission runs again. A gateway that stops while a
+//! prepared write is out leaves the key `unknown` for the same reason.
 
 use rusqlite::{Connection, OptionalExtension};
 use std::path::Path;
@@ -22,6 +29,19 @@ pub enum KeyState {
     Completed { candidate_id: String, strategy: String },
     /// Used before with a different input.
     Conflict,
+    /// An earlier write may or may not have happened: look upstream with the probe before
+    /// running again (the key is reserved for this call now). `None`: no probe was prepared.
+    Unknown { probe: Option<Probe> },
+}
+
+/// How to find upstream what a submission wrote: candidates matching `url` that are not in
+/// `baseline` (those matched before the write).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Probe {
+    /// A relative OData URL selecting the primary keys of look-alike candidates.
+    pub url: String,
+    /// Look-alikes that existed before the write, lower-case GUIDs.
+    pub baseline: Vec<String>,
 }
 
 /// The store of idempotency keys.
@@ -48,8 +68,21 @@ impl IdempotencyStore {
                  strategy TEXT,
                  created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
                  PRIMARY KEY (identity, key)
-             );
-             UPDATE idempotency_keys SET state = 'abandoned' WHERE state = 'in_progress';",
+             );",
+        )?;
+        // Files from before probes existed get the column.
+        let has_probe: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('idempotency_keys') WHERE name = 'probe'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_probe {
+            conn.execute_batch("ALTER TABLE idempotency_keys ADD COLUMN probe TEXT;")?;
+        }
+        // Interrupted by a stop: a prepared write may have gone out; an unprepared one did not.
+        conn.execute_batch(
+            "UPDATE idempotency_keys SET state = CASE WHEN probe IS NULL THEN 'abandoned' ELSE 'unknown' END
+             WHERE state = 'in_progress';",
         )?;
         Ok(IdempotencyStore { conn: Mutex::new(conn) })
     }
@@ -61,11 +94,12 @@ impl IdempotencyStore {
     /// Reserves `key` for `input_hash`, or says what it already holds.
     pub fn begin(&self, identity: &str, key: &str, input_hash: &str) -> rusqlite::Result<KeyState> {
         let conn = self.conn();
-        let row: Option<(String, String, Option<String>, Option<String>)> = conn
+        type Row = (String, String, Option<String>, Option<String>, Option<String>);
+        let row: Option<Row> = conn
             .query_row(
-                "SELECT input_hash, state, candidate_id, strategy FROM idempotency_keys WHERE identity = ?1 AND key = ?2",
+                "SELECT input_hash, state, candidate_id, strategy, probe FROM idempotency_keys WHERE identity = ?1 AND key = ?2",
                 [identity, key],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()?;
         match row {
@@ -76,16 +110,24 @@ impl IdempotencyStore {
                 )?;
                 Ok(KeyState::Reserved)
             }
-            Some((hash, _, _, _)) if hash != input_hash => Ok(KeyState::Conflict),
-            Some((_, state, Some(id), strategy)) if state == "completed" => Ok(KeyState::Completed {
+            Some((hash, ..)) if hash != input_hash => Ok(KeyState::Conflict),
+            Some((_, state, Some(id), strategy, _)) if state == "completed" => Ok(KeyState::Completed {
                 candidate_id: id,
                 strategy: strategy.unwrap_or_default(),
             }),
-            Some((_, state, _, _)) if state == "in_progress" => Ok(KeyState::InProgress),
-            // A submission that failed, or was cut off by a restart, may run again.
-            Some(_) => {
+            Some((_, state, ..)) if state == "in_progress" => Ok(KeyState::InProgress),
+            Some((_, state, _, _, probe)) if state == "unknown" => {
                 conn.execute(
                     "UPDATE idempotency_keys SET state = 'in_progress' WHERE identity = ?1 AND key = ?2",
+                    [identity, key],
+                )?;
+                let probe = probe.and_then(|p| serde_json::from_str(&p).ok());
+                Ok(KeyState::Unknown { probe })
+            }
+            // A submission that failed, or was cut off by a restart before it wrote, may run again.
+            Some(_) => {
+                conn.execute(
+                    "UPDATE idempotency_keys SET state = 'in_progress', probe = NULL WHERE identity = ?1 AND key = ?2",
                     [identity, key],
                 )?;
                 Ok(KeyState::Reserved)
@@ -100,6 +142,39 @@ impl IdempotencyStore {
             [identity, key, candidate_id, strategy],
         )?;
         Ok(())
+    }
+
+    /// Records how to find the submission's candidate, just before its write goes out.
+    pub fn prepare(&self, identity: &str, key: &str, probe: &Probe) -> rusqlite::Result<()> {
+        let probe = serde_json::to_string(probe).expect("a probe serializes");
+        self.conn().execute(
+            "UPDATE idempotency_keys SET probe = ?3 WHERE identity = ?1 AND key = ?2",
+            [identity, key, &probe],
+        )?;
+        Ok(())
+    }
+
+    /// Marks a key whose write may or may not have happened: its next use looks first.
+    pub fn mark_unknown(&self, identity: &str, key: &str) -> rusqlite::Result<()> {
+        self.conn().execute(
+            "UPDATE idempotency_keys SET state = 'unknown' WHERE identity = ?1 AND key = ?2",
+            [identity, key],
+        )?;
+        Ok(())
+    }
+
+    /// Of `candidate_ids`, those some completed key (of any caller) already stands for.
+    pub fn claimed(&self, candidate_ids: &[String]) -> rusqlite::Result<Vec<String>> {
+        if candidate_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let conn = self.conn();
+        let marks = vec!["?"; candidate_ids.len()].join(", ");
+        let mut stmt = conn.prepare(&format!(
+            "SELECT candidate_id FROM idempotency_keys WHERE state = 'completed' AND lower(candidate_id) IN ({marks})"
+        ))?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(candidate_ids), |r| r.get(0))?;
+        rows.collect()
     }
 
     /// Releases a key whose submission wrote nothing, so that a retry runs again.
@@ -135,6 +210,53 @@ mod tests {
             KeyState::Reserved,
             "keys are per caller"
         );
+    }
+
+    #[test]
+    fn unknown_outcomes_keep_their_probe_and_survive_a_stop() {
+        let dir = std::env::temp_dir().join(format!("ats-idem-unknown-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        let probe = Probe {
+            url: "x?$filter=a".into(),
+            baseline: vec!["b".into()],
+        };
+        {
+            let s = IdempotencyStore::open(Some(&dir)).unwrap();
+            assert_eq!(s.begin("a", "k", "h").unwrap(), KeyState::Reserved);
+            s.prepare("a", "k", &probe).unwrap();
+            s.mark_unknown("a", "k").unwrap();
+            assert_eq!(
+                s.begin("a", "k", "h").unwrap(),
+                KeyState::Unknown {
+                    probe: Some(probe.clone())
+                }
+            );
+            assert_eq!(
+                s.begin("a", "k", "h").unwrap(),
+                KeyState::InProgress,
+                "reserved to look"
+            );
+            // Stopped while the prepared write was out.
+        }
+        let s = IdempotencyStore::open(Some(&dir)).unwrap();
+        assert_eq!(
+            s.begin("a", "k", "h").unwrap(),
+            KeyState::Unknown { probe: Some(probe) }
+        );
+        s.complete("a", "k", "C-1", "BATCH").unwrap();
+        assert_eq!(
+            s.claimed(&["c-1".into(), "c-2".into()]).unwrap(),
+            vec!["C-1".to_string()]
+        );
+        assert_eq!(s.begin("b", "k2", "h").unwrap(), KeyState::Reserved);
+        drop(s);
+        let s = IdempotencyStore::open(Some(&dir)).unwrap();
+        assert_eq!(
+            s.begin("b", "k2", "h").unwrap(),
+            KeyState::Reserved,
+            "stopped before preparing: nothing went out"
+        );
+        let _ = std::fs::remove_file(&dir);
     }
 
     #[test]

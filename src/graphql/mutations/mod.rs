@@ -4,12 +4,17 @@
 //!
 //! - `inputs`: input types derived from the model, conversion to OData bodies, field rules.
 //! - `submit`: validation and the three write strategies of a submission.
+//! - `submission`: one run of a submission: the idempotency key's life around validate and write.
+//! - `recovery`: a submission under an idempotency key whose upstream answer was lost: looking
+//!   for the candidate before writing again.
 //!
 //! Problems come back in the payload's `errors` with a stable `code` (`VALIDATION_FAILED` with the
 //! input path, `UPSTREAM_REJECTED` with the upstream's message and the failing part, …); GraphQL
 //! errors are left for what the schema itself refuses.
 
 pub mod inputs;
+pub mod recovery;
+mod submission;
 pub mod submit;
 
 use super::context::{GatewayState, RequestCtx};
@@ -475,52 +480,7 @@ fn submit_field() -> Field {
             let rq = ctx.data::<RequestCtx>()?;
             let input = ctx.args.try_get("input")?.as_value().clone();
             let key = ctx.args.get("idempotencyKey").and_then(|v| v.string().ok().map(str::to_owned)).filter(|k| !k.is_empty());
-            let candidate = SHAPE.candidate;
-            let fail = |errors: Vec<SubmissionError>| payload(PayloadValue { entity: Some(candidate), errors, ..Default::default() });
-            if let Some(k) = &key {
-                if k.len() > 200 {
-                    return fail(vec![SubmissionError { code: "VALIDATION_FAILED", message: "idempotencyKey is longer than 200 characters".into(), path: Some("idempotencyKey".into()), part: None }]);
-                }
-                let hash = input_hash(&input);
-                let state = st.idempotency.begin(&rq.identity, k, &hash).map_err(|e| async_graphql::Error::new(format!("idempotency store: {e}")))?;
-                match state {
-                    super::idempotency::KeyState::Reserved => {}
-                    super::idempotency::KeyState::InProgress => {
-                        return fail(vec![SubmissionError { code: "IDEMPOTENCY_KEY_IN_PROGRESS", message: "A submission with this idempotency key is still running; retry shortly.".into(), path: Some("idempotencyKey".into()), part: None }]);
-                    }
-                    super::idempotency::KeyState::Conflict => {
-                        return fail(vec![SubmissionError { code: "IDEMPOTENCY_KEY_REUSED", message: "This idempotency key was used with a different input; use a new key for a new submission.".into(), path: Some("idempotencyKey".into()), part: None }]);
-                    }
-                    super::idempotency::KeyState::Completed { candidate_id, strategy } => {
-                        let strategy = [Strategy::Batch, Strategy::DeepInsert, Strategy::Flat].into_iter().find(|s| s.graphql() == strategy);
-                        return payload(PayloadValue { entity: Some(candidate), id: Some(candidate_id), strategy, replayed: true, ..Default::default() });
-                    }
-                }
-            }
-            let outcome = match submit::validate(st, rq, &input).await {
-                Ok(plan) => {
-                    let n = plan.record_count();
-                    submit::write(st, rq, plan, st.write.strategy).await.map(|w| (w, n))
-                }
-                Err(errors) => Err(errors),
-            };
-            match outcome {
-                Ok((written, n)) => {
-                    if let Some(k) = &key {
-                        if let Err(e) = st.idempotency.complete(&rq.identity, k, &written.candidate_id, written.strategy.graphql()) {
-                            tracing::error!(error = %e, "could not record an idempotency key");
-                        }
-                    }
-                    tracing::info!(candidate.id = %written.candidate_id, strategy = written.strategy.graphql(), records = n, "candidate submitted");
-                    payload(PayloadValue { entity: Some(candidate), id: Some(written.candidate_id), strategy: Some(written.strategy), created: n, ..Default::default() })
-                }
-                Err(errors) => {
-                    if let Some(k) = &key {
-                        let _ = st.idempotency.release(&rq.identity, k);
-                    }
-                    fail(errors)
-                }
-            }
+            payload(submission::run(st, rq, &input, key.as_deref()).await?)
         })
     })
     .argument(InputValue::new("input", TypeRef::named_nn(SUBMISSION_INPUT)))

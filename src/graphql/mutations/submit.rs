@@ -7,12 +7,18 @@
 //!   documentation's example does (external candidates only; internal ones use `batch`).
 //! - `flat`: the documented separate POSTs in order; on a failure the records already created are
 //!   deleted again, newest first, so nothing half-written remains.
+//!
+//! Under an idempotency key, `batch` and `deep-insert` writes (atomic: the candidate exists if
+//! and only if everything was written) are retried when the upstream certainly did nothing, and
+//! a lost response is resolved by looking for the candidate (see `recovery`). `flat` is not
+//! atomic and is never retried.
 
 use super::inputs::{self, FieldProblem};
 use crate::batch::{BatchRequestItem, BatchResponseItem};
 use crate::graphql::context::{GatewayState, RequestCtx};
+use crate::graphql::idempotency::Probe;
 use crate::model::{model, Entity, LookupSide, Relation};
-use crate::odata::{part_page, part_write, Method, UpstreamError};
+use crate::odata::{part_page, part_write, Method, RetryPolicy, UpstreamError};
 use async_graphql::Value;
 use serde_json::{Map, Value as Json};
 use std::sync::LazyLock;
@@ -33,6 +39,12 @@ impl Strategy {
             Strategy::DeepInsert => "DEEP_INSERT",
             Strategy::Flat => "FLAT",
         }
+    }
+
+    /// Whether a submission is written all or nothing (so the candidate's existence says
+    /// whether it was written).
+    pub fn is_atomic(self) -> bool {
+        self != Strategy::Flat
     }
 }
 
@@ -159,12 +171,15 @@ struct Planned {
 }
 
 /// A validated submission, ready to write.
+#[derive(Clone)]
 pub struct Plan {
     candidate: Planned,
     /// `None` for an internal candidate.
     person: Option<Planned>,
     party_number: Option<String>,
     details: Vec<(usize, Planned)>,
+    /// How to find the candidate upstream after a lost response (asked for by `validate`).
+    pub probe: Option<Probe>,
 }
 
 impl Plan {
@@ -172,10 +187,39 @@ impl Plan {
     pub fn record_count(&self) -> usize {
         1 + usize::from(self.person.is_some()) + self.details.len()
     }
+
+    /// Values the created candidate will hold, by OData property: its own string properties,
+    /// the person's ones it mirrors, and the party number of an existing person.
+    pub fn candidate_strings(&self) -> Vec<(String, String)> {
+        let candidate = SHAPE.candidate;
+        let mut out = std::collections::BTreeMap::new();
+        let bodies = self.person.iter().map(|p| &p.body).chain([&self.candidate.body]);
+        for body in bodies {
+            for (name, value) in body {
+                let is_string = candidate
+                    .property(name)
+                    .is_some_and(|p| p.ty == crate::model::PropType::String);
+                if let (true, Some(v)) = (is_string, value.as_str()) {
+                    out.insert(name.clone(), v.to_string());
+                }
+            }
+        }
+        if let (Some(pn), Some(key)) = (&self.party_number, &SHAPE.person_relation.child_readable_key) {
+            out.insert(key.clone(), pn.clone());
+        }
+        out.into_iter().collect()
+    }
 }
 
-/// Checks the whole input (every problem, with its path) and the records it refers to.
-pub async fn validate(state: &GatewayState, rq: &RequestCtx, input: &Value) -> Result<Plan, Vec<SubmissionError>> {
+/// Checks the whole input (every problem, with its path) and the records it refers to. With
+/// `probe`, the same read also asks which candidates already look like this one (the baseline of
+/// [`Plan::probe`]).
+pub async fn validate(
+    state: &GatewayState,
+    rq: &RequestCtx,
+    input: &Value,
+    probe: bool,
+) -> Result<Plan, Vec<SubmissionError>> {
     let shape = &*SHAPE;
     let mut problems = Vec::new();
     let Value::Object(fields) = input else {
@@ -289,14 +333,50 @@ pub async fn validate(state: &GatewayState, rq: &RequestCtx, input: &Value) -> R
             format!("`{pn}` is not the party number of an existing person"),
         ));
     }
-    if !checks.is_empty() {
-        let parts = checks
+    let mut plan = Plan {
+        candidate: Planned {
+            entity: shape.candidate,
+            body: candidate_body,
+            path: String::new(),
+        },
+        person,
+        party_number,
+        details,
+        probe: None,
+    };
+    let probe_url = if probe && errors.is_empty() {
+        super::recovery::probe_url(&plan)
+    } else {
+        None
+    };
+    if !checks.is_empty() || probe_url.is_some() {
+        let mut parts: Vec<BatchRequestItem> = checks
             .iter()
             .map(|(url, _, _)| BatchRequestItem::Request(state.upstream.batch_get_part(url, None)))
             .collect();
+        if let Some(url) = &probe_url {
+            parts.push(BatchRequestItem::Request(state.upstream.batch_get_part(url, None)));
+        }
         rq.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match state.upstream.batch(parts, rq.authorization.as_deref(), true).await {
-            Ok(responses) => {
+            Ok(mut responses) => {
+                let probe_response = match probe_url {
+                    Some(_) if responses.len() > checks.len() => responses.pop(),
+                    _ => None,
+                };
+                if let (Some(url), Some(BatchResponseItem::Response(part))) = (probe_url, probe_response) {
+                    match part_page(&part) {
+                        Ok(page) => {
+                            plan.probe = Some(Probe {
+                                url,
+                                baseline: super::recovery::candidate_ids(&page.value),
+                            })
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e.message, "could not read which candidates look like this submission; a lost response will not be resolved")
+                        }
+                    }
+                }
                 for ((_, path, message), resp) in checks.iter().zip(responses) {
                     let BatchResponseItem::Response(part) = resp else {
                         continue;
@@ -317,22 +397,48 @@ pub async fn validate(state: &GatewayState, rq: &RequestCtx, input: &Value) -> R
     if !errors.is_empty() {
         return Err(errors);
     }
-    Ok(Plan {
-        candidate: Planned {
-            entity: shape.candidate,
-            body: candidate_body,
-            path: String::new(),
-        },
-        person,
-        party_number,
-        details,
-    })
+    Ok(plan)
 }
 
 /// What a successful write produced.
 pub struct Written {
     pub candidate_id: String,
     pub strategy: Strategy,
+}
+
+/// Why a write failed: the problems to report, and the upstream error of the write itself
+/// (`None` when the upstream refused part of it, which wrote nothing, or for `flat`).
+pub struct WriteFailure {
+    pub errors: Vec<SubmissionError>,
+    pub upstream: Option<UpstreamError>,
+}
+
+impl WriteFailure {
+    fn upstream(e: UpstreamError, part: Option<usize>) -> Self {
+        WriteFailure {
+            errors: vec![SubmissionError::upstream(&e, part, None)],
+            upstream: Some(e),
+        }
+    }
+
+    /// A success whose answer cannot be read: the write happened, its result is lost.
+    fn unreadable(message: &str) -> Self {
+        let e = UpstreamError::new(crate::odata::UpstreamErrorKind::InvalidResponse, Some(200), message);
+        WriteFailure {
+            errors: vec![SubmissionError {
+                code: "UPSTREAM_INVALID_RESPONSE",
+                message: message.to_string(),
+                path: None,
+                part: None,
+            }],
+            upstream: Some(e),
+        }
+    }
+
+    /// Whether the upstream may have written the submission although it failed.
+    pub fn outcome_unknown(&self) -> bool {
+        self.upstream.as_ref().is_some_and(UpstreamError::outcome_unknown)
+    }
 }
 
 fn bind(rel: &Relation, target: &Entity, reference: &str) -> (String, Json) {
@@ -343,22 +449,30 @@ fn bind(rel: &Relation, target: &Entity, reference: &str) -> (String, Json) {
     )
 }
 
-/// Writes a validated plan with `strategy` (internal candidates cannot be deep-inserted).
+/// The strategy a plan is written with: internal candidates cannot be deep-inserted.
+pub fn effective_strategy(plan: &Plan, strategy: Strategy) -> Strategy {
+    if strategy == Strategy::DeepInsert && plan.person.is_none() {
+        Strategy::Batch
+    } else {
+        strategy
+    }
+}
+
+/// Writes a validated plan with `strategy`; `policy` says which failures of an atomic write
+/// may be sent again (`flat` never retries).
 pub async fn write(
     state: &GatewayState,
     rq: &RequestCtx,
     plan: Plan,
     strategy: Strategy,
-) -> Result<Written, Vec<SubmissionError>> {
-    let strategy = if strategy == Strategy::DeepInsert && plan.person.is_none() {
-        Strategy::Batch
-    } else {
-        strategy
-    };
-    match strategy {
-        Strategy::Batch => write_batch(state, rq, plan).await,
-        Strategy::DeepInsert => write_deep(state, rq, plan).await,
-        Strategy::Flat => write_flat(state, rq, plan).await,
+    policy: RetryPolicy,
+) -> Result<Written, WriteFailure> {
+    match effective_strategy(&plan, strategy) {
+        Strategy::Batch => write_batch(state, rq, plan, policy).await,
+        Strategy::DeepInsert => write_deep(state, rq, plan, policy).await,
+        Strategy::Flat => write_flat(state, rq, plan)
+            .await
+            .map_err(|errors| WriteFailure { errors, upstream: None }),
     }
 }
 
@@ -384,7 +498,12 @@ enum PersonRef {
     PartyNumber(String),
 }
 
-async fn write_batch(state: &GatewayState, rq: &RequestCtx, plan: Plan) -> Result<Written, Vec<SubmissionError>> {
+async fn write_batch(
+    state: &GatewayState,
+    rq: &RequestCtx,
+    plan: Plan,
+    policy: RetryPolicy,
+) -> Result<Written, WriteFailure> {
     let shape = &*SHAPE;
     let up = &state.upstream;
     let mut parts = Vec::new();
@@ -430,36 +549,28 @@ async fn write_batch(state: &GatewayState, rq: &RequestCtx, plan: Plan) -> Resul
     }
     rq.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let responses = up
-        .batch(
+        .batch_with(
             vec![BatchRequestItem::ChangeSet(parts)],
             rq.authorization.as_deref(),
             false,
+            policy,
         )
         .await
-        .map_err(|e| vec![SubmissionError::upstream(&e, None, None)])?;
+        .map_err(|e| WriteFailure::upstream(e, None))?;
     match responses.into_iter().next() {
         Some(BatchResponseItem::ChangeSet(done)) => {
             let part = done
                 .iter()
                 .find(|p| p.content_id.as_deref() == Some(&candidate_cid))
-                .ok_or_else(|| {
-                    vec![SubmissionError {
-                        code: "UPSTREAM_INVALID_RESPONSE",
-                        message: "The change set's response has no part for the candidate.".into(),
-                        path: None,
-                        part: None,
-                    }]
-                })?;
-            let w = part_write(part, &shape.candidate.entity_set)
-                .map_err(|e| vec![SubmissionError::upstream(&e, None, None)])?;
-            let id = w.entity_id.ok_or_else(|| {
-                vec![SubmissionError {
-                    code: "UPSTREAM_INVALID_RESPONSE",
-                    message: "The upstream did not say which candidate it created.".into(),
-                    path: None,
-                    part: None,
-                }]
+                .ok_or_else(|| WriteFailure::unreadable("The change set's response has no part for the candidate."))?;
+            // The change set succeeded: a part that cannot be read hides a written candidate.
+            let w = part_write(part, &shape.candidate.entity_set).map_err(|e| {
+                let e = UpstreamError::new(e.kind, Some(200), e.message);
+                WriteFailure::upstream(e, None)
             })?;
+            let id = w
+                .entity_id
+                .ok_or_else(|| WriteFailure::unreadable("The upstream did not say which candidate it created."))?;
             Ok(Written {
                 candidate_id: id,
                 strategy: Strategy::Batch,
@@ -475,18 +586,22 @@ async fn write_batch(state: &GatewayState, rq: &RequestCtx, plan: Plan) -> Resul
                     "The change set failed.",
                 )
             });
-            Err(vec![SubmissionError::upstream(&e, n, what)])
+            // A change set that failed wrote nothing.
+            Err(WriteFailure {
+                errors: vec![SubmissionError::upstream(&e, n, what)],
+                upstream: None,
+            })
         }
-        None => Err(vec![SubmissionError {
-            code: "UPSTREAM_INVALID_RESPONSE",
-            message: "The $batch response was empty.".into(),
-            path: None,
-            part: None,
-        }]),
+        None => Err(WriteFailure::unreadable("The $batch response was empty.")),
     }
 }
 
-async fn write_deep(state: &GatewayState, rq: &RequestCtx, plan: Plan) -> Result<Written, Vec<SubmissionError>> {
+async fn write_deep(
+    state: &GatewayState,
+    rq: &RequestCtx,
+    plan: Plan,
+    policy: RetryPolicy,
+) -> Result<Written, WriteFailure> {
     let shape = &*SHAPE;
     let person = plan.person.expect("deep insert has a new person");
     let mut person_body = person.body;
@@ -509,23 +624,19 @@ async fn write_deep(state: &GatewayState, rq: &RequestCtx, plan: Plan) -> Result
     rq.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let w = state
         .upstream
-        .send_write(
+        .send_write_with(
             Method::POST,
             &shape.candidate.entity_set,
             &Json::Object(body),
             rq.authorization.as_deref(),
             false,
+            policy,
         )
         .await
-        .map_err(|e| vec![SubmissionError::upstream(&e, Some(1), None)])?;
-    let id = w.entity_id.ok_or_else(|| {
-        vec![SubmissionError {
-            code: "UPSTREAM_INVALID_RESPONSE",
-            message: "The upstream did not say which candidate it created.".into(),
-            path: None,
-            part: None,
-        }]
-    })?;
+        .map_err(|e| WriteFailure::upstream(e, Some(1)))?;
+    let id = w
+        .entity_id
+        .ok_or_else(|| WriteFailure::unreadable("The upstream did not say which candidate it created."))?;
     Ok(Written {
         candidate_id: id,
         strategy: Strategy::DeepInsert,

@@ -1,0 +1,231 @@
+//! One run of `submitCandidateToHire`: the idempotency key's life (reserve, look after a lost
+//! answer, prepare, complete or release) around validation and the write.
+//!
+//! The key is held by a [`HeldKey`] guard, so that a run the operation's deadline cancels does
+//! not leave it `in_progress` for ever: dropped before its write could go out, it is released;
+//! after, it is marked `unknown`, and the next use looks upstream first (see `recovery`).
+
+use super::recovery::{self, Found, Outcome};
+use super::submit::{self, Strategy, SubmissionError, SHAPE};
+use super::{input_hash, PayloadValue};
+use crate::graphql::context::{GatewayState, RequestCtx};
+use crate::graphql::idempotency::{IdempotencyStore, KeyState, Probe};
+use crate::odata::RetryPolicy;
+use async_graphql::Value;
+
+fn key_error(code: &'static str, message: impl Into<String>) -> SubmissionError {
+    SubmissionError {
+        code,
+        message: message.into(),
+        path: Some("idempotencyKey".into()),
+        part: None,
+    }
+}
+
+fn failed(errors: Vec<SubmissionError>) -> PayloadValue {
+    PayloadValue {
+        entity: Some(SHAPE.candidate),
+        errors,
+        ..Default::default()
+    }
+}
+
+fn replayed(candidate_id: String, strategy: Option<Strategy>) -> PayloadValue {
+    PayloadValue {
+        entity: Some(SHAPE.candidate),
+        id: Some(candidate_id),
+        strategy,
+        replayed: true,
+        ..Default::default()
+    }
+}
+
+/// An idempotency key reserved by this run. Every way out settles it; dropping it unsettled
+/// (cancellation) releases it, or marks it `unknown` once the write may have gone out.
+struct HeldKey<'a> {
+    store: &'a IdempotencyStore,
+    identity: &'a str,
+    key: &'a str,
+    writing: bool,
+    settled: bool,
+}
+
+impl HeldKey<'_> {
+    fn log(result: rusqlite::Result<()>) {
+        if let Err(e) = result {
+            tracing::error!(error = %e, "could not record an idempotency key's state");
+        }
+    }
+
+    /// Records how to find the candidate, and that the write may go out from now on.
+    fn prepare(&mut self, probe: Option<&Probe>) {
+        if let Some(probe) = probe {
+            Self::log(self.store.prepare(self.identity, self.key, probe));
+        }
+        self.writing = true;
+    }
+
+    fn complete(mut self, candidate_id: &str, strategy: Strategy) {
+        self.settled = true;
+        Self::log(
+            self.store
+                .complete(self.identity, self.key, candidate_id, strategy.graphql()),
+        );
+    }
+
+    fn release(mut self) {
+        self.settled = true;
+        Self::log(self.store.release(self.identity, self.key));
+    }
+
+    fn mark_unknown(mut self) {
+        self.settled = true;
+        Self::log(self.store.mark_unknown(self.identity, self.key));
+    }
+}
+
+impl Drop for HeldKey<'_> {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        tracing::warn!(
+            write_sent = self.writing,
+            "a submission under an idempotency key was cancelled"
+        );
+        Self::log(match self.writing {
+            true => self.store.mark_unknown(self.identity, self.key),
+            false => self.store.release(self.identity, self.key),
+        });
+    }
+}
+
+/// Runs one submission of `input`, under `key` if given.
+pub(super) async fn run(
+    st: &GatewayState,
+    rq: &RequestCtx,
+    input: &Value,
+    key: Option<&str>,
+) -> async_graphql::Result<PayloadValue> {
+    let mut held = match key {
+        None => None,
+        Some(k) if k.len() > 200 => {
+            return Ok(failed(vec![SubmissionError {
+                code: "VALIDATION_FAILED",
+                message: "idempotencyKey is longer than 200 characters".into(),
+                path: Some("idempotencyKey".into()),
+                part: None,
+            }]))
+        }
+        Some(k) => {
+            let state = st
+                .idempotency
+                .begin(&rq.identity, k, &input_hash(input))
+                .map_err(|e| async_graphql::Error::new(format!("idempotency store: {e}")))?;
+            // The key is reserved for this run in these states only.
+            let hold = || HeldKey {
+                store: &st.idempotency,
+                identity: &rq.identity,
+                key: k,
+                writing: false,
+                settled: false,
+            };
+            match state {
+                KeyState::Reserved => Some(hold()),
+                KeyState::InProgress => {
+                    return Ok(failed(vec![key_error(
+                        "IDEMPOTENCY_KEY_IN_PROGRESS",
+                        "A submission with this idempotency key is still running; retry shortly.",
+                    )]));
+                }
+                KeyState::Conflict => {
+                    return Ok(failed(vec![key_error(
+                        "IDEMPOTENCY_KEY_REUSED",
+                        "This idempotency key was used with a different input; use a new key for a new submission.",
+                    )]));
+                }
+                KeyState::Completed { candidate_id, strategy } => {
+                    let strategy = [Strategy::Batch, Strategy::DeepInsert, Strategy::Flat]
+                        .into_iter()
+                        .find(|s| s.graphql() == strategy);
+                    return Ok(replayed(candidate_id, strategy));
+                }
+                // An earlier attempt's answer was lost: look before writing again.
+                KeyState::Unknown { probe } => match recovery::look(st, rq, probe.as_ref()).await {
+                    Found::Written(candidate_id) => {
+                        // The setting (an internal candidate under `deep-insert` ran as `batch`).
+                        let strategy = st.write.strategy;
+                        tracing::info!(candidate.id = %candidate_id, "an earlier attempt whose answer was lost had written the candidate");
+                        hold().complete(&candidate_id, strategy);
+                        return Ok(replayed(candidate_id, Some(strategy)));
+                    }
+                    Found::NotWritten => Some(hold()),
+                    Found::CannotTell(why) => {
+                        hold().mark_unknown();
+                        return Ok(failed(vec![key_error(
+                            "IDEMPOTENCY_OUTCOME_UNKNOWN",
+                            format!("An earlier attempt with this key may have written the candidate, and the gateway cannot tell ({why}). Retry with the same key later, or check for the candidate before using a new key."),
+                        )]));
+                    }
+                },
+            }
+        }
+    };
+    let plan = match submit::validate(st, rq, input, held.is_some()).await {
+        Ok(plan) => plan,
+        Err(errors) => {
+            if let Some(h) = held {
+                h.release();
+            }
+            return Ok(failed(errors));
+        }
+    };
+    let n = plan.record_count();
+    let outcome = match &mut held {
+        Some(h) => {
+            h.prepare(plan.probe.as_ref());
+            recovery::write_protected(st, rq, plan, st.write.strategy).await
+        }
+        None => match submit::write(st, rq, plan, st.write.strategy, RetryPolicy::Never).await {
+            Ok(written) => Outcome::Written { written, found: false },
+            Err(f) if f.outcome_unknown() => Outcome::Unknown(f.errors),
+            Err(f) => Outcome::Failed(f.errors),
+        },
+    };
+    Ok(match outcome {
+        Outcome::Written { written, found } => {
+            if let Some(h) = held {
+                h.complete(&written.candidate_id, written.strategy);
+            }
+            tracing::info!(candidate.id = %written.candidate_id, strategy = written.strategy.graphql(), records = n, answer_lost = found, "candidate submitted");
+            PayloadValue {
+                entity: Some(SHAPE.candidate),
+                id: Some(written.candidate_id),
+                strategy: Some(written.strategy),
+                created: n,
+                ..Default::default()
+            }
+        }
+        Outcome::Failed(errors) => {
+            if let Some(h) = held {
+                h.release();
+            }
+            failed(errors)
+        }
+        Outcome::Unknown(mut errors) => {
+            match held {
+                Some(h) => {
+                    h.mark_unknown();
+                    errors.push(key_error("IDEMPOTENCY_OUTCOME_UNKNOWN", "The upstream's answer was lost: the candidate may have been written. Retry with the same idempotency key: the gateway looks for it before writing again."));
+                }
+                None => errors.push(SubmissionError {
+                    code: "OUTCOME_UNKNOWN",
+                    message: "The upstream's answer was lost: the candidate may have been written. Check before submitting again (an idempotency key makes retries safe).".into(),
+                    path: None,
+                    part: None,
+                }),
+            }
+            failed(errors)
+        }
+    })
+}
