@@ -346,7 +346,8 @@ pub fn property_field(e: &'static Entity, p: &'static Property, ty: TypeRef) -> 
 }
 
 /// Converts a wire value to GraphQL, tolerating the type drift virtual tables are known for
-/// (numbers as strings and the like), and refusing values that cannot mean anything.
+/// (numbers as strings and the like), and refusing values that cannot mean anything (arrays and
+/// objects where a property's value belongs, text where a number does).
 pub fn to_graphql(
     e: &Entity,
     p: &Property,
@@ -367,6 +368,9 @@ pub fn to_graphql(
         ))
         .extend_with(|_, x| x.set("code", "UPSTREAM_INVALID_RESPONSE"))
     };
+    if matches!(raw, Json::Array(_) | Json::Object(_)) {
+        return Err(bad("a single value"));
+    }
     Ok(Some(match p.ty {
         PropType::String | PropType::Guid => Value::String(text()),
         PropType::Date => Value::String(text().chars().take(10).collect()),
