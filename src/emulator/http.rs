@@ -137,9 +137,6 @@ async fn odata(
         }
         Verdict::Drop => return dropped_connection(),
     }
-    if latency > 0 {
-        tokio::time::sleep(Duration::from_millis(latency)).await;
-    }
     let host = headers
         .get("host")
         .and_then(|h| h.to_str().ok())
@@ -157,7 +154,15 @@ async fn odata(
         body: body.to_vec(),
     };
     let state = s.clone();
-    let resp = tokio::task::spawn_blocking(move || state.service.handle(&req, &base)).await;
+    // A received request is worked on to the end, latency included, even if the client hangs up
+    // meanwhile: a client that gave up cannot tell whether its write happened, as with Dataverse.
+    let work = tokio::spawn(async move {
+        if latency > 0 {
+            tokio::time::sleep(Duration::from_millis(latency)).await;
+        }
+        tokio::task::spawn_blocking(move || state.service.handle(&req, &base)).await
+    });
+    let resp = work.await.and_then(|r| r);
     match resp {
         // The work is done (a write committed); the client never learns.
         Ok(_) if verdict == Verdict::LoseResponse => dropped_connection(),
