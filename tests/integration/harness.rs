@@ -8,14 +8,23 @@ use std::sync::OnceLock;
 pub struct Emu {
     pub root: String,
     pub admin: String,
-    pub _stop: std::sync::mpsc::Sender<()>,
+    /// Controls the emulator's thread; it stops for good when every sender is dropped.
+    pub _stop: std::sync::mpsc::Sender<EmuControl>,
+}
+
+/// What the emulator's thread is asked to do; it answers on the given channel when done.
+pub enum EmuControl {
+    /// Stop serving (connections are refused), keeping the data and the faults.
+    Pause(std::sync::mpsc::Sender<()>),
+    /// Serve again on the same port.
+    Resume(std::sync::mpsc::Sender<()>),
 }
 
 impl Emu {
     /// Starts an emulator on a free port with `config`, on a dedicated thread.
     pub fn start(config: EmulatorConfig) -> Emu {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let (control_tx, control_rx) = std::sync::mpsc::channel::<EmuControl>();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -26,17 +35,65 @@ impl Emu {
                 let running = emulator::start("127.0.0.1:0".parse().unwrap(), &config)
                     .await
                     .expect("emulator starts");
-                addr_tx.send(running.addr).unwrap();
-                let _ = tokio::task::spawn_blocking(move || stop_rx.recv()).await;
-                running.stop().await;
+                let (addr, state) = (running.addr, running.state.clone());
+                addr_tx.send(addr).unwrap();
+                let mut running = Some(running);
+                let mut control_rx = control_rx;
+                loop {
+                    let (rx, command) = tokio::task::spawn_blocking(move || {
+                        let command = control_rx.recv();
+                        (control_rx, command)
+                    })
+                    .await
+                    .unwrap();
+                    control_rx = rx;
+                    match command {
+                        Err(_) => break,
+                        Ok(EmuControl::Pause(done)) => {
+                            if let Some(r) = running.take() {
+                                r.stop().await;
+                            }
+                            let _ = done.send(());
+                        }
+                        Ok(EmuControl::Resume(done)) => {
+                            if running.is_none() {
+                                let r = emulator::serve(addr, state.clone())
+                                    .await
+                                    .expect("the emulator gets its port back");
+                                running = Some(r);
+                            }
+                            let _ = done.send(());
+                        }
+                    }
+                }
+                if let Some(r) = running {
+                    r.stop().await;
+                }
             });
         });
         let addr = addr_rx.recv().expect("emulator address");
         Emu {
             root: format!("http://{addr}/api/data/v9.2/"),
             admin: format!("http://{addr}/_emulator/"),
-            _stop: stop_tx,
+            _stop: control_tx,
         }
+    }
+
+    fn control(&self, command: impl FnOnce(std::sync::mpsc::Sender<()>) -> EmuControl) {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        self._stop.send(command(done_tx)).expect("the emulator thread runs");
+        done_rx.recv().expect("the emulator thread answers");
+    }
+
+    /// Stops serving, as an upstream going down: connections to its port are refused. In-flight
+    /// requests finish first. Data and faults are kept for [`Emu::resume`].
+    pub fn pause(&self) {
+        self.control(EmuControl::Pause);
+    }
+
+    /// Serves again, on the same port, with the same data.
+    pub fn resume(&self) {
+        self.control(EmuControl::Resume);
     }
 
     /// A fresh emulator with the demo seed at a small size.
