@@ -19,6 +19,13 @@
 //!   contract §0). `Literal::Bool` is accepted on the yes/no option sets (GraphQL `Boolean`).
 //! - Ordering comparisons (`gt`, `lt`, ...) are refused on GUIDs and option sets: option-set
 //!   integers differ between environments, so their order means nothing.
+//! - Date-times are stored to the second (F&O `utcdatetime`), and an upstream may drop a
+//!   literal's fraction of a second, which changes what `ge`, `lt`, `eq` and `ne` select. A
+//!   literal with a fraction is therefore compiled to whole seconds that select the same rows:
+//!   `gt`/`ge` S.f become `gt S`, `lt`/`le` S.f become `le S`, `eq` S.f becomes the impossible
+//!   `(x lt S and x gt S)` and `ne` S.f the always-true `(x le S or x gt S)` (both still
+//!   unknown, so never selected, when the value is empty). Found by the property test that runs
+//!   compiled filters in the emulator (`tests/integration/filter_props.rs`).
 
 use super::escape;
 use super::options::OptionSetLabels;
@@ -204,7 +211,7 @@ impl Compiler<'_> {
                     ));
                 }
                 let text = self.value(p, value, path)?;
-                write!(out, "{} {} {text}", p.name, op.keyword()).unwrap();
+                comparison(out, p, *op, &text);
             }
             Filter::In { property, values } => {
                 let p = self.property(property, path)?;
@@ -234,7 +241,7 @@ impl Compiler<'_> {
                             out.push_str(" or ");
                         }
                         let text = self.value(p, v, &format!("{path}.values[{i}]"))?;
-                        write!(out, "{} eq {text}", p.name).unwrap();
+                        comparison(out, p, CmpOp::Eq, &text);
                     }
                     if values.len() > 1 {
                         out.push(')');
@@ -309,6 +316,26 @@ impl Compiler<'_> {
         };
         Ok(upstream.to_string())
     }
+}
+
+/// Writes `property op literal`; a date-time literal with a fraction of a second becomes whole
+/// seconds that select the same rows (see the module notes).
+fn comparison(out: &mut String, p: &Property, op: CmpOp, literal: &str) {
+    let whole = match (p.ty, literal.split_once('.')) {
+        (PropType::Datetime, Some((seconds, _))) => format!("{seconds}Z"),
+        _ => {
+            write!(out, "{} {} {literal}", p.name, op.keyword()).unwrap();
+            return;
+        }
+    };
+    let name = &p.name;
+    match op {
+        CmpOp::Gt | CmpOp::Ge => write!(out, "{name} gt {whole}"),
+        CmpOp::Lt | CmpOp::Le => write!(out, "{name} le {whole}"),
+        CmpOp::Eq => write!(out, "({name} lt {whole} and {name} gt {whole})"),
+        CmpOp::Ne => write!(out, "({name} le {whole} or {name} gt {whole})"),
+    }
+    .unwrap();
 }
 
 fn err(path: &str, property: Option<&str>, reason: String) -> FilterError {

@@ -123,6 +123,16 @@ fn typed_literals_are_formatted_per_property_type() {
     assert_eq!(compile(&f, e).unwrap(), format!("{} lt 2024-01-01T00:00:00Z", p.name));
     let f = cmp(&p.name, CmpOp::Ge, Literal::Date("2024-01-02".into()));
     assert_eq!(compile(&f, e).unwrap(), format!("{} ge 2024-01-02T00:00:00Z", p.name));
+    // Fractions of a second become whole seconds selecting the same (whole-second) values.
+    let n = &p.name;
+    let at = |op| compile(&cmp(n, op, Literal::DateTime("2024-01-01T01:00:00.5+01:00".into())), e).unwrap();
+    let s = "2024-01-01T00:00:00Z";
+    assert_eq!(at(CmpOp::Ge), format!("{n} gt {s}"));
+    assert_eq!(at(CmpOp::Gt), format!("{n} gt {s}"));
+    assert_eq!(at(CmpOp::Lt), format!("{n} le {s}"));
+    assert_eq!(at(CmpOp::Le), format!("{n} le {s}"));
+    assert_eq!(at(CmpOp::Eq), format!("({n} lt {s} and {n} gt {s})"));
+    assert_eq!(at(CmpOp::Ne), format!("({n} le {s} or {n} gt {s})"));
     let (e, p) = with_type(PropType::Int);
     assert_eq!(
         compile(&cmp(&p.name, CmpOp::Gt, Literal::Int(-3)), e).unwrap(),
