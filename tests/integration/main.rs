@@ -9,6 +9,7 @@ mod emulator_errors;
 mod emulator_faults;
 mod emulator_reads;
 mod emulator_writes;
+mod filter_props;
 mod gateway_faults;
 mod gateway_ops;
 mod gateway_reads;
