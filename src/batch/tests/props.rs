@@ -1,4 +1,6 @@
-//! Property tests: no input makes a reader panic, and written item lists read back identically.
+//! Property tests: no input makes a reader panic, written item lists read back identically, and
+//! a response cut short (as a dropped connection or a lost closing delimiter leaves it) is an
+//! error, never a shorter list of items.
 
 use crate::batch::{
     boundary_from_content_type, read_batch_request, read_batch_response, write_batch_request, write_batch_response,
@@ -188,5 +190,32 @@ proptest! {
         let mut lines: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
         lines.remove(cut.index(lines.len()));
         let _ = read_batch_request(&boundary, &lines.join(&b'\n'));
+    }
+
+    #[test]
+    fn responses_cut_short_are_errors(items in response_items(), cut in any::<prop::sample::Index>(), byte in any::<u8>()) {
+        let (content_type, body) = write_batch_response(&items);
+        let boundary = boundary_from_content_type(&content_type).unwrap();
+        let close = format!("--{boundary}--");
+        let closed_at = body
+            .windows(close.len())
+            .rposition(|w| w == close.as_bytes())
+            .expect("a written response is closed")
+            + close.len();
+        // Anything short of the closing delimiter: a truncated body.
+        let at = cut.index(closed_at);
+        prop_assert!(read_batch_response(&boundary, &body[..at]).is_err(), "cut at {} of {}", at, closed_at);
+        // The closing delimiter alone missing.
+        let mut unclosed = body[..closed_at - close.len()].to_vec();
+        unclosed.extend_from_slice(&body[closed_at..]);
+        prop_assert!(read_batch_response(&boundary, &unclosed).is_err());
+        // Other damage: any result but a panic.
+        let mut flipped = body.clone();
+        let at = cut.index(body.len());
+        flipped[at] = byte;
+        let _ = read_batch_response(&boundary, &flipped);
+        let mut lines: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
+        lines.remove(cut.index(lines.len()));
+        let _ = read_batch_response(&boundary, &lines.join(&b'\n'));
     }
 }
