@@ -146,6 +146,12 @@ pub struct ServeArgs {
     /// How long relation loaders wait to batch the keys of one level.
     #[arg(long, env = "ATS_GATEWAY_BATCH_DELAY", default_value = "3ms", value_parser = duration)]
     pub batch_delay: std::time::Duration,
+    /// Fetch a list's first-level relations with `$expand` in the list's own request (one upstream
+    /// request instead of 1 + one per relation). Only for upstreams that support collection
+    /// `$expand` in collection queries, as the emulator does; Dataverse's virtual tables are not
+    /// documented to.
+    #[arg(long, env = "ATS_GATEWAY_EXPAND_PUSHDOWN", default_value_t = false, action = clap::ArgAction::Set)]
+    pub expand_pushdown: bool,
     /// Timeout of one upstream request.
     #[arg(long, env = "ATS_GATEWAY_UPSTREAM_TIMEOUT", default_value = "60s", value_parser = duration)]
     pub upstream_timeout: std::time::Duration,
@@ -196,6 +202,7 @@ impl ServeArgs {
                 cache_ttl: self.cache_ttl,
                 cache_capacity: self.cache_capacity,
                 batch_delay_ms: self.batch_delay.as_millis() as u64,
+                expand_pushdown: self.expand_pushdown,
             },
             limits: crate::graphql::SchemaLimits {
                 depth: self.max_depth,
