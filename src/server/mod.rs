@@ -133,8 +133,7 @@ pub enum StartError {
 pub struct RunningGateway {
     pub addr: std::net::SocketAddr,
     pub state: Arc<GatewayState>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    serving: crate::serving::Serving,
 }
 
 impl RunningGateway {
@@ -144,11 +143,8 @@ impl RunningGateway {
     }
 
     /// Stops accepting connections and waits for in-flight requests.
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        let _ = self.task.await;
+    pub async fn stop(self) {
+        self.serving.stop().await;
     }
 }
 
@@ -190,19 +186,6 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
     let addr = listener
         .local_addr()
         .map_err(|source| StartError::Bind { addr: listen, source })?;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let served = axum::serve(listener, router).with_graceful_shutdown(async {
-            let _ = rx.await;
-        });
-        if let Err(e) = served.await {
-            tracing::error!(error = %e, "gateway server stopped");
-        }
-    });
-    Ok(RunningGateway {
-        addr,
-        state,
-        shutdown: Some(tx),
-        task,
-    })
+    let serving = crate::serving::Serving::spawn(listener, router, "gateway");
+    Ok(RunningGateway { addr, state, serving })
 }
