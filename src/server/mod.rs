@@ -1,6 +1,7 @@
 //! HTTP: the gateway's routes and the wiring of a running process.
 //!
-//! - `POST /graphql` (and `GET /graphql?query=…` for queries): the GraphQL endpoint.
+//! - `POST /graphql` (and `GET /graphql?query=…` for queries): the GraphQL endpoint, per the
+//!   GraphQL over HTTP specification (`graphql_http`).
 //! - `GET /healthz`: the process is up; `GET /readyz`: the upstream answers and the option-set
 //!   labels were read from it; `GET /metrics`: Prometheus text (`ops`).
 //! - Layers: CORS (a setting; same origin only by default), a request body limit.
@@ -8,18 +9,14 @@
 //! Each GraphQL request gets its caller (from `Authorization`) and fresh request-scoped loaders;
 //! one log line per request says what ran, how long it took and how many upstream requests it made.
 
-use crate::graphql::context::{GatewayState, RequestCtx};
+use crate::graphql::context::GatewayState;
 use crate::graphql::{self, SchemaLimits};
 use async_graphql::dynamic::Schema;
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use std::sync::Arc;
-use std::time::Instant;
 
+pub mod graphql_http;
 pub mod ops;
 
 /// What the routes share.
@@ -33,31 +30,13 @@ pub struct AppState {
 pub fn app(gateway: Arc<GatewayState>, limits: &SchemaLimits) -> Result<Router, async_graphql::dynamic::SchemaError> {
     let schema = graphql::build_schema(Some(gateway.clone()), limits)?;
     Ok(Router::new()
-        .route("/graphql", get(graphql_handler).post(graphql_handler))
+        .route(
+            "/graphql",
+            get(graphql_http::graphql_get).post(graphql_http::graphql_post),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .merge(ops::routes())
         .with_state(AppState { schema, gateway }))
-}
-
-async fn graphql_handler(State(app): State<AppState>, headers: HeaderMap, req: GraphQLRequest) -> impl IntoResponse {
-    let started = Instant::now();
-    let authorization = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let (caller, records, children) = graphql::request_data(&app.gateway, RequestCtx::new(authorization));
-    let req = req.into_inner();
-    let operation = req.operation_name.clone().unwrap_or_else(|| "anonymous".into());
-    let upstream = caller.upstream_requests.clone();
-    let resp = app.schema.execute(req.data(caller).data(records).data(children)).await;
-    tracing::info!(
-        graphql.operation = %operation,
-        graphql.errors = resp.errors.len(),
-        upstream.requests = upstream.load(std::sync::atomic::Ordering::Relaxed),
-        duration_ms = started.elapsed().as_millis() as u64,
-        "graphql request"
-    );
-    GraphQLResponse::from(resp)
 }
 
 /// How to run the gateway.
