@@ -2,19 +2,22 @@
 //!
 //! - `media`: the response's media type from `Accept`, and which POST bodies we read.
 //! - `params`: the request's parameters from a JSON body or a URL query, checked for shape.
+//! - `apq`: automatic persisted queries (Apollo's protocol) over a bounded cache.
 //!
 //! How a request goes: negotiate the response type (`406` when the client accepts neither
 //! `application/graphql-response+json` nor `application/json`); read the parameters (POST:
-//! `application/json` only, else `415`; either method: `400` when not well-formed); refuse a
-//! mutation over GET (`405`, `Allow: POST`);
+//! `application/json` only, else `415`; either method: `400` when not well-formed); find the query
+//! (`query`, or the persisted-query cache); refuse a mutation over GET (`405`, `Allow: POST`);
 //! execute with the caller and fresh loaders; answer with the status the media type calls for.
 //!
 //! | outcome                                   | `graphql-response+json` | `json` |
 //! |-------------------------------------------|-------------------------|--------|
 //! | executed (even with errors, even `data: null`) | 200                | 200    |
 //! | not executed: parse, validation, operation or variable errors (no `data` entry) | 400 | 200 |
+//! | persisted query not found                 | 404                     | 200    |
 //! | not a well-formed request                 | 400                     | 400    |
 
+pub mod apq;
 pub mod media;
 pub mod params;
 
@@ -22,6 +25,7 @@ use super::AppState;
 use crate::graphql;
 use crate::graphql::context::RequestCtx;
 use crate::graphql::execution::Executed;
+use apq::ApqError;
 use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -85,27 +89,33 @@ async fn serve(app: &AppState, headers: &HeaderMap, method: Method, params: Resu
     answer.into_response(media)
 }
 
-/// Checks the method and executes.
+/// Finds the query, checks the method, executes, and keeps a newly registered persisted query.
 async fn execute(app: &AppState, headers: &HeaderMap, method: Method, params: Result<Params, Refusal>) -> Answer {
     let params = match params {
         Ok(p) => p,
         Err(refusal) => return Answer::refused(refusal),
     };
     let operation = params.operation_name.clone();
-    let Some(query) = params.query else {
-        return Answer::refused(Refusal::from(Malformed("the request has no `query`".into()))).named(operation);
+    let resolved = match app
+        .persisted_queries
+        .resolve(params.query, params.extensions.as_ref())
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return Answer::refused(Refusal::from(e)).named(operation),
     };
     // Parsed here to find the operation; handed over so that the schema does not parse again.
     let mut document = None;
     if method == Method::Get {
-        if let Ok(parsed) = async_graphql::parser::parse_query(&query) {
+        if let Ok(parsed) = async_graphql::parser::parse_query(&resolved.query) {
             if is_mutation(&parsed, operation.as_deref()) {
                 return Answer::refused(Refusal::mutation_over_get()).named(operation);
             }
             document = Some(parsed);
         }
     }
-    let mut request = async_graphql::Request::new(query);
+    let to_register = resolved.register.map(|hash| (hash, resolved.query.clone()));
+    let mut request = async_graphql::Request::new(resolved.query);
     if let Some(document) = document {
         request.set_parsed_query(document);
     }
@@ -134,6 +144,10 @@ async fn execute(app: &AppState, headers: &HeaderMap, method: Method, params: Re
     let request = request.data(caller).data(records).data(children).data(executed.clone());
     let response = app.schema.execute(request).await;
     let executed = executed.get();
+    // Kept only once it ran: a document that does not parse or validate takes no room.
+    if let (Some((hash, query)), true) = (to_register, executed) {
+        app.persisted_queries.register(hash, &query).await;
+    }
     Answer {
         operation,
         errors: response.errors.len(),
@@ -285,5 +299,37 @@ impl Refusal {
 impl From<Malformed> for Refusal {
     fn from(Malformed(message): Malformed) -> Refusal {
         Refusal::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+    }
+}
+
+impl From<ApqError> for Refusal {
+    fn from(e: ApqError) -> Refusal {
+        // The messages and codes are those Apollo clients look for.
+        match e {
+            ApqError::MissingQuery => Refusal::from(Malformed("the request has no `query`".into())),
+            ApqError::Malformed(message) => Refusal::from(Malformed(message)),
+            ApqError::HashMismatch => Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "PERSISTED_QUERY_HASH_MISMATCH",
+                "provided sha does not match query",
+            ),
+            ApqError::NotSupported => Refusal {
+                legacy_status: StatusCode::OK,
+                ..Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    "PERSISTED_QUERY_NOT_SUPPORTED",
+                    "PersistedQueryNotSupported",
+                )
+            },
+            // Not 400: older Apollo clients switch persisted queries off for good on a 400.
+            ApqError::NotFound => Refusal {
+                legacy_status: StatusCode::OK,
+                ..Refusal::new(
+                    StatusCode::NOT_FOUND,
+                    "PERSISTED_QUERY_NOT_FOUND",
+                    "PersistedQueryNotFound",
+                )
+            },
+        }
     }
 }

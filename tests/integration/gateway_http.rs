@@ -1,9 +1,10 @@
 //! The GraphQL endpoint as the GraphQL over HTTP specification describes it: methods, media
-//! types, status codes and malformed requests.
+//! types, status codes, malformed requests, and automatic persisted queries over GET and POST.
 
 use crate::harness::{client, shared_gateway, Gateway};
 use reqwest::header::{HeaderMap, ACCEPT, ALLOW, CONTENT_TYPE};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 const GQL: &str = "application/graphql-response+json";
 const GQL_UTF8: &str = "application/graphql-response+json; charset=utf-8";
@@ -53,6 +54,17 @@ async fn get(endpoint: &str, accept: &str, params: &[(&str, &str)]) -> Reply {
         .extend_pairs(params)
         .finish();
     reply(client().get(format!("{endpoint}?{query}")).header(ACCEPT, accept)).await
+}
+
+fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn persisted(hash: &str) -> Value {
+    json!({"persistedQuery": {"version": 1, "sha256Hash": hash}})
 }
 
 #[tokio::test]
@@ -254,6 +266,120 @@ async fn malformed_requests_get_400_with_a_graphql_error() {
         assert_eq!(r.status, 400, "{params:?}: {}", r.body);
         assert_eq!(r.code(), "BAD_REQUEST");
     }
+}
+
+#[tokio::test]
+async fn persisted_queries_register_then_run_by_hash() {
+    let gw = shared_gateway();
+    // A query no other test sends, so that its hash is unknown until this test registers it.
+    let query = "query PersistedOverPost { recruitingRequests(first: 1) { totalCount } }";
+    let hash = sha256_hex(query);
+    let by_hash = json!({"extensions": persisted(&hash)});
+
+    let r = post(&gw.endpoint, GQL, &by_hash).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(r.body["errors"][0]["message"], "PersistedQueryNotFound");
+    assert_eq!(r.code(), "PERSISTED_QUERY_NOT_FOUND");
+    let r = post(&gw.endpoint, "application/json", &by_hash).await;
+    assert_eq!((r.status, r.code()), (200, "PERSISTED_QUERY_NOT_FOUND"), "{}", r.body);
+
+    let r = post(
+        &gw.endpoint,
+        GQL,
+        &json!({"query": query, "extensions": persisted(&hash)}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let total = r.body["data"]["recruitingRequests"]["totalCount"].clone();
+    assert!(total.is_u64(), "{}", r.body);
+
+    let r = post(&gw.endpoint, GQL, &by_hash).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["data"]["recruitingRequests"]["totalCount"], total);
+}
+
+#[tokio::test]
+async fn persisted_queries_refuse_a_wrong_hash_and_do_not_keep_invalid_queries() {
+    let gw = shared_gateway();
+    let query = "query PersistedWrongHash { __typename }";
+    let wrong = sha256_hex("something else");
+    let r = post(
+        &gw.endpoint,
+        GQL,
+        &json!({"query": query, "extensions": persisted(&wrong)}),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "PERSISTED_QUERY_HASH_MISMATCH"),
+        "{}",
+        r.body
+    );
+    let r = post(&gw.endpoint, GQL, &json!({"extensions": persisted(&wrong)})).await;
+    assert_eq!(
+        r.code(),
+        "PERSISTED_QUERY_NOT_FOUND",
+        "a mismatched query was kept: {}",
+        r.body
+    );
+
+    for bad in [
+        json!({"persistedQuery": {"version": 2, "sha256Hash": sha256_hex(query)}}),
+        json!({"persistedQuery": {"version": 1, "sha256Hash": "abc"}}),
+    ] {
+        let r = post(&gw.endpoint, GQL, &json!({"query": query, "extensions": bad})).await;
+        assert_eq!((r.status, r.code()), (400, "BAD_REQUEST"), "{}", r.body);
+    }
+
+    // A query that does not validate runs nowhere, so it is not kept either.
+    let invalid = "query PersistedInvalid { noSuchField }";
+    let hash = sha256_hex(invalid);
+    let r = post(
+        &gw.endpoint,
+        GQL,
+        &json!({"query": invalid, "extensions": persisted(&hash)}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = post(&gw.endpoint, GQL, &json!({"extensions": persisted(&hash)})).await;
+    assert_eq!(r.code(), "PERSISTED_QUERY_NOT_FOUND", "{}", r.body);
+}
+
+#[tokio::test]
+async fn persisted_queries_work_over_get() {
+    let gw = shared_gateway();
+    let query = "query PersistedOverGet { __typename }";
+    let extensions = persisted(&sha256_hex(query)).to_string();
+
+    let r = get(&gw.endpoint, GQL, &[("extensions", &extensions)]).await;
+    assert_eq!((r.status, r.code()), (404, "PERSISTED_QUERY_NOT_FOUND"), "{}", r.body);
+    let r = get(&gw.endpoint, GQL, &[("query", query), ("extensions", &extensions)]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = get(&gw.endpoint, GQL, &[("extensions", &extensions)]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body, json!({"data": {"__typename": "Query"}}));
+
+    // A wrong hash over GET, and a persisted mutation run by its hash over GET.
+    let wrong = persisted(&sha256_hex("other")).to_string();
+    let r = get(&gw.endpoint, GQL, &[("query", query), ("extensions", &wrong)]).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "PERSISTED_QUERY_HASH_MISMATCH"),
+        "{}",
+        r.body
+    );
+    let mutation = "mutation PersistedMutation { __typename }";
+    let mutation_ext = persisted(&sha256_hex(mutation));
+    let r = post(
+        &gw.endpoint,
+        GQL,
+        &json!({"query": mutation, "extensions": mutation_ext}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = get(&gw.endpoint, GQL, &[("extensions", &mutation_ext.to_string())]).await;
+    assert_eq!(r.status, 405, "{}", r.body);
+    assert_eq!(r.headers.get(ALLOW).unwrap(), "POST");
 }
 
 /// Without `Accept` the gateway answers in `application/graphql-response+json`, as the

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 /// The parameters, of the right types. `null` and absent are the same.
 #[derive(Debug, Default, PartialEq)]
 pub struct Params {
-    /// `None` when absent or `null`: the request is then refused.
+    /// Absent when a persisted-query hash stands in for it.
     pub query: Option<String>,
     /// `None` for absent, `null` or the empty string.
     pub operation_name: Option<String>,
