@@ -1,7 +1,7 @@
 //! The GraphQL endpoint as the GraphQL over HTTP specification describes it: methods, media
 //! types, status codes, malformed requests, and automatic persisted queries over GET and POST.
 
-use crate::harness::{client, shared_gateway, Gateway};
+use crate::harness::{client, shared_gateway, Emu, Gateway};
 use reqwest::header::{HeaderMap, ACCEPT, ALLOW, CONTENT_TYPE};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -410,4 +410,32 @@ async fn no_accept_header_means_the_new_media_type() {
             "{body}: {response}"
         );
     }
+}
+
+/// The operation limits refuse a document before it runs (400, no `data`); the deadline stops an
+/// operation that did run (200, `data: null`).
+#[tokio::test]
+async fn limit_refusals_never_ran_but_a_missed_deadline_did() {
+    let gw = shared_gateway();
+    let aliases: Vec<String> = (0..31).map(|i| format!("a{i}: __typename")).collect();
+    let r = post(
+        &gw.endpoint,
+        GQL,
+        &json!({"query": format!("{{ {} }}", aliases.join(" "))}),
+    )
+    .await;
+    assert_eq!((r.status, r.code()), (400, "TOO_MANY_ALIASES"), "{}", r.body);
+    assert!(r.body.get("data").is_none(), "{}", r.body);
+
+    let emu = Emu::with_faults(ats_gateway::emulator::faults::Faults {
+        latency_ms: 1_500,
+        ..Default::default()
+    });
+    let gw = Gateway::with_config(emu, |c| {
+        c.limits.operation.deadline = std::time::Duration::from_millis(300)
+    });
+    let query = json!({"query": "{ recruitingRequests(first: 1) { nodes { id } } }"});
+    let r = post(&gw.endpoint, GQL, &query).await;
+    assert_eq!((r.status, r.code()), (200, "DEADLINE_EXCEEDED"), "{}", r.body);
+    assert_eq!(r.body.get("data"), Some(&Value::Null), "{}", r.body);
 }
