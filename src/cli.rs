@@ -177,6 +177,9 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "ATS_GATEWAY_MAX_BODY_BYTES", default_value_t = 1_048_576)]
     pub max_body_bytes: usize,
+    /// Size of the automatic-persisted-query cache, in bytes of query text (0: APQ off).
+    #[arg(long, env = "ATS_GATEWAY_APQ_CACHE_BYTES", default_value_t = 16_777_216)]
+    pub apq_cache_bytes: u64,
     /// Deadline of one GraphQL operation.
     #[arg(long, env = "ATS_GATEWAY_DEADLINE", default_value = "30s", value_parser = duration)]
     pub deadline: std::time::Duration,
@@ -224,6 +227,7 @@ impl ServeArgs {
             http: crate::server::HttpConfig {
                 cors_origins: self.cors_allow_origin.clone(),
                 max_body_bytes: self.max_body_bytes,
+                apq_cache_bytes: self.apq_cache_bytes,
             },
         }
     }

@@ -9,6 +9,7 @@ mod emulator_errors;
 mod emulator_faults;
 mod emulator_reads;
 mod emulator_writes;
+mod gateway_http;
 mod gateway_ops;
 mod gateway_reads;
 mod gateway_schema;
