@@ -375,6 +375,7 @@ async fn run_serve(args: ServeArgs) -> Result<(), RunError> {
     let gateway = crate::server::start(args.listen, &args.gateway_config(upstream.clone())).await?;
     println!("ats-gateway is up.");
     println!("  GraphQL endpoint:  {}", gateway.endpoint());
+    println!("  playground:        http://{}/", gateway.addr);
     println!(
         "  upstream (OData):  {upstream}{}",
         if emulator.is_some() {
