@@ -162,7 +162,7 @@ pub struct ServeArgs {
     /// SQLite file for the gateway's own state (idempotency keys), or `:memory:`.
     #[arg(long, env = "ATS_GATEWAY_STATE_DB", default_value = "ats-gateway-state.db")]
     pub state_db: String,
-    /// Deepest query accepted.
+    /// Deepest query accepted, in nested fields; introspection fields do not count.
     #[arg(long, env = "ATS_GATEWAY_MAX_DEPTH", default_value_t = 12)]
     pub max_depth: usize,
     /// Highest query cost accepted (each field 1, times the items of the lists above it).
@@ -375,6 +375,7 @@ async fn run_serve(args: ServeArgs) -> Result<(), RunError> {
     let gateway = crate::server::start(args.listen, &args.gateway_config(upstream.clone())).await?;
     println!("ats-gateway is up.");
     println!("  GraphQL endpoint:  {}", gateway.endpoint());
+    println!("  playground:        http://{}/", gateway.addr);
     println!(
         "  upstream (OData):  {upstream}{}",
         if emulator.is_some() {

@@ -9,11 +9,13 @@
 //! - `context`: shared state (upstream, labels, caches, settings) and the caller of a request.
 //! - `errors`: GraphQL errors with stable `extensions.code`.
 //! - `execution`: whether an operation was executed or stopped at parsing or validation.
+//! - `depth`: the depth limit, which introspection does not count against.
 //!
 //! Never imports axum: the HTTP side lives in `server`.
 
 pub mod context;
 pub mod cursor;
+pub mod depth;
 pub mod errors;
 pub mod execution;
 pub mod filter;
@@ -58,7 +60,10 @@ pub fn build_schema(state: Option<Arc<GatewayState>>, limits: &SchemaLimits) -> 
     let builder = Schema::build("Query", Some("Mutation"), None);
     let (builder, query) = types::register(builder, query);
     let (mut builder, mutation) = mutations::register(builder);
-    builder = builder.register(query).register(mutation).limit_depth(limits.depth);
+    builder = builder
+        .register(query)
+        .register(mutation)
+        .extension(depth::DepthLimit::new(limits.depth));
     if !limits.introspection {
         builder = builder.disable_introspection();
     }

@@ -2,6 +2,7 @@
 //!
 //! - `POST /graphql` (and `GET /graphql?query=…` for queries): the GraphQL endpoint, per the
 //!   GraphQL over HTTP specification, with automatic persisted queries (`graphql_http`).
+//! - `GET /` (and a browser's `GET /graphql`): the GraphiQL playground (`playground`).
 //! - `GET /healthz`: the process is up; `GET /readyz`: the upstream answers and the option-set
 //!   labels were read from it; `GET /metrics`: Prometheus text (`ops`).
 //! - Layers: CORS (a setting; same origin only by default), a request body limit.
@@ -18,6 +19,7 @@ use std::sync::Arc;
 
 pub mod graphql_http;
 pub mod ops;
+pub mod playground;
 
 /// What the routes share.
 #[derive(Clone)]
@@ -38,10 +40,13 @@ pub fn app(
     Ok(Router::new()
         .route(
             "/graphql",
-            get(graphql_http::graphql_get).post(graphql_http::graphql_post),
+            get(graphql_http::graphql_get)
+                .post(graphql_http::graphql_post)
+                .layer(axum::middleware::from_fn(playground::page_for_browsers)),
         )
         .route("/healthz", get(|| async { "ok" }))
         .merge(ops::routes())
+        .merge(playground::routes())
         .with_state(AppState {
             schema,
             gateway,

@@ -15,3 +15,4 @@ mod gateway_reads;
 mod gateway_schema;
 mod gateway_writes;
 mod harness;
+mod playground;
