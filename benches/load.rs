@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 const EMU: &str = "127.0.0.1:17070";
 const GW: &str = "127.0.0.1:18080";
+/// A second gateway with `--expand-pushdown true`.
+const GW_EXPAND: &str = "127.0.0.1:18081";
 
 struct Procs(Vec<Child>);
 impl Drop for Procs {
@@ -47,6 +49,7 @@ enum Req {
 }
 
 #[derive(Clone)]
+#[allow(dead_code)]
 struct Op {
     name: &'static str,
     /// Requests that make up one operation (sent concurrently; the operation ends when all did).
@@ -160,9 +163,10 @@ async fn wait_up(url: &str) {
     panic!("{url} did not come up");
 }
 
-fn ops(doc_rr: &str, canonical_direct: (Vec<Req>, Vec<Req>)) -> Vec<(Op, Option<Op>)> {
+fn ops(doc_rr: &str, canonical_direct: (Vec<Req>, Vec<Req>), submission: Value) -> Vec<(Op, Option<Op>)> {
     let root = format!("http://{EMU}/api/data/v9.2/");
     let gql = format!("http://{GW}/graphql");
+    let gql_expand = format!("http://{GW_EXPAND}/graphql");
     let g = |q: &str| Req::GraphQl(gql.clone(), json!({"query": q}));
     let sel = "$select=mshr_recruitingrequestid,mshr_description,mshr_status,mshr_estimatedstartdate,mshr_dataareaid";
     let rr = format!("{root}mshr_hcmrecruitingrequestentities");
@@ -187,11 +191,38 @@ fn ops(doc_rr: &str, canonical_direct: (Vec<Req>, Vec<Req>)) -> Vec<(Op, Option<
         (
             Op {
                 name: "gateway: canonical nested query (50 parents)",
-                reqs: vec![g("{ recruitingRequests(first: 50) { nodes { id recruitingRequestId description status positions { positionId status description } skills { skillId ratingLevelId } educations { educationLevelId educationDisciplineId } location { description city } recruiter { name partyNumber } } } }")],
+                reqs: vec![g(CANONICAL)],
                 target: "gateway",
                 then: vec![],
             },
-            Some(Op { name: "direct: the same data in 1 + 5 OData requests", reqs: canonical_direct.0, then: canonical_direct.1, target: "emulator" }),
+            Some(Op { name: "direct: the same data in 1 + 5 OData requests", reqs: canonical_direct.0.clone(), then: canonical_direct.1.clone(), target: "emulator" }),
+        ),
+        (
+            Op {
+                name: "gateway with $expand pushdown: canonical nested query (50 parents)",
+                reqs: vec![Req::GraphQl(gql_expand.clone(), json!({"query": CANONICAL}))],
+                target: "gateway",
+                then: vec![],
+            },
+            Some(Op { name: "direct: the same data in 1 + 5 OData requests", reqs: canonical_direct.0.clone(), then: canonical_direct.1.clone(), target: "emulator" }),
+        ),
+        (
+            Op {
+                name: "gateway: one candidate with all of its person's details",
+                reqs: vec![g("{ candidatesToHire(first: 1) { nodes { id candidateId comments person { name partyNumber educations { educationLevelId startDate endDate } professionalExperiences { employerName } addresses { city } contacts { locator } skills { skillId ratingLevel { ratingLevelId } } certificates { certificateTypeId } screenings { screeningTypeId status } identificationNumbers { identificationNumber } } } } }")],
+                target: "gateway",
+                then: vec![],
+            },
+            None,
+        ),
+        (
+            Op {
+                name: "gateway: submitCandidateToHire with 34 records",
+                reqs: vec![Req::GraphQl(gql.clone(), json!({"query": SUBMIT, "variables": {"input": submission}}))],
+                target: "gateway",
+                then: vec![],
+            },
+            None,
         ),
         (
             Op { name: "gateway: reference data (cached)", reqs: vec![g("{ ratingLevels(first: 50) { nodes { id ratingLevelId description } } }")], target: "gateway", then: vec![] },
@@ -203,6 +234,27 @@ fn ops(doc_rr: &str, canonical_direct: (Vec<Req>, Vec<Req>)) -> Vec<(Op, Option<
             }),
         ),
     ]
+}
+
+const CANONICAL: &str = "{ recruitingRequests(first: 50) { nodes { id recruitingRequestId description status positions { positionId status description } skills { skillId ratingLevelId } educations { educationLevelId educationDisciplineId } location { description city } recruiter { name partyNumber } } } }";
+
+const SUBMIT: &str = "mutation($input: CandidateToHireSubmissionInput!) { submitCandidateToHire(input: $input) { candidateId recordsCreated errors { code message path } } }";
+
+/// A submission of 34 records (a person and 4 of each of the 8 kinds of details) against the seed.
+fn submission_input() -> Value {
+    let four = |f: &dyn Fn(usize) -> Value| (0..4).map(f).collect::<Vec<_>>();
+    json!({
+        "dataAreaId": "usmf", "recruitingRequestId": "USMF-000001", "positionId": "000426", "availabilityDate": "2027-03-01", "comments": "benchmark",
+        "person": {"firstName": "Bench", "lastName": "Mark"},
+        "educations": four(&|i| json!({"educationDisciplineId": "Business Mgmt", "educationLevelId": "Bachelor", "startDate": format!("201{i}-02-21T00:00:00Z"), "endDate": format!("201{}-02-22T00:00:00Z", i + 4)})),
+        "professionalExperiences": four(&|i| json!({"employerName": format!("Contoso {i}"), "employerPosition": "Analyst", "startDate": format!("201{i}-01-01T00:00:00Z")})),
+        "addresses": four(&|i| json!({"locationId": format!("L{i}"), "description": "Home", "roles": "Home", "city": "Redmond"})),
+        "contacts": four(&|i| json!({"locationId": format!("C{i}"), "description": "Mobile", "type": "PHONE", "locator": format!("+1 555 010{i}")})),
+        "skills": four(&|i| json!({"skillId": format!("Skill{i}"), "ratingId": "Skills", "levelId": "4", "levelType": "ACTUAL", "levelDate": "2020-01-01T00:00:00Z"})),
+        "certificates": four(&|i| json!({"certificateTypeId": "Forklift", "startDate": format!("202{i}-01-01T00:00:00Z")})),
+        "screenings": four(&|_| json!({"screeningTypeId": "Drug test", "status": "PASS"})),
+        "identificationNumbers": four(&|i| json!({"identificationNumber": format!("ID-{i}"), "identificationTypeId": "SSN"})),
+    })
 }
 
 /// The OData requests that fetch the canonical nested query's data without the gateway: the page
@@ -273,13 +325,59 @@ async fn main() {
         .expect("gateway starts");
     let gw_pid = gw.id();
     procs.0.push(gw);
+    let gw2 = Command::new(&bin)
+        .args([
+            "serve",
+            "--listen",
+            GW_EXPAND,
+            "--upstream",
+            &format!("http://{EMU}/api/data/v9.2/"),
+            "--expand-pushdown",
+            "true",
+            "--state-db",
+            ":memory:",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("second gateway starts");
+    procs.0.push(gw2);
     wait_up(&format!("http://{GW}/healthz")).await;
+    wait_up(&format!("http://{GW_EXPAND}/healthz")).await;
     let client = reqwest::Client::new();
     let doc_rr = "00000d6b-0000-0000-0000-005001000000";
     let mut rows = Vec::new();
     let mut results = Vec::new();
     let canonical = canonical_direct(&client).await;
-    for (op, direct) in ops(doc_rr, canonical) {
+    let latency_ms: u64 = std::env::var("BENCH_REFERENCE_LATENCY_MS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let mut all_ops = ops(doc_rr, canonical, submission_input());
+    // The cache pays off over a real network: the reference-data comparison runs again with an
+    // upstream latency injected at the emulator (both the gateway's misses and the direct calls
+    // pay it).
+    let reference = all_ops.last().cloned().expect("the reference-data op is last");
+    all_ops.push((
+        Op {
+            name: "gateway: reference data (cached), upstream +latency",
+            ..reference.0
+        },
+        reference.1.map(|d| Op {
+            name: "direct: reference data, upstream +latency",
+            ..d
+        }),
+    ));
+    let n_ops = all_ops.len();
+    for (i, (op, direct)) in all_ops.into_iter().enumerate() {
+        if i + 1 == n_ops {
+            client
+                .put(format!("http://{EMU}/_emulator/faults"))
+                .json(&json!({"latencyMs": latency_ms}))
+                .send()
+                .await
+                .unwrap();
+        }
         // Warm up, then count upstream requests for exactly one operation.
         drive(&op, concurrency, Duration::from_secs(2)).await;
         reset(&client).await;

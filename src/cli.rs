@@ -148,6 +148,12 @@ pub struct ServeArgs {
     /// How long relation loaders wait to batch the keys of one level.
     #[arg(long, env = "ATS_GATEWAY_BATCH_DELAY", default_value = "3ms", value_parser = duration)]
     pub batch_delay: std::time::Duration,
+    /// Fetch a list's first-level relations with `$expand` in the list's own request (one upstream
+    /// request instead of 1 + one per relation). Only for upstreams that support collection
+    /// `$expand` in collection queries, as the emulator does; Dataverse's virtual tables are not
+    /// documented to.
+    #[arg(long, env = "ATS_GATEWAY_EXPAND_PUSHDOWN", default_value_t = false, action = clap::ArgAction::Set)]
+    pub expand_pushdown: bool,
     /// Timeout of one upstream request (each attempt), from sending to the end of the body.
     #[arg(long, env = "ATS_GATEWAY_UPSTREAM_TIMEOUT", default_value = "60s", value_parser = duration)]
     pub upstream_timeout: std::time::Duration,
@@ -186,7 +192,7 @@ pub struct ServeArgs {
     /// SQLite file for the gateway's own state (idempotency keys), or `:memory:`.
     #[arg(long, env = "ATS_GATEWAY_STATE_DB", default_value = "ats-gateway-state.db")]
     pub state_db: String,
-    /// Deepest query accepted.
+    /// Deepest query accepted, in nested fields; introspection fields do not count.
     #[arg(long, env = "ATS_GATEWAY_MAX_DEPTH", default_value_t = 12)]
     pub max_depth: usize,
     /// Highest query cost accepted (each field 1, times the items of the lists above it).
@@ -201,6 +207,9 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "ATS_GATEWAY_MAX_BODY_BYTES", default_value_t = 1_048_576)]
     pub max_body_bytes: usize,
+    /// Size of the automatic-persisted-query cache, in bytes of query text (0: APQ off).
+    #[arg(long, env = "ATS_GATEWAY_APQ_CACHE_BYTES", default_value_t = 16_777_216)]
+    pub apq_cache_bytes: u64,
     /// Deadline of one GraphQL operation.
     #[arg(long, env = "ATS_GATEWAY_DEADLINE", default_value = "30s", value_parser = duration)]
     pub deadline: std::time::Duration,
@@ -226,6 +235,7 @@ impl ServeArgs {
                 cache_ttl: self.cache_ttl,
                 cache_capacity: self.cache_capacity,
                 batch_delay_ms: self.batch_delay.as_millis() as u64,
+                expand_pushdown: self.expand_pushdown,
             },
             limits: crate::graphql::SchemaLimits {
                 depth: self.max_depth,
@@ -256,6 +266,7 @@ impl ServeArgs {
             http: crate::server::HttpConfig {
                 cors_origins: self.cors_allow_origin.clone(),
                 max_body_bytes: self.max_body_bytes,
+                apq_cache_bytes: self.apq_cache_bytes,
             },
         }
     }
@@ -408,6 +419,7 @@ async fn run_serve(args: ServeArgs) -> Result<(), RunError> {
     let gateway = crate::server::start(args.listen, &args.gateway_config(upstream.clone())).await?;
     println!("ats-gateway is up.");
     println!("  GraphQL endpoint:  {}", gateway.endpoint());
+    println!("  playground:        http://{}/", gateway.addr);
     println!(
         "  upstream (OData):  {upstream}{}",
         if emulator.is_some() {

@@ -15,4 +15,5 @@ pub mod graphql;
 pub mod model;
 pub mod odata;
 pub mod server;
+pub mod serving;
 pub mod telemetry;

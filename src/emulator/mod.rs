@@ -161,8 +161,7 @@ fn seed_demo(store: &Store, size: usize, progress: bool) -> Result<(), error::OD
 pub struct RunningEmulator {
     pub addr: SocketAddr,
     pub state: Arc<http::EmulatorState>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    serving: crate::serving::Serving,
 }
 
 impl RunningEmulator {
@@ -172,11 +171,8 @@ impl RunningEmulator {
     }
 
     /// Stops accepting requests and waits for in-flight ones.
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        let _ = self.task.await;
+    pub async fn stop(self) {
+        self.serving.stop().await;
     }
 }
 
@@ -209,20 +205,7 @@ pub async fn serve(listen: SocketAddr, state: Arc<http::EmulatorState>) -> Resul
     let addr = listener
         .local_addr()
         .map_err(|source| StartError::Bind { addr: listen, source })?;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let app = http::router(state.clone());
-    let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app).with_graceful_shutdown(async {
-            let _ = rx.await;
-        });
-        if let Err(e) = served.await {
-            tracing::error!(error = %e, "emulator server stopped");
-        }
-    });
-    Ok(RunningEmulator {
-        addr,
-        state,
-        shutdown: Some(tx),
-        task,
-    })
+    let serving = crate::serving::Serving::spawn(listener, app, "emulator");
+    Ok(RunningEmulator { addr, state, serving })
 }

@@ -8,6 +8,7 @@
 
 use super::error::ODataError;
 use super::ids;
+use super::query::temporal;
 use crate::model::{model, Entity, PropType, Property};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension};
@@ -235,116 +236,18 @@ pub fn from_sql(p: &Property, v: SqlValue) -> Value {
 
 /// Lowercase hyphenated GUID, accepting braces; `None` if it is not a GUID.
 pub fn normalize_guid(s: &str) -> Option<String> {
-    let t = s.trim_start_matches('{').trim_end_matches('}');
-    let parts: Vec<&str> = t.split('-').collect();
-    let lens = [8, 4, 4, 4, 12];
-    if parts.len() != 5
-        || parts
-            .iter()
-            .zip(lens)
-            .any(|(p, l)| p.len() != l || !p.chars().all(|c| c.is_ascii_hexdigit()))
-    {
-        return None;
-    }
-    Some(t.to_ascii_lowercase())
+    temporal::parse_guid(s.trim_start_matches('{').trim_end_matches('}'))
 }
 
-/// `YYYY-MM-DD` from a date or the date part of a date-time.
+/// `YYYY-MM-DD` from a date or the date part of a date-time (the same reader as `$filter`).
 pub fn normalize_date(s: &str) -> Option<String> {
-    let d = s.get(..10)?;
-    valid_date(d).then(|| d.to_string())
+    temporal::parse_date(s).or_else(|| temporal::parse_datetime(s).map(|d| d[..10].to_string()))
 }
 
-fn valid_date(d: &str) -> bool {
-    let b = d.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return false;
-    }
-    let num = |r: std::ops::Range<usize>| d.get(r).and_then(|x| x.parse::<u32>().ok());
-    matches!((num(0..4), num(5..7), num(8..10)), (Some(_), Some(m), Some(day)) if (1..=12).contains(&m) && (1..=31).contains(&day))
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` (UTC) from a date or an ISO 8601 date-time with `Z` or an offset.
+/// `YYYY-MM-DDTHH:MM:SSZ` (UTC) from an ISO 8601 date-time with `Z` or an offset, or a date
+/// (midnight UTC), as `$filter` literals are read.
 pub fn normalize_datetime(s: &str) -> Option<String> {
-    let date = s.get(..10)?;
-    if !valid_date(date) {
-        return None;
-    }
-    if s.len() == 10 {
-        return Some(format!("{date}T00:00:00Z"));
-    }
-    let rest = s.get(10..)?;
-    let time = rest.strip_prefix('T').or_else(|| rest.strip_prefix(' '))?;
-    let hms = time.get(..8)?;
-    let hb = hms.as_bytes();
-    if hb[2] != b':' || hb[5] != b':' {
-        return None;
-    }
-    let (h, m, sec): (i64, i64, i64) = (hms[..2].parse().ok()?, hms[3..5].parse().ok()?, hms[6..8].parse().ok()?);
-    if h > 23 || m > 59 || sec > 60 {
-        return None;
-    }
-    let mut tz = &time[8..];
-    if let Some(frac) = tz.strip_prefix('.') {
-        let digits = frac.chars().take_while(|c| c.is_ascii_digit()).count();
-        if digits == 0 {
-            return None;
-        }
-        tz = &frac[digits..];
-    }
-    let offset_min: i64 = match tz {
-        "Z" | "z" | "" => 0,
-        _ => {
-            let sign = match tz.as_bytes()[0] {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            let body = &tz[1..];
-            if body.len() != 5 || body.as_bytes()[2] != b':' {
-                return None;
-            }
-            sign * (body[..2].parse::<i64>().ok()? * 60 + body[3..].parse::<i64>().ok()?)
-        }
-    };
-    if offset_min == 0 {
-        return Some(format!("{date}T{hms}Z"));
-    }
-    // Shift to UTC through days since the epoch (civil calendar arithmetic).
-    let (y, mo, d) = (
-        date[..4].parse::<i64>().ok()?,
-        date[5..7].parse::<i64>().ok()?,
-        date[8..].parse::<i64>().ok()?,
-    );
-    let total = days_from_civil(y, mo, d) * 1440 + h * 60 + m - offset_min;
-    let (days, mins) = (total.div_euclid(1440), total.rem_euclid(1440));
-    let (y, mo, d) = civil_from_days(days);
-    Some(format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{sec:02}Z",
-        mins / 60,
-        mins % 60
-    ))
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    temporal::parse_datetime(s).or_else(|| temporal::parse_date(s).map(|d| format!("{d}T00:00:00Z")))
 }
 
 /// Inserts a complete row as given (the seed's path: no write rules, values already in wire form).

@@ -22,6 +22,10 @@ pub struct ReadConfig {
     pub cache_capacity: u64,
     /// How long a loader waits to batch the keys of one level, in milliseconds.
     pub batch_delay_ms: u64,
+    /// Ask for a list's first-level relations with `$expand` in the same request. Off by default:
+    /// Dataverse's virtual tables are not documented to support collection `$expand` in
+    /// collection queries.
+    pub expand_pushdown: bool,
 }
 
 impl Default for ReadConfig {
@@ -32,6 +36,7 @@ impl Default for ReadConfig {
             cache_ttl: Duration::from_secs(300),
             cache_capacity: 10_000,
             batch_delay_ms: 3,
+            expand_pushdown: false,
         }
     }
 }

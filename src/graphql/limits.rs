@@ -6,8 +6,8 @@
 //!   return (`first`, or the default page size for connections and an estimate for relations),
 //! - a deadline for the whole operation.
 //!
-//! Depth is async-graphql's own `limit_depth`. The extension also records each operation's outcome
-//! and latency in the metrics.
+//! Depth is `depth::DepthLimit`, which leaves introspection out. The extension also records each
+//! operation's outcome and latency in the metrics.
 
 use crate::model::{model, Cardinality};
 use crate::telemetry::Metrics;

@@ -8,12 +8,16 @@
 //! - `cursor`: opaque, query-bound cursors over the upstream's `$skiptoken` paging.
 //! - `context`: shared state (upstream, labels, caches, settings) and the caller of a request.
 //! - `errors`: GraphQL errors with stable `extensions.code`.
+//! - `execution`: whether an operation was executed or stopped at parsing or validation.
+//! - `depth`: the depth limit, which introspection does not count against.
 //!
 //! Never imports axum: the HTTP side lives in `server`.
 
 pub mod context;
 pub mod cursor;
+pub mod depth;
 pub mod errors;
+pub mod execution;
 pub mod filter;
 pub mod idempotency;
 pub mod limits;
@@ -56,12 +60,17 @@ pub fn build_schema(state: Option<Arc<GatewayState>>, limits: &SchemaLimits) -> 
     let builder = Schema::build("Query", Some("Mutation"), None);
     let (builder, query) = types::register(builder, query);
     let (mut builder, mutation) = mutations::register(builder);
-    builder = builder.register(query).register(mutation).limit_depth(limits.depth);
+    builder = builder
+        .register(query)
+        .register(mutation)
+        .extension(depth::DepthLimit::new(limits.depth));
     if !limits.introspection {
         builder = builder.disable_introspection();
     }
     let metrics = state.as_ref().map(|s| s.metrics.clone());
     builder = builder.extension(limits::LimitsExtension::new(limits.operation.clone(), metrics));
+    // After the limits: an operation they refuse has not executed; one past its deadline has.
+    builder = builder.extension(execution::TrackExecution);
     if let Some(state) = state {
         builder = builder.data(state);
     }

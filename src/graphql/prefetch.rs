@@ -81,8 +81,16 @@ fn prefetch_relation<'a>(
                     id: id.to_ascii_lowercase(),
                 })
                 .collect();
+            let inline = expanded(records, &r.navigation_property);
+            let records_owned: Vec<Record> = if inline { records.to_vec() } else { Vec::new() };
             async move {
-                if let Ok(found) = loaders.records.load_many(keys).await {
+                if inline {
+                    // The upstream already sent them ($expand pushdown): feed the loader's cache.
+                    let found = records_of(&records_owned, r, &group);
+                    let rows: Vec<Record> = found.iter().map(|(_, v)| v.clone()).collect();
+                    loaders.records.feed_many(found).await;
+                    prefetch(loaders, target, nested, rows).await;
+                } else if let Ok(found) = loaders.records.load_many(keys).await {
                     prefetch(loaders, target, nested, found.into_values().collect()).await;
                 }
             }
@@ -102,8 +110,18 @@ fn prefetch_relation<'a>(
                 })
                 .collect();
             let _ = entity;
+            let inline = expanded(records, &r.navigation_property) && group.orderby.is_empty();
+            let fed: Vec<(ChildKey, Arc<Vec<Record>>)> = if inline {
+                children_of_expanded(records, r, &parent_key, &group)
+            } else {
+                Vec::new()
+            };
             async move {
-                if let Ok(found) = loaders.children.load_many(keys).await {
+                if inline {
+                    let rows: Vec<Record> = fed.iter().flat_map(|(_, v)| v.as_ref().clone()).collect();
+                    loaders.children.feed_many(fed).await;
+                    prefetch(loaders, target, nested, rows).await;
+                } else if let Ok(found) = loaders.children.load_many(keys).await {
                     let rows: Vec<Record> = found.into_values().flat_map(|v| v.as_ref().clone()).collect();
                     prefetch(loaders, target, nested, rows).await;
                 }
@@ -111,6 +129,104 @@ fn prefetch_relation<'a>(
             .boxed()
         }
     }
+}
+
+/// Whether every record carries the navigation property inline (an `$expand` answer).
+fn expanded(records: &[Record], navigation: &str) -> bool {
+    !records.is_empty() && records.iter().all(|r| r.contains_key(navigation))
+}
+
+/// The to-one records an `$expand` brought, under the keys the loader would use.
+fn records_of(records: &[Record], r: &Relation, group: &Arc<RecordGroup>) -> Vec<(RecordKey, Record)> {
+    records
+        .iter()
+        .filter_map(|rec| {
+            let id = rec.get(&r.lookup_property).and_then(Json::as_str)?;
+            let child = rec.get(&r.navigation_property).and_then(Json::as_object)?;
+            Some((
+                RecordKey {
+                    group: group.clone(),
+                    id: id.to_ascii_lowercase(),
+                },
+                Arc::new(child.clone()),
+            ))
+        })
+        .collect()
+}
+
+/// The `$expand` options that bring a page's first-level relations along with it, when the
+/// `expand_pushdown` setting is on: to-one relations, and to-many ones without `orderBy`
+/// (Dataverse allows `$select` and `$filter` inside a collection expand).
+pub fn pushdown_expands(
+    state: &GatewayState,
+    entity: &'static Entity,
+    selection: &[SelectionField<'_>],
+) -> Vec<crate::odata::Expand> {
+    let mut out: Vec<crate::odata::Expand> = Vec::new();
+    for f in selection {
+        let Some(r) = entity.graphql.relations.iter().find(|r| r.field == f.name()) else {
+            continue;
+        };
+        if out.iter().any(|e| e.navigation == r.navigation_property) {
+            continue; // the same relation twice (aliases): the loader serves the second
+        }
+        let target = model().by_logical_name(&r.target).expect("relation target in model");
+        let nested: Vec<SelectionField<'_>> = f.selection_set().collect();
+        let expand = match r.lookup_on {
+            LookupSide::This => crate::odata::Expand {
+                navigation: r.navigation_property.clone(),
+                select: select_for(target, nested.iter().copied()),
+                filter: None,
+                expand: Vec::new(),
+            },
+            LookupSide::Target => {
+                let Some(group) = child_group(state, target, r, f, &nested) else {
+                    continue;
+                };
+                if !group.orderby.is_empty() {
+                    continue;
+                }
+                crate::odata::Expand {
+                    navigation: r.navigation_property.clone(),
+                    select: group.select.clone(),
+                    filter: group.filter.clone(),
+                    expand: Vec::new(),
+                }
+            }
+        };
+        out.push(expand);
+    }
+    out
+}
+
+/// The children an `$expand` brought, grouped as the loader would group them.
+fn children_of_expanded(
+    records: &[Record],
+    r: &Relation,
+    parent_key: &str,
+    group: &Arc<ChildGroup>,
+) -> Vec<(ChildKey, Arc<Vec<Record>>)> {
+    let mut out: std::collections::HashMap<String, Vec<Record>> = std::collections::HashMap::new();
+    for rec in records {
+        let Some(parent) = rec.get(parent_key).and_then(Json::as_str).filter(|s| !s.is_empty()) else {
+            continue;
+        };
+        let entry = out.entry(parent.to_lowercase()).or_default();
+        if let Some(Json::Array(children)) = rec.get(&r.navigation_property) {
+            entry.extend(children.iter().filter_map(|c| c.as_object().cloned()).map(Arc::new));
+        }
+    }
+    out.into_iter()
+        .map(|(parent, rows)| {
+            (
+                ChildKey {
+                    group: group.clone(),
+                    parent,
+                },
+                Arc::new(rows),
+            )
+        })
+        .collect()
 }
 
 /// The loader group of a to-many relation field, as `resolve::to_many_field` builds it.

@@ -184,7 +184,11 @@ pub fn list_field(e: &'static Entity) -> Field {
                     filter: filter.clone(),
                     orderby: orderby.clone(),
                     top: None,
-                    expand: Vec::new(),
+                    expand: if st.config.expand_pushdown {
+                        super::prefetch::pushdown_expands(st, e, &node_selections(selection))
+                    } else {
+                        Vec::new()
+                    },
                     count: wants_total,
                 };
                 let (token, skip) = match &start {

@@ -1,6 +1,8 @@
 //! HTTP: the gateway's routes and the wiring of a running process.
 //!
-//! - `POST /graphql` (and `GET /graphql?query=…` for queries): the GraphQL endpoint.
+//! - `POST /graphql` (and `GET /graphql?query=…` for queries): the GraphQL endpoint, per the
+//!   GraphQL over HTTP specification, with automatic persisted queries (`graphql_http`).
+//! - `GET /` (and a browser's `GET /graphql`): the GraphiQL playground (`playground`).
 //! - `GET /healthz`: the process is up; `GET /readyz`: the upstream answers and the option-set
 //!   labels were read from it; `GET /metrics`: Prometheus text (`ops`).
 //! - Layers: CORS (a setting; same origin only by default), a request body limit.
@@ -8,56 +10,48 @@
 //! Each GraphQL request gets its caller (from `Authorization`) and fresh request-scoped loaders;
 //! one log line per request says what ran, how long it took and how many upstream requests it made.
 
-use crate::graphql::context::{GatewayState, RequestCtx};
+use crate::graphql::context::GatewayState;
 use crate::graphql::{self, SchemaLimits};
 use async_graphql::dynamic::Schema;
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use std::sync::Arc;
-use std::time::Instant;
 
+pub mod graphql_http;
 pub mod ops;
+pub mod playground;
 
 /// What the routes share.
 #[derive(Clone)]
 pub struct AppState {
     pub schema: Schema,
     pub gateway: Arc<GatewayState>,
+    pub persisted_queries: graphql_http::apq::PersistedQueries,
 }
 
-/// Builds the gateway's router over `gateway`.
-pub fn app(gateway: Arc<GatewayState>, limits: &SchemaLimits) -> Result<Router, async_graphql::dynamic::SchemaError> {
+/// Builds the gateway's router over `gateway`, with a persisted-query cache of `apq_cache_bytes`.
+pub fn app(
+    gateway: Arc<GatewayState>,
+    limits: &SchemaLimits,
+    apq_cache_bytes: u64,
+) -> Result<Router, async_graphql::dynamic::SchemaError> {
     let schema = graphql::build_schema(Some(gateway.clone()), limits)?;
+    let persisted_queries = graphql_http::apq::PersistedQueries::new(apq_cache_bytes);
     Ok(Router::new()
-        .route("/graphql", get(graphql_handler).post(graphql_handler))
+        .route(
+            "/graphql",
+            get(graphql_http::graphql_get)
+                .post(graphql_http::graphql_post)
+                .layer(axum::middleware::from_fn(playground::page_for_browsers)),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .merge(ops::routes())
-        .with_state(AppState { schema, gateway }))
-}
-
-async fn graphql_handler(State(app): State<AppState>, headers: HeaderMap, req: GraphQLRequest) -> impl IntoResponse {
-    let started = Instant::now();
-    let authorization = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let (caller, records, children) = graphql::request_data(&app.gateway, RequestCtx::new(authorization));
-    let req = req.into_inner();
-    let operation = req.operation_name.clone().unwrap_or_else(|| "anonymous".into());
-    let upstream = caller.upstream_requests.clone();
-    let resp = app.schema.execute(req.data(caller).data(records).data(children)).await;
-    tracing::info!(
-        graphql.operation = %operation,
-        graphql.errors = resp.errors.len(),
-        upstream.requests = upstream.load(std::sync::atomic::Ordering::Relaxed),
-        duration_ms = started.elapsed().as_millis() as u64,
-        "graphql request"
-    );
-    GraphQLResponse::from(resp)
+        .merge(playground::routes())
+        .with_state(AppState {
+            schema,
+            gateway,
+            persisted_queries,
+        }))
 }
 
 /// How to run the gateway.
@@ -84,6 +78,8 @@ pub struct HttpConfig {
     pub cors_origins: Vec<String>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Bytes of query text the automatic-persisted-query cache holds; 0 switches APQ off.
+    pub apq_cache_bytes: u64,
 }
 
 impl Default for HttpConfig {
@@ -91,6 +87,7 @@ impl Default for HttpConfig {
         HttpConfig {
             cors_origins: Vec::new(),
             max_body_bytes: 1024 * 1024,
+            apq_cache_bytes: graphql_http::apq::DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -138,8 +135,7 @@ pub enum StartError {
 pub struct RunningGateway {
     pub addr: std::net::SocketAddr,
     pub state: Arc<GatewayState>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    serving: crate::serving::Serving,
 }
 
 impl RunningGateway {
@@ -149,11 +145,8 @@ impl RunningGateway {
     }
 
     /// Stops accepting connections and waits for in-flight requests.
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        let _ = self.task.await;
+    pub async fn stop(self) {
+        self.serving.stop().await;
     }
 }
 
@@ -183,7 +176,8 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
                 metrics.retry();
             }
         }));
-    let router = app(state.clone(), &config.limits).map_err(|e| StartError::Schema(e.to_string()))?;
+    let router = app(state.clone(), &config.limits, config.http.apq_cache_bytes)
+        .map_err(|e| StartError::Schema(e.to_string()))?;
     // Both: the extractor limit answers 413 for buffered bodies, the layer bounds streaming ones.
     let router = router
         .layer(axum::extract::DefaultBodyLimit::max(config.http.max_body_bytes))
@@ -200,19 +194,6 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
     let addr = listener
         .local_addr()
         .map_err(|source| StartError::Bind { addr: listen, source })?;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let served = axum::serve(listener, router).with_graceful_shutdown(async {
-            let _ = rx.await;
-        });
-        if let Err(e) = served.await {
-            tracing::error!(error = %e, "gateway server stopped");
-        }
-    });
-    Ok(RunningGateway {
-        addr,
-        state,
-        shutdown: Some(tx),
-        task,
-    })
+    let serving = crate::serving::Serving::spawn(listener, router, "gateway");
+    Ok(RunningGateway { addr, state, serving })
 }

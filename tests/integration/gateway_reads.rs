@@ -504,3 +504,36 @@ async fn an_upstream_without_the_entity_set_is_a_not_found_error() {
         .await;
     assert_eq!(v["errors"][0]["extensions"]["code"], "UPSTREAM_NOT_FOUND", "{v}");
 }
+
+#[tokio::test]
+async fn expand_pushdown_brings_the_canonical_query_to_one_request_with_the_same_data() {
+    let emu = Emu::start(ats_gateway::emulator::EmulatorConfig {
+        seed_size: 60,
+        ..Default::default()
+    });
+    let plain = Gateway::over(Emu {
+        root: emu.root.clone(),
+        admin: emu.admin.clone(),
+        _stop: emu._stop.clone(),
+    });
+    let pushed = Gateway::over_with(
+        emu,
+        ats_gateway::graphql::context::ReadConfig {
+            expand_pushdown: true,
+            ..Default::default()
+        },
+    );
+    for n in [10, 50] {
+        let (requests, with) = pushed.upstream_requests(pushed.query(CANONICAL, json!({"n": n}))).await;
+        assert!(with.get("errors").is_none(), "{with}");
+        assert_eq!(requests, 1, "{n} parents with $expand pushdown");
+        let without = plain.data(CANONICAL, json!({"n": n})).await;
+        assert_eq!(with["data"], without, "the same data either way");
+    }
+    // A filtered to-many relation is pushed down with its filter.
+    let q = "{ recruitingRequests(first: 20) { nodes { id positions(filter: {status: {eq: OPEN}}) { positionId status } } } }";
+    let (requests, with) = pushed.upstream_requests(pushed.query(q, json!({}))).await;
+    assert_eq!(requests, 1);
+    let without = plain.data(q, json!({})).await;
+    assert_eq!(with["data"], without);
+}

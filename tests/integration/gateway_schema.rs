@@ -1,6 +1,9 @@
-//! The exported SDL is checked in as `schema.graphql`; a drift fails with how to accept it.
+//! The exported SDL is checked in as `schema.graphql`; a drift fails with how to accept it. The
+//! schema can be introspected with the query tools send.
 
+use crate::harness::shared_gateway;
 use ats_gateway::model::model;
+use serde_json::json;
 
 const SCHEMA_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql");
 
@@ -65,4 +68,38 @@ fn schema_uses_the_documented_names() {
     for scalar in ["scalar UUID", "scalar Date", "scalar DateTime"] {
         assert!(sdl.contains(scalar));
     }
+}
+
+#[tokio::test]
+async fn the_standard_introspection_query_passes_the_default_depth_limit() {
+    // What GraphiQL's docs pane and most tools send: 15 fields deep, but introspection does not count.
+    let gw = shared_gateway();
+    let v = gw
+        .query(include_str!("fixtures/introspection-query.graphql"), json!({}))
+        .await;
+    let text = v.to_string();
+    assert!(v.get("errors").is_none(), "{}", &text[..text.len().min(500)]);
+    assert_eq!(v["data"]["__schema"]["queryType"]["name"], "Query");
+
+    // Data fields still count: the default limit is 12 levels.
+    let nested = |levels: usize| {
+        // recruitingRequests { nodes { positions { recruitingRequest { positions … { id } } } } },
+        // one position each, to stay under the cost limit.
+        let mut q = String::from("id");
+        for i in (0..levels - 3).rev() {
+            q = format!(
+                "{} {{ {q} }}",
+                if i % 2 == 0 {
+                    "positions(first: 1)"
+                } else {
+                    "recruitingRequest"
+                }
+            );
+        }
+        format!("{{ recruitingRequests(first: 1) {{ nodes {{ {q} }} }} }}")
+    };
+    let ok = gw.query(&nested(12), json!({})).await;
+    assert!(ok.get("errors").is_none(), "{ok}");
+    let deep = gw.query(&nested(13), json!({})).await;
+    assert_eq!(deep["errors"][0]["message"], "Query is nested too deep.", "{deep}");
 }

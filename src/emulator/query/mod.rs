@@ -28,7 +28,7 @@ mod lexer;
 mod like;
 mod options;
 mod sql;
-mod temporal;
+pub(crate) mod temporal;
 
 #[cfg(test)]
 mod tests;

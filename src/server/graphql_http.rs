@@ -1,0 +1,335 @@
+//! The GraphQL endpoint, as the GraphQL over HTTP specification describes it.
+//!
+//! - `media`: the response's media type from `Accept`, and which POST bodies we read.
+//! - `params`: the request's parameters from a JSON body or a URL query, checked for shape.
+//! - `apq`: automatic persisted queries (Apollo's protocol) over a bounded cache.
+//!
+//! How a request goes: negotiate the response type (`406` when the client accepts neither
+//! `application/graphql-response+json` nor `application/json`); read the parameters (POST:
+//! `application/json` only, else `415`; either method: `400` when not well-formed); find the query
+//! (`query`, or the persisted-query cache); refuse a mutation over GET (`405`, `Allow: POST`);
+//! execute with the caller and fresh loaders; answer with the status the media type calls for.
+//!
+//! | outcome                                   | `graphql-response+json` | `json` |
+//! |-------------------------------------------|-------------------------|--------|
+//! | executed (even with errors, even `data: null`) | 200                | 200    |
+//! | not executed: parse, validation, operation or variable errors (no `data` entry) | 400 | 200 |
+//! | persisted query not found                 | 404                     | 200    |
+//! | not a well-formed request                 | 400                     | 400    |
+
+pub mod apq;
+pub mod media;
+pub mod params;
+
+use super::AppState;
+use crate::graphql;
+use crate::graphql::context::RequestCtx;
+use crate::graphql::execution::Executed;
+use apq::ApqError;
+use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use media::ResponseMedia;
+use params::{Malformed, Params};
+use serde_json::json;
+use std::time::Instant;
+
+/// `GET /graphql?query=…`: queries only.
+pub async fn graphql_get(State(app): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let params = Params::from_url_query(query.as_deref().unwrap_or("")).map_err(Refusal::from);
+    serve(&app, &headers, Method::Get, params).await
+}
+
+/// `POST /graphql` with a JSON body.
+pub async fn graphql_post(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let params = match headers.get(header::CONTENT_TYPE).map(HeaderValue::to_str) {
+        Some(Ok(ct)) if media::is_json_request(ct) => Params::from_json_body(&body).map_err(Refusal::from),
+        Some(_) => Err(Refusal::unsupported_media_type(
+            "send the request as `application/json`",
+        )),
+        None => Err(Refusal::unsupported_media_type(
+            "the request has no `Content-Type`: send it as `application/json`",
+        )),
+    };
+    serve(&app, &headers, Method::Post, params).await
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Get,
+    Post,
+}
+
+/// Runs one request and logs one line for it.
+async fn serve(app: &AppState, headers: &HeaderMap, method: Method, params: Result<Params, Refusal>) -> Response {
+    let started = Instant::now();
+    let accept = headers.contains_key(header::ACCEPT).then(|| {
+        let values: Vec<&str> = headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        values.join(", ")
+    });
+    let (media, answer) = match media::negotiate(accept.as_deref()) {
+        Some(media) => (media, execute(app, headers, method, params).await),
+        // No media type the client reads: the refusal is written as plain JSON.
+        None => (ResponseMedia::Json, Answer::refused(Refusal::not_acceptable())),
+    };
+    tracing::info!(
+        graphql.operation = answer.operation.as_deref().unwrap_or("anonymous"),
+        graphql.errors = answer.errors,
+        upstream.requests = answer.upstream_requests,
+        http.status = answer.status(media).as_u16(),
+        duration_ms = started.elapsed().as_millis() as u64,
+        "graphql request"
+    );
+    answer.into_response(media)
+}
+
+/// Finds the query, checks the method, executes, and keeps a newly registered persisted query.
+async fn execute(app: &AppState, headers: &HeaderMap, method: Method, params: Result<Params, Refusal>) -> Answer {
+    let params = match params {
+        Ok(p) => p,
+        Err(refusal) => return Answer::refused(refusal),
+    };
+    let operation = params.operation_name.clone();
+    let resolved = match app
+        .persisted_queries
+        .resolve(params.query, params.extensions.as_ref())
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return Answer::refused(Refusal::from(e)).named(operation),
+    };
+    // Parsed here to find the operation; handed over so that the schema does not parse again.
+    let mut document = None;
+    if method == Method::Get {
+        if let Ok(parsed) = async_graphql::parser::parse_query(&resolved.query) {
+            if is_mutation(&parsed, operation.as_deref()) {
+                return Answer::refused(Refusal::mutation_over_get()).named(operation);
+            }
+            document = Some(parsed);
+        }
+    }
+    let to_register = resolved.register.map(|hash| (hash, resolved.query.clone()));
+    let mut request = async_graphql::Request::new(resolved.query);
+    if let Some(document) = document {
+        request.set_parsed_query(document);
+    }
+    if let Some(name) = &operation {
+        request = request.operation_name(name);
+    }
+    if let Some(variables) = params.variables {
+        request = request.variables(async_graphql::Variables::from_json(variables.into()));
+    }
+    if let Some(extensions) = params.extensions {
+        request.extensions = async_graphql::Extensions(
+            extensions
+                .into_iter()
+                .filter_map(|(k, v)| async_graphql::Value::from_json(v).ok().map(|v| (k, v)))
+                .collect(),
+        );
+    }
+
+    let authorization = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let (caller, records, children) = graphql::request_data(&app.gateway, RequestCtx::new(authorization));
+    let upstream = caller.upstream_requests.clone();
+    let executed = Executed::default();
+    let request = request.data(caller).data(records).data(children).data(executed.clone());
+    let response = app.schema.execute(request).await;
+    let executed = executed.get();
+    // Kept only once it ran: a document that does not parse or validate takes no room.
+    if let (Some((hash, query)), true) = (to_register, executed) {
+        app.persisted_queries.register(hash, &query).await;
+    }
+    Answer {
+        operation,
+        errors: response.errors.len(),
+        upstream_requests: upstream.load(std::sync::atomic::Ordering::Relaxed),
+        body: Body::Graphql { response, executed },
+    }
+}
+
+/// Whether the operation that `operation_name` picks out of `document` is a mutation. `false`
+/// when it picks none: the schema then reports why.
+fn is_mutation(document: &ExecutableDocument, operation_name: Option<&str>) -> bool {
+    let operation = match (&document.operations, operation_name) {
+        (DocumentOperations::Single(op), None) => Some(op),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
+        _ => None,
+    };
+    operation.is_some_and(|op| op.node.ty == OperationType::Mutation)
+}
+
+/// What the endpoint answers, and what its log line says.
+struct Answer {
+    operation: Option<String>,
+    errors: usize,
+    upstream_requests: u64,
+    body: Body,
+}
+
+enum Body {
+    /// The schema's response. Without `executed` the operation never ran (it did not parse or
+    /// validate, or named no operation), and the body has no `data` entry.
+    Graphql {
+        response: async_graphql::Response,
+        executed: bool,
+    },
+    Refused(Refusal),
+}
+
+impl Answer {
+    fn refused(refusal: Refusal) -> Answer {
+        Answer {
+            operation: None,
+            errors: 1,
+            upstream_requests: 0,
+            body: Body::Refused(refusal),
+        }
+    }
+
+    fn named(mut self, operation: Option<String>) -> Answer {
+        self.operation = operation;
+        self
+    }
+
+    fn status(&self, media: ResponseMedia) -> StatusCode {
+        match (&self.body, media) {
+            (Body::Graphql { executed: true, .. }, _) => StatusCode::OK,
+            (Body::Graphql { executed: false, .. }, ResponseMedia::GraphqlResponseJson) => StatusCode::BAD_REQUEST,
+            (Body::Graphql { executed: false, .. }, ResponseMedia::Json) => StatusCode::OK,
+            (Body::Refused(r), ResponseMedia::GraphqlResponseJson) => r.status,
+            (Body::Refused(r), ResponseMedia::Json) => r.legacy_status,
+        }
+    }
+
+    fn into_response(self, media: ResponseMedia) -> Response {
+        let status = self.status(media);
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media.content_type()));
+        let body = match self.body {
+            Body::Graphql { response, executed } => {
+                let mut body = serde_json::to_value(&response).unwrap_or_else(|_| json!({}));
+                if !executed {
+                    if let Some(body) = body.as_object_mut() {
+                        body.remove("data");
+                    }
+                }
+                if executed && response.is_ok() {
+                    if let Some(value) = response
+                        .cache_control
+                        .value()
+                        .and_then(|v| HeaderValue::from_str(&v).ok())
+                    {
+                        headers.insert(header::CACHE_CONTROL, value);
+                    }
+                }
+                headers.extend(response.http_headers);
+                body
+            }
+            Body::Refused(refusal) => {
+                if refusal.allow_post {
+                    headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
+                }
+                json!({"errors": [{"message": refusal.message, "extensions": {"code": refusal.code}}]})
+            }
+        };
+        (status, headers, body.to_string()).into_response()
+    }
+}
+
+/// A request refused before any operation ran, with the status it gets under each media type.
+#[derive(Debug)]
+struct Refusal {
+    /// Under `application/graphql-response+json`.
+    status: StatusCode,
+    /// Under `application/json`: `200` when the request was well-formed, as with the schema's
+    /// request errors.
+    legacy_status: StatusCode,
+    /// The error's `extensions.code`.
+    code: &'static str,
+    message: String,
+    /// Answer with `Allow: POST`.
+    allow_post: bool,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            legacy_status: status,
+            code,
+            message: message.into(),
+            allow_post: false,
+        }
+    }
+
+    fn not_acceptable() -> Refusal {
+        Refusal::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "NOT_ACCEPTABLE",
+            "the client accepts neither application/graphql-response+json nor application/json",
+        )
+    }
+
+    fn unsupported_media_type(message: &str) -> Refusal {
+        Refusal::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE", message)
+    }
+
+    fn mutation_over_get() -> Refusal {
+        Refusal {
+            allow_post: true,
+            ..Refusal::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                "mutations are not run over GET: send them with POST",
+            )
+        }
+    }
+}
+
+impl From<Malformed> for Refusal {
+    fn from(Malformed(message): Malformed) -> Refusal {
+        Refusal::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+    }
+}
+
+impl From<ApqError> for Refusal {
+    fn from(e: ApqError) -> Refusal {
+        // The messages and codes are those Apollo clients look for.
+        match e {
+            ApqError::MissingQuery => Refusal::from(Malformed("the request has no `query`".into())),
+            ApqError::Malformed(message) => Refusal::from(Malformed(message)),
+            ApqError::HashMismatch => Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "PERSISTED_QUERY_HASH_MISMATCH",
+                "provided sha does not match query",
+            ),
+            ApqError::NotSupported => Refusal {
+                legacy_status: StatusCode::OK,
+                ..Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    "PERSISTED_QUERY_NOT_SUPPORTED",
+                    "PersistedQueryNotSupported",
+                )
+            },
+            // Not 400: older Apollo clients switch persisted queries off for good on a 400.
+            ApqError::NotFound => Refusal {
+                legacy_status: StatusCode::OK,
+                ..Refusal::new(
+                    StatusCode::NOT_FOUND,
+                    "PERSISTED_QUERY_NOT_FOUND",
+                    "PersistedQueryNotFound",
+                )
+            },
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! Serving an axum router in the background with graceful shutdown: shared by the emulator and
+//! the gateway, each of which is started in-process by `cargo run`, the tests and the benchmarks.
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A router being served; `stop` refuses new connections and waits for in-flight requests.
+pub struct Serving {
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Serving {
+    /// Serves `router` on `listener` until [`Serving::stop`]; `name` labels the error log.
+    pub fn spawn(listener: TcpListener, router: axum::Router, name: &'static str) -> Serving {
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, router).with_graceful_shutdown(async {
+                let _ = rx.await;
+            });
+            if let Err(e) = served.await {
+                tracing::error!(server = name, error = %e, "server stopped");
+            }
+        });
+        Serving {
+            shutdown: Some(tx),
+            task,
+        }
+    }
+
+    /// Stops accepting connections and waits for the requests in flight.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = self.task.await;
+    }
+}
