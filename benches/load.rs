@@ -72,12 +72,31 @@ async fn run_one(client: &reqwest::Client, r: &Req) -> bool {
         Req::GraphQl(url, body) => client.post(url).json(body).send().await,
     };
     match resp {
-        Ok(r) if r.status().is_success() => match r.bytes().await {
-            Ok(b) => !b.windows(9).any(|w| w == b"\"errors\":"),
+        Ok(r) if r.status().is_success() => match r.json::<Value>().await {
+            Ok(v) => graphql_ok(&v),
             Err(_) => false,
         },
         _ => false,
     }
+}
+
+/// A response without GraphQL errors and without errors in a mutation payload (OData bodies have
+/// neither).
+fn graphql_ok(v: &Value) -> bool {
+    if v.get("errors")
+        .is_some_and(|e| !e.as_array().is_some_and(|a| a.is_empty()))
+    {
+        return false;
+    }
+    let payload_errors = v.get("data").and_then(Value::as_object).is_some_and(|d| {
+        d.values().any(|field| {
+            field
+                .get("errors")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty())
+        })
+    });
+    !payload_errors
 }
 
 async fn drive(op: &Op, concurrency: usize, duration: Duration) -> Stats {
