@@ -55,6 +55,12 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
+    /// Counts one upstream request made for this request (for its log line).
+    pub fn count_upstream(&self) {
+        self.upstream_requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn new(authorization: Option<String>) -> Self {
         let identity = crate::emulator::faults::caller_identity(authorization.as_deref());
         RequestCtx {
@@ -129,6 +135,21 @@ impl GatewayState {
         }
     }
 
+    /// Sends one write upstream with the caller's credentials, counting it for the request.
+    pub async fn send_write(
+        &self,
+        rq: &RequestCtx,
+        method: crate::odata::Method,
+        url: &str,
+        body: &serde_json::Value,
+        representation: bool,
+    ) -> Result<crate::odata::WriteResult, UpstreamError> {
+        rq.count_upstream();
+        self.upstream
+            .send_write(method, url, body, rq.authorization.as_deref(), representation)
+            .await
+    }
+
     /// Fetches every page of a query (following `@odata.nextLink`), refusing more than `limit` rows
     /// rather than truncating them silently.
     pub async fn get_all(
@@ -191,7 +212,7 @@ impl GatewayState {
         page_size: Option<usize>,
     ) -> Result<Page, UpstreamError> {
         if !entity.reference_data {
-            rq.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            rq.count_upstream();
             return self
                 .upstream
                 .get_page(url, rq.authorization.as_deref(), page_size)
@@ -203,7 +224,7 @@ impl GatewayState {
             .reference_cache
             .try_get_with(key, async {
                 missed.store(true, std::sync::atomic::Ordering::Relaxed);
-                rq.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                rq.count_upstream();
                 self.upstream
                     .get_page(url, rq.authorization.as_deref(), page_size)
                     .await

@@ -275,16 +275,8 @@ fn create_field(e: &'static Entity) -> Field {
                         })
                     }
                 };
-                rq.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 match st
-                    .upstream
-                    .send_write(
-                        Method::POST,
-                        &e.entity_set,
-                        &Json::Object(body),
-                        rq.authorization.as_deref(),
-                        true,
-                    )
+                    .send_write(rq, Method::POST, &e.entity_set, &Json::Object(body), true)
                     .await
                 {
                     Ok(w) => {
@@ -344,14 +336,12 @@ fn update_field(e: &'static Entity) -> Field {
                         })
                     }
                 };
-                rq.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 match st
-                    .upstream
                     .send_write(
+                        rq,
                         Method::PATCH,
                         &format!("{}({id})", e.entity_set),
                         &Json::Object(body),
-                        rq.authorization.as_deref(),
                         false,
                     )
                     .await
@@ -398,14 +388,12 @@ fn delete_field(e: &'static Entity) -> Field {
                         })
                     }
                 };
-                rq.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 match st
-                    .upstream
                     .send_write(
+                        rq,
                         Method::DELETE,
                         &format!("{}({id})", e.entity_set),
                         &Json::Null,
-                        rq.authorization.as_deref(),
                         false,
                     )
                     .await

@@ -83,7 +83,7 @@ pub async fn look(state: &GatewayState, rq: &RequestCtx, probe: Option<&Probe>) 
     let Some(probe) = probe else {
         return Found::CannotTell("no look-up was prepared for this submission".into());
     };
-    rq.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    rq.count_upstream();
     let page = match state
         .upstream
         .get_page(&probe.url, rq.authorization.as_deref(), None)

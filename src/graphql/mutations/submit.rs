@@ -357,7 +357,7 @@ pub async fn validate(
         if let Some(url) = &probe_url {
             parts.push(BatchRequestItem::Request(state.upstream.batch_get_part(url, None)));
         }
-        rq.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        rq.count_upstream();
         match state.upstream.batch(parts, rq.authorization.as_deref(), true).await {
             Ok(mut responses) => {
                 let probe_response = match probe_url {
@@ -547,7 +547,7 @@ async fn write_batch(
         ));
         paths.push(d.path.clone());
     }
-    rq.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    rq.count_upstream();
     let responses = up
         .batch_with(
             vec![BatchRequestItem::ChangeSet(parts)],
@@ -621,7 +621,7 @@ async fn write_deep(
         shape.person_relation.navigation_property.clone(),
         Json::Object(person_body),
     );
-    rq.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    rq.count_upstream();
     let w = state
         .upstream
         .send_write_with(
@@ -653,7 +653,7 @@ async fn write_flat(state: &GatewayState, rq: &RequestCtx, plan: Plan) -> Result
         let party_number = match (&plan.person, &plan.party_number) {
             (Some(p), _) => {
                 step += 1;
-                rq.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                rq.count_upstream();
                 let w = up
                     .send_write(
                         Method::POST,
@@ -698,7 +698,7 @@ async fn write_flat(state: &GatewayState, rq: &RequestCtx, plan: Plan) -> Result
         let person_ref = PersonRef::PartyNumber(party_number);
         step += 1;
         let body = linked(plan.candidate.body.clone(), shape.person_relation, &person_ref);
-        rq.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        rq.count_upstream();
         let w = up
             .send_write(
                 Method::POST,
@@ -720,7 +720,7 @@ async fn write_flat(state: &GatewayState, rq: &RequestCtx, plan: Plan) -> Result
                 .map(|(_, _, b)| *b)
                 .expect("detail of the shape");
             let body = linked(d.body.clone(), back, &person_ref);
-            rq.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            rq.count_upstream();
             let w = up
                 .send_write(Method::POST, &d.entity.entity_set, &Json::Object(body), auth, false)
                 .await
@@ -742,7 +742,7 @@ async fn write_flat(state: &GatewayState, rq: &RequestCtx, plan: Plan) -> Result
             // Compensate: delete what was created, newest first (details before the candidate
             // before the person, which is the order the upstream accepts deletes in).
             for (entity, id) in created.iter().rev() {
-                rq.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                rq.count_upstream();
                 if let Err(d) = up
                     .send_write(
                         Method::DELETE,
