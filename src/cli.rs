@@ -304,6 +304,15 @@ pub struct EmulatorArgs {
     /// Share of requests processed (writes committed) whose response is then lost (0.0–1.0).
     #[arg(long, env = "ATS_GATEWAY_EMULATOR_LOST_RESPONSE_RATE", default_value_t = 0.0)]
     pub lost_response_rate: f64,
+    /// Require an `Authorization: Bearer` token from the emulator's own token endpoint
+    /// (`/{tenant}/oauth2/v2.0/token`) on the OData routes, as Dataverse does. The token endpoint
+    /// knows one application, `ats-gateway` with secret `emulator-only-secret`, and the users
+    /// alice, bob and carol with password `demo`.
+    #[arg(long, env = "ATS_GATEWAY_EMULATOR_REQUIRE_AUTH", default_value_t = false, action = clap::ArgAction::Set)]
+    pub require_auth: bool,
+    /// Lifetime of the tokens the emulator issues.
+    #[arg(long, env = "ATS_GATEWAY_EMULATOR_TOKEN_LIFETIME", default_value = "1h", value_parser = duration)]
+    pub token_lifetime: std::time::Duration,
 }
 
 impl EmulatorArgs {
@@ -313,6 +322,11 @@ impl EmulatorArgs {
             seed: self.seed,
             seed_size: self.seed_size,
             progress: true,
+            auth: emulator::auth::AuthConfig {
+                required: self.require_auth,
+                token_lifetime: self.token_lifetime,
+                ..Default::default()
+            },
             faults: Faults {
                 latency_ms: self.latency_ms,
                 error_rate: self.error_rate,

@@ -6,7 +6,6 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -105,11 +104,7 @@ pub struct FaultState {
 pub fn caller_identity(authorization: Option<&str>) -> String {
     match authorization {
         None => "anonymous".to_string(),
-        Some(a) => {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            a.hash(&mut h);
-            format!("caller-{:016x}", h.finish())
-        }
+        Some(a) => format!("caller-{}", crate::secret::fingerprint(a)),
     }
 }
 

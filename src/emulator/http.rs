@@ -20,6 +20,7 @@ const BODY_LIMIT: usize = 32 * 1024 * 1024;
 pub struct EmulatorState {
     pub service: Service,
     pub faults: FaultState,
+    pub authority: super::auth::Authority,
 }
 
 /// The emulator's router.
@@ -28,6 +29,13 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
         .route("/_emulator/stats", get(stats))
         .route("/_emulator/stats/reset", post(reset_stats))
         .route("/_emulator/faults", get(get_faults).put(put_faults))
+        .route("/_emulator/auth/expire", post(expire_tokens))
+        .route("/{tenant}/oauth2/v2.0/token", post(token))
+        .route("/{tenant}/discovery/v2.0/keys", get(jwks))
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            get(openid_configuration),
+        )
         .route("/api/data/v9.2", get(odata).post(odata))
         .route("/api/data/v9.2/", get(odata).post(odata))
         .route(
@@ -54,11 +62,13 @@ async fn not_found(uri: Uri) -> Response {
 async fn stats(State(s): State<Arc<EmulatorState>>) -> impl IntoResponse {
     let mut v = serde_json::to_value(s.faults.counts()).unwrap_or_default();
     v["writes"] = s.service.writes.load(std::sync::atomic::Ordering::Relaxed).into();
+    v["auth"] = s.authority.stats();
     Json(v)
 }
 
 async fn reset_stats(State(s): State<Arc<EmulatorState>>) -> StatusCode {
     s.faults.reset_counts();
+    s.authority.reset_stats();
     s.service.writes.store(0, std::sync::atomic::Ordering::Relaxed);
     StatusCode::NO_CONTENT
 }
@@ -76,6 +86,89 @@ async fn put_faults(State(s): State<Arc<EmulatorState>>, body: Bytes) -> Respons
         }
         Err(e) => (StatusCode::BAD_REQUEST, format!("invalid faults: {e}")).into_response(),
     }
+}
+
+/// `http://host:port` of a request, from its `Host` header.
+fn origin(headers: &HeaderMap) -> String {
+    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+async fn expire_tokens(State(s): State<Arc<EmulatorState>>) -> StatusCode {
+    s.authority.expire_all();
+    tracing::info!("emulator: every resource token issued so far is now expired");
+    StatusCode::NO_CONTENT
+}
+
+/// Entra's token endpoint (see [`super::auth`]).
+async fn token(
+    State(s): State<Arc<EmulatorState>>,
+    axum::extract::Path(tenant): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form: std::collections::BTreeMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
+    let issuer = format!("{}/{tenant}/v2.0", origin(&headers));
+    let (status, body) = match s.authority.token(&form, &issuer, &tenant) {
+        Ok(t) => (200, serde_json::to_value(t).unwrap_or_default()),
+        Err(r) => {
+            tracing::info!(error = r.error, description = %r.description, "emulator: token request refused");
+            let code: u64 = r
+                .description
+                .strip_prefix("AADSTS")
+                .and_then(|d| d.split(':').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            (
+                r.status,
+                serde_json::json!({
+                    "error": r.error,
+                    "error_description": r.description,
+                    "error_codes": [code],
+                    "trace_id": uuid::Uuid::new_v4().to_string(),
+                    "correlation_id": uuid::Uuid::new_v4().to_string(),
+                }),
+            )
+        }
+    };
+    Response::builder()
+        .status(status)
+        .header("Content-Type", "application/json; charset=utf-8")
+        .header("Cache-Control", "no-store, no-cache")
+        .body(Body::from(body.to_string()))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+async fn jwks(State(s): State<Arc<EmulatorState>>) -> impl IntoResponse {
+    Json(s.authority.jwks().clone())
+}
+
+async fn openid_configuration(
+    axum::extract::Path(tenant): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> impl IntoResponse {
+    let base = origin(&headers);
+    Json(serde_json::json!({
+        "issuer": format!("{base}/{tenant}/v2.0"),
+        "token_endpoint": format!("{base}/{tenant}/oauth2/v2.0/token"),
+        "jwks_uri": format!("{base}/{tenant}/discovery/v2.0/keys"),
+        "grant_types_supported": ["client_credentials", "password", "urn:ietf:params:oauth:grant-type:jwt-bearer"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+    }))
+}
+
+/// Dataverse's answer to a request without a valid token: 401, an empty body, and where to get one.
+fn unauthorized(origin: &str, refusal: &super::auth::Refusal) -> Response {
+    let challenge = format!(
+        "Bearer authorization_uri=\"{origin}/common/oauth2/authorize\", resource_id=\"{origin}/\", error=\"{}\", error_description=\"{}\"",
+        refusal.error,
+        refusal.description.replace('"', "'")
+    );
+    let mut r = StatusCode::UNAUTHORIZED.into_response();
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        r.headers_mut().insert("WWW-Authenticate", v);
+    }
+    r
 }
 
 async fn odata(
@@ -99,7 +192,19 @@ async fn odata(
     } else {
         segment
     };
-    let caller = caller_identity(headers.get("authorization").and_then(|v| v.to_str().ok()));
+    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
+    let caller = if s.authority.required() {
+        let origin = origin(&headers);
+        match s.authority.check_bearer(authorization, &origin) {
+            Ok(claims) => claims.identity(),
+            Err(refusal) => {
+                tracing::info!(http.path = %path, reason = %refusal.description, "emulator: request refused (401)");
+                return unauthorized(&origin, &refusal);
+            }
+        }
+    } else {
+        caller_identity(authorization)
+    };
     tracing::debug!(http.method = %method, http.path = %path, http.query = uri.query().unwrap_or(""), caller = %caller, "emulator request");
     let latency = s.faults.faults().latency_ms;
     let verdict = s.faults.admit(&segment, &caller);

@@ -7,9 +7,11 @@
 //! - `write`: create (deep insert, `@odata.bind`, implicit person), update, delete.
 //! - `metadata`: service document, CSDL `$metadata`, option-set definitions.
 //! - `service`: dispatch of one OData request; `batch_exec`: `$batch` and change sets.
+//! - `auth`: the token endpoint (Entra's grants) and bearer checking.
 //! - `faults`: service protection (429), injected latency / 5xx / drops, request counters.
 //! - `http`: the axum routes; `seed`: deterministic demo data; `ids`: F&O-style identifiers.
 
+pub mod auth;
 pub mod batch_exec;
 pub mod error;
 pub mod faults;
@@ -51,6 +53,8 @@ pub struct EmulatorConfig {
     pub faults: Faults,
     /// Show a progress bar while seeding large data sets.
     pub progress: bool,
+    /// Token endpoint and bearer checking.
+    pub auth: auth::AuthConfig,
 }
 
 impl Default for EmulatorConfig {
@@ -61,6 +65,7 @@ impl Default for EmulatorConfig {
             seed_size: 200,
             faults: Faults::default(),
             progress: false,
+            auth: auth::AuthConfig::default(),
         }
     }
 }
@@ -77,6 +82,8 @@ pub fn build(config: &EmulatorConfig) -> Result<Arc<http::EmulatorState>, error:
             writes: Default::default(),
         },
         faults: FaultState::new(config.faults.clone()),
+        authority: auth::Authority::new(config.auth.clone())
+            .map_err(|e| error::ODataError::new(500, error::codes::SERVER, e))?,
     }))
 }
 
