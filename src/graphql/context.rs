@@ -44,9 +44,11 @@ impl Default for ReadConfig {
 /// Who is calling: the credentials forwarded upstream and a stable identity derived from them.
 #[derive(Debug, Clone)]
 pub struct RequestCtx {
-    /// The `Authorization` value to send upstream, if any. Never logged.
+    /// The caller's `Authorization` value (the upstream auth mode decides what goes upstream).
+    /// Never logged.
     pub authorization: Option<String>,
-    /// A non-reversible name for the caller, used to partition caches.
+    /// The authenticated caller (or a fingerprint of its credentials), partitioning caches and
+    /// idempotency keys. Holds no credential.
     pub identity: String,
     /// Upstream requests this request caused (cache hits included), for its log line.
     pub upstream_requests: Arc<std::sync::atomic::AtomicU64>,
@@ -61,8 +63,9 @@ impl RequestCtx {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
-    pub fn new(authorization: Option<String>) -> Self {
-        let identity = crate::emulator::faults::caller_identity(authorization.as_deref());
+    /// A request from the caller `identity` (see [`crate::server::auth`]), whose `Authorization`
+    /// value goes upstream in the pass-through and on-behalf-of modes.
+    pub fn new(authorization: Option<String>, identity: String) -> Self {
         RequestCtx {
             authorization,
             identity,

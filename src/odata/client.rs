@@ -5,8 +5,11 @@
 //! Every exchange goes through [`super::resilience`]: a deadline, retries by [`RetryPolicy`],
 //! slots per caller identity and the circuit breaker (see that module for the rules).
 //!
-//! The `Authorization` value of the GraphQL caller is forwarded as given, marked sensitive (so
-//! HTTP-level debug logs redact it) and never logged or put in an error. Absolute URLs (next
+//! The `Authorization` header each call carries comes from [`super::auth::TokenSource`] (by the
+//! upstream auth mode: none, the caller's own, an application token, an on-behalf-of token); it
+//! is marked sensitive (so HTTP-level debug logs redact it) and never logged or put in an error.
+//! A 401 from the upstream makes one token refresh and one more attempt (the upstream did nothing
+//! with a request it refused to authenticate, so even a write may go again). Absolute URLs (next
 //! links) are only followed to the configured service root's origin, so a forged next link cannot
 //! send the caller's token elsewhere.
 
@@ -41,6 +44,8 @@ pub struct UpstreamConfig {
     pub user_agent: String,
     /// Retries, concurrency per caller, circuit breaker.
     pub resilience: ResilienceConfig,
+    /// How calls authenticate.
+    pub auth: super::auth::UpstreamAuth,
 }
 
 impl UpstreamConfig {
@@ -54,6 +59,7 @@ impl UpstreamConfig {
             connect_timeout: Duration::from_secs(10),
             user_agent: concat!("ats-gateway/", env!("CARGO_PKG_VERSION")).to_string(),
             resilience: ResilienceConfig::default(),
+            auth: super::auth::UpstreamAuth::None,
         }
     }
 }
@@ -69,6 +75,7 @@ pub struct Upstream {
     observer: std::sync::OnceLock<ObserverSlot>,
     breaker: CircuitBreaker,
     gates: Gates,
+    tokens: super::auth::TokenSource,
 }
 
 /// Holds the observer; `Debug` says only whether one is set.
@@ -133,6 +140,7 @@ impl Upstream {
             .map_err(|e| UpstreamError::from_transport(e, false))?;
         let r = &config.resilience;
         Ok(Upstream {
+            tokens: super::auth::TokenSource::new(config.auth.clone(), http.clone()),
             http,
             breaker: CircuitBreaker::new(r.breaker_threshold, r.breaker_cooldown),
             gates: Gates::new(r.concurrency_per_identity),
@@ -151,6 +159,11 @@ impl Upstream {
     /// The circuit breaker's state (for `/readyz`).
     pub fn circuit(&self) -> CircuitState {
         self.breaker.state()
+    }
+
+    /// The upstream credentials (mode, token requests).
+    pub fn tokens(&self) -> &super::auth::TokenSource {
+        &self.tokens
     }
 
     /// HTTP requests sent so far (a `$batch` is one; each retry is one).
@@ -242,16 +255,8 @@ impl Upstream {
             // Avoids stale cached collection expands (contract §2, §12).
             headers.insert("if-none-match", HeaderValue::from_static("null"));
         }
-        if let Some(auth) = auth {
-            let mut v = HeaderValue::from_str(auth).map_err(|_| {
-                UpstreamError::not_sent(
-                    UpstreamErrorKind::Unauthorized,
-                    "the Authorization value is not a valid HTTP header value",
-                )
-            })?;
-            v.set_sensitive(true);
-            headers.insert(AUTHORIZATION, v);
-        }
+        let mut credential = self.credential(auth, deadline).await?;
+        set_authorization(&mut headers, &credential)?;
         for (name, value) in extra {
             let name = HeaderName::from_bytes(name.as_bytes()).expect("header names here are constants");
             let value = HeaderValue::from_str(value).expect("header values here are built from ASCII");
@@ -271,9 +276,10 @@ impl Upstream {
                 ),
             )
         })?;
-        let gate = self.gates.gate(auth);
+        let gate = self.gates.gate(&credential.identity);
         let cfg = &self.config.resilience;
         let (mut retries, mut throttled) = (0u32, 0u32);
+        let mut refreshed = false;
         let mut held = None;
         for attempt in 1.. {
             let entered = match held.take() {
@@ -299,6 +305,21 @@ impl Upstream {
                 admission.finish(Health::Healthy);
                 return outcome;
             };
+            if err.status == Some(401) && !refreshed && self.tokens.can_refresh() {
+                // An expired or revoked token: one new token, one more attempt.
+                refreshed = true;
+                drop(permit);
+                self.tokens.rejected(&credential).await;
+                match self.credential(auth, deadline).await {
+                    Ok(c) => credential = c,
+                    Err(e) => {
+                        admission.finish(Health::Neutral);
+                        return Err(e);
+                    }
+                }
+                set_authorization(&mut headers, &credential)?;
+                continue;
+            }
             let throttle = match err.kind {
                 UpstreamErrorKind::Throttled { retry_after } => Some(retry_after),
                 _ => None,
@@ -342,6 +363,21 @@ impl Upstream {
             tokio::time::sleep(wait).await;
         }
         unreachable!("the attempts loop returns")
+    }
+
+    /// The credential for a call, obtained within the deadline.
+    async fn credential(
+        &self,
+        caller: Option<&str>,
+        deadline: Instant,
+    ) -> Result<super::auth::Credential, UpstreamError> {
+        match tokio::time::timeout_at(deadline, self.tokens.credential(caller)).await {
+            Ok(result) => result,
+            Err(_) => Err(UpstreamError::not_sent(
+                UpstreamErrorKind::Timeout,
+                "no upstream token could be obtained before the deadline",
+            )),
+        }
     }
 
     /// One attempt: send and read the whole body. It is not cut off at the deadline: the
@@ -548,6 +584,22 @@ impl Upstream {
         let set = first_segment(&self.config.service_root, &url);
         response::write_result(raw.status, raw.header("odata-entityid"), &raw.body, &set)
     }
+}
+
+/// Puts the credential's `Authorization` header (marked sensitive) on a request, or none.
+fn set_authorization(headers: &mut HeaderMap, credential: &super::auth::Credential) -> Result<(), UpstreamError> {
+    headers.remove(AUTHORIZATION);
+    if let Some(value) = &credential.header {
+        let mut v = HeaderValue::from_str(value.expose()).map_err(|_| {
+            UpstreamError::not_sent(
+                UpstreamErrorKind::Unauthorized,
+                "the Authorization value is not a valid HTTP header value",
+            )
+        })?;
+        v.set_sensitive(true);
+        headers.insert(AUTHORIZATION, v);
+    }
+    Ok(())
 }
 
 /// The first path segment after the service root (`mshr_x` from `.../mshr_x(id)?$select=a`).

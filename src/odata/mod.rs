@@ -20,6 +20,7 @@
 //!
 //! Entity and property names never appear in this code: they all come from [`crate::model`].
 
+pub mod auth;
 pub mod batch_calls;
 pub mod client;
 pub mod error;
@@ -33,6 +34,7 @@ pub mod response;
 #[cfg(test)]
 mod tests;
 
+pub use auth::{EntraApp, UpstreamAuth};
 pub use client::{Upstream, UpstreamConfig, MAX_PAGE_SIZE};
 pub use error::{Delivery, UpstreamError, UpstreamErrorKind};
 pub use filter::{compile, compile_with_labels, CmpOp, Filter, FilterError, Literal, StrFunc};

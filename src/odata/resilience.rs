@@ -372,7 +372,8 @@ impl Gate {
     }
 }
 
-/// The gates of all caller identities (a hash of the credentials; `None` is one identity too).
+/// The gates of all upstream identities (the application, a user, a fingerprint of a forwarded
+/// token: see [`super::auth::Credential`]).
 #[derive(Debug)]
 pub struct Gates {
     per_identity: usize,
@@ -390,10 +391,10 @@ impl Gates {
         }
     }
 
-    /// The gate of the identity behind `auth`.
-    pub fn gate(&self, auth: Option<&str>) -> Arc<Gate> {
+    /// The gate of an upstream identity.
+    pub fn gate(&self, identity: &str) -> Arc<Gate> {
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        auth.hash(&mut h);
+        identity.hash(&mut h);
         let key = h.finish();
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(g) = map.get(&key) {
@@ -514,11 +515,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn gates_queue_per_identity_and_honour_pauses() {
         let gates = Gates::new(2);
-        let alice = gates.gate(Some("Bearer a"));
+        let alice = gates.gate("alice");
         let deadline = Instant::now() + Duration::from_secs(5);
         let p1 = alice.enter(deadline).await.unwrap();
         let _p2 = alice.enter(deadline).await.unwrap();
-        let bob = gates.gate(Some("Bearer b"));
+        let bob = gates.gate("bob");
         let _b = bob.enter(deadline).await.expect("another identity has its own slots");
         let e = alice
             .enter(Instant::now() + Duration::from_millis(50))
@@ -531,7 +532,7 @@ mod tests {
         bob.pause(Instant::now() + Duration::from_secs(60));
         let e = bob.enter(deadline).await.unwrap_err();
         assert!(e.message.contains("throttles this caller"), "{}", e.message);
-        let carol = gates.gate(None);
+        let carol = gates.gate("carol");
         carol.pause(Instant::now() + Duration::from_secs(1));
         let started = Instant::now();
         let _c = carol.enter(deadline).await.unwrap();

@@ -80,6 +80,7 @@ async fn serve(app: &AppState, headers: &HeaderMap, method: Method, params: Resu
     };
     tracing::info!(
         graphql.operation = answer.operation.as_deref().unwrap_or("anonymous"),
+        caller = answer.caller.as_deref().unwrap_or("-"),
         graphql.errors = answer.errors,
         upstream.requests = answer.upstream_requests,
         http.status = answer.status(media).as_u16(),
@@ -91,6 +92,11 @@ async fn serve(app: &AppState, headers: &HeaderMap, method: Method, params: Resu
 
 /// Finds the query, checks the method, executes, and keeps a newly registered persisted query.
 async fn execute(app: &AppState, headers: &HeaderMap, method: Method, params: Result<Params, Refusal>) -> Answer {
+    // Who is calling comes first: a refused caller learns nothing else.
+    let caller = match app.callers.authenticate(headers).await {
+        Ok(c) => c,
+        Err(e) => return Answer::refused(Refusal::unauthenticated(e)),
+    };
     let params = match params {
         Ok(p) => p,
         Err(refusal) => return Answer::refused(refusal),
@@ -134,11 +140,9 @@ async fn execute(app: &AppState, headers: &HeaderMap, method: Method, params: Re
         );
     }
 
-    let authorization = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let (caller, records, children) = graphql::request_data(&app.gateway, RequestCtx::new(authorization));
+    let identity = caller.identity.clone();
+    let (caller, records, children) =
+        graphql::request_data(&app.gateway, RequestCtx::new(caller.authorization, caller.identity));
     let upstream = caller.upstream_requests.clone();
     let executed = Executed::default();
     let request = request.data(caller).data(records).data(children).data(executed.clone());
@@ -150,6 +154,7 @@ async fn execute(app: &AppState, headers: &HeaderMap, method: Method, params: Re
     }
     Answer {
         operation,
+        caller: Some(identity),
         errors: response.errors.len(),
         upstream_requests: upstream.load(std::sync::atomic::Ordering::Relaxed),
         body: Body::Graphql { response, executed },
@@ -171,6 +176,8 @@ fn is_mutation(document: &ExecutableDocument, operation_name: Option<&str>) -> b
 /// What the endpoint answers, and what its log line says.
 struct Answer {
     operation: Option<String>,
+    /// The caller's identity (no credential in it), once authenticated.
+    caller: Option<String>,
     errors: usize,
     upstream_requests: u64,
     body: Body,
@@ -190,6 +197,7 @@ impl Answer {
     fn refused(refusal: Refusal) -> Answer {
         Answer {
             operation: None,
+            caller: None,
             errors: 1,
             upstream_requests: 0,
             body: Body::Refused(refusal),
@@ -239,6 +247,9 @@ impl Answer {
                 if refusal.allow_post {
                     headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
                 }
+                if let Some(v) = refusal.challenge.as_deref().and_then(|c| HeaderValue::from_str(c).ok()) {
+                    headers.insert(header::WWW_AUTHENTICATE, v);
+                }
                 json!({"errors": [{"message": refusal.message, "extensions": {"code": refusal.code}}]})
             }
         };
@@ -259,6 +270,8 @@ struct Refusal {
     message: String,
     /// Answer with `Allow: POST`.
     allow_post: bool,
+    /// A 401's `WWW-Authenticate` challenge.
+    challenge: Option<String>,
 }
 
 impl Refusal {
@@ -269,6 +282,15 @@ impl Refusal {
             code,
             message: message.into(),
             allow_post: false,
+            challenge: None,
+        }
+    }
+
+    /// 401 under both media types: the caller must authenticate before anything runs.
+    fn unauthenticated(e: crate::server::auth::Unauthenticated) -> Refusal {
+        Refusal {
+            challenge: Some(e.challenge),
+            ..Refusal::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", e.message)
         }
     }
 

@@ -7,7 +7,7 @@
 //!   labels were read from it; `GET /metrics`: Prometheus text (`ops`).
 //! - Layers: CORS (a setting; same origin only by default), a request body limit.
 //!
-//! Each GraphQL request gets its caller (from `Authorization`) and fresh request-scoped loaders;
+//! Each GraphQL request gets its caller (authenticated by `auth`) and fresh request-scoped loaders;
 //! one log line per request says what ran, how long it took and how many upstream requests it made.
 
 use crate::graphql::context::GatewayState;
@@ -17,6 +17,7 @@ use axum::routing::get;
 use axum::Router;
 use std::sync::Arc;
 
+pub mod auth;
 pub mod graphql_http;
 pub mod ops;
 pub mod playground;
@@ -27,6 +28,7 @@ pub struct AppState {
     pub schema: Schema,
     pub gateway: Arc<GatewayState>,
     pub persisted_queries: graphql_http::apq::PersistedQueries,
+    pub callers: Arc<auth::CallerAuth>,
 }
 
 /// Builds the gateway's router over `gateway`, with a persisted-query cache of `apq_cache_bytes`.
@@ -34,6 +36,7 @@ pub fn app(
     gateway: Arc<GatewayState>,
     limits: &SchemaLimits,
     apq_cache_bytes: u64,
+    callers: Arc<auth::CallerAuth>,
 ) -> Result<Router, async_graphql::dynamic::SchemaError> {
     let schema = graphql::build_schema(Some(gateway.clone()), limits)?;
     let persisted_queries = graphql_http::apq::PersistedQueries::new(apq_cache_bytes);
@@ -51,6 +54,7 @@ pub fn app(
             schema,
             gateway,
             persisted_queries,
+            callers,
         }))
 }
 
@@ -69,6 +73,10 @@ pub struct GatewayConfig {
     pub resilience: crate::odata::ResilienceConfig,
     pub write: crate::graphql::context::WriteConfig,
     pub http: HttpConfig,
+    /// How the gateway authenticates toward the upstream.
+    pub upstream_auth: crate::odata::UpstreamAuth,
+    /// Who may call the gateway.
+    pub caller_auth: auth::CallerAuthConfig,
 }
 
 /// HTTP settings of the gateway.
@@ -129,6 +137,8 @@ pub enum StartError {
     Upstream(String),
     #[error("the schema does not build: {0}")]
     Schema(String),
+    #[error("auth settings: {0}")]
+    Auth(String),
 }
 
 /// A running gateway.
@@ -156,6 +166,14 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
     upstream_config.timeout = config.upstream_timeout;
     upstream_config.connect_timeout = config.upstream_connect_timeout;
     upstream_config.resilience = config.resilience.clone();
+    upstream_config.auth = config.upstream_auth.clone();
+    let app_identity = matches!(config.upstream_auth, crate::odata::UpstreamAuth::ClientCredentials(_));
+    let callers = Arc::new(auth::CallerAuth::new(config.caller_auth.clone(), app_identity).map_err(StartError::Auth)?);
+    tracing::info!(
+        upstream_auth = config.upstream_auth.mode(),
+        caller_auth = callers.mode(),
+        "authentication"
+    );
     let upstream = crate::odata::Upstream::new(upstream_config).map_err(|e| StartError::Upstream(e.message))?;
     let labels = crate::odata::OptionSetLabels::load(&upstream, None).await;
     let idempotency = crate::graphql::idempotency::IdempotencyStore::open(config.write.state_db.as_deref())
@@ -176,7 +194,7 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
                 metrics.retry();
             }
         }));
-    let router = app(state.clone(), &config.limits, config.http.apq_cache_bytes)
+    let router = app(state.clone(), &config.limits, config.http.apq_cache_bytes, callers)
         .map_err(|e| StartError::Schema(e.to_string()))?;
     // Both: the extractor limit answers 413 for buffered bodies, the layer bounds streaming ones.
     let router = router

@@ -41,7 +41,9 @@ async fn readyz(State(app): State<AppState>) -> Response {
         CircuitState::HalfOpen => "half-open",
     };
     let fallbacks = app.gateway.labels.fallbacks();
-    let labels = if fallbacks.is_empty() {
+    // Acting only for callers, the gateway has no token of its own to read the labels with.
+    let acts_for_callers = matches!(up.tokens().mode(), "pass-through" | "on-behalf-of");
+    let labels = if fallbacks.is_empty() || acts_for_callers {
         Ok(())
     } else {
         Err(format!(
@@ -53,7 +55,12 @@ async fn readyz(State(app): State<AppState>) -> Response {
         "status": if upstream.is_ok() && labels.is_ok() { "ready" } else { "not ready" },
         "upstream": upstream.as_ref().err().cloned().unwrap_or_else(|| "ok".into()),
         "circuit": circuit,
-        "optionSetLabels": labels.as_ref().err().cloned().unwrap_or_else(|| "loaded".into()),
+        "optionSetLabels": match (&labels, fallbacks.is_empty()) {
+            (Err(e), _) => e.clone(),
+            (Ok(()), true) => "loaded".into(),
+            (Ok(()), false) => "documented integers (the gateway has no token of its own to read them with)".into(),
+        },
+        "upstreamAuth": up.tokens().mode(),
     });
     let status = if upstream.is_ok() && labels.is_ok() {
         StatusCode::OK

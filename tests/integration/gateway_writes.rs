@@ -6,7 +6,7 @@ use ats_gateway::graphql::context::WriteConfig;
 use ats_gateway::graphql::mutations::submit::Strategy;
 use serde_json::{json, Value};
 
-const SUBMIT: &str = "mutation($input: CandidateToHireSubmissionInput!, $key: String) {
+pub(crate) const SUBMIT: &str = "mutation($input: CandidateToHireSubmissionInput!, $key: String) {
   submitCandidateToHire(input: $input, idempotencyKey: $key) {
     candidateId strategy replayed recordsCreated
     errors { code message path part }
@@ -39,7 +39,7 @@ async fn reference(emu: &Emu, set: &str, prop: &str) -> String {
 }
 
 /// A full submission: a new person and 4 of each of the 8 detail kinds (34 records).
-async fn full_input(emu: &Emu, tag: &str) -> Value {
+pub(crate) async fn full_input(emu: &Emu, tag: &str) -> Value {
     let (rr, pos) = request_and_position(emu).await;
     let cert = reference(emu, "mshr_hcmcertificatetypeentities", "mshr_certificatetype").await;
     let screening = reference(emu, "mshr_hcmscreeningtypeentities", "mshr_screeningtypeid").await;

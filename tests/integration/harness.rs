@@ -115,6 +115,66 @@ impl Emu {
         })
     }
 
+    /// A fresh emulator that wants bearer tokens from its token endpoint, valid for `lifetime`.
+    pub fn with_auth(lifetime: std::time::Duration) -> Emu {
+        Emu::start(EmulatorConfig {
+            seed: Seed::Demo,
+            seed_size: 10,
+            auth: emulator::auth::AuthConfig {
+                required: true,
+                token_lifetime: lifetime,
+                ..Default::default()
+            },
+            ..EmulatorConfig::default()
+        })
+    }
+
+    /// `http://127.0.0.1:port`: the emulator's origin, and the resource of its tokens.
+    pub fn origin(&self) -> String {
+        self.root.trim_end_matches("/api/data/v9.2/").to_string()
+    }
+
+    /// The token endpoint of the tenant `t`.
+    pub fn token_url(&self) -> String {
+        format!("{}/t/oauth2/v2.0/token", self.origin())
+    }
+
+    /// A token for `user` (password grant) for the resource of `scope`.
+    pub async fn user_token(&self, user: &str, scope: &str) -> String {
+        let form = [
+            ("grant_type", "password"),
+            ("client_id", emulator::auth::DEMO_CLIENT_ID),
+            ("username", user),
+            ("password", emulator::auth::DEMO_PASSWORD),
+            ("scope", scope),
+        ];
+        let body = form
+            .iter()
+            .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let r = client()
+            .post(self.token_url())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "token for {user}");
+        let v: Value = r.json().await.unwrap();
+        v["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// Tells the emulator that every resource token issued so far has expired.
+    pub async fn expire_tokens(&self) {
+        let r = client()
+            .post(format!("{}auth/expire", self.admin))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.root, path)
     }
@@ -239,6 +299,8 @@ impl Gateway {
             resilience: Default::default(),
             write: Default::default(),
             http: Default::default(),
+            upstream_auth: Default::default(),
+            caller_auth: Default::default(),
         };
         tune(&mut config);
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -287,6 +349,23 @@ impl Gateway {
         r.json().await.expect("a JSON response")
     }
 
+    /// Runs a GraphQL query with one extra request header; returns the status, the
+    /// `WWW-Authenticate` header and the body.
+    pub async fn query_with(&self, query: &str, header: Option<(&str, &str)>) -> (u16, Option<String>, Value) {
+        let mut rb = client().post(&self.endpoint).json(&serde_json::json!({"query": query}));
+        if let Some((name, value)) = header {
+            rb = rb.header(name, value);
+        }
+        let r = rb.send().await.expect("request sent");
+        let status = r.status().as_u16();
+        let challenge = r
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        (status, challenge, r.json().await.expect("a JSON response"))
+    }
+
     /// Runs a query that must succeed; returns `data`.
     pub async fn data(&self, query: &str, variables: Value) -> Value {
         let v = self.query(query, variables).await;
@@ -300,6 +379,15 @@ impl Gateway {
         let v = f.await;
         (self.emu.stats().await["total"].as_u64().unwrap(), v)
     }
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// A shared gateway over a default demo seed (read-only tests).

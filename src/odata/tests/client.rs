@@ -13,6 +13,7 @@ fn upstream(root: &str) -> Upstream {
     let mut config = UpstreamConfig::new(root.trim_end_matches('/'));
     config.timeout = Duration::from_millis(1500);
     config.max_page_size = 2;
+    config.auth = crate::odata::UpstreamAuth::PassThrough;
     Upstream::new(config).unwrap()
 }
 

@@ -1,0 +1,357 @@
+//! Credentials toward the upstream: which `Authorization` header each call carries, by mode.
+//!
+//! - `none`: no header (the emulator without `--require-auth`).
+//! - `pass-through`: the caller's own `Authorization` value, already a Dataverse token.
+//! - `client-credentials`: one application token from the Entra token endpoint (contract §10),
+//!   shared by every call.
+//! - `on-behalf-of`: the caller's bearer token exchanged for a Dataverse token for that user
+//!   (the jwt-bearer grant), so that Dataverse applies the user's own security roles.
+//!
+//! Tokens are cached (moka) until a little before they expire (a quarter of their lifetime, at
+//! most five minutes, early), keyed by "the application" or by a fingerprint of the user's token;
+//! concurrent requests for a missing token share one token request (moka's `try_get_with`).
+//! When the upstream answers 401 the client calls [`TokenSource::rejected`] and asks again:
+//! the token is dropped only if it is still the cached one, so a burst of 401s costs one refresh.
+//! Tokens and secrets are [`Secret`]s: never logged, never in an error.
+
+use super::error::{UpstreamError, UpstreamErrorKind};
+use crate::secret::{fingerprint, Secret};
+use moka::future::Cache;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// An application registered in Microsoft Entra ID, and what it asks tokens for.
+#[derive(Debug, Clone)]
+pub struct EntraApp {
+    /// `https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token`, or the emulator's.
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// `https://<org>.crm.dynamics.com/.default` (client credentials) or
+    /// `https://<org>.crm.dynamics.com/user_impersonation` (on-behalf-of).
+    pub scope: String,
+}
+
+/// How the gateway authenticates toward the upstream.
+#[derive(Debug, Clone, Default)]
+pub enum UpstreamAuth {
+    #[default]
+    None,
+    PassThrough,
+    ClientCredentials(EntraApp),
+    OnBehalfOf(EntraApp),
+}
+
+impl UpstreamAuth {
+    /// The setting's name (`client-credentials`, ...), for logs and `/readyz`.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            UpstreamAuth::None => "none",
+            UpstreamAuth::PassThrough => "pass-through",
+            UpstreamAuth::ClientCredentials(_) => "client-credentials",
+            UpstreamAuth::OnBehalfOf(_) => "on-behalf-of",
+        }
+    }
+}
+
+/// What one call sends: the header, and the upstream identity it counts against (for the
+/// per-identity concurrency slots).
+#[derive(Debug, Clone)]
+pub struct Credential {
+    pub header: Option<Secret>,
+    pub identity: String,
+    /// The token cache's key, when the header came from it.
+    cache_key: Option<String>,
+}
+
+#[derive(Debug)]
+struct Token {
+    bearer: Secret,
+    /// When the cache lets go of it (before it expires).
+    renew_in: Duration,
+}
+
+struct RenewBeforeExpiry;
+
+impl moka::Expiry<String, Arc<Token>> for RenewBeforeExpiry {
+    fn expire_after_create(&self, _key: &String, value: &Arc<Token>, _created_at: Instant) -> Option<Duration> {
+        Some(value.renew_in)
+    }
+}
+
+/// Hands out upstream credentials (see the module docs).
+pub struct TokenSource {
+    auth: UpstreamAuth,
+    http: reqwest::Client,
+    tokens: Cache<String, Arc<Token>>,
+    requested: AtomicU64,
+}
+
+impl std::fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSource").field("mode", &self.auth.mode()).finish()
+    }
+}
+
+/// The cache key of the application token.
+const APP_KEY: &str = "app";
+
+/// The Entra token response (only what is used).
+#[derive(serde::Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    token_type: Option<String>,
+    expires_in: u64,
+}
+
+/// The Entra error response.
+#[derive(serde::Deserialize)]
+struct TokenError {
+    error: String,
+    #[serde(default)]
+    error_description: String,
+}
+
+impl TokenSource {
+    pub fn new(auth: UpstreamAuth, http: reqwest::Client) -> Self {
+        TokenSource {
+            auth,
+            http,
+            tokens: Cache::builder()
+                .max_capacity(10_000)
+                .expire_after(RenewBeforeExpiry)
+                .build(),
+            requested: AtomicU64::new(0),
+        }
+    }
+
+    pub fn mode(&self) -> &'static str {
+        self.auth.mode()
+    }
+
+    /// Token requests sent to the token endpoint so far.
+    pub fn token_requests(&self) -> u64 {
+        self.requested.load(Ordering::Relaxed)
+    }
+
+    /// Whether a 401 may be cured by asking for a new token.
+    pub fn can_refresh(&self) -> bool {
+        matches!(
+            self.auth,
+            UpstreamAuth::ClientCredentials(_) | UpstreamAuth::OnBehalfOf(_)
+        )
+    }
+
+    /// The credential for a call made for a caller whose `Authorization` value is `caller`.
+    pub async fn credential(&self, caller: Option<&str>) -> Result<Credential, UpstreamError> {
+        match &self.auth {
+            UpstreamAuth::None => Ok(Credential {
+                header: None,
+                identity: "gateway".to_string(),
+                cache_key: None,
+            }),
+            UpstreamAuth::PassThrough => Ok(Credential {
+                header: caller.map(Secret::new),
+                identity: caller.map(fingerprint).unwrap_or_else(|| "anonymous".to_string()),
+                cache_key: None,
+            }),
+            UpstreamAuth::ClientCredentials(app) => {
+                let token = self.cached(APP_KEY, app, None).await?;
+                Ok(Credential {
+                    header: Some(token.bearer.clone()),
+                    identity: format!("app:{}", app.client_id),
+                    cache_key: Some(APP_KEY.to_string()),
+                })
+            }
+            // The gateway's own calls (readiness probe, option-set labels) have no user to act
+            // for: they go without a token, and a 401 still shows that the upstream answers.
+            UpstreamAuth::OnBehalfOf(_) if caller.is_none() => Ok(Credential {
+                header: None,
+                identity: "anonymous".to_string(),
+                cache_key: None,
+            }),
+            UpstreamAuth::OnBehalfOf(app) => {
+                let Some(assertion) = caller.and_then(bearer_token) else {
+                    return Err(UpstreamError::not_sent(
+                        UpstreamErrorKind::Unauthorized,
+                        "the gateway calls the upstream on behalf of its caller, so it needs the caller's own bearer token (Authorization: Bearer <token>)",
+                    ));
+                };
+                let key = format!("user:{}", fingerprint(assertion));
+                let token = self.cached(&key, app, Some(assertion)).await?;
+                Ok(Credential {
+                    header: Some(token.bearer.clone()),
+                    identity: key.clone(),
+                    cache_key: Some(key),
+                })
+            }
+        }
+    }
+
+    /// The upstream refused `used` (401): forget its token unless a newer one replaced it already.
+    pub async fn rejected(&self, used: &Credential) {
+        let Some(key) = &used.cache_key else { return };
+        if let Some(current) = self.tokens.get(key).await {
+            if Some(&current.bearer) == used.header.as_ref() {
+                tracing::info!(
+                    mode = self.mode(),
+                    "upstream refused the cached token (401); getting a new one"
+                );
+                self.tokens.invalidate(key).await;
+            }
+        }
+    }
+
+    async fn cached(&self, key: &str, app: &EntraApp, assertion: Option<&str>) -> Result<Arc<Token>, UpstreamError> {
+        self.tokens
+            .try_get_with(key.to_string(), self.request_token(app, assertion))
+            .await
+            .map_err(|e: Arc<UpstreamError>| (*e).clone())
+    }
+
+    /// One request to the token endpoint.
+    async fn request_token(&self, app: &EntraApp, assertion: Option<&str>) -> Result<Arc<Token>, UpstreamError> {
+        self.requested.fetch_add(1, Ordering::Relaxed);
+        let mut form: Vec<(&str, &str)> = vec![
+            ("client_id", &app.client_id),
+            ("client_secret", app.client_secret.expose()),
+            ("scope", &app.scope),
+        ];
+        match assertion {
+            None => form.push(("grant_type", "client_credentials")),
+            Some(a) => form.extend([
+                ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                ("requested_token_use", "on_behalf_of"),
+                ("assertion", a),
+            ]),
+        }
+        let grant = if assertion.is_some() {
+            "on-behalf-of"
+        } else {
+            "client-credentials"
+        };
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&form)
+            .finish();
+        let started = Instant::now();
+        let resp = self
+            .http
+            .post(&app.token_url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                tracing::warn!(grant, error = %e, "token endpoint unreachable");
+                UpstreamError::new(
+                    UpstreamErrorKind::Unavailable,
+                    None,
+                    format!("the token endpoint could not be reached: {e}"),
+                )
+            })?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.map_err(|e| {
+            UpstreamError::new(
+                UpstreamErrorKind::Unavailable,
+                Some(status),
+                format!("the token endpoint's answer was cut off: {e}"),
+            )
+        })?;
+        tracing::info!(
+            grant,
+            status,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "token request"
+        );
+        if (200..300).contains(&status) {
+            let t: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
+                UpstreamError::new(
+                    UpstreamErrorKind::InvalidResponse,
+                    Some(status),
+                    format!("the token endpoint's answer is not a token response: {e}"),
+                )
+            })?;
+            if !t
+                .token_type
+                .as_deref()
+                .unwrap_or("Bearer")
+                .eq_ignore_ascii_case("bearer")
+                || t.access_token.is_empty()
+            {
+                return Err(UpstreamError::new(
+                    UpstreamErrorKind::InvalidResponse,
+                    Some(status),
+                    "the token endpoint did not return a bearer token",
+                ));
+            }
+            let lifetime = Duration::from_secs(t.expires_in);
+            return Ok(Arc::new(Token {
+                bearer: Secret::new(format!("Bearer {}", t.access_token)),
+                renew_in: lifetime.saturating_sub((lifetime / 4).min(Duration::from_secs(300))),
+            }));
+        }
+        let detail = serde_json::from_slice::<TokenError>(&body)
+            .map(|e| format!("{}: {}", e.error, first_line(&e.error_description)))
+            .unwrap_or_else(|_| format!("HTTP {status}"));
+        let kind = if status >= 500 || status == 429 {
+            UpstreamErrorKind::Unavailable
+        } else {
+            UpstreamErrorKind::Unauthorized
+        };
+        let whose = match assertion {
+            None => "the token endpoint refused the gateway's client credentials",
+            Some(_) => "the token endpoint refused to exchange the caller's token for an upstream token (on-behalf-of)",
+        };
+        Err(UpstreamError::new(kind, Some(status), format!("{whose}: {detail}")))
+    }
+}
+
+/// The token of a `Bearer` authorization value.
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim())
+}
+
+/// Entra's descriptions end with trace and correlation ids on further lines.
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens_are_read_case_insensitively() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+    }
+
+    #[test]
+    fn debug_output_holds_no_secret() {
+        let app = EntraApp {
+            token_url: "http://x/t/oauth2/v2.0/token".into(),
+            client_id: "id".into(),
+            client_secret: Secret::new("s3cr3t-value"),
+            scope: "http://x/.default".into(),
+        };
+        let printed = format!("{:?}", UpstreamAuth::ClientCredentials(app));
+        assert!(!printed.contains("s3cr3t-value"), "{printed}");
+    }
+
+    #[tokio::test]
+    async fn none_and_pass_through_need_no_token_endpoint() {
+        let http = reqwest::Client::new();
+        let none = TokenSource::new(UpstreamAuth::None, http.clone());
+        assert!(none.credential(Some("Bearer x")).await.unwrap().header.is_none());
+        let pass = TokenSource::new(UpstreamAuth::PassThrough, http);
+        let c = pass.credential(Some("Bearer x")).await.unwrap();
+        assert_eq!(c.header.unwrap().expose(), "Bearer x");
+        assert_ne!(c.identity, pass.credential(Some("Bearer y")).await.unwrap().identity);
+        assert_eq!(pass.token_requests(), 0);
+    }
+}

@@ -1,0 +1,308 @@
+//! Authentication end to end: the gateway's four upstream modes against the emulator's token
+//! endpoint and bearer checking, caller authentication (JWT against the emulator's JWKS, API
+//! keys), and caches and idempotency keys partitioned by caller.
+
+use crate::harness::{Emu, Gateway};
+use ats_gateway::odata::{EntraApp, UpstreamAuth};
+use ats_gateway::secret::{sha256_hex, Secret};
+use ats_gateway::server::auth::{ApiKey, CallerAuthConfig, CallerAuthMode, JwtConfig, JwtKeys};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const LIST: &str = "{ recruitingRequests(first: 3) { nodes { recruitingRequestId positions { positionId } } } }";
+
+fn api_keys(names: &[&str]) -> CallerAuthConfig {
+    CallerAuthConfig {
+        mode: CallerAuthMode::ApiKeys(
+            names
+                .iter()
+                .map(|n| ApiKey {
+                    name: n.to_string(),
+                    sha256: sha256_hex(format!("key-of-{n}").as_bytes()),
+                })
+                .collect(),
+        ),
+        allow_anonymous: false,
+    }
+}
+
+fn entra_app(emu: &Emu, scope: &str) -> EntraApp {
+    EntraApp {
+        token_url: emu.token_url(),
+        client_id: ats_gateway::emulator::auth::DEMO_CLIENT_ID.into(),
+        client_secret: Secret::new(ats_gateway::emulator::auth::DEMO_CLIENT_SECRET),
+        scope: format!("{}/{scope}", emu.origin()),
+    }
+}
+
+/// A gateway calling the emulator with client credentials, callers identified by API key.
+fn client_credentials_gateway(lifetime: Duration) -> Gateway {
+    let emu = Emu::with_auth(lifetime);
+    let app = entra_app(&emu, ".default");
+    Gateway::with_config(emu, move |c| {
+        c.upstream_auth = UpstreamAuth::ClientCredentials(app);
+        c.caller_auth = api_keys(&["partner-a", "partner-b"]);
+    })
+}
+
+fn ok(v: &Value) {
+    assert!(v.get("errors").is_none(), "unexpected errors: {v}");
+}
+
+#[tokio::test]
+async fn client_credentials_share_one_token_and_refuse_anonymous_callers() {
+    let gw = client_credentials_gateway(Duration::from_secs(3600));
+    // No API key: refused before anything runs, with a challenge.
+    let (status, challenge, body) = gw.query_with(LIST, None).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED", "{body}");
+    assert!(challenge.unwrap_or_default().starts_with("ApiKey"));
+    let (status, _, body) = gw.query_with(LIST, Some(("x-api-key", "a-wrong-key"))).await;
+    assert_eq!(status, 401, "{body}");
+    // Since the start (option-set labels, then a burst of 20 requests): one token.
+    let burst = || async {
+        let runs = (0..20).map(|_| gw.query_with(LIST, Some(("x-api-key", "key-of-partner-a"))));
+        for (status, _, body) in futures::future::join_all(runs).await {
+            assert_eq!(status, 200);
+            ok(&body);
+        }
+    };
+    burst().await;
+    let stats = gw.emu.stats().await;
+    assert_eq!(
+        stats["auth"]["tokensIssued"],
+        json!({"client_credentials": 1}),
+        "{stats}"
+    );
+    assert_eq!(stats["auth"]["refused"], 0, "{stats}");
+    // The token expires under a burst: every request meets a 401, and they share one refresh.
+    gw.emu.expire_tokens().await;
+    burst().await;
+    let stats = gw.emu.stats().await;
+    assert_eq!(
+        stats["auth"]["tokensIssued"],
+        json!({"client_credentials": 2}),
+        "{stats}"
+    );
+    assert!(stats["auth"]["refused"].as_u64().unwrap() >= 1, "{stats}");
+    let callers: Vec<&String> = stats["byCaller"].as_object().unwrap().keys().collect();
+    assert_eq!(callers, ["app:ats-gateway"], "{stats}");
+}
+
+#[tokio::test]
+async fn an_expired_token_costs_one_refresh_and_one_retry() {
+    let gw = client_credentials_gateway(Duration::from_secs(3600));
+    let key = Some(("x-api-key", "key-of-partner-b"));
+    let (_, _, body) = gw.query_with(LIST, key).await;
+    ok(&body);
+    gw.emu.expire_tokens().await;
+    gw.emu.reset_stats().await;
+    let (status, _, body) = gw
+        .query_with(
+            "{ recruitingRequests(first: 2) { nodes { recruitingRequestId } } }",
+            key,
+        )
+        .await;
+    assert_eq!(status, 200);
+    ok(&body);
+    let stats = gw.emu.stats().await;
+    assert_eq!(stats["auth"]["refused"], 1, "one 401: {stats}");
+    assert_eq!(
+        stats["auth"]["tokensIssued"],
+        json!({"client_credentials": 1}),
+        "one refresh: {stats}"
+    );
+    assert_eq!(stats["total"], 1, "the retry is the only request served: {stats}");
+    // A write after expiry is retried too: a 401 means the upstream did nothing with it.
+    gw.emu.expire_tokens().await;
+    gw.emu.reset_stats().await;
+    let create = r#"mutation { createRatingLevel(input: { ratingModelId: "Skills", ratingLevelId: "9", description: "Refreshed", factor: 9 }) { errors { message } record { id } } }"#;
+    let (status, _, body) = gw.query_with(create, key).await;
+    assert_eq!(status, 200);
+    ok(&body);
+    assert_eq!(body["data"]["createRatingLevel"]["errors"], json!([]), "{body}");
+    let stats = gw.emu.stats().await;
+    assert_eq!(
+        (stats["auth"]["refused"].as_u64(), stats["writes"].as_u64()),
+        (Some(1), Some(1)),
+        "{stats}"
+    );
+}
+
+#[tokio::test]
+async fn short_lived_tokens_are_renewed_before_they_expire() {
+    let gw = client_credentials_gateway(Duration::from_secs(2));
+    let key = Some(("x-api-key", "key-of-partner-a"));
+    for _ in 0..3 {
+        let (_, _, body) = gw.query_with(LIST, key).await;
+        ok(&body);
+        tokio::time::sleep(Duration::from_millis(1700)).await;
+    }
+    let stats = gw.emu.stats().await;
+    // Renewed at 3/4 of their 2 s: no request ever met an expired token.
+    assert_eq!(stats["auth"]["refused"], 0, "{stats}");
+    assert!(
+        stats["auth"]["tokensIssued"]["client_credentials"].as_u64().unwrap() >= 2,
+        "{stats}"
+    );
+}
+
+/// A gateway that checks callers' JWTs against the emulator's JWKS and calls the emulator on
+/// their behalf.
+fn on_behalf_of_gateway() -> Gateway {
+    let emu = Emu::with_auth(Duration::from_secs(3600));
+    let app = entra_app(&emu, "user_impersonation");
+    let jwt = JwtConfig {
+        keys: JwtKeys::JwksUrl(format!("{}/t/discovery/v2.0/keys", emu.origin())),
+        issuer: format!("{}/t/v2.0", emu.origin()),
+        audiences: vec!["api://ats-gateway".into()],
+        leeway: Duration::from_secs(5),
+    };
+    Gateway::with_config(emu, move |c| {
+        c.upstream_auth = UpstreamAuth::OnBehalfOf(app);
+        c.caller_auth = CallerAuthConfig {
+            mode: CallerAuthMode::Jwt(jwt),
+            allow_anonymous: false,
+        };
+    })
+}
+
+#[tokio::test]
+async fn on_behalf_of_two_users_reach_the_upstream_as_themselves() {
+    let gw = on_behalf_of_gateway();
+    let alice = gw.emu.user_token("alice", "api://ats-gateway/access_as_user").await;
+    let bob = gw.emu.user_token("bob", "api://ats-gateway/access_as_user").await;
+    gw.emu.reset_stats().await;
+    for token in [&alice, &bob, &alice, &bob] {
+        let (status, _, body) = gw
+            .query_with(LIST, Some(("authorization", &format!("Bearer {token}"))))
+            .await;
+        assert_eq!(status, 200);
+        ok(&body);
+    }
+    let stats = gw.emu.stats().await;
+    // Ready although the gateway has no token of its own: the upstream answers (401).
+    let ready = crate::harness::client()
+        .get(format!("{}/readyz", gw.base()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200, "{}", ready.text().await.unwrap());
+    let by_caller = stats["byCaller"].as_object().unwrap();
+    let callers: Vec<&String> = by_caller.keys().collect();
+    assert_eq!(callers, ["user:alice", "user:bob"], "{stats}");
+    assert_eq!(by_caller["user:alice"], by_caller["user:bob"], "{stats}");
+    assert_eq!(
+        stats["auth"]["tokensIssued"],
+        json!({"on_behalf_of": 2}),
+        "one exchange per user, then cached: {stats}"
+    );
+}
+
+#[tokio::test]
+async fn jwt_callers_are_checked_for_audience_signature_and_presence() {
+    let gw = on_behalf_of_gateway();
+    // A real token of the emulator, but for Dataverse, not for the gateway.
+    let wrong_audience = gw
+        .emu
+        .user_token("alice", &format!("{}/.default", gw.emu.origin()))
+        .await;
+    let (status, challenge, body) = gw
+        .query_with(LIST, Some(("authorization", &format!("Bearer {wrong_audience}"))))
+        .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("another audience"),
+        "{body}"
+    );
+    assert!(challenge.unwrap().contains("invalid_token"));
+    // A forged signature.
+    let good = gw.emu.user_token("alice", "api://ats-gateway/access_as_user").await;
+    let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
+    parts[2] = parts[2].chars().rev().collect();
+    let (status, _, body) = gw
+        .query_with(LIST, Some(("authorization", &format!("Bearer {}", parts.join(".")))))
+        .await;
+    assert_eq!(status, 401, "{body}");
+    let (status, _, body) = gw.query_with(LIST, None).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(
+        gw.emu.stats().await["byCaller"],
+        json!({}),
+        "nothing reached the upstream"
+    );
+}
+
+#[tokio::test]
+async fn pass_through_forwards_the_callers_own_dataverse_token() {
+    let emu = Emu::with_auth(Duration::from_secs(3600));
+    let dataverse = emu.user_token("carol", &format!("{}/.default", emu.origin())).await;
+    let gw = Gateway::with_config(emu, |c| c.upstream_auth = UpstreamAuth::PassThrough);
+    gw.emu.reset_stats().await;
+    let (status, _, body) = gw
+        .query_with(LIST, Some(("authorization", &format!("Bearer {dataverse}"))))
+        .await;
+    assert_eq!(status, 200);
+    ok(&body);
+    let stats = gw.emu.stats().await;
+    assert_eq!(
+        stats["byCaller"].as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["user:carol"]
+    );
+    // Without a token the upstream refuses, and the gateway says so (nothing to refresh).
+    let (_, _, body) = gw.query_with(LIST, None).await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "UPSTREAM_UNAUTHORIZED",
+        "{body}"
+    );
+    assert_eq!(gw.emu.stats().await["auth"]["refused"], 1);
+}
+
+#[tokio::test]
+async fn reference_cache_and_idempotency_keys_belong_to_one_caller() {
+    let gw = Gateway::with_config(Emu::fresh(), |c| c.caller_auth = api_keys(&["partner-a", "partner-b"]));
+    let (a, b) = (
+        Some(("x-api-key", "key-of-partner-a")),
+        Some(("x-api-key", "key-of-partner-b")),
+    );
+    let levels = "{ ratingLevels(first: 5) { nodes { ratingLevelId } } }";
+    gw.emu.reset_stats().await;
+    for caller in [a, a, b] {
+        let (_, _, body) = gw.query_with(levels, caller).await;
+        ok(&body);
+    }
+    assert_eq!(
+        gw.emu.stats().await["byEntitySet"]["mshr_hcmratinglevelentities"],
+        2,
+        "partner-a's second read is cached; partner-b gets no share of it"
+    );
+
+    let input = crate::gateway_writes::full_input(&gw.emu, "idem").await;
+    let submit = |caller: (&'static str, &'static str)| {
+        let (endpoint, input) = (gw.endpoint.clone(), input.clone());
+        async move {
+            let r = crate::harness::client()
+                .post(endpoint)
+                .header(caller.0, caller.1)
+                .json(
+                    &json!({"query": crate::gateway_writes::SUBMIT, "variables": {"input": input, "key": "same-key"}}),
+                )
+                .send()
+                .await
+                .unwrap();
+            let v: Value = r.json().await.unwrap();
+            ok(&v);
+            v["data"]["submitCandidateToHire"].clone()
+        }
+    };
+    let first = submit(a.unwrap()).await;
+    let again = submit(a.unwrap()).await;
+    let other = submit(b.unwrap()).await;
+    assert_eq!(again["replayed"], true, "{again}");
+    assert_eq!(again["candidateId"], first["candidateId"]);
+    assert_eq!(other["replayed"], false, "another caller's key is its own: {other}");
+    assert_ne!(other["candidateId"], first["candidateId"]);
+}
