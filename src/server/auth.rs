@@ -180,9 +180,7 @@ impl CallerAuth {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let identity = match &self.config.mode {
-            CallerAuthMode::None => authorization
-                .as_ref()
-                .map(|a| format!("caller-{}", fingerprint(a))),
+            CallerAuthMode::None => authorization.as_ref().map(|a| format!("caller-{}", fingerprint(a))),
             CallerAuthMode::ApiKeys(keys) => match headers.get("x-api-key") {
                 None => None,
                 Some(v) => {

@@ -175,7 +175,14 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
         "authentication"
     );
     let upstream = crate::odata::Upstream::new(upstream_config).map_err(|e| StartError::Upstream(e.message))?;
-    let labels = crate::odata::OptionSetLabels::load(&upstream, None).await;
+    // Acting only for callers, the gateway has no token of its own to read the labels with.
+    let labels = match config.upstream_auth {
+        crate::odata::UpstreamAuth::PassThrough | crate::odata::UpstreamAuth::OnBehalfOf(_) => {
+            tracing::info!("option sets: documented integers (no token of the gateway's own to read the labels with)");
+            crate::odata::OptionSetLabels::documented()
+        }
+        _ => crate::odata::OptionSetLabels::load(&upstream, None).await,
+    };
     let idempotency = crate::graphql::idempotency::IdempotencyStore::open(config.write.state_db.as_deref())
         .map_err(|e| StartError::Upstream(format!("cannot open the state database: {e}")))?;
     let state = Arc::new(GatewayState::new(

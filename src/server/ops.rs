@@ -43,7 +43,7 @@ async fn readyz(State(app): State<AppState>) -> Response {
     let fallbacks = app.gateway.labels.fallbacks();
     // Acting only for callers, the gateway has no token of its own to read the labels with.
     let acts_for_callers = matches!(up.tokens().mode(), "pass-through" | "on-behalf-of");
-    let labels = if fallbacks.is_empty() || acts_for_callers {
+    let labels = if fallbacks.is_empty() {
         Ok(())
     } else {
         Err(format!(
@@ -55,10 +55,10 @@ async fn readyz(State(app): State<AppState>) -> Response {
         "status": if upstream.is_ok() && labels.is_ok() { "ready" } else { "not ready" },
         "upstream": upstream.as_ref().err().cloned().unwrap_or_else(|| "ok".into()),
         "circuit": circuit,
-        "optionSetLabels": match (&labels, fallbacks.is_empty()) {
-            (Err(e), _) => e.clone(),
-            (Ok(()), true) => "loaded".into(),
-            (Ok(()), false) => "documented integers (the gateway has no token of its own to read them with)".into(),
+        "optionSetLabels": match &labels {
+            Err(e) => e.clone(),
+            Ok(()) if acts_for_callers => "documented integers (the gateway has no token of its own to read them with)".into(),
+            Ok(()) => "loaded".into(),
         },
         "upstreamAuth": up.tokens().mode(),
     });

@@ -306,3 +306,138 @@ async fn reference_cache_and_idempotency_keys_belong_to_one_caller() {
     assert_eq!(other["replayed"], false, "another caller's key is its own: {other}");
     assert_ne!(other["candidateId"], first["candidateId"]);
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn the_binary_keeps_secrets_and_tokens_out_of_its_debug_logs() {
+    let (port, emu_port) = (free_port(), free_port());
+    let api_key = "key-of-the-log-test-partner";
+    let log = std::env::temp_dir().join(format!("ats-gw-auth-log-{}", std::process::id()));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ats-gateway"))
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--emulator-listen",
+            &format!("127.0.0.1:{emu_port}"),
+            "--state-db",
+            ":memory:",
+            "--upstream-auth",
+            "client-credentials",
+            "--caller-auth",
+            "api-key",
+            "--api-keys",
+            &format!("partner=sha256:{}", sha256_hex(api_key.as_bytes())),
+        ])
+        .env("ATS_GATEWAY_LOG", "debug")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::options().append(true).open(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..100 {
+        if crate::harness::client()
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_ok()
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "the gateway came up");
+    let run = |key: &'static str, auth: Option<String>| {
+        let url = format!("{base}/graphql");
+        async move {
+            let mut rb = crate::harness::client()
+                .post(url)
+                .header("x-api-key", key)
+                .json(&json!({"query": LIST}));
+            if let Some(a) = auth {
+                rb = rb.header("authorization", a);
+            }
+            rb.send().await.unwrap().json::<Value>().await.unwrap()
+        }
+    };
+    // The embedded emulator wants tokens; the gateway gets one with the emulator's app.
+    let served = run(api_key, None).await;
+    ok(&served);
+    let stranger = run(
+        "not-a-key",
+        Some("Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln".into()),
+    )
+    .await;
+    assert_eq!(
+        stranger["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{stranger}"
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    assert!(text.contains("token request"), "debug logs were captured:\n{text}");
+    // No client secret, API key or token (every JWT starts `eyJ`) in any line.
+    for secret in [
+        ats_gateway::emulator::auth::DEMO_CLIENT_SECRET,
+        api_key,
+        "not-a-key",
+        "eyJ",
+    ] {
+        assert!(!text.contains(secret), "`{secret}` is in the logs:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn a_refused_client_secret_is_a_clear_error_that_does_not_quote_it() {
+    let emu = Emu::with_auth(Duration::from_secs(3600));
+    let mut app = entra_app(&emu, ".default");
+    app.client_secret = Secret::new("a-client-secret-that-must-not-leak");
+    let gw = Gateway::with_config(emu, move |c| {
+        c.upstream_auth = UpstreamAuth::ClientCredentials(app);
+        c.caller_auth = api_keys(&["partner-a"]);
+    });
+    let (status, _, body) = gw.query_with(LIST, Some(("x-api-key", "key-of-partner-a"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "UPSTREAM_UNAUTHORIZED",
+        "{body}"
+    );
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("client credentials") && message.contains("invalid_client"),
+        "{message}"
+    );
+    assert!(!body.to_string().contains("must-not-leak"), "{body}");
+    assert_eq!(gw.emu.stats().await["total"], 0, "nothing reached the OData routes");
+}
+
+#[tokio::test]
+async fn client_credentials_without_caller_auth_refuses_to_start() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ats-gateway"))
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--emulator-listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--state-db",
+            ":memory:",
+            "--upstream-auth",
+            "client-credentials",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--allow-anonymous"), "{stderr}");
+}
