@@ -49,6 +49,9 @@ pub struct AuthConfig {
     pub token_lifetime: Duration,
     pub apps: Vec<App>,
     pub users: Vec<User>,
+    /// Users whose tokens Conditional Access will not let an application exchange on their
+    /// behalf without a fresh sign-in (MFA): on-behalf-of answers `interaction_required`.
+    pub interaction_required: Vec<String>,
 }
 
 /// The client id of the emulator's built-in application, for the gateway.
@@ -67,7 +70,8 @@ impl Default for AuthConfig {
                 client_id: DEMO_CLIENT_ID.to_string(),
                 secret: Secret::new(DEMO_CLIENT_SECRET),
             }],
-            users: ["alice", "bob", "carol"]
+            interaction_required: vec!["dave".to_string()],
+            users: ["alice", "bob", "carol", "dave"]
                 .iter()
                 .map(|n| User {
                     name: n.to_string(),
@@ -120,6 +124,8 @@ pub struct Refusal {
     /// Entra's error code (`invalid_client`, ...), or `invalid_token` for bearer checking.
     pub error: &'static str,
     pub description: String,
+    /// A claims challenge (with `interaction_required`).
+    pub claims: Option<String>,
 }
 
 impl Refusal {
@@ -128,6 +134,7 @@ impl Refusal {
             status,
             error,
             description: description.into(),
+            claims: None,
         }
     }
 }
@@ -344,6 +351,18 @@ impl Authority {
                         "AADSTS50013: The assertion is not a user's token.",
                     ));
                 };
+                if self.config.interaction_required.contains(&user) {
+                    return Err(Refusal {
+                        claims: Some(
+                            r#"{"access_token":{"capolids":{"essential":true,"values":["emulator-mfa-policy"]}}}"#.to_string(),
+                        ),
+                        ..Refusal::new(
+                            400,
+                            "interaction_required",
+                            "AADSTS50079: Due to a configuration change made by your administrator, or because you moved to a new location, you must enroll in multi-factor authentication to access this resource.",
+                        )
+                    });
+                }
                 user_claims(base, &user, scope_name)
             }
             "" => {

@@ -119,16 +119,17 @@ async fn token(
                 .and_then(|d| d.split(':').next())
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0);
-            (
-                r.status,
-                serde_json::json!({
-                    "error": r.error,
-                    "error_description": r.description,
-                    "error_codes": [code],
-                    "trace_id": uuid::Uuid::new_v4().to_string(),
-                    "correlation_id": uuid::Uuid::new_v4().to_string(),
-                }),
-            )
+            let mut body = serde_json::json!({
+                "error": r.error,
+                "error_description": r.description,
+                "error_codes": [code],
+                "trace_id": uuid::Uuid::new_v4().to_string(),
+                "correlation_id": uuid::Uuid::new_v4().to_string(),
+            });
+            if let Some(claims) = r.claims {
+                body["claims"] = claims.into();
+            }
+            (r.status, body)
         }
     };
     Response::builder()

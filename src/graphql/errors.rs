@@ -13,10 +13,18 @@ pub fn bad_input(message: impl Into<String>) -> Error {
 pub fn upstream_error(err: &UpstreamError) -> Error {
     let code = err.code();
     let status = err.status;
+    let claims = match &err.kind {
+        crate::odata::UpstreamErrorKind::InteractionRequired { claims } => claims.clone(),
+        _ => None,
+    };
     Error::new(err.message.clone()).extend_with(|_, e| {
         e.set("code", code);
         if let Some(s) = status {
             e.set("upstreamStatus", s);
+        }
+        // The claims challenge the client passes to its next sign-in (MSAL: `claims`).
+        if let Some(c) = &claims {
+            e.set("claims", c.as_str());
         }
     })
 }

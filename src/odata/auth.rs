@@ -86,6 +86,7 @@ pub struct TokenSource {
     http: reqwest::Client,
     tokens: Cache<String, Arc<Token>>,
     requested: AtomicU64,
+    observer: std::sync::OnceLock<super::client::Observer>,
 }
 
 impl std::fmt::Debug for TokenSource {
@@ -112,6 +113,9 @@ struct TokenError {
     error: String,
     #[serde(default)]
     error_description: String,
+    /// A Conditional Access claims challenge (with `interaction_required`).
+    #[serde(default)]
+    claims: Option<String>,
 }
 
 impl TokenSource {
@@ -124,6 +128,23 @@ impl TokenSource {
                 .expire_after(RenewBeforeExpiry)
                 .build(),
             requested: AtomicU64::new(0),
+            observer: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Tells `observer` about every token request (as entity set `$token`, for the metrics).
+    pub fn set_observer(&self, observer: super::client::Observer) {
+        let _ = self.observer.set(observer);
+    }
+
+    fn observe(&self, status: Option<u16>, started: Instant) {
+        if let Some(o) = self.observer.get() {
+            o(&super::client::UpstreamEvent {
+                entity_set: "$token",
+                status,
+                elapsed: started.elapsed(),
+                attempt: 1,
+            });
         }
     }
 
@@ -244,6 +265,7 @@ impl TokenSource {
             .send()
             .await
             .map_err(|e| {
+                self.observe(None, started);
                 tracing::warn!(grant, error = %e, "token endpoint unreachable");
                 UpstreamError::new(
                     UpstreamErrorKind::Unavailable,
@@ -252,6 +274,7 @@ impl TokenSource {
                 )
             })?;
         let status = resp.status().as_u16();
+        self.observe(Some(status), started);
         let body = resp.bytes().await.map_err(|e| {
             UpstreamError::new(
                 UpstreamErrorKind::Unavailable,
@@ -292,9 +315,23 @@ impl TokenSource {
                 renew_in: lifetime.saturating_sub((lifetime / 4).min(Duration::from_secs(300))),
             }));
         }
-        let detail = serde_json::from_slice::<TokenError>(&body)
+        let parsed = serde_json::from_slice::<TokenError>(&body).ok();
+        if let Some(e) = parsed
+            .as_ref()
+            .filter(|e| e.error == "interaction_required" && assertion.is_some())
+        {
+            return Err(UpstreamError::new(
+                UpstreamErrorKind::InteractionRequired { claims: e.claims.clone() },
+                Some(status),
+                format!(
+                    "the user must sign in again before the gateway may act on their behalf (Conditional Access): {}; send the `claims` of this error with the next sign-in",
+                    first_line(&e.error_description)
+                ),
+            ));
+        }
+        let detail = parsed
             .map(|e| format!("{}: {}", e.error, first_line(&e.error_description)))
-            .unwrap_or_else(|_| format!("HTTP {status}"));
+            .unwrap_or_else(|| format!("HTTP {status}"));
         let kind = if status >= 500 || status == 429 {
             UpstreamErrorKind::Unavailable
         } else {

@@ -217,6 +217,7 @@ impl Upstream {
 
     /// Sets the callback told about every upstream exchange (once; later calls are ignored).
     pub fn set_observer(&self, observer: Observer) {
+        self.tokens.set_observer(observer.clone());
         let _ = self.observer.set(ObserverSlot(observer));
     }
 

@@ -16,6 +16,11 @@ pub enum UpstreamErrorKind {
     NotFound,
     BadRequest,
     Unauthorized,
+    /// On-behalf-of only: Entra wants the user back at sign-in (Conditional Access, MFA) before it
+    /// exchanges the token. `claims` is the challenge the client's next sign-in must carry.
+    InteractionRequired {
+        claims: Option<String>,
+    },
     Forbidden,
     /// 429, or an F&O "error of type 429" wrapped in a 400 (contract §8). `retry_after` is the
     /// `Retry-After` header when one came.
@@ -100,6 +105,7 @@ impl UpstreamError {
             UpstreamErrorKind::NotFound => "UPSTREAM_NOT_FOUND",
             UpstreamErrorKind::BadRequest => "UPSTREAM_BAD_REQUEST",
             UpstreamErrorKind::Unauthorized => "UPSTREAM_UNAUTHORIZED",
+            UpstreamErrorKind::InteractionRequired { .. } => "INTERACTION_REQUIRED",
             UpstreamErrorKind::Forbidden => "UPSTREAM_FORBIDDEN",
             UpstreamErrorKind::Throttled { .. } => "UPSTREAM_THROTTLED",
             UpstreamErrorKind::Unavailable | UpstreamErrorKind::CircuitOpen { .. } => "UPSTREAM_UNAVAILABLE",

@@ -152,13 +152,34 @@ async fn execute(app: &AppState, headers: &HeaderMap, method: Method, params: Re
     if let (Some((hash, query)), true) = (to_register, executed) {
         app.persisted_queries.register(hash, &query).await;
     }
+    let challenge = claims_challenge(&response);
     Answer {
         operation,
         caller: Some(identity),
+        challenge,
         errors: response.errors.len(),
         upstream_requests: upstream.load(std::sync::atomic::Ordering::Relaxed),
         body: Body::Graphql { response, executed },
     }
+}
+
+/// The `WWW-Authenticate` challenge when an error says the user must sign in again (Conditional
+/// Access refused the on-behalf-of exchange): the response is then a 401 carrying the claims, as
+/// Microsoft's client libraries expect, so the app can sign the user in again with them.
+fn claims_challenge(response: &async_graphql::Response) -> Option<String> {
+    use base64::Engine;
+    response.errors.iter().find_map(|e| {
+        let ext = e.extensions.as_ref()?;
+        if ext.get("code") != Some(&async_graphql::Value::from("INTERACTION_REQUIRED")) {
+            return None;
+        }
+        let mut challenge = "Bearer realm=\"ats-gateway\", error=\"insufficient_claims\"".to_string();
+        if let Some(async_graphql::Value::String(claims)) = ext.get("claims") {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(claims);
+            challenge.push_str(&format!(", claims=\"{encoded}\""));
+        }
+        Some(challenge)
+    })
 }
 
 /// Whether the operation that `operation_name` picks out of `document` is a mutation. `false`
@@ -178,6 +199,8 @@ struct Answer {
     operation: Option<String>,
     /// The caller's identity (no credential in it), once authenticated.
     caller: Option<String>,
+    /// A 401's `WWW-Authenticate`: the upstream needs the user to sign in again.
+    challenge: Option<String>,
     errors: usize,
     upstream_requests: u64,
     body: Body,
@@ -198,6 +221,7 @@ impl Answer {
         Answer {
             operation: None,
             caller: None,
+            challenge: None,
             errors: 1,
             upstream_requests: 0,
             body: Body::Refused(refusal),
@@ -210,6 +234,9 @@ impl Answer {
     }
 
     fn status(&self, media: ResponseMedia) -> StatusCode {
+        if self.challenge.is_some() {
+            return StatusCode::UNAUTHORIZED;
+        }
         match (&self.body, media) {
             (Body::Graphql { executed: true, .. }, _) => StatusCode::OK,
             (Body::Graphql { executed: false, .. }, ResponseMedia::GraphqlResponseJson) => StatusCode::BAD_REQUEST,
@@ -222,6 +249,9 @@ impl Answer {
     fn into_response(self, media: ResponseMedia) -> Response {
         let status = self.status(media);
         let mut headers = HeaderMap::new();
+        if let Some(v) = self.challenge.as_deref().and_then(|c| HeaderValue::from_str(c).ok()) {
+            headers.insert(header::WWW_AUTHENTICATE, v);
+        }
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media.content_type()));
         let body = match self.body {
             Body::Graphql { response, executed } => {

@@ -175,6 +175,15 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
         "authentication"
     );
     let upstream = crate::odata::Upstream::new(upstream_config).map_err(|e| StartError::Upstream(e.message))?;
+    // Observed from the first call on: the labels' reads and their token request count too.
+    let metrics = Arc::new(crate::telemetry::Metrics::default());
+    let observed = metrics.clone();
+    upstream.set_observer(Arc::new(move |e: &crate::odata::client::UpstreamEvent<'_>| {
+        observed.upstream_request(e.entity_set, e.status, e.elapsed);
+        if e.attempt > 1 {
+            observed.retry();
+        }
+    }));
     // Acting only for callers, the gateway has no token of its own to read the labels with.
     let labels = match config.upstream_auth {
         crate::odata::UpstreamAuth::PassThrough | crate::odata::UpstreamAuth::OnBehalfOf(_) => {
@@ -185,22 +194,9 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
     };
     let idempotency = crate::graphql::idempotency::IdempotencyStore::open(config.write.state_db.as_deref())
         .map_err(|e| StartError::Upstream(format!("cannot open the state database: {e}")))?;
-    let state = Arc::new(GatewayState::new(
-        upstream,
-        labels,
-        config.read.clone(),
-        config.write.clone(),
-        idempotency,
-    ));
-    let metrics = state.metrics.clone();
-    state
-        .upstream
-        .set_observer(Arc::new(move |e: &crate::odata::client::UpstreamEvent<'_>| {
-            metrics.upstream_request(e.entity_set, e.status, e.elapsed);
-            if e.attempt > 1 {
-                metrics.retry();
-            }
-        }));
+    let mut state = GatewayState::new(upstream, labels, config.read.clone(), config.write.clone(), idempotency);
+    state.metrics = metrics;
+    let state = Arc::new(state);
     let router = app(state.clone(), &config.limits, config.http.apq_cache_bytes, callers)
         .map_err(|e| StartError::Schema(e.to_string()))?;
     // Both: the extractor limit answers 413 for buffered bodies, the layer bounds streaming ones.

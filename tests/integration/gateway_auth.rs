@@ -75,6 +75,21 @@ async fn client_credentials_share_one_token_and_refuse_anonymous_callers() {
         "{stats}"
     );
     assert_eq!(stats["auth"]["refused"], 0, "{stats}");
+    let metrics = crate::harness::client()
+        .get(format!("{}/metrics", gw.base()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token_line = metrics
+        .lines()
+        .find(|l| l.starts_with("ats_gateway_upstream_requests_total") && l.contains("\"$token\""));
+    assert!(
+        token_line.is_some_and(|l| l.ends_with(" 1")),
+        "token requests are in the metrics:\n{metrics}"
+    );
     // The token expires under a burst: every request meets a 401, and they share one refresh.
     gw.emu.expire_tokens().await;
     burst().await;
@@ -196,6 +211,31 @@ async fn on_behalf_of_two_users_reach_the_upstream_as_themselves() {
         stats["auth"]["tokensIssued"],
         json!({"on_behalf_of": 2}),
         "one exchange per user, then cached: {stats}"
+    );
+}
+
+#[tokio::test]
+async fn conditional_access_sends_the_user_back_to_sign_in_with_a_claims_challenge() {
+    let gw = on_behalf_of_gateway();
+    // The emulator's Entra wants MFA from dave before an app may act for him.
+    let dave = gw.emu.user_token("dave", "api://ats-gateway/access_as_user").await;
+    let (status, challenge, body) = gw
+        .query_with(LIST, Some(("authorization", &format!("Bearer {dave}"))))
+        .await;
+    assert_eq!(status, 401, "{body}");
+    let error = &body["errors"][0];
+    assert_eq!(error["extensions"]["code"], "INTERACTION_REQUIRED", "{body}");
+    let claims = error["extensions"]["claims"].as_str().unwrap();
+    assert!(claims.contains("capolids"), "{claims}");
+    let challenge = challenge.unwrap();
+    assert!(
+        challenge.contains("insufficient_claims") && challenge.contains("claims=\""),
+        "{challenge}"
+    );
+    assert_eq!(
+        gw.emu.stats().await["byCaller"],
+        json!({}),
+        "nothing reached the OData routes"
     );
 }
 
