@@ -14,6 +14,12 @@ const EMU: &str = "127.0.0.1:17070";
 const GW: &str = "127.0.0.1:18080";
 /// A second gateway with `--expand-pushdown true`.
 const GW_EXPAND: &str = "127.0.0.1:18081";
+/// An emulator that wants tokens, and a gateway calling it with client credentials that checks
+/// its callers' JWTs against the emulator's JWKS: what authentication costs.
+const EMU_AUTH: &str = "127.0.0.1:17071";
+const GW_AUTH: &str = "127.0.0.1:18082";
+/// Ops whose upstream is `EMU_AUTH`.
+const TARGET_AUTH: &str = "gateway (jwt callers, client credentials)";
 
 struct Procs(Vec<Child>);
 impl Drop for Procs {
@@ -46,6 +52,8 @@ fn peak_rss_kb(pid: u32) -> u64 {
 enum Req {
     Get(String),
     GraphQl(String, Value),
+    /// With an `Authorization` value.
+    GraphQlAs(String, Value, String),
 }
 
 #[derive(Clone)]
@@ -70,6 +78,7 @@ async fn run_one(client: &reqwest::Client, r: &Req) -> bool {
     let resp = match r {
         Req::Get(url) => client.get(url).send().await,
         Req::GraphQl(url, body) => client.post(url).json(body).send().await,
+        Req::GraphQlAs(url, body, auth) => client.post(url).header("authorization", auth).json(body).send().await,
     };
     match resp {
         Ok(r) if r.status().is_success() => match r.json::<Value>().await {
@@ -152,9 +161,9 @@ fn pct(lat: &[Duration], p: f64) -> f64 {
     lat[i].as_secs_f64() * 1000.0
 }
 
-async fn upstream_count(client: &reqwest::Client) -> u64 {
+async fn upstream_count(client: &reqwest::Client, emu: &str) -> u64 {
     let v: Value = client
-        .get(format!("http://{EMU}/_emulator/stats"))
+        .get(format!("http://{emu}/_emulator/stats"))
         .send()
         .await
         .unwrap()
@@ -164,9 +173,9 @@ async fn upstream_count(client: &reqwest::Client) -> u64 {
     v["total"].as_u64().unwrap()
 }
 
-async fn reset(client: &reqwest::Client) {
+async fn reset(client: &reqwest::Client, emu: &str) {
     client
-        .post(format!("http://{EMU}/_emulator/stats/reset"))
+        .post(format!("http://{emu}/_emulator/stats/reset"))
         .send()
         .await
         .unwrap();
@@ -182,7 +191,27 @@ async fn wait_up(url: &str) {
     panic!("{url} did not come up");
 }
 
-fn ops(doc_rr: &str, canonical_direct: (Vec<Req>, Vec<Req>), submission: Value) -> Vec<(Op, Option<Op>)> {
+/// A user's token for the gateway, from the emulator's password grant.
+async fn user_token(client: &reqwest::Client, tenant: &str) -> String {
+    let v: Value = client
+        .post(format!("{tenant}/oauth2/v2.0/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=password&client_id=ats-gateway&username=alice&password=demo&scope=api%3A%2F%2Fats-gateway%2Faccess_as_user")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    format!("Bearer {}", v["access_token"].as_str().expect("a user token"))
+}
+
+fn ops(
+    doc_rr: &str,
+    canonical_direct: (Vec<Req>, Vec<Req>),
+    submission: Value,
+    user_token: &str,
+) -> Vec<(Op, Option<Op>)> {
     let root = format!("http://{EMU}/api/data/v9.2/");
     let gql = format!("http://{GW}/graphql");
     let gql_expand = format!("http://{GW_EXPAND}/graphql");
@@ -204,8 +233,17 @@ fn ops(doc_rr: &str, canonical_direct: (Vec<Req>, Vec<Req>), submission: Value) 
             None,
         ),
         (
-            Op { name: "gateway: flat 50-row list", reqs: vec![g("{ recruitingRequests(first: 50) { nodes { id recruitingRequestId description status estimatedStartDate dataAreaId } } }")], target: "gateway", then: vec![] },
+            Op { name: "gateway: flat 50-row list", reqs: vec![g(FLAT)], target: "gateway", then: vec![] },
             Some(Op { name: "direct: flat 50-row list", reqs: vec![Req::Get(format!("{rr}?{sel}&$top=50"))], target: "emulator", then: vec![] }),
+        ),
+        (
+            Op {
+                name: "gateway with JWT callers and client credentials: flat 50-row list",
+                reqs: vec![Req::GraphQlAs(format!("http://{GW_AUTH}/graphql"), json!({"query": FLAT}), user_token.to_string())],
+                target: TARGET_AUTH,
+                then: vec![],
+            },
+            Some(Op { name: "the same list through the gateway without auth", reqs: vec![g(FLAT)], target: "gateway", then: vec![] }),
         ),
         (
             Op {
@@ -254,6 +292,8 @@ fn ops(doc_rr: &str, canonical_direct: (Vec<Req>, Vec<Req>), submission: Value) 
         ),
     ]
 }
+
+const FLAT: &str = "{ recruitingRequests(first: 50) { nodes { id recruitingRequestId description status estimatedStartDate dataAreaId } } }";
 
 const CANONICAL: &str = "{ recruitingRequests(first: 50) { nodes { id recruitingRequestId description status positions { positionId status description } skills { skillId ratingLevelId } educations { educationLevelId educationDisciplineId } location { description city } recruiter { name partyNumber } } } }";
 
@@ -361,8 +401,51 @@ async fn main() {
         .spawn()
         .expect("second gateway starts");
     procs.0.push(gw2);
+    let emu_auth = Command::new(&bin)
+        .args(["emulator", "--listen", EMU_AUTH, "--require-auth", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("emulator with auth starts");
+    procs.0.push(emu_auth);
+    wait_up(&format!("http://{EMU_AUTH}/api/data/v9.2/")).await;
+    let tenant = format!("http://{EMU_AUTH}/bench");
+    let gw_auth = Command::new(&bin)
+        .args([
+            "serve",
+            "--listen",
+            GW_AUTH,
+            "--upstream",
+            &format!("http://{EMU_AUTH}/api/data/v9.2/"),
+            "--state-db",
+            ":memory:",
+            "--upstream-auth",
+            "client-credentials",
+            "--token-url",
+            &format!("{tenant}/oauth2/v2.0/token"),
+            "--client-id",
+            ats_gateway::emulator::auth::DEMO_CLIENT_ID,
+            "--caller-auth",
+            "jwt",
+            "--jwks-url",
+            &format!("{tenant}/discovery/v2.0/keys"),
+            "--jwt-issuer",
+            &format!("{tenant}/v2.0"),
+            "--jwt-audience",
+            "api://ats-gateway",
+        ])
+        .env(
+            "ATS_GATEWAY_CLIENT_SECRET",
+            ats_gateway::emulator::auth::DEMO_CLIENT_SECRET,
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("gateway with auth starts");
+    procs.0.push(gw_auth);
     wait_up(&format!("http://{GW}/healthz")).await;
     wait_up(&format!("http://{GW_EXPAND}/healthz")).await;
+    wait_up(&format!("http://{GW_AUTH}/healthz")).await;
     let client = reqwest::Client::new();
     let doc_rr = "00000d6b-0000-0000-0000-005001000000";
     let mut rows = Vec::new();
@@ -372,7 +455,8 @@ async fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(20);
-    let mut all_ops = ops(doc_rr, canonical, submission_input());
+    let user_token = user_token(&client, &tenant).await;
+    let mut all_ops = ops(doc_rr, canonical, submission_input(), &user_token);
     // The cache pays off over a real network: the reference-data comparison runs again with an
     // upstream latency injected at the emulator (both the gateway's misses and the direct calls
     // pay it).
@@ -399,9 +483,10 @@ async fn main() {
         }
         // Warm up, then count upstream requests for exactly one operation.
         drive(&op, concurrency, Duration::from_secs(2)).await;
-        reset(&client).await;
+        let emu = if op.target == TARGET_AUTH { EMU_AUTH } else { EMU };
+        reset(&client, emu).await;
         futures::future::join_all(op.reqs.iter().map(|r| run_one(&client, r))).await;
-        let per_op = upstream_count(&client).await;
+        let per_op = upstream_count(&client, emu).await;
         let s = drive(&op, concurrency, Duration::from_secs(secs)).await;
         let rps = s.ops as f64 / s.secs;
         let mut row = json!({
