@@ -138,7 +138,7 @@ impl GatewayState {
         }
     }
 
-    /// Sends one write upstream with the caller's credentials, counting it for the request.
+    /// Sends one write upstream for the caller, counting it for the request. Never retried.
     pub async fn send_write(
         &self,
         rq: &RequestCtx,
@@ -147,10 +147,47 @@ impl GatewayState {
         body: &serde_json::Value,
         representation: bool,
     ) -> Result<crate::odata::WriteResult, UpstreamError> {
+        self.send_write_with(rq, method, url, body, representation, crate::odata::RetryPolicy::Never)
+            .await
+    }
+
+    /// [`GatewayState::send_write`] with a retry policy (for writes an idempotency key protects).
+    pub async fn send_write_with(
+        &self,
+        rq: &RequestCtx,
+        method: crate::odata::Method,
+        url: &str,
+        body: &serde_json::Value,
+        representation: bool,
+        policy: crate::odata::RetryPolicy,
+    ) -> Result<crate::odata::WriteResult, UpstreamError> {
         rq.count_upstream();
         self.upstream
-            .send_write(method, url, body, rq.authorization.as_deref(), representation)
+            .send_write_with(method, url, body, rq.authorization.as_deref(), representation, policy)
             .await
+    }
+
+    /// Sends a `$batch` for the caller, counting it for the request; `policy` `None` lets the
+    /// client choose (reads retried, writes not).
+    pub async fn batch(
+        &self,
+        rq: &RequestCtx,
+        items: Vec<crate::batch::BatchRequestItem>,
+        continue_on_error: bool,
+        policy: Option<crate::odata::RetryPolicy>,
+    ) -> Result<Vec<crate::batch::BatchResponseItem>, UpstreamError> {
+        rq.count_upstream();
+        let auth = rq.authorization.as_deref();
+        match policy {
+            Some(p) => self.upstream.batch_with(items, auth, continue_on_error, p).await,
+            None => self.upstream.batch(items, auth, continue_on_error).await,
+        }
+    }
+
+    /// One page for the caller, bypassing the caches (a fresh look is the point), counted.
+    pub async fn get_page_fresh(&self, rq: &RequestCtx, url: &str) -> Result<Page, UpstreamError> {
+        rq.count_upstream();
+        self.upstream.get_page(url, rq.authorization.as_deref(), None).await
     }
 
     /// Fetches every page of a query (following `@odata.nextLink`), refusing more than `limit` rows

@@ -256,164 +256,116 @@ fn body_of(e: &'static Entity, input: &Value, st: &GatewayState) -> Result<Map<S
     }
 }
 
-fn create_field(e: &'static Entity) -> Field {
-    Field::new(
-        format!("create{}", e.graphql.type_name),
-        TypeRef::named_nn(payload_name(e)),
-        move |ctx| {
-            FieldFuture::new(async move {
-                let st = ctx.data::<Arc<GatewayState>>()?;
-                let rq = ctx.data::<RequestCtx>()?;
-                let input = ctx.args.try_get("input")?.as_value().clone();
-                let body = match body_of(e, &input, st) {
-                    Ok(b) => b,
-                    Err(errors) => {
-                        return payload(PayloadValue {
-                            entity: Some(e),
-                            errors,
-                            ..Default::default()
-                        })
-                    }
-                };
-                match st
-                    .send_write(rq, Method::POST, &e.entity_set, &Json::Object(body), true)
-                    .await
-                {
-                    Ok(w) => {
-                        let record = w.body.and_then(|b| b.as_object().cloned()).map(Arc::new);
-                        payload(PayloadValue {
-                            entity: Some(e),
-                            id: w.entity_id,
-                            record,
-                            ..Default::default()
-                        })
-                    }
-                    Err(err) => payload(PayloadValue {
-                        entity: Some(e),
-                        errors: upstream_errors(&err),
-                        ..Default::default()
-                    }),
-                }
-            })
+/// The three per-entity writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Crud {
+    Create,
+    Update,
+    Delete,
+}
+
+/// Resolves `create<Type>`, `update<Type>` or `delete<Type>`: arguments checked first (their
+/// problems come back in the payload, nothing is sent), then one write.
+async fn crud(
+    ctx: &ResolverContext<'_>,
+    e: &'static Entity,
+    op: Crud,
+) -> async_graphql::Result<Option<FieldValue<'static>>> {
+    let st = ctx.data::<Arc<GatewayState>>()?;
+    let rq = ctx.data::<RequestCtx>()?;
+    // A delete's payload is the shared `DeletePayload`, which has no record.
+    let entity = (op != Crud::Delete).then_some(e);
+    let refused = |errors| {
+        payload(PayloadValue {
+            entity,
+            errors,
+            ..Default::default()
+        })
+    };
+    let id = match op {
+        Crud::Create => None,
+        Crud::Update | Crud::Delete => match id_arg(ctx) {
+            Ok(id) => Some(id),
+            Err(errors) => return refused(errors),
         },
+    };
+    let body = match op {
+        Crud::Delete => Json::Null,
+        Crud::Create | Crud::Update => {
+            let input = ctx.args.try_get("input")?.as_value().clone();
+            match body_of(e, &input, st) {
+                Ok(b) => Json::Object(b),
+                Err(errors) => return refused(errors),
+            }
+        }
+    };
+    let (method, url) = match (op, &id) {
+        (Crud::Create, _) => (Method::POST, e.entity_set.clone()),
+        (Crud::Update, Some(id)) => (Method::PATCH, format!("{}({id})", e.entity_set)),
+        (_, id) => (
+            Method::DELETE,
+            format!("{}({})", e.entity_set, id.as_deref().unwrap_or_default()),
+        ),
+    };
+    match st.send_write(rq, method, &url, &body, op == Crud::Create).await {
+        Ok(w) => payload(PayloadValue {
+            entity,
+            record: w.body.and_then(|b| b.as_object().cloned()).map(Arc::new),
+            id: id.or(w.entity_id),
+            deleted: op == Crud::Delete,
+            ..Default::default()
+        }),
+        Err(err) => payload(PayloadValue {
+            entity,
+            id,
+            errors: upstream_errors(&err),
+            ..Default::default()
+        }),
+    }
+}
+
+fn crud_field(e: &'static Entity, op: Crud) -> Field {
+    let (verb, payload_type) = match op {
+        Crud::Create => ("create", payload_name(e)),
+        Crud::Update => ("update", payload_name(e)),
+        Crud::Delete => ("delete", DELETE_PAYLOAD.to_string()),
+    };
+    Field::new(
+        format!("{verb}{}", e.graphql.type_name),
+        TypeRef::named_nn(payload_type),
+        move |ctx| FieldFuture::new(async move { crud(&ctx, e, op).await }),
     )
-    .argument(InputValue::new(
-        "input",
-        TypeRef::named_nn(inputs::create_input_name(e)),
-    ))
-    .description(format!(
-        "Creates a {}. Readable keys link it to related records.",
-        e.name.to_lowercase()
-    ))
+}
+
+fn create_field(e: &'static Entity) -> Field {
+    crud_field(e, Crud::Create)
+        .argument(InputValue::new(
+            "input",
+            TypeRef::named_nn(inputs::create_input_name(e)),
+        ))
+        .description(format!(
+            "Creates a {}. Readable keys link it to related records.",
+            e.name.to_lowercase()
+        ))
 }
 
 fn update_field(e: &'static Entity) -> Field {
-    Field::new(
-        format!("update{}", e.graphql.type_name),
-        TypeRef::named_nn(payload_name(e)),
-        move |ctx| {
-            FieldFuture::new(async move {
-                let st = ctx.data::<Arc<GatewayState>>()?;
-                let rq = ctx.data::<RequestCtx>()?;
-                let id = match id_arg(&ctx) {
-                    Ok(id) => id,
-                    Err(errors) => {
-                        return payload(PayloadValue {
-                            entity: Some(e),
-                            errors,
-                            ..Default::default()
-                        })
-                    }
-                };
-                let input = ctx.args.try_get("input")?.as_value().clone();
-                let body = match body_of(e, &input, st) {
-                    Ok(b) => b,
-                    Err(errors) => {
-                        return payload(PayloadValue {
-                            entity: Some(e),
-                            errors,
-                            ..Default::default()
-                        })
-                    }
-                };
-                match st
-                    .send_write(
-                        rq,
-                        Method::PATCH,
-                        &format!("{}({id})", e.entity_set),
-                        &Json::Object(body),
-                        false,
-                    )
-                    .await
-                {
-                    Ok(_) => payload(PayloadValue {
-                        entity: Some(e),
-                        id: Some(id),
-                        ..Default::default()
-                    }),
-                    Err(err) => payload(PayloadValue {
-                        entity: Some(e),
-                        errors: upstream_errors(&err),
-                        ..Default::default()
-                    }),
-                }
-            })
-        },
-    )
-    .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
-    .argument(InputValue::new(
-        "input",
-        TypeRef::named_nn(inputs::update_input_name(e)),
-    ))
-    .description(format!(
-        "Changes a {}: only the fields given change; write-once fields cannot.",
-        e.name.to_lowercase()
-    ))
+    crud_field(e, Crud::Update)
+        .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
+        .argument(InputValue::new(
+            "input",
+            TypeRef::named_nn(inputs::update_input_name(e)),
+        ))
+        .description(format!(
+            "Changes a {}: only the fields given change; write-once fields cannot.",
+            e.name.to_lowercase()
+        ))
 }
 
 fn delete_field(e: &'static Entity) -> Field {
-    Field::new(
-        format!("delete{}", e.graphql.type_name),
-        TypeRef::named_nn(DELETE_PAYLOAD),
-        move |ctx| {
-            FieldFuture::new(async move {
-                let st = ctx.data::<Arc<GatewayState>>()?;
-                let rq = ctx.data::<RequestCtx>()?;
-                let id = match id_arg(&ctx) {
-                    Ok(id) => id,
-                    Err(errors) => {
-                        return payload(PayloadValue {
-                            errors,
-                            ..Default::default()
-                        })
-                    }
-                };
-                match st
-                    .send_write(
-                        rq,
-                        Method::DELETE,
-                        &format!("{}({id})", e.entity_set),
-                        &Json::Null,
-                        false,
-                    )
-                    .await
-                {
-                    Ok(_) => payload(PayloadValue {
-                        id: Some(id),
-                        deleted: true,
-                        ..Default::default()
-                    }),
-                    Err(err) => payload(PayloadValue {
-                        id: Some(id),
-                        errors: upstream_errors(&err),
-                        ..Default::default()
-                    }),
-                }
-            })
-        },
-    )
-    .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
-    .description(format!("Deletes a {}.", e.name.to_lowercase()))
+    crud_field(e, Crud::Delete)
+        .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
+        .description(format!("Deletes a {}.", e.name.to_lowercase()))
 }
 
 fn submission_input() -> InputObject {

@@ -357,8 +357,7 @@ pub async fn validate(
         if let Some(url) = &probe_url {
             parts.push(BatchRequestItem::Request(state.upstream.batch_get_part(url, None)));
         }
-        rq.count_upstream();
-        match state.upstream.batch(parts, rq.authorization.as_deref(), true).await {
+        match state.batch(rq, parts, true, None).await {
             Ok(mut responses) => {
                 let probe_response = match probe_url {
                     Some(_) if responses.len() > checks.len() => responses.pop(),
@@ -547,14 +546,8 @@ async fn write_batch(
         ));
         paths.push(d.path.clone());
     }
-    rq.count_upstream();
-    let responses = up
-        .batch_with(
-            vec![BatchRequestItem::ChangeSet(parts)],
-            rq.authorization.as_deref(),
-            false,
-            policy,
-        )
+    let responses = state
+        .batch(rq, vec![BatchRequestItem::ChangeSet(parts)], false, Some(policy))
         .await
         .map_err(|e| WriteFailure::upstream(e, None))?;
     match responses.into_iter().next() {
@@ -621,14 +614,12 @@ async fn write_deep(
         shape.person_relation.navigation_property.clone(),
         Json::Object(person_body),
     );
-    rq.count_upstream();
     let w = state
-        .upstream
         .send_write_with(
+            rq,
             Method::POST,
             &shape.candidate.entity_set,
             &Json::Object(body),
-            rq.authorization.as_deref(),
             false,
             policy,
         )
@@ -645,21 +636,18 @@ async fn write_deep(
 
 async fn write_flat(state: &GatewayState, rq: &RequestCtx, plan: Plan) -> Result<Written, Vec<SubmissionError>> {
     let shape = &*SHAPE;
-    let up = &state.upstream;
-    let auth = rq.authorization.as_deref();
     let mut created: Vec<(&'static Entity, String)> = Vec::new();
     let mut step = 0;
     let result: Result<String, (UpstreamError, usize, String)> = async {
         let party_number = match (&plan.person, &plan.party_number) {
             (Some(p), _) => {
                 step += 1;
-                rq.count_upstream();
-                let w = up
+                let w = state
                     .send_write(
+                        rq,
                         Method::POST,
                         &p.entity.entity_set,
                         &Json::Object(p.body.clone()),
-                        auth,
                         true,
                     )
                     .await
@@ -698,13 +686,12 @@ async fn write_flat(state: &GatewayState, rq: &RequestCtx, plan: Plan) -> Result
         let person_ref = PersonRef::PartyNumber(party_number);
         step += 1;
         let body = linked(plan.candidate.body.clone(), shape.person_relation, &person_ref);
-        rq.count_upstream();
-        let w = up
+        let w = state
             .send_write(
+                rq,
                 Method::POST,
                 &shape.candidate.entity_set,
                 &Json::Object(body),
-                auth,
                 false,
             )
             .await
@@ -720,9 +707,8 @@ async fn write_flat(state: &GatewayState, rq: &RequestCtx, plan: Plan) -> Result
                 .map(|(_, _, b)| *b)
                 .expect("detail of the shape");
             let body = linked(d.body.clone(), back, &person_ref);
-            rq.count_upstream();
-            let w = up
-                .send_write(Method::POST, &d.entity.entity_set, &Json::Object(body), auth, false)
+            let w = state
+                .send_write(rq, Method::POST, &d.entity.entity_set, &Json::Object(body), false)
                 .await
                 .map_err(|e| (e, step, d.path.clone()))?;
             if let Some(id) = w.entity_id {
@@ -742,17 +728,8 @@ async fn write_flat(state: &GatewayState, rq: &RequestCtx, plan: Plan) -> Result
             // Compensate: delete what was created, newest first (details before the candidate
             // before the person, which is the order the upstream accepts deletes in).
             for (entity, id) in created.iter().rev() {
-                rq.count_upstream();
-                if let Err(d) = up
-                    .send_write(
-                        Method::DELETE,
-                        &format!("{}({id})", entity.entity_set),
-                        &Json::Null,
-                        auth,
-                        false,
-                    )
-                    .await
-                {
+                let url = format!("{}({id})", entity.entity_set);
+                if let Err(d) = state.send_write(rq, Method::DELETE, &url, &Json::Null, false).await {
                     tracing::error!(entity = %entity.entity_set, record.id = %id, error = %d.message, "compensating delete failed: a partial submission remains");
                     errors.push(SubmissionError {
                         code: "COMPENSATION_FAILED",
