@@ -45,6 +45,11 @@ fn client_credentials_gateway(lifetime: Duration) -> Gateway {
     })
 }
 
+/// `Authorization: Bearer <token>`, as `query_with` takes a header.
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
 fn ok(v: &Value) {
     assert!(v.get("errors").is_none(), "unexpected errors: {v}");
 }
@@ -75,14 +80,7 @@ async fn client_credentials_share_one_token_and_refuse_anonymous_callers() {
         "{stats}"
     );
     assert_eq!(stats["auth"]["refused"], 0, "{stats}");
-    let metrics = crate::harness::client()
-        .get(format!("{}/metrics", gw.base()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, metrics) = gw.get("/metrics").await;
     let token_line = metrics
         .lines()
         .find(|l| l.starts_with("ats_gateway_upstream_requests_total") && l.contains("\"$token\""));
@@ -189,20 +187,14 @@ async fn on_behalf_of_two_users_reach_the_upstream_as_themselves() {
     let bob = gw.emu.user_token("bob", "api://ats-gateway/access_as_user").await;
     gw.emu.reset_stats().await;
     for token in [&alice, &bob, &alice, &bob] {
-        let (status, _, body) = gw
-            .query_with(LIST, Some(("authorization", &format!("Bearer {token}"))))
-            .await;
+        let (status, _, body) = gw.query_with(LIST, Some(("authorization", &bearer(token)))).await;
         assert_eq!(status, 200);
         ok(&body);
     }
     let stats = gw.emu.stats().await;
     // Ready although the gateway has no token of its own: the upstream answers (401).
-    let ready = crate::harness::client()
-        .get(format!("{}/readyz", gw.base()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 200, "{}", ready.text().await.unwrap());
+    let (status, ready) = gw.get("/readyz").await;
+    assert_eq!(status, 200, "{ready}");
     let by_caller = stats["byCaller"].as_object().unwrap();
     let callers: Vec<&String> = by_caller.keys().collect();
     assert_eq!(callers, ["user:alice", "user:bob"], "{stats}");
@@ -219,9 +211,7 @@ async fn conditional_access_sends_the_user_back_to_sign_in_with_a_claims_challen
     let gw = on_behalf_of_gateway();
     // The emulator's Entra wants MFA from dave before an app may act for him.
     let dave = gw.emu.user_token("dave", "api://ats-gateway/access_as_user").await;
-    let (status, challenge, body) = gw
-        .query_with(LIST, Some(("authorization", &format!("Bearer {dave}"))))
-        .await;
+    let (status, challenge, body) = gw.query_with(LIST, Some(("authorization", &bearer(&dave)))).await;
     assert_eq!(status, 401, "{body}");
     let error = &body["errors"][0];
     assert_eq!(error["extensions"]["code"], "INTERACTION_REQUIRED", "{body}");
@@ -248,7 +238,7 @@ async fn jwt_callers_are_checked_for_audience_signature_and_presence() {
         .user_token("alice", &format!("{}/.default", gw.emu.origin()))
         .await;
     let (status, challenge, body) = gw
-        .query_with(LIST, Some(("authorization", &format!("Bearer {wrong_audience}"))))
+        .query_with(LIST, Some(("authorization", &bearer(&wrong_audience))))
         .await;
     assert_eq!(status, 401, "{body}");
     assert!(
@@ -282,9 +272,7 @@ async fn pass_through_forwards_the_callers_own_dataverse_token() {
     let dataverse = emu.user_token("carol", &format!("{}/.default", emu.origin())).await;
     let gw = Gateway::with_config(emu, |c| c.upstream_auth = UpstreamAuth::PassThrough);
     gw.emu.reset_stats().await;
-    let (status, _, body) = gw
-        .query_with(LIST, Some(("authorization", &format!("Bearer {dataverse}"))))
-        .await;
+    let (status, _, body) = gw.query_with(LIST, Some(("authorization", &bearer(&dataverse)))).await;
     assert_eq!(status, 200);
     ok(&body);
     let stats = gw.emu.stats().await;

@@ -35,14 +35,7 @@ fn codes(v: &Value) -> Vec<String> {
 }
 
 async fn metric(gw: &Gateway, name: &str) -> u64 {
-    let text = client()
-        .get(format!("{}/metrics", gw.base()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, text) = gw.get("/metrics").await;
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
         .unwrap_or(0)

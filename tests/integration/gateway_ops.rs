@@ -176,14 +176,7 @@ async fn metrics_count_requests_upstream_calls_and_cache_hits() {
     )
     .await;
     gw.query("query Broken { nope }", json!({})).await;
-    let text = client()
-        .get(format!("{}/metrics", gw.base()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, text) = gw.get("/metrics").await;
     assert!(
         text.contains("ats_gateway_graphql_requests_total{operation=\"ListLevels\",outcome=\"ok\"} 2"),
         "{text}"

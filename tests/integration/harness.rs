@@ -338,6 +338,16 @@ impl Gateway {
         self.endpoint.trim_end_matches("/graphql").to_string()
     }
 
+    /// GETs one of the gateway's own routes (`/metrics`, `/readyz`, ...): status and body text.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let r = client()
+            .get(format!("{}{path}", self.base()))
+            .send()
+            .await
+            .expect("request sent");
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    }
+
     /// Runs a GraphQL query; returns the whole response body.
     pub async fn query(&self, query: &str, variables: Value) -> Value {
         let r = client()
