@@ -267,6 +267,37 @@ async fn jwt_callers_are_checked_for_audience_signature_and_presence() {
 }
 
 #[tokio::test]
+async fn jwt_callers_can_be_checked_against_a_jwks_file() {
+    // The token endpoint and keys work whether or not the OData routes want tokens.
+    let emu = Emu::fresh();
+    let (status, jwks) =
+        crate::harness::send(crate::harness::client().get(format!("{}/t/discovery/v2.0/keys", emu.origin()))).await;
+    assert_eq!(status, 200);
+    let file = std::env::temp_dir().join(format!("ats-gw-jwks-{}.json", std::process::id()));
+    std::fs::write(&file, jwks.to_string()).unwrap();
+    let jwt = JwtConfig {
+        keys: JwtKeys::JwksFile(file.clone()),
+        issuer: format!("{}/t/v2.0", emu.origin()),
+        audiences: vec!["api://ats-gateway".into()],
+        leeway: Duration::from_secs(5),
+    };
+    let alice = emu.user_token("alice", "api://ats-gateway/access_as_user").await;
+    let gw = Gateway::with_config(emu, move |c| {
+        c.caller_auth = CallerAuthConfig {
+            mode: CallerAuthMode::Jwt(jwt),
+            allow_anonymous: false,
+        };
+    });
+    let _ = std::fs::remove_file(&file);
+    let levels = "{ ratingLevels(first: 1) { nodes { ratingLevelId } } }";
+    let (status, _, body) = gw.query_with(levels, Some(("authorization", &bearer(&alice)))).await;
+    assert_eq!(status, 200, "{body}");
+    ok(&body);
+    let (status, _, _) = gw.query_with(levels, None).await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
 async fn pass_through_forwards_the_callers_own_dataverse_token() {
     let emu = Emu::with_auth(Duration::from_secs(3600));
     let dataverse = emu.user_token("carol", &format!("{}/.default", emu.origin())).await;
