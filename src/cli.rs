@@ -412,6 +412,7 @@ impl ServeArgs {
                 cache_capacity: self.cache_capacity,
                 batch_delay_ms: self.batch_delay.as_millis() as u64,
                 expand_pushdown: self.expand_pushdown,
+                ..Default::default()
             },
             limits: crate::graphql::SchemaLimits {
                 depth: self.max_depth,

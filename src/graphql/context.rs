@@ -22,6 +22,8 @@ pub struct ReadConfig {
     pub cache_capacity: u64,
     /// How long a loader waits to batch the keys of one level, in milliseconds.
     pub batch_delay_ms: u64,
+    /// How often option-set labels are read again when the read at start failed.
+    pub labels_retry: Duration,
     /// Ask for a list's first-level relations with `$expand` in the same request. Off by default:
     /// Dataverse's virtual tables are not documented to support collection `$expand` in
     /// collection queries.
@@ -36,6 +38,7 @@ impl Default for ReadConfig {
             cache_ttl: Duration::from_secs(300),
             cache_capacity: 10_000,
             batch_delay_ms: 3,
+            labels_retry: Duration::from_secs(30),
             expand_pushdown: false,
         }
     }
@@ -108,7 +111,8 @@ pub struct GatewayState {
     pub write: WriteConfig,
     pub idempotency: super::idempotency::IdempotencyStore,
     pub upstream: Upstream,
-    pub labels: OptionSetLabels,
+    /// Option-set labels; replaced when a later read succeeds (see [`GatewayState::set_labels`]).
+    labels: std::sync::RwLock<Arc<OptionSetLabels>>,
     pub config: ReadConfig,
     /// Reference data (entities nothing else hangs off), per caller identity and URL, so that no
     /// caller is served data fetched with another caller's credentials.
@@ -132,10 +136,20 @@ impl GatewayState {
             write,
             idempotency,
             upstream,
-            labels,
+            labels: std::sync::RwLock::new(Arc::new(labels)),
             config,
             reference_cache,
         }
+    }
+
+    /// The option-set labels in use.
+    pub fn labels(&self) -> Arc<OptionSetLabels> {
+        self.labels.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the labels (after a start whose read of them failed).
+    pub fn set_labels(&self, labels: OptionSetLabels) {
+        *self.labels.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(labels);
     }
 
     /// Sends one write upstream for the caller, counting it for the request. Never retried.

@@ -246,7 +246,7 @@ fn child_group(
             .filter(|v| !matches!(v, async_graphql::Value::Null))
     };
     let filter = match arg("filter") {
-        Some(v) => Some(compile_filter(target, v, &state.labels).ok()?),
+        Some(v) => Some(compile_filter(target, v, &state.labels()).ok()?),
         None => None,
     };
     let orderby = match arg("orderBy") {

@@ -162,7 +162,7 @@ pub fn list_field(e: &'static Entity) -> Field {
                 }
                 let first = first as usize;
                 let filter = match ctx.args.get("filter") {
-                    Some(v) if !v.is_null() => Some(compile_filter(e, v.as_value(), &st.labels)?),
+                    Some(v) if !v.is_null() => Some(compile_filter(e, v.as_value(), &st.labels())?),
                     _ => None,
                 };
                 let orderby = match ctx.args.get("orderBy") {
@@ -344,7 +344,7 @@ pub fn property_field(e: &'static Entity, p: &'static Property, ty: TypeRef) -> 
             let row = ctx.parent_value.try_downcast_ref::<Row>()?;
             let raw = row.record.get(&p.name).unwrap_or(&Json::Null);
             let st = state(&ctx)?;
-            Ok(to_graphql(e, p, raw, &st.labels)?.map(FieldValue::value))
+            Ok(to_graphql(e, p, raw, &st.labels())?.map(FieldValue::value))
         })
     })
 }
@@ -471,7 +471,7 @@ pub fn to_many_field(e: &'static Entity, r: &'static Relation, ty: TypeRef) -> F
                 _ => None,
             };
             let filter = match ctx.args.get("filter") {
-                Some(v) if !v.is_null() => Some(compile_filter(target, v.as_value(), &st.labels)?),
+                Some(v) if !v.is_null() => Some(compile_filter(target, v.as_value(), &st.labels())?),
                 _ => None,
             };
             let orderby = match ctx.args.get("orderBy") {

@@ -141,6 +141,26 @@ pub enum StartError {
     Auth(String),
 }
 
+/// Reads the option-set labels again every `every` until the upstream gives them all (a start
+/// while the upstream was down or refusing), so that readiness comes back without a restart.
+fn reread_labels(state: std::sync::Weak<GatewayState>, every: std::time::Duration) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(state) = state.upgrade() else { return };
+            let labels = crate::odata::OptionSetLabels::load(&state.upstream, None).await;
+            let (now, before) = (labels.fallbacks().len(), state.labels().fallbacks().len());
+            if now < before {
+                state.set_labels(labels);
+            }
+            if now == 0 {
+                tracing::info!("option-set labels read from the upstream");
+                return;
+            }
+        }
+    });
+}
+
 /// A running gateway.
 pub struct RunningGateway {
     pub addr: std::net::SocketAddr,
@@ -197,6 +217,9 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
     let mut state = GatewayState::new(upstream, labels, config.read.clone(), config.write.clone(), idempotency);
     state.metrics = metrics;
     let state = Arc::new(state);
+    if !state.labels().fallbacks().is_empty() {
+        reread_labels(Arc::downgrade(&state), config.read.labels_retry);
+    }
     let router = app(state.clone(), &config.limits, config.http.apq_cache_bytes, callers)
         .map_err(|e| StartError::Schema(e.to_string()))?;
     // Both: the extractor limit answers 413 for buffered bodies, the layer bounds streaming ones.

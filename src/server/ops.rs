@@ -40,7 +40,8 @@ async fn readyz(State(app): State<AppState>) -> Response {
         CircuitState::Open { .. } => "open",
         CircuitState::HalfOpen => "half-open",
     };
-    let fallbacks = app.gateway.labels.fallbacks();
+    let current_labels = app.gateway.labels();
+    let fallbacks = current_labels.fallbacks();
     // Acting only for callers, the gateway has no token of its own to read the labels with.
     let acts_for_callers = matches!(up.tokens().mode(), "pass-through" | "on-behalf-of");
     let labels = if fallbacks.is_empty() {

@@ -163,6 +163,40 @@ async fn readiness_reports_labels_not_read_from_the_upstream() {
 }
 
 #[tokio::test]
+async fn labels_missed_at_start_are_read_once_the_upstream_answers() {
+    let emu = Emu::with_faults(ats_gateway::emulator::faults::Faults {
+        error_rate: 1.0,
+        ..Default::default()
+    });
+    let admin = emu.admin.clone();
+    let gw = Gateway::with_config(emu, |c| {
+        c.read.labels_retry = Duration::from_millis(200);
+        c.resilience.max_retries = 0;
+        c.resilience.breaker_cooldown = Duration::from_millis(100);
+    });
+    let (status, body) = gw.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("documented integers in use"), "{body}");
+    client()
+        .put(format!("{admin}faults"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let body = loop {
+        let (status, body) = gw.get("/readyz").await;
+        if status == 200 {
+            break body;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "still not ready: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["optionSetLabels"], "loaded", "{v}");
+}
+
+#[tokio::test]
 async fn metrics_count_requests_upstream_calls_and_cache_hits() {
     let gw = Gateway::start(5);
     gw.data(

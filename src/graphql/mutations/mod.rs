@@ -240,7 +240,7 @@ fn id_arg(ctx: &ResolverContext<'_>) -> Result<String, Vec<SubmissionError>> {
 
 fn body_of(e: &'static Entity, input: &Value, st: &GatewayState) -> Result<Map<String, Json>, Vec<SubmissionError>> {
     let mut problems = Vec::new();
-    let body = inputs::to_body(e, input, &st.labels, "input", &mut problems);
+    let body = inputs::to_body(e, input, &st.labels(), "input", &mut problems);
     if problems.is_empty() {
         Ok(body)
     } else {

@@ -221,6 +221,7 @@ pub async fn validate(
     probe: bool,
 ) -> Result<Plan, Vec<SubmissionError>> {
     let shape = &*SHAPE;
+    let labels = state.labels();
     let mut problems = Vec::new();
     let Value::Object(fields) = input else {
         return Err(vec![SubmissionError::validation(FieldProblem {
@@ -228,7 +229,7 @@ pub async fn validate(
             message: "must be an object".into(),
         })]);
     };
-    let candidate_body = inputs::to_body(shape.candidate, input, &state.labels, "", &mut problems);
+    let candidate_body = inputs::to_body(shape.candidate, input, &labels, "", &mut problems);
     let person_value = fields
         .get(shape.person_relation.field.as_str())
         .filter(|v| !matches!(v, Value::Null));
@@ -259,7 +260,7 @@ pub async fn validate(
         }
         (Some(v), None) => {
             let path = shape.person_relation.field.clone();
-            let body = inputs::to_body(shape.person, v, &state.labels, &path, &mut problems);
+            let body = inputs::to_body(shape.person, v, &labels, &path, &mut problems);
             Some(Planned {
                 entity: shape.person,
                 body,
@@ -273,7 +274,7 @@ pub async fn validate(
         if let Some(Value::List(items)) = fields.get(rel.field.as_str()) {
             for (i, item) in items.iter().enumerate() {
                 let path = format!("{}[{i}]", rel.field);
-                let body = inputs::to_body(entity, item, &state.labels, &path, &mut problems);
+                let body = inputs::to_body(entity, item, &labels, &path, &mut problems);
                 details.push((details.len(), Planned { entity, body, path }));
             }
         }
