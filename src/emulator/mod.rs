@@ -25,6 +25,9 @@ pub mod service;
 pub mod store;
 pub mod write;
 
+#[cfg(test)]
+mod tests;
+
 use crate::model::model;
 use faults::{FaultState, Faults};
 use service::Service;

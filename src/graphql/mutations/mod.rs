@@ -3,7 +3,8 @@
 //! entity with writable properties.
 //!
 //! - `inputs`: input types derived from the model, conversion to OData bodies, field rules.
-//! - `submit`: validation and the three write strategies of a submission.
+//! - `submit`: validation of a submission, into a plan; `write`: the three strategies that write
+//!   a plan.
 //! - `submission`: one run of a submission: the idempotency key's life around validate and write.
 //! - `recovery`: a submission under an idempotency key whose upstream answer was lost: looking
 //!   for the candidate before writing again.
@@ -16,6 +17,7 @@ pub mod inputs;
 pub mod recovery;
 mod submission;
 pub mod submit;
+pub mod write;
 
 use super::context::{GatewayState, RequestCtx};
 use super::resolve::{select_for, Row};

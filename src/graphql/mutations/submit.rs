@@ -12,16 +12,20 @@
 //! and only if everything was written) are retried when the upstream certainly did nothing, and
 //! a lost response is resolved by looking for the candidate (see `recovery`). `flat` is not
 //! atomic and is never retried.
+//!
+//! This file checks and plans a submission; `write` writes a plan by each strategy.
 
 use super::inputs::{self, FieldProblem};
 use crate::batch::{BatchRequestItem, BatchResponseItem};
 use crate::graphql::context::{GatewayState, RequestCtx};
 use crate::graphql::idempotency::Probe;
 use crate::model::{model, Entity, LookupSide, Relation};
-use crate::odata::{part_page, part_write, Method, RetryPolicy, UpstreamError};
+use crate::odata::{part_page, UpstreamError};
 use async_graphql::Value;
 use serde_json::{Map, Value as Json};
 use std::sync::LazyLock;
+
+pub use super::write::{effective_strategy, write, WriteFailure, Written};
 
 /// How a submission is written upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -164,20 +168,20 @@ impl SubmissionError {
 
 /// One record to write: its entity, its body, and where it came from in the input.
 #[derive(Debug, Clone)]
-struct Planned {
-    entity: &'static Entity,
-    body: Map<String, Json>,
-    path: String,
+pub(super) struct Planned {
+    pub(super) entity: &'static Entity,
+    pub(super) body: Map<String, Json>,
+    pub(super) path: String,
 }
 
 /// A validated submission, ready to write.
 #[derive(Clone)]
 pub struct Plan {
-    candidate: Planned,
+    pub(super) candidate: Planned,
     /// `None` for an internal candidate.
-    person: Option<Planned>,
-    party_number: Option<String>,
-    details: Vec<(usize, Planned)>,
+    pub(super) person: Option<Planned>,
+    pub(super) party_number: Option<String>,
+    pub(super) details: Vec<(usize, Planned)>,
     /// How to find the candidate upstream after a lost response (asked for by `validate`).
     pub probe: Option<Probe>,
 }
@@ -398,353 +402,4 @@ pub async fn validate(
         return Err(errors);
     }
     Ok(plan)
-}
-
-/// What a successful write produced.
-pub struct Written {
-    pub candidate_id: String,
-    pub strategy: Strategy,
-}
-
-/// Why a write failed: the problems to report, and the upstream error of the write itself
-/// (`None` when the upstream refused part of it, which wrote nothing, or for `flat`).
-pub struct WriteFailure {
-    pub errors: Vec<SubmissionError>,
-    pub upstream: Option<UpstreamError>,
-}
-
-impl WriteFailure {
-    fn upstream(e: UpstreamError, part: Option<usize>) -> Self {
-        WriteFailure {
-            errors: vec![SubmissionError::upstream(&e, part, None)],
-            upstream: Some(e),
-        }
-    }
-
-    /// A success whose answer cannot be read: the write happened, its result is lost.
-    fn unreadable(message: &str) -> Self {
-        let e = UpstreamError::new(crate::odata::UpstreamErrorKind::InvalidResponse, Some(200), message);
-        WriteFailure {
-            errors: vec![SubmissionError {
-                code: "UPSTREAM_INVALID_RESPONSE",
-                message: message.to_string(),
-                path: None,
-                part: None,
-            }],
-            upstream: Some(e),
-        }
-    }
-
-    /// Whether the upstream may have written the submission although it failed.
-    pub fn outcome_unknown(&self) -> bool {
-        self.upstream.as_ref().is_some_and(UpstreamError::outcome_unknown)
-    }
-}
-
-fn bind(rel: &Relation, target: &Entity, reference: &str) -> (String, Json) {
-    let _ = target;
-    (
-        format!("{}@odata.bind", rel.navigation_property),
-        Json::String(reference.to_string()),
-    )
-}
-
-/// The strategy a plan is written with: internal candidates cannot be deep-inserted.
-pub fn effective_strategy(plan: &Plan, strategy: Strategy) -> Strategy {
-    if strategy == Strategy::DeepInsert && plan.person.is_none() {
-        Strategy::Batch
-    } else {
-        strategy
-    }
-}
-
-/// Writes a validated plan with `strategy`; `policy` says which failures of an atomic write
-/// may be sent again (`flat` never retries).
-pub async fn write(
-    state: &GatewayState,
-    rq: &RequestCtx,
-    plan: Plan,
-    strategy: Strategy,
-    policy: RetryPolicy,
-) -> Result<Written, WriteFailure> {
-    match effective_strategy(&plan, strategy) {
-        Strategy::Batch => write_batch(state, rq, plan, policy).await,
-        Strategy::DeepInsert => write_deep(state, rq, plan, policy).await,
-        Strategy::Flat => write_flat(state, rq, plan)
-            .await
-            .map_err(|errors| WriteFailure { errors, upstream: None }),
-    }
-}
-
-/// The body of a detail or candidate linked to the person: by `$1` in a change set, or by the
-/// party number of an existing person.
-fn linked(mut body: Map<String, Json>, back: &Relation, person_ref: &PersonRef) -> Map<String, Json> {
-    match person_ref {
-        PersonRef::ContentId(r) => {
-            let (k, v) = bind(back, SHAPE.person, r);
-            body.insert(k, v);
-        }
-        PersonRef::PartyNumber(pn) => {
-            if let Some(k) = &back.child_readable_key {
-                body.insert(k.clone(), Json::String(pn.clone()));
-            }
-        }
-    }
-    body
-}
-
-enum PersonRef {
-    ContentId(String),
-    PartyNumber(String),
-}
-
-async fn write_batch(
-    state: &GatewayState,
-    rq: &RequestCtx,
-    plan: Plan,
-    policy: RetryPolicy,
-) -> Result<Written, WriteFailure> {
-    let shape = &*SHAPE;
-    let up = &state.upstream;
-    let mut parts = Vec::new();
-    let mut paths = Vec::new();
-    let person_ref = match (&plan.person, &plan.party_number) {
-        (Some(p), _) => {
-            parts.push(up.batch_write_part(
-                &Method::POST,
-                &p.entity.entity_set,
-                &Json::Object(p.body.clone()),
-                Some("1".into()),
-            ));
-            paths.push(p.path.clone());
-            PersonRef::ContentId("$1".into())
-        }
-        (None, Some(pn)) => PersonRef::PartyNumber(pn.clone()),
-        (None, None) => unreachable!("validated"),
-    };
-    let candidate_body = linked(plan.candidate.body.clone(), shape.person_relation, &person_ref);
-    let candidate_cid = (parts.len() + 1).to_string();
-    parts.push(up.batch_write_part(
-        &Method::POST,
-        &shape.candidate.entity_set,
-        &Json::Object(candidate_body),
-        Some(candidate_cid.clone()),
-    ));
-    paths.push("candidate".into());
-    for (_, d) in &plan.details {
-        let back = shape
-            .details
-            .iter()
-            .find(|(_, e, _)| e.logical_name == d.entity.logical_name)
-            .map(|(_, _, b)| *b)
-            .expect("detail of the shape");
-        let body = linked(d.body.clone(), back, &person_ref);
-        parts.push(up.batch_write_part(
-            &Method::POST,
-            &d.entity.entity_set,
-            &Json::Object(body),
-            Some((parts.len() + 1).to_string()),
-        ));
-        paths.push(d.path.clone());
-    }
-    let responses = state
-        .batch(rq, vec![BatchRequestItem::ChangeSet(parts)], false, Some(policy))
-        .await
-        .map_err(|e| WriteFailure::upstream(e, None))?;
-    match responses.into_iter().next() {
-        Some(BatchResponseItem::ChangeSet(done)) => {
-            let part = done
-                .iter()
-                .find(|p| p.content_id.as_deref() == Some(&candidate_cid))
-                .ok_or_else(|| WriteFailure::unreadable("The change set's response has no part for the candidate."))?;
-            // The change set succeeded: a part that cannot be read hides a written candidate.
-            let w = part_write(part, &shape.candidate.entity_set).map_err(|e| {
-                let e = UpstreamError::new(e.kind, Some(200), e.message);
-                WriteFailure::upstream(e, None)
-            })?;
-            let id = w
-                .entity_id
-                .ok_or_else(|| WriteFailure::unreadable("The upstream did not say which candidate it created."))?;
-            Ok(Written {
-                candidate_id: id,
-                strategy: Strategy::Batch,
-            })
-        }
-        Some(BatchResponseItem::Response(failed)) => {
-            let n = failed.content_id.as_deref().and_then(|c| c.parse::<usize>().ok());
-            let what = n.and_then(|n| paths.get(n - 1).cloned());
-            let e = crate::odata::part_result(&failed).err().unwrap_or_else(|| {
-                UpstreamError::new(
-                    crate::odata::UpstreamErrorKind::Other,
-                    Some(failed.status),
-                    "The change set failed.",
-                )
-            });
-            // A change set that failed wrote nothing.
-            Err(WriteFailure {
-                errors: vec![SubmissionError::upstream(&e, n, what)],
-                upstream: None,
-            })
-        }
-        None => Err(WriteFailure::unreadable("The $batch response was empty.")),
-    }
-}
-
-async fn write_deep(
-    state: &GatewayState,
-    rq: &RequestCtx,
-    plan: Plan,
-    policy: RetryPolicy,
-) -> Result<Written, WriteFailure> {
-    let shape = &*SHAPE;
-    let person = plan.person.expect("deep insert has a new person");
-    let mut person_body = person.body;
-    for (rel, entity, _) in &shape.details {
-        let items: Vec<Json> = plan
-            .details
-            .iter()
-            .filter(|(_, d)| d.entity.logical_name == entity.logical_name)
-            .map(|(_, d)| Json::Object(d.body.clone()))
-            .collect();
-        if !items.is_empty() {
-            person_body.insert(rel.navigation_property.clone(), Json::Array(items));
-        }
-    }
-    let mut body = plan.candidate.body;
-    body.insert(
-        shape.person_relation.navigation_property.clone(),
-        Json::Object(person_body),
-    );
-    let w = state
-        .send_write_with(
-            rq,
-            Method::POST,
-            &shape.candidate.entity_set,
-            &Json::Object(body),
-            false,
-            policy,
-        )
-        .await
-        .map_err(|e| WriteFailure::upstream(e, Some(1)))?;
-    let id = w
-        .entity_id
-        .ok_or_else(|| WriteFailure::unreadable("The upstream did not say which candidate it created."))?;
-    Ok(Written {
-        candidate_id: id,
-        strategy: Strategy::DeepInsert,
-    })
-}
-
-async fn write_flat(state: &GatewayState, rq: &RequestCtx, plan: Plan) -> Result<Written, Vec<SubmissionError>> {
-    let shape = &*SHAPE;
-    let mut created: Vec<(&'static Entity, String)> = Vec::new();
-    let mut step = 0;
-    let result: Result<String, (UpstreamError, usize, String)> = async {
-        let party_number = match (&plan.person, &plan.party_number) {
-            (Some(p), _) => {
-                step += 1;
-                let w = state
-                    .send_write(
-                        rq,
-                        Method::POST,
-                        &p.entity.entity_set,
-                        &Json::Object(p.body.clone()),
-                        true,
-                    )
-                    .await
-                    .map_err(|e| (e, step, p.path.clone()))?;
-                let id = w.entity_id.clone().or_else(|| {
-                    w.body
-                        .as_ref()
-                        .and_then(|b| b.get(&shape.person.primary_key))
-                        .and_then(Json::as_str)
-                        .map(str::to_owned)
-                });
-                if let Some(id) = id {
-                    created.push((shape.person, id));
-                }
-                let key = shape.person_relation.parent_readable_key.as_deref().unwrap_or_default();
-                w.body
-                    .as_ref()
-                    .and_then(|b| b.get(key))
-                    .and_then(Json::as_str)
-                    .map(str::to_owned)
-                    .ok_or_else(|| {
-                        (
-                            UpstreamError::new(
-                                crate::odata::UpstreamErrorKind::InvalidResponse,
-                                None,
-                                "The created person came back without its party number.",
-                            ),
-                            step,
-                            p.path.clone(),
-                        )
-                    })?
-            }
-            (None, Some(pn)) => pn.clone(),
-            (None, None) => unreachable!("validated"),
-        };
-        let person_ref = PersonRef::PartyNumber(party_number);
-        step += 1;
-        let body = linked(plan.candidate.body.clone(), shape.person_relation, &person_ref);
-        let w = state
-            .send_write(
-                rq,
-                Method::POST,
-                &shape.candidate.entity_set,
-                &Json::Object(body),
-                false,
-            )
-            .await
-            .map_err(|e| (e, step, "candidate".to_string()))?;
-        let candidate_id = w.entity_id.clone().unwrap_or_default();
-        created.push((shape.candidate, candidate_id.clone()));
-        for (_, d) in &plan.details {
-            step += 1;
-            let back = shape
-                .details
-                .iter()
-                .find(|(_, e, _)| e.logical_name == d.entity.logical_name)
-                .map(|(_, _, b)| *b)
-                .expect("detail of the shape");
-            let body = linked(d.body.clone(), back, &person_ref);
-            let w = state
-                .send_write(rq, Method::POST, &d.entity.entity_set, &Json::Object(body), false)
-                .await
-                .map_err(|e| (e, step, d.path.clone()))?;
-            if let Some(id) = w.entity_id {
-                created.push((d.entity, id));
-            }
-        }
-        Ok(candidate_id)
-    }
-    .await;
-    match result {
-        Ok(candidate_id) => Ok(Written {
-            candidate_id,
-            strategy: Strategy::Flat,
-        }),
-        Err((e, n, what)) => {
-            let mut errors = vec![SubmissionError::upstream(&e, Some(n), Some(what))];
-            // Compensate: delete what was created, newest first (details before the candidate
-            // before the person, which is the order the upstream accepts deletes in).
-            for (entity, id) in created.iter().rev() {
-                let url = format!("{}({id})", entity.entity_set);
-                if let Err(d) = state.send_write(rq, Method::DELETE, &url, &Json::Null, false).await {
-                    tracing::error!(entity = %entity.entity_set, record.id = %id, error = %d.message, "compensating delete failed: a partial submission remains");
-                    errors.push(SubmissionError {
-                        code: "COMPENSATION_FAILED",
-                        message: format!(
-                            "Could not delete the {} {id} created before the failure: {}",
-                            entity.name.to_lowercase(),
-                            d.message
-                        ),
-                        path: None,
-                        part: None,
-                    });
-                }
-            }
-            Err(errors)
-        }
-    }
 }
