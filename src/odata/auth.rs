@@ -312,7 +312,7 @@ impl TokenSource {
             let lifetime = Duration::from_secs(t.expires_in);
             return Ok(Arc::new(Token {
                 bearer: Secret::new(format!("Bearer {}", t.access_token)),
-                renew_in: lifetime.saturating_sub((lifetime / 4).min(Duration::from_secs(300))),
+                renew_in: keep_for(lifetime, assertion.and_then(seconds_left)),
             }));
         }
         let parsed = serde_json::from_slice::<TokenError>(&body).ok();
@@ -345,6 +345,34 @@ impl TokenSource {
     }
 }
 
+/// How long a token of `lifetime` stays cached: until a quarter of its lifetime (at most five
+/// minutes) before it expires, and never past the user's own token it was exchanged for
+/// (`assertion_left`), so that an expired user token cannot keep using a cached exchange.
+fn keep_for(lifetime: Duration, assertion_left: Option<Duration>) -> Duration {
+    let own = lifetime.saturating_sub((lifetime / 4).min(Duration::from_secs(300)));
+    match assertion_left {
+        Some(left) => own.min(left),
+        None => own,
+    }
+}
+
+/// Time left before a JWT's `exp`, read without checking its signature: it can only shorten how
+/// long an exchanged token is kept (zero when it cannot be read).
+fn seconds_left(jwt: &str) -> Option<Duration> {
+    #[derive(serde::Deserialize)]
+    struct Exp {
+        exp: u64,
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    match jsonwebtoken::dangerous::insecure_decode::<Exp>(jwt) {
+        Ok(t) => Some(Duration::from_secs(t.claims.exp.saturating_sub(now))),
+        Err(_) => Some(Duration::ZERO),
+    }
+}
+
 /// The token of a `Bearer` authorization value.
 pub fn bearer_token(authorization: &str) -> Option<&str> {
     let (scheme, token) = authorization.split_once(' ')?;
@@ -366,6 +394,15 @@ mod tests {
         assert_eq!(bearer_token("bearer  abc "), Some("abc"));
         assert_eq!(bearer_token("Basic abc"), None);
         assert_eq!(bearer_token("Bearer "), None);
+    }
+
+    #[test]
+    fn exchanged_tokens_are_kept_no_longer_than_the_users_own() {
+        let hour = Duration::from_secs(3600);
+        assert_eq!(keep_for(hour, None), Duration::from_secs(3300));
+        assert_eq!(keep_for(Duration::from_secs(8), None), Duration::from_secs(6));
+        assert_eq!(keep_for(hour, Some(Duration::from_secs(60))), Duration::from_secs(60));
+        assert_eq!(seconds_left("not a jwt"), Some(Duration::ZERO));
     }
 
     #[test]
