@@ -343,11 +343,19 @@ pub fn property_field(e: &'static Entity, p: &'static Property, ty: TypeRef) -> 
         FieldFuture::new(async move {
             let row = ctx.parent_value.try_downcast_ref::<Row>()?;
             let raw = row.record.get(&p.name).unwrap_or(&Json::Null);
-            let st = state(&ctx)?;
-            Ok(to_graphql(e, p, raw, &st.labels())?.map(FieldValue::value))
+            // Only option sets need the labels (a lock and a refcount per field otherwise).
+            let value = match p.option_set {
+                Some(_) => to_graphql(e, p, raw, &state(&ctx)?.labels())?,
+                None => to_graphql(e, p, raw, &NO_LABELS)?,
+            };
+            Ok(value.map(FieldValue::value))
         })
     })
 }
+
+/// What `to_graphql` gets for properties that are not option sets.
+static NO_LABELS: std::sync::LazyLock<crate::odata::options::OptionSetLabels> =
+    std::sync::LazyLock::new(Default::default);
 
 /// Converts a wire value to GraphQL, tolerating the type drift virtual tables are known for
 /// (numbers as strings and the like), and refusing values that cannot mean anything (arrays and
