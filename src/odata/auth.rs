@@ -87,6 +87,8 @@ pub struct TokenSource {
     tokens: Cache<String, Arc<Token>>,
     requested: AtomicU64,
     observer: std::sync::OnceLock<super::client::Observer>,
+    /// Retries of a token request that failed for the endpoint's sake (5xx, 429, no answer).
+    retry: super::resilience::ResilienceConfig,
 }
 
 impl std::fmt::Debug for TokenSource {
@@ -119,7 +121,7 @@ struct TokenError {
 }
 
 impl TokenSource {
-    pub fn new(auth: UpstreamAuth, http: reqwest::Client) -> Self {
+    pub fn new(auth: UpstreamAuth, http: reqwest::Client, retry: super::resilience::ResilienceConfig) -> Self {
         TokenSource {
             auth,
             http,
@@ -129,6 +131,7 @@ impl TokenSource {
                 .build(),
             requested: AtomicU64::new(0),
             observer: std::sync::OnceLock::new(),
+            retry,
         }
     }
 
@@ -232,8 +235,25 @@ impl TokenSource {
             .map_err(|e: Arc<UpstreamError>| (*e).clone())
     }
 
-    /// One request to the token endpoint.
+    /// A token from the endpoint, retrying (with the upstream's backoff, inside the caller's
+    /// deadline, which bounds [`TokenSource::credential`]) what failed for the endpoint's sake.
     async fn request_token(&self, app: &EntraApp, assertion: Option<&str>) -> Result<Arc<Token>, UpstreamError> {
+        let mut retry = 0;
+        loop {
+            match self.request_token_once(app, assertion).await {
+                Err(e) if e.kind == UpstreamErrorKind::Unavailable && retry < self.retry.max_retries => {
+                    retry += 1;
+                    let wait = super::resilience::backoff(&self.retry, retry);
+                    tracing::info!(error = %e.message, retry, wait_ms = wait.as_millis() as u64, "token request failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One request to the token endpoint.
+    async fn request_token_once(&self, app: &EntraApp, assertion: Option<&str>) -> Result<Arc<Token>, UpstreamError> {
         self.requested.fetch_add(1, Ordering::Relaxed);
         let mut form: Vec<(&str, &str)> = vec![
             ("client_id", &app.client_id),
@@ -420,9 +440,9 @@ mod tests {
     #[tokio::test]
     async fn none_and_pass_through_need_no_token_endpoint() {
         let http = reqwest::Client::new();
-        let none = TokenSource::new(UpstreamAuth::None, http.clone());
+        let none = TokenSource::new(UpstreamAuth::None, http.clone(), Default::default());
         assert!(none.credential(Some("Bearer x")).await.unwrap().header.is_none());
-        let pass = TokenSource::new(UpstreamAuth::PassThrough, http);
+        let pass = TokenSource::new(UpstreamAuth::PassThrough, http, Default::default());
         let c = pass.credential(Some("Bearer x")).await.unwrap();
         assert_eq!(c.header.unwrap().expose(), "Bearer x");
         assert_ne!(c.identity, pass.credential(Some("Bearer y")).await.unwrap().identity);

@@ -140,7 +140,7 @@ impl Upstream {
             .map_err(|e| UpstreamError::from_transport(e, false))?;
         let r = &config.resilience;
         Ok(Upstream {
-            tokens: super::auth::TokenSource::new(config.auth.clone(), http.clone()),
+            tokens: super::auth::TokenSource::new(config.auth.clone(), http.clone(), config.resilience.clone()),
             http,
             breaker: CircuitBreaker::new(r.breaker_threshold, r.breaker_cooldown),
             gates: Gates::new(r.concurrency_per_identity),

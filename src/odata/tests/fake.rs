@@ -186,6 +186,16 @@ async fn handle(State(fake): State<Arc<Fake>>, req: Request) -> Response {
             fake.in_flight.fetch_sub(1, SeqCst);
             json_response(200, json!({"value": []}))
         }
+        // A token endpoint that fails twice, then issues `tok`; and a resource that wants it.
+        ("POST", "flaky-token") if hits <= 2 => error(503, "Service Unavailable"),
+        ("POST", "flaky-token") => json_response(
+            200,
+            json!({"token_type": "Bearer", "expires_in": 3600, "access_token": "tok"}),
+        ),
+        ("GET", "needs-token") if headers.get("authorization").is_some_and(|v| v == "Bearer tok") => {
+            json_response(200, json!({"value": []}))
+        }
+        ("GET", "needs-token") => error(401, "not authenticated"),
         ("GET", "html") => (StatusCode::BAD_GATEWAY, "<html>bad gateway</html>").into_response(),
         ("GET", "badjson") => (StatusCode::OK, "{\"value\": [ {\"a\": 1}, oops").into_response(),
         ("GET", "foreign") => json_response(

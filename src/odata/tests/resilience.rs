@@ -127,3 +127,25 @@ async fn the_breaker_fails_fast_while_the_upstream_is_down_and_closes_again() {
     assert_eq!(up.circuit(), CircuitState::Closed);
     assert!(fake.hits(&format!("({})", fake::KNOWN_ID)) >= 1);
 }
+
+#[tokio::test]
+async fn a_failing_token_endpoint_is_retried_like_the_upstream() {
+    let (fake, root) = fake::start().await;
+    let mut config = crate::odata::UpstreamConfig::new(root.clone());
+    config.resilience.base_backoff = Duration::from_millis(10);
+    config.auth = crate::odata::UpstreamAuth::ClientCredentials(crate::odata::EntraApp {
+        token_url: format!("{root}flaky-token"),
+        client_id: "app".into(),
+        client_secret: crate::secret::Secret::new("s"),
+        scope: "http://x/.default".into(),
+    });
+    let up = crate::odata::Upstream::new(config).unwrap();
+    up.get_json("needs-token", None)
+        .await
+        .expect("the token's third request answers");
+    assert_eq!(fake.hits("flaky-token"), 3);
+    assert_eq!(up.tokens().token_requests(), 3);
+    // Cached: no further token request.
+    up.get_json("needs-token", None).await.unwrap();
+    assert_eq!(fake.hits("flaky-token"), 3);
+}
