@@ -8,8 +8,10 @@
 //! - [`filter`]: the typed [`Filter`] AST and [`compile`], checked against the model.
 //! - [`query`]: [`ODataQuery`] / [`Expand`] to relative URLs, and [`children_of`] for batched
 //!   "children of these parents" reads within a URL length budget.
-//! - [`client`]: [`Upstream`], the pooled HTTP client (pages, `get_all` with `nextLink`, JSON,
-//!   `$batch`, writes, request counters).
+//! - [`client`]: [`Upstream`], the pooled HTTP client: one `send` for every exchange (headers,
+//!   credentials, retries, the 401 refresh), request counters. [`calls`]: pages, `get_all` with
+//!   `nextLink`, JSON documents, writes; [`batch_calls`]: `$batch`.
+//! - [`auth`]: the upstream credentials by mode ([`UpstreamAuth`]): tokens cached and refreshed.
 //! - [`response`]: body parsing shared by top-level calls and `$batch` parts ([`Page`],
 //!   [`WriteResult`], [`part_result`], ...).
 //! - [`error`]: [`UpstreamError`] with its kinds, whether the request was delivered, and stable
@@ -22,6 +24,7 @@
 
 pub mod auth;
 pub mod batch_calls;
+pub mod calls;
 pub mod client;
 pub mod error;
 pub mod escape;
