@@ -366,17 +366,9 @@ async fn reference_cache_and_idempotency_keys_belong_to_one_caller() {
     assert_ne!(other["candidateId"], first["candidateId"]);
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn the_binary_keeps_secrets_and_tokens_out_of_its_debug_logs() {
-    let (port, emu_port) = (free_port(), free_port());
+    let (port, emu_port) = (crate::harness::free_port(), crate::harness::free_port());
     let api_key = "key-of-the-log-test-partner";
     let log = std::env::temp_dir().join(format!("ats-gw-auth-log-{}", std::process::id()));
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ats-gateway"))
@@ -400,19 +392,7 @@ async fn the_binary_keeps_secrets_and_tokens_out_of_its_debug_logs() {
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let mut up = false;
-    for _ in 0..100 {
-        if crate::harness::client()
-            .get(format!("{base}/healthz"))
-            .send()
-            .await
-            .is_ok()
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let up = crate::harness::came_up(&base).await;
     assert!(up, "the gateway came up");
     let run = |key: &'static str, auth: Option<String>| {
         let url = format!("{base}/graphql");
@@ -486,9 +466,9 @@ async fn client_credentials_without_caller_auth_refuses_to_start() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ats-gateway"))
         .args([
             "--listen",
-            &format!("127.0.0.1:{}", free_port()),
+            &format!("127.0.0.1:{}", crate::harness::free_port()),
             "--emulator-listen",
-            &format!("127.0.0.1:{}", free_port()),
+            &format!("127.0.0.1:{}", crate::harness::free_port()),
             "--state-db",
             ":memory:",
             "--upstream-auth",

@@ -273,8 +273,8 @@ async fn graceful_shutdown_finishes_in_flight_requests_and_refuses_new_ones() {
 async fn the_binary_stops_cleanly_on_sigterm_and_reads_a_config_file() {
     let dir = std::env::temp_dir().join(format!("ats-gw-cfg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let port = free_port();
-    let emu_port = free_port();
+    let port = crate::harness::free_port();
+    let emu_port = crate::harness::free_port();
     let config = dir.join("gateway.toml");
     std::fs::write(&config, format!("listen = \"127.0.0.1:{port}\"\nemulator_listen = \"127.0.0.1:{emu_port}\"\nstate-db = \":memory:\"\nmax-page-size = 7\n\n[emulator]\nseed-size = 5\n")).unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ats-gateway"))
@@ -284,14 +284,7 @@ async fn the_binary_stops_cleanly_on_sigterm_and_reads_a_config_file() {
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let mut up = false;
-    for _ in 0..100 {
-        if client().get(format!("{base}/healthz")).send().await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let up = crate::harness::came_up(&base).await;
     assert!(up, "the gateway came up on the port from the config file");
     let v: Value = client()
         .post(format!("{base}/graphql"))
@@ -331,12 +324,4 @@ async fn the_binary_stops_cleanly_on_sigterm_and_reads_a_config_file() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown setting `no-such-setting`"));
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

@@ -391,6 +391,26 @@ impl Gateway {
     }
 }
 
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits (up to 10 s) until `base`/healthz answers; whether it did.
+pub async fn came_up(base: &str) -> bool {
+    for _ in 0..100 {
+        if client().get(format!("{base}/healthz")).send().await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
 fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {

@@ -85,6 +85,16 @@ pub async fn write(
 
 /// The body of a detail or candidate linked to the person: by `$1` in a change set, or by the
 /// party number of an existing person.
+/// The relation from a detail entity back to its person.
+fn back_relation(detail: &Entity) -> &'static Relation {
+    SHAPE
+        .details
+        .iter()
+        .find(|(_, e, _)| e.logical_name == detail.logical_name)
+        .map(|(_, _, b)| *b)
+        .expect("detail of the shape")
+}
+
 fn linked(mut body: Map<String, Json>, back: &Relation, person_ref: &PersonRef) -> Map<String, Json> {
     match person_ref {
         PersonRef::ContentId(r) => {
@@ -139,12 +149,7 @@ async fn write_batch(
     ));
     paths.push("candidate".into());
     for (_, d) in &plan.details {
-        let back = shape
-            .details
-            .iter()
-            .find(|(_, e, _)| e.logical_name == d.entity.logical_name)
-            .map(|(_, _, b)| *b)
-            .expect("detail of the shape");
+        let back = back_relation(d.entity);
         let body = linked(d.body.clone(), back, &person_ref);
         parts.push(up.batch_write_part(
             &Method::POST,
@@ -308,12 +313,7 @@ async fn write_flat(state: &GatewayState, rq: &RequestCtx, plan: Plan) -> Result
         created.push((shape.candidate, candidate_id.clone()));
         for (_, d) in &plan.details {
             step += 1;
-            let back = shape
-                .details
-                .iter()
-                .find(|(_, e, _)| e.logical_name == d.entity.logical_name)
-                .map(|(_, _, b)| *b)
-                .expect("detail of the shape");
+            let back = back_relation(d.entity);
             let body = linked(d.body.clone(), back, &person_ref);
             let w = state
                 .send_write(rq, Method::POST, &d.entity.entity_set, &Json::Object(body), false)
