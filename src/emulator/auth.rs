@@ -418,6 +418,7 @@ impl Authority {
     fn verify(&self, token: &str, audience: Option<&str>, resource: bool) -> Result<Claims, Refusal> {
         let mut v = Validation::new(Algorithm::ES256);
         v.leeway = 0;
+        v.validate_nbf = true;
         match audience {
             Some(a) => v.set_audience(&[a]),
             None => v.validate_aud = false,

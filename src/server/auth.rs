@@ -281,6 +281,7 @@ impl CallerAuth {
         v.set_issuer(&[&j.issuer]);
         v.set_audience(&j.audiences);
         v.leeway = j.leeway.as_secs();
+        v.validate_nbf = true;
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         let data =
             jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, &key, &v).map_err(|e| {
@@ -419,6 +420,7 @@ mod tests {
             ("iss", serde_json::json!("https://evil"), "another issuer"),
             ("aud", serde_json::json!("api://other"), "another audience"),
             ("exp", serde_json::json!(now() - 10), "expired"),
+            ("nbf", serde_json::json!(now() + 600), "not valid yet"),
         ];
         for (claim, value, expected) in cases {
             let mut bad = good.clone();

@@ -115,6 +115,7 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
             axum::http::header::CONTENT_TYPE,
             axum::http::header::AUTHORIZATION,
             axum::http::header::ACCEPT,
+            axum::http::HeaderName::from_static("x-api-key"),
         ])
         .max_age(std::time::Duration::from_secs(600));
     Some(if origins.iter().any(|o| o == "*") {

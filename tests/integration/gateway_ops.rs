@@ -111,6 +111,13 @@ async fn cors_is_same_origin_by_default_and_a_setting() {
         .await
         .unwrap();
     assert_eq!(r.headers()["access-control-allow-origin"], "https://ats.example");
+    let allowed = r.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    for header in ["authorization", "x-api-key", "content-type"] {
+        assert!(allowed.contains(header), "{header} may be sent: {allowed}");
+    }
     let r = client()
         .request(reqwest::Method::OPTIONS, &gw.endpoint)
         .header("Origin", "https://evil.example")
