@@ -5,52 +5,12 @@
 //! 15 fields deep because of its nested `ofType`s: a limit that protects the upstream would refuse
 //! it, and the playground's docs pane with it (async-graphql/async-graphql#1696). Introspection is
 //! answered from the schema in memory and never reaches the upstream, and the complexity limit
-//! still bounds it, so its fields do not count here.
+//! still bounds it, so its fields do not count here. `limits` refuses operations deeper than the
+//! setting.
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
 use async_graphql::parser::types::{ExecutableDocument, FragmentDefinition, Selection, SelectionSet};
-use async_graphql::{Name, Positioned, ServerError, ServerResult, Variables};
+use async_graphql::{Name, Positioned};
 use std::collections::HashMap;
-use std::sync::Arc;
-
-/// Refuses operations whose fields, outside introspection, nest deeper than `max`.
-pub struct DepthLimit {
-    max: usize,
-}
-
-impl DepthLimit {
-    pub fn new(max: usize) -> DepthLimit {
-        DepthLimit { max }
-    }
-}
-
-impl ExtensionFactory for DepthLimit {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(DepthLimitExtension { max: self.max })
-    }
-}
-
-struct DepthLimitExtension {
-    max: usize,
-}
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for DepthLimitExtension {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let doc = next.run(ctx, query, variables).await?;
-        if depth(&doc) > self.max {
-            // The message async-graphql's own limit gives.
-            return Err(ServerError::new("Query is nested too deep.", None));
-        }
-        Ok(doc)
-    }
-}
 
 /// The deepest nesting of non-introspection fields over every operation of `doc`, with fragment
 /// spreads inlined (as async-graphql counts).

@@ -4,11 +4,16 @@
 //! - aliases (each alias is another copy of a field's work),
 //! - cost: every field costs 1, and the fields under a list multiply by how many items it may
 //!   return (`first`, or the default page size for connections and an estimate for relations),
+//! - depth, with introspection left out (see `depth`),
 //! - a deadline for the whole operation.
 //!
-//! Depth is `depth::DepthLimit`, which leaves introspection out. The extension also records each
-//! operation's outcome and latency in the metrics.
+//! The extension also records each operation's outcome and latency in the metrics, and marks the
+//! request's [`Executed`] flag when execution starts (see `execution`). It is the schema's only
+//! extension: async-graphql runs every extension's per-field hook around every field, so each
+//! one more would cost a layer on the hot path.
 
+use super::depth::depth;
+use super::execution::Executed;
 use crate::model::{model, Cardinality};
 use crate::telemetry::Metrics;
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery};
@@ -47,6 +52,7 @@ impl Default for Limits {
 /// The extension's factory.
 pub struct LimitsExtension {
     limits: Arc<Limits>,
+    max_depth: usize,
     metrics: Option<Arc<Metrics>>,
     /// Root list fields and to-many relation fields, from the model.
     lists: Arc<HashSet<String>>,
@@ -54,7 +60,8 @@ pub struct LimitsExtension {
 }
 
 impl LimitsExtension {
-    pub fn new(limits: Limits, metrics: Option<Arc<Metrics>>) -> Self {
+    /// `max_depth`: the deepest nesting of fields outside introspection.
+    pub fn new(limits: Limits, max_depth: usize, metrics: Option<Arc<Metrics>>) -> Self {
         let lists = model().entities.iter().map(|e| e.graphql.list_field.clone()).collect();
         let relations = model()
             .entities
@@ -69,6 +76,7 @@ impl LimitsExtension {
             .collect();
         LimitsExtension {
             limits: Arc::new(limits),
+            max_depth,
             metrics,
             lists: Arc::new(lists),
             relations: Arc::new(relations),
@@ -80,6 +88,7 @@ impl ExtensionFactory for LimitsExtension {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(LimitsRun {
             limits: self.limits.clone(),
+            max_depth: self.max_depth,
             metrics: self.metrics.clone(),
             lists: self.lists.clone(),
             relations: self.relations.clone(),
@@ -89,6 +98,7 @@ impl ExtensionFactory for LimitsExtension {
 
 struct LimitsRun {
     limits: Arc<Limits>,
+    max_depth: usize,
     metrics: Option<Arc<Metrics>>,
     lists: Arc<HashSet<String>>,
     relations: Arc<HashSet<String>>,
@@ -217,6 +227,10 @@ impl Extension for LimitsRun {
                 format!("The query's cost is {cost} (each field 1, times the items of the lists above it); at most {} is accepted. Ask for smaller pages with `first`.", self.limits.max_cost),
             ));
         }
+        if depth(&doc) > self.max_depth {
+            // The message async-graphql's own limit gives.
+            return Err(ServerError::new("Query is nested too deep.", None));
+        }
         Ok(doc)
     }
 
@@ -226,6 +240,10 @@ impl Extension for LimitsRun {
         operation_name: Option<&str>,
         next: NextExecute<'_>,
     ) -> Response {
+        // Reached only by an operation that parsed, validated and was chosen.
+        if let Some(executed) = ctx.data_opt::<Executed>() {
+            executed.mark();
+        }
         let started = Instant::now();
         // Upstream calls plan within 90% of the deadline: a retry wait that would end later is
         // not started, so the client gets the upstream's error (throttled, unavailable) rather

@@ -60,17 +60,16 @@ pub fn build_schema(state: Option<Arc<GatewayState>>, limits: &SchemaLimits) -> 
     let builder = Schema::build("Query", Some("Mutation"), None);
     let (builder, query) = types::register(builder, query);
     let (mut builder, mutation) = mutations::register(builder);
-    builder = builder
-        .register(query)
-        .register(mutation)
-        .extension(depth::DepthLimit::new(limits.depth));
+    builder = builder.register(query).register(mutation);
     if !limits.introspection {
         builder = builder.disable_introspection();
     }
     let metrics = state.as_ref().map(|s| s.metrics.clone());
-    builder = builder.extension(limits::LimitsExtension::new(limits.operation.clone(), metrics));
-    // After the limits: an operation they refuse has not executed; one past its deadline has.
-    builder = builder.extension(execution::TrackExecution);
+    builder = builder.extension(limits::LimitsExtension::new(
+        limits.operation.clone(),
+        limits.depth,
+        metrics,
+    ));
     if let Some(state) = state {
         builder = builder.data(state);
     }
