@@ -219,20 +219,6 @@ async fn the_upstream_going_away_fails_fast_and_recovers() {
     assert_eq!(after["circuit"], "closed", "{after}");
 }
 
-/// A recruiting request and one of its positions, from the seed.
-async fn request_and_position(emu: &Emu) -> (String, String) {
-    let rr = emu
-        .first("mshr_hcmrecruitingrequestentities?$top=1&$orderby=mshr_recruitingrequestid&$expand=mshr_FK_HcmRecruitingRequestPositionEntity_RecruitingRequest($select=mshr_positionid)")
-        .await;
-    (
-        rr["mshr_recruitingrequestid"].as_str().unwrap().into(),
-        rr["mshr_FK_HcmRecruitingRequestPositionEntity_RecruitingRequest"][0]["mshr_positionid"]
-            .as_str()
-            .unwrap()
-            .into(),
-    )
-}
-
 const SUBMIT: &str = "mutation($input: CandidateToHireSubmissionInput!, $key: String) {
   submitCandidateToHire(input: $input, idempotencyKey: $key) {
     candidateId replayed recordsCreated errors { code message } } }";
@@ -277,7 +263,7 @@ async fn keyed_submissions_under_failures_create_each_candidate_once() {
         c.resilience.base_backoff = Duration::from_millis(20);
         c.resilience.max_backoff = Duration::from_millis(200);
     });
-    let (rr, pos) = request_and_position(&gw.emu).await;
+    let (rr, pos) = crate::gateway_writes::request_and_position(&gw.emu).await;
     let before = candidate_count(&gw.emu).await;
     // 20% of requests fail: 10% refused with 503 (nothing done), 5% dropped before processing,
     // 5% processed and their answer lost.
@@ -330,7 +316,7 @@ async fn a_submission_cancelled_while_writing_is_found_not_written_twice() {
     // 1.5 s, the write goes out and commits at about 3 s, after the deadline cancelled the
     // submission.
     let gw = Gateway::with_config(emu, |c| c.limits.operation.deadline = Duration::from_millis(2500));
-    let (rr, pos) = request_and_position(&gw.emu).await;
+    let (rr, pos) = crate::gateway_writes::request_and_position(&gw.emu).await;
     let input = submission(&rr, &pos, 1000);
     let before = candidate_count(&gw.emu).await;
     set_faults(&gw.emu, json!({"latencyMs": 1500})).await;
@@ -359,7 +345,7 @@ async fn a_submission_cancelled_while_writing_is_found_not_written_twice() {
 async fn garbage_from_the_upstream_is_a_clear_error() {
     let emu = emulator(10).await;
     let gw = Gateway::over(emu);
-    let (rr, pos) = request_and_position(&gw.emu).await;
+    let (rr, pos) = crate::gateway_writes::request_and_position(&gw.emu).await;
     let input = submission(&rr, &pos, 2000);
     let read = "{ recruitingRequests(first: 2) { nodes { id recruitingRequestId status positions { positionId } } } }";
     let single = "query($id: ID!) { recruitingRequest(id: $id) { id description } }";

@@ -17,7 +17,7 @@ pub(crate) const SUBMIT: &str = "mutation($input: CandidateToHireSubmissionInput
         certificates { certificateTypeId } screenings { screeningTypeId status } identificationNumbers { identificationNumber } } } } }";
 
 /// A request id and one of its positions, from the emulator's seed.
-async fn request_and_position(emu: &Emu) -> (String, String) {
+pub(crate) async fn request_and_position(emu: &Emu) -> (String, String) {
     let rr = emu
         .first("mshr_hcmrecruitingrequestentities?$filter=mshr_recruitingrequestid eq 'USMF-000001'&$expand=mshr_FK_HcmRecruitingRequestPositionEntity_RecruitingRequest($select=mshr_positionid)")
         .await;
