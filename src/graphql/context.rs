@@ -198,10 +198,18 @@ impl GatewayState {
         }
     }
 
-    /// One page for the caller, bypassing the caches (a fresh look is the point), counted.
-    pub async fn get_page_fresh(&self, rq: &RequestCtx, url: &str) -> Result<Page, UpstreamError> {
+    /// One page for the caller straight from the upstream, bypassing the caches and the request
+    /// memo (for a fresh look, and under them), counted for the request.
+    pub async fn get_page_fresh(
+        &self,
+        rq: &RequestCtx,
+        url: &str,
+        page_size: Option<usize>,
+    ) -> Result<Page, UpstreamError> {
         rq.count_upstream();
-        self.upstream.get_page(url, rq.authorization.as_deref(), None).await
+        self.upstream
+            .get_page(url, rq.authorization.as_deref(), page_size)
+            .await
     }
 
     /// Fetches every page of a query (following `@odata.nextLink`), refusing more than `limit` rows
@@ -266,11 +274,7 @@ impl GatewayState {
         page_size: Option<usize>,
     ) -> Result<Page, UpstreamError> {
         if !entity.reference_data {
-            rq.count_upstream();
-            return self
-                .upstream
-                .get_page(url, rq.authorization.as_deref(), page_size)
-                .await;
+            return self.get_page_fresh(rq, url, page_size).await;
         }
         let key = (rq.identity.clone(), url.to_string(), page_size);
         let missed = std::sync::atomic::AtomicBool::new(false);
@@ -278,11 +282,7 @@ impl GatewayState {
             .reference_cache
             .try_get_with(key, async {
                 missed.store(true, std::sync::atomic::Ordering::Relaxed);
-                rq.count_upstream();
-                self.upstream
-                    .get_page(url, rq.authorization.as_deref(), page_size)
-                    .await
-                    .map(Arc::new)
+                self.get_page_fresh(rq, url, page_size).await.map(Arc::new)
             })
             .await
             .map_err(|e: Arc<UpstreamError>| (*e).clone())?;

@@ -44,6 +44,12 @@ pub enum UpstreamAuth {
 }
 
 impl UpstreamAuth {
+    /// Whether the gateway has no upstream identity of its own and calls only with its callers'
+    /// (pass-through, on-behalf-of): its own calls (option-set labels) then go without a token.
+    pub fn acts_only_for_callers(&self) -> bool {
+        matches!(self, UpstreamAuth::PassThrough | UpstreamAuth::OnBehalfOf(_))
+    }
+
     /// The setting's name (`client-credentials`, ...), for logs and `/readyz`.
     pub fn mode(&self) -> &'static str {
         match self {

@@ -206,12 +206,11 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
         }
     }));
     // Acting only for callers, the gateway has no token of its own to read the labels with.
-    let labels = match config.upstream_auth {
-        crate::odata::UpstreamAuth::PassThrough | crate::odata::UpstreamAuth::OnBehalfOf(_) => {
-            tracing::info!("option sets: documented integers (no token of the gateway's own to read the labels with)");
-            crate::odata::OptionSetLabels::documented()
-        }
-        _ => crate::odata::OptionSetLabels::load(&upstream, None).await,
+    let labels = if config.upstream_auth.acts_only_for_callers() {
+        tracing::info!("option sets: documented integers (no token of the gateway's own to read the labels with)");
+        crate::odata::OptionSetLabels::documented()
+    } else {
+        crate::odata::OptionSetLabels::load(&upstream, None).await
     };
     let idempotency = crate::graphql::idempotency::IdempotencyStore::open(config.write.state_db.as_deref())
         .map_err(|e| StartError::Upstream(format!("cannot open the state database: {e}")))?;

@@ -43,7 +43,7 @@ async fn readyz(State(app): State<AppState>) -> Response {
     let current_labels = app.gateway.labels();
     let fallbacks = current_labels.fallbacks();
     // Acting only for callers, the gateway has no token of its own to read the labels with.
-    let acts_for_callers = matches!(up.tokens().mode(), "pass-through" | "on-behalf-of");
+    let acts_for_callers = up.config().auth.acts_only_for_callers();
     let labels = if fallbacks.is_empty() {
         Ok(())
     } else {

@@ -83,7 +83,7 @@ pub async fn look(state: &GatewayState, rq: &RequestCtx, probe: Option<&Probe>) 
     let Some(probe) = probe else {
         return Found::CannotTell("no look-up was prepared for this submission".into());
     };
-    let page = match state.get_page_fresh(rq, &probe.url).await {
+    let page = match state.get_page_fresh(rq, &probe.url, None).await {
         Ok(p) => p,
         Err(e) => return Found::CannotTell(e.message),
     };
