@@ -8,6 +8,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::collections::HashSet;
@@ -55,6 +56,8 @@ pub struct Metrics {
     cache: Family<CacheResult, Counter>,
     retries: Counter,
     throttled: Counter,
+    slots_in_use: Gauge,
+    slots_waiting: Gauge,
     names: Mutex<HashSet<String>>,
 }
 
@@ -78,6 +81,8 @@ impl Metrics {
         let cache = Family::<CacheResult, Counter>::default();
         let retries = Counter::default();
         let throttled = Counter::default();
+        let slots_in_use = Gauge::default();
+        let slots_waiting = Gauge::default();
         registry.register(
             "graphql_requests",
             "GraphQL requests by operation name and outcome (ok, error)",
@@ -109,6 +114,16 @@ impl Metrics {
             "Upstream responses that were throttled (429)",
             throttled.clone(),
         );
+        registry.register(
+            "upstream_slots_in_use",
+            "Upstream concurrency slots held now, over all upstream identities (calls in flight)",
+            slots_in_use.clone(),
+        );
+        registry.register(
+            "upstream_slots_waiting",
+            "Upstream calls waiting for a concurrency slot now, over all upstream identities",
+            slots_waiting.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -118,6 +133,8 @@ impl Metrics {
             cache,
             retries,
             throttled,
+            slots_in_use,
+            slots_waiting,
             names: Mutex::default(),
         }
     }
@@ -190,6 +207,12 @@ impl Metrics {
     /// Records a retried upstream request.
     pub fn retry(&self) {
         self.retries.inc();
+    }
+
+    /// Records the upstream slots in use and the calls waiting for one (read before rendering).
+    pub fn set_slots(&self, in_use: i64, waiting: i64) {
+        self.slots_in_use.set(in_use);
+        self.slots_waiting.set(waiting);
     }
 
     /// The metrics in Prometheus text format.

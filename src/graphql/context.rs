@@ -66,6 +66,15 @@ impl RequestCtx {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// The same caller with an empty memo of its own: what a memoised load may hold, since the
+    /// memo holds the load.
+    fn without_memo(&self) -> RequestCtx {
+        RequestCtx {
+            memo: Arc::default(),
+            ..self.clone()
+        }
+    }
+
     /// A request from the caller `identity` (see [`crate::server::auth`]), whose `Authorization`
     /// value goes upstream in the pass-through and on-behalf-of modes.
     pub fn new(authorization: Option<String>, identity: String) -> Self {
@@ -94,6 +103,8 @@ pub struct WriteConfig {
     pub strategy: super::mutations::submit::Strategy,
     /// Where idempotency keys are kept (`None`: in memory).
     pub state_db: Option<std::path::PathBuf>,
+    /// How long idempotency keys are kept after their first use.
+    pub idempotency_ttl: Duration,
 }
 
 impl Default for WriteConfig {
@@ -101,6 +112,7 @@ impl Default for WriteConfig {
         WriteConfig {
             strategy: super::mutations::submit::Strategy::Batch,
             state_db: None,
+            idempotency_ttl: super::idempotency::DEFAULT_TTL,
         }
     }
 }
@@ -256,7 +268,9 @@ impl GatewayState {
             let mut memo = rq.memo.lock().unwrap_or_else(|p| p.into_inner());
             memo.entry(key)
                 .or_insert_with(|| {
-                    let (state, url, rq) = (self.clone(), url.to_string(), rq.clone());
+                    // The shared load must not hold the memo it is kept in: a cycle would keep a
+                    // load the operation abandoned (and its upstream slot) alive for ever.
+                    let (state, url, rq) = (self.clone(), url.to_string(), rq.without_memo());
                     async move { state.fetch_page_uncached(entity, &url, &rq, page_size).await }
                         .boxed()
                         .shared()

@@ -249,7 +249,9 @@ impl Extension for LimitsRun {
         // not started, so the client gets the upstream's error (throttled, unavailable) rather
         // than DEADLINE_EXCEEDED. An attempt still in flight at the deadline ends with the latter.
         let upstream_deadline = tokio::time::Instant::now() + self.limits.deadline.mul_f64(0.9);
+        let ends = tokio::time::Instant::now() + self.limits.deadline;
         let run = crate::odata::with_deadline(upstream_deadline, next.run(ctx, operation_name));
+        let run = super::tasks::with_operation_end(ends, run);
         let resp = match tokio::time::timeout(self.limits.deadline, run).await {
             Ok(r) => r,
             Err(_) => Response::from_errors(vec![refuse(

@@ -10,6 +10,11 @@
 //! - `errors`: GraphQL errors with stable `extensions.code`.
 //! - `execution`: whether an operation was executed or stopped at parsing or validation.
 //! - `depth`: the depth limit, which introspection does not count against.
+//! - `tasks`: the loader batches an operation spawns, aborted when it ends or is dropped.
+//! - `limits`: size, aliases, cost, depth and the deadline of an operation.
+//! - `idempotency`: the store of `submitCandidateToHire`'s idempotency keys.
+//! - `mutations`: the submission, and create/update/delete for every writable entity.
+//! - `prefetch`: look-ahead loading of a page's relations, level by level.
 //!
 //! Never imports axum: the HTTP side lives in `server`.
 
@@ -25,6 +30,7 @@ pub mod loaders;
 pub mod mutations;
 pub mod prefetch;
 pub mod resolve;
+pub mod tasks;
 pub mod types;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache};
@@ -83,16 +89,6 @@ pub fn sdl() -> String {
         .sdl()
 }
 
-/// Spawns a loader's batch with the operation's upstream deadline, which is task-local and would
-/// not follow the batch into its own task otherwise. Loaders spawn from the resolver that enqueued
-/// the first key, so the deadline in scope there is the operation's.
-fn spawn_with_deadline(batch: futures::future::BoxFuture<'static, ()>) -> tokio::task::JoinHandle<()> {
-    match crate::odata::resilience::current_deadline() {
-        Some(deadline) => tokio::spawn(crate::odata::with_deadline(deadline, batch)),
-        None => tokio::spawn(batch),
-    }
-}
-
 /// Request data for one operation: the caller and fresh, request-scoped loaders.
 pub fn request_data(
     state: &Arc<GatewayState>,
@@ -106,12 +102,16 @@ pub fn request_data(
     // resolvers of a page of parents enqueue their keys within a short time, and a batch sent
     // too early costs a second upstream request for the stragglers.
     let delay = std::time::Duration::from_millis(state.config.batch_delay_ms);
+    // Both loaders spawn their batches in the operation's scope, which aborts them when the
+    // operation's data (these loaders) is dropped: see `tasks`.
+    let scope = tasks::TaskScope::new();
+    let spawner = move |batch: futures::future::BoxFuture<'static, ()>| scope.spawn(batch);
     let records = DataLoader::with_cache(
         RecordLoader {
             state: state.clone(),
             request: caller.clone(),
         },
-        spawn_with_deadline,
+        spawner.clone(),
         HashMapCache::default(),
     )
     .delay(delay);
@@ -120,7 +120,7 @@ pub fn request_data(
             state: state.clone(),
             request: caller.clone(),
         },
-        spawn_with_deadline,
+        spawner,
         HashMapCache::default(),
     )
     .delay(delay);

@@ -152,6 +152,11 @@ impl Upstream {
         &self.config
     }
 
+    /// Upstream slots in use and calls waiting for one (for `/metrics`).
+    pub fn slot_usage(&self) -> &resilience::SlotUsage {
+        self.gates.usage()
+    }
+
     /// The circuit breaker's state (for `/readyz`).
     pub fn circuit(&self) -> CircuitState {
         self.breaker.state()

@@ -25,6 +25,7 @@ use super::error::{UpstreamError, UpstreamErrorKind};
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -310,6 +311,56 @@ impl CircuitBreaker {
 pub struct Gate {
     slots: Arc<Semaphore>,
     paused_until: Mutex<Option<Instant>>,
+    usage: Arc<SlotUsage>,
+}
+
+/// Slots taken and callers waiting for one, over all identities (for `/metrics`).
+#[derive(Debug, Default)]
+pub struct SlotUsage {
+    in_use: AtomicI64,
+    waiting: AtomicI64,
+}
+
+impl SlotUsage {
+    /// Slots held now.
+    pub fn in_use(&self) -> i64 {
+        self.in_use.load(Ordering::Relaxed)
+    }
+
+    /// Calls waiting for a slot now.
+    pub fn waiting(&self) -> i64 {
+        self.waiting.load(Ordering::Relaxed)
+    }
+}
+
+/// One upstream slot, held while a call is in flight; dropped (also when the call is cancelled),
+/// it frees the slot.
+#[derive(Debug)]
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    usage: Arc<SlotUsage>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.usage.in_use.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts a call waiting for a slot for as long as it lives.
+struct Waiting<'a>(&'a SlotUsage);
+
+impl<'a> Waiting<'a> {
+    fn new(usage: &'a SlotUsage) -> Self {
+        usage.waiting.fetch_add(1, Ordering::Relaxed);
+        Waiting(usage)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Gate {
@@ -329,10 +380,19 @@ impl Gate {
 
     /// Waits for a slot and for the end of any pause, both before `deadline`; otherwise a
     /// throttling error that says so (nothing was sent).
-    pub async fn enter(&self, deadline: Instant) -> Result<OwnedSemaphorePermit, UpstreamError> {
+    pub async fn enter(&self, deadline: Instant) -> Result<Slot, UpstreamError> {
         self.check_pause(deadline)?;
-        let permit = match tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned()).await {
-            Ok(Ok(p)) => p,
+        let waiting = Waiting::new(&self.usage);
+        let acquired = tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned()).await;
+        drop(waiting);
+        let permit = match acquired {
+            Ok(Ok(p)) => {
+                self.usage.in_use.fetch_add(1, Ordering::Relaxed);
+                Slot {
+                    _permit: p,
+                    usage: self.usage.clone(),
+                }
+            }
             _ => {
                 return Err(UpstreamError::not_sent(
                     UpstreamErrorKind::Throttled { retry_after: None },
@@ -378,6 +438,7 @@ impl Gate {
 pub struct Gates {
     per_identity: usize,
     map: Mutex<HashMap<u64, Arc<Gate>>>,
+    usage: Arc<SlotUsage>,
 }
 
 /// Above this many identities, idle gates are dropped when a new one is made.
@@ -388,7 +449,13 @@ impl Gates {
         Gates {
             per_identity: per_identity.max(1),
             map: Mutex::new(HashMap::new()),
+            usage: Arc::default(),
         }
+    }
+
+    /// Slots in use and callers waiting, over all identities.
+    pub fn usage(&self) -> &SlotUsage {
+        &self.usage
     }
 
     /// The gate of an upstream identity.
@@ -414,6 +481,7 @@ impl Gates {
         let gate = Arc::new(Gate {
             slots: Arc::new(Semaphore::new(self.per_identity)),
             paused_until: Mutex::new(None),
+            usage: self.usage.clone(),
         });
         map.insert(key, gate.clone());
         gate

@@ -72,6 +72,8 @@ async fn readyz(State(app): State<AppState>) -> Response {
 }
 
 async fn metrics(State(app): State<AppState>) -> Response {
+    let slots = app.gateway.upstream.slot_usage();
+    app.gateway.metrics.set_slots(slots.in_use(), slots.waiting());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         app.gateway.metrics.render(),
