@@ -194,6 +194,10 @@ pub struct ServeArgs {
     /// SQLite file for the gateway's own state (idempotency keys), or `:memory:`.
     #[arg(long, env = "ATS_GATEWAY_STATE_DB", default_value = "ats-gateway-state.db")]
     pub state_db: String,
+    /// How long an idempotency key is kept after its first use: a retry with the key within it
+    /// replays the first result; after it the key is new (expired keys are deleted periodically).
+    #[arg(long, env = "ATS_GATEWAY_IDEMPOTENCY_TTL", default_value = "24h", value_parser = duration)]
+    pub idempotency_ttl: std::time::Duration,
     /// Deepest query accepted, in nested fields; introspection fields do not count.
     #[arg(long, env = "ATS_GATEWAY_MAX_DEPTH", default_value_t = 12)]
     pub max_depth: usize,
@@ -275,6 +279,7 @@ impl ServeArgs {
             write: crate::graphql::context::WriteConfig {
                 strategy: self.submission_strategy,
                 state_db: (self.state_db != ":memory:").then(|| std::path::PathBuf::from(&self.state_db)),
+                idempotency_ttl: self.idempotency_ttl,
             },
             http: crate::server::HttpConfig {
                 cors_origins: self.cors_allow_origin.clone(),

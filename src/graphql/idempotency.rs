@@ -13,10 +13,18 @@
 //! key runs the probe first (see `mutations::recovery`): a new look-alike is this key's candidate;
 //! none means nothing was written and the submission runs again. A gateway that stops while a
 //! prepared write is out leaves the key `unknown` for the same reason.
+//!
+//! The SQLite connection lives on a thread of its own (one writer, no async worker ever blocks on
+//! the file): callers send it jobs and await their answers. A key a submission holds is a
+//! [`KeyClaim`], an owned guard made on that thread: whatever drops it unsettled (a client that
+//! hung up, a deadline, a lost answer in flight) sends the store what the key becomes, so no key
+//! stays `in_progress`. Keys expire `ttl` after their first use: an expired key is a new key,
+//! and the store thread deletes expired rows every so often.
 
 use rusqlite::{Connection, OptionalExtension};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::mpsc;
+use std::time::Duration;
 
 /// What a key holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,15 +52,40 @@ pub struct Probe {
     pub baseline: Vec<String>,
 }
 
-/// The store of idempotency keys.
-pub struct IdempotencyStore {
-    conn: Mutex<Connection>,
+/// The store failed (the file, or its thread is gone).
+#[derive(Debug, thiserror::Error)]
+#[error("idempotency store: {0}")]
+pub struct StoreError(String);
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError(e.to_string())
+    }
 }
+
+type Job = Box<dyn FnOnce(&Connection) + Send>;
+
+/// The store of idempotency keys: a handle to the thread that owns the SQLite connection.
+#[derive(Clone)]
+pub struct IdempotencyStore {
+    jobs: mpsc::Sender<Job>,
+}
+
+/// Keys are kept this long after their first use unless configured otherwise.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// `'-N seconds'`: an SQLite date modifier for "N seconds ago".
+fn ago(ttl: Duration) -> String {
+    format!("-{} seconds", ttl.as_secs().max(1))
+}
+
+/// What a key found in the file holds, for the rules of [`IdempotencyStore::begin`].
+type Row = (String, String, Option<String>, Option<String>, Option<String>);
 
 impl IdempotencyStore {
     /// Opens (or creates) the store; `None` keeps it in memory (tests, or when losing keys on
-    /// restart is acceptable).
-    pub fn open(path: Option<&Path>) -> rusqlite::Result<Self> {
+    /// restart is acceptable). Keys expire `ttl` after their first use.
+    pub fn open(path: Option<&Path>, ttl: Duration) -> rusqlite::Result<Self> {
         let conn = match path {
             Some(p) => Connection::open(p)?,
             None => Connection::open_in_memory()?,
@@ -84,106 +117,295 @@ impl IdempotencyStore {
             "UPDATE idempotency_keys SET state = CASE WHEN probe IS NULL THEN 'abandoned' ELSE 'unknown' END
              WHERE state = 'in_progress';",
         )?;
-        Ok(IdempotencyStore { conn: Mutex::new(conn) })
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let sweep_every = (ttl / 2).clamp(Duration::from_secs(1), Duration::from_secs(300));
+        std::thread::Builder::new()
+            .name("idempotency-store".into())
+            .spawn(move || serve(conn, queue, ttl, sweep_every))
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        Ok(IdempotencyStore { jobs })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// Runs `f` on the store's thread and waits for its answer. The job runs even if the
+    /// caller stops waiting.
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move |conn| {
+                let _ = tx.send(f(conn));
+            }))
+            .map_err(|_| StoreError("its thread has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError("its thread has stopped".into()))?
+            .map_err(StoreError::from)
     }
 
-    /// Reserves `key` for `input_hash`, or says what it already holds.
-    pub fn begin(&self, identity: &str, key: &str, input_hash: &str) -> rusqlite::Result<KeyState> {
-        let conn = self.conn();
-        type Row = (String, String, Option<String>, Option<String>, Option<String>);
-        let row: Option<Row> = conn
-            .query_row(
-                "SELECT input_hash, state, candidate_id, strategy, probe FROM idempotency_keys WHERE identity = ?1 AND key = ?2",
-                [identity, key],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
-            .optional()?;
-        match row {
-            None => {
-                conn.execute(
-                    "INSERT INTO idempotency_keys (identity, key, input_hash, state) VALUES (?1, ?2, ?3, 'in_progress')",
-                    [identity, key, input_hash],
-                )?;
-                Ok(KeyState::Reserved)
-            }
-            Some((hash, ..)) if hash != input_hash => Ok(KeyState::Conflict),
-            Some((_, state, Some(id), strategy, _)) if state == "completed" => Ok(KeyState::Completed {
-                candidate_id: id,
-                strategy: strategy.unwrap_or_default(),
-            }),
-            Some((_, state, ..)) if state == "in_progress" => Ok(KeyState::InProgress),
-            Some((_, state, _, _, probe)) if state == "unknown" => {
-                conn.execute(
-                    "UPDATE idempotency_keys SET state = 'in_progress' WHERE identity = ?1 AND key = ?2",
-                    [identity, key],
-                )?;
-                let probe = probe.and_then(|p| serde_json::from_str(&p).ok());
-                Ok(KeyState::Unknown { probe })
-            }
-            // A submission that failed, or was cut off by a restart before it wrote, may run again.
-            Some(_) => {
-                conn.execute(
-                    "UPDATE idempotency_keys SET state = 'in_progress', probe = NULL WHERE identity = ?1 AND key = ?2",
-                    [identity, key],
-                )?;
-                Ok(KeyState::Reserved)
-            }
-        }
-    }
-
-    /// Records the candidate a key created.
-    pub fn complete(&self, identity: &str, key: &str, candidate_id: &str, strategy: &str) -> rusqlite::Result<()> {
-        self.conn().execute(
-            "UPDATE idempotency_keys SET state = 'completed', candidate_id = ?3, strategy = ?4 WHERE identity = ?1 AND key = ?2",
-            [identity, key, candidate_id, strategy],
-        )?;
-        Ok(())
-    }
-
-    /// Records how to find the submission's candidate, just before its write goes out.
-    pub fn prepare(&self, identity: &str, key: &str, probe: &Probe) -> rusqlite::Result<()> {
-        let probe = serde_json::to_string(probe).expect("a probe serializes");
-        self.conn().execute(
-            "UPDATE idempotency_keys SET probe = ?3 WHERE identity = ?1 AND key = ?2",
-            [identity, key, &probe],
-        )?;
-        Ok(())
-    }
-
-    /// Marks a key whose write may or may not have happened: its next use looks first.
-    pub fn mark_unknown(&self, identity: &str, key: &str) -> rusqlite::Result<()> {
-        self.conn().execute(
-            "UPDATE idempotency_keys SET state = 'unknown' WHERE identity = ?1 AND key = ?2",
-            [identity, key],
-        )?;
-        Ok(())
+    /// Reserves `key` for `input_hash`, or says what it already holds. When the key is now
+    /// this caller's (`Reserved`, `Unknown`), the claim comes with it.
+    pub async fn begin(
+        &self,
+        identity: &str,
+        key: &str,
+        input_hash: &str,
+    ) -> Result<(KeyState, Option<KeyClaim>), StoreError> {
+        let jobs = self.jobs.clone();
+        let (identity, key, input_hash) = (identity.to_string(), key.to_string(), input_hash.to_string());
+        self.call(move |conn| {
+            let state = begin(conn, &identity, &key, &input_hash)?;
+            // Made here, on the store's thread: if the caller is gone before it receives the
+            // claim, dropping it here settles the key.
+            let claim = match &state {
+                KeyState::Reserved | KeyState::Unknown { .. } => Some(KeyClaim {
+                    jobs,
+                    identity,
+                    key,
+                    maybe_written: matches!(state, KeyState::Unknown { .. }),
+                    settled: false,
+                }),
+                _ => None,
+            };
+            Ok((state, claim))
+        })
+        .await
     }
 
     /// Of `candidate_ids`, those some completed key (of any caller) already stands for.
-    pub fn claimed(&self, candidate_ids: &[String]) -> rusqlite::Result<Vec<String>> {
+    pub async fn claimed(&self, candidate_ids: &[String]) -> Result<Vec<String>, StoreError> {
         if candidate_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let conn = self.conn();
-        let marks = vec!["?"; candidate_ids.len()].join(", ");
-        let mut stmt = conn.prepare(&format!(
-            "SELECT candidate_id FROM idempotency_keys WHERE state = 'completed' AND lower(candidate_id) IN ({marks})"
-        ))?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(candidate_ids), |r| r.get(0))?;
-        rows.collect()
+        let ids = candidate_ids.to_vec();
+        self.call(move |conn| {
+            let marks = vec!["?"; ids.len()].join(", ");
+            let mut stmt = conn.prepare(&format!(
+                "SELECT candidate_id FROM idempotency_keys WHERE state = 'completed' AND lower(candidate_id) IN ({marks})"
+            ))?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(&ids), |r| r.get(0))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// How many keys the store holds (for tests and diagnostics).
+    pub async fn keys(&self) -> Result<usize, StoreError> {
+        self.call(|conn| conn.query_row("SELECT COUNT(*) FROM idempotency_keys", [], |r| r.get(0)))
+            .await
+    }
+
+    /// Deletes the keys older than the TTL now (the thread also does it every so often).
+    pub async fn sweep(&self) -> Result<usize, StoreError> {
+        self.call(|conn| TTL.with(|ttl| sweep(conn, *ttl.borrow()))).await
+    }
+}
+
+thread_local! {
+    /// The TTL of the store whose thread this is (set once by [`serve`]).
+    static TTL: std::cell::RefCell<Duration> = const { std::cell::RefCell::new(DEFAULT_TTL) };
+    /// On the store's thread: what claims dropped during a job left to do (a claim whose
+    /// caller was gone before it could receive it). Run right after that job, before the next.
+    static DEFERRED: std::cell::RefCell<Option<Vec<Job>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The store's thread: runs jobs in order, and sweeps expired keys when idle long enough.
+fn serve(conn: Connection, queue: mpsc::Receiver<Job>, ttl: Duration, sweep_every: Duration) {
+    TTL.with(|t| *t.borrow_mut() = ttl);
+    DEFERRED.with(|d| *d.borrow_mut() = Some(Vec::new()));
+    let mut last_sweep = std::time::Instant::now();
+    loop {
+        match queue.recv_timeout(sweep_every) {
+            Ok(job) => {
+                job(&conn);
+                let deferred = DEFERRED.with(|d| d.borrow_mut().as_mut().map(std::mem::take).unwrap_or_default());
+                for job in deferred {
+                    job(&conn);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        if last_sweep.elapsed() >= sweep_every {
+            last_sweep = std::time::Instant::now();
+            if let Err(e) = sweep(&conn, ttl) {
+                tracing::error!(error = %e, "could not delete expired idempotency keys");
+            }
+        }
+    }
+}
+
+/// Deletes keys older than `ttl` that no submission holds.
+fn sweep(conn: &Connection, ttl: Duration) -> rusqlite::Result<usize> {
+    let n = conn.execute(
+        "DELETE FROM idempotency_keys WHERE state != 'in_progress' AND created_at < strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?1)",
+        [ago(ttl)],
+    )?;
+    if n > 0 {
+        tracing::info!(keys = n, "expired idempotency keys deleted");
+    }
+    Ok(n)
+}
+
+/// [`IdempotencyStore::begin`], on the store's thread.
+fn begin(conn: &Connection, identity: &str, key: &str, input_hash: &str) -> rusqlite::Result<KeyState> {
+    let ttl = TTL.with(|t| *t.borrow());
+    let row: Option<Row> = conn
+        .query_row(
+            "SELECT input_hash, state, candidate_id, strategy, probe FROM idempotency_keys
+             WHERE identity = ?1 AND key = ?2
+               AND (state = 'in_progress' OR created_at >= strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?3))",
+            [identity, key, &ago(ttl)],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .optional()?;
+    let set_state = |state: &str, clear_probe: bool| {
+        let sql = match clear_probe {
+            true => "UPDATE idempotency_keys SET state = ?3, probe = NULL WHERE identity = ?1 AND key = ?2",
+            false => "UPDATE idempotency_keys SET state = ?3 WHERE identity = ?1 AND key = ?2",
+        };
+        conn.execute(sql, [identity, key, state])
+    };
+    match row {
+        // New, or expired: a new key.
+        None => {
+            conn.execute(
+                "INSERT OR REPLACE INTO idempotency_keys (identity, key, input_hash, state) VALUES (?1, ?2, ?3, 'in_progress')",
+                [identity, key, input_hash],
+            )?;
+            Ok(KeyState::Reserved)
+        }
+        Some((hash, ..)) if hash != input_hash => Ok(KeyState::Conflict),
+        Some((_, state, Some(id), strategy, _)) if state == "completed" => Ok(KeyState::Completed {
+            candidate_id: id,
+            strategy: strategy.unwrap_or_default(),
+        }),
+        Some((_, state, ..)) if state == "in_progress" => Ok(KeyState::InProgress),
+        Some((_, state, _, _, probe)) if state == "unknown" => {
+            set_state("in_progress", false)?;
+            let probe = probe.and_then(|p| serde_json::from_str(&p).ok());
+            Ok(KeyState::Unknown { probe })
+        }
+        // A submission that failed, or was cut off before it wrote, may run again.
+        Some(_) => {
+            set_state("in_progress", true)?;
+            Ok(KeyState::Reserved)
+        }
+    }
+}
+
+/// A key held by one submission. Every way out settles it: [`KeyClaim::complete`],
+/// [`KeyClaim::release`] or [`KeyClaim::mark_unknown`]. Dropped unsettled (the operation was
+/// cancelled), it releases the key, or marks it `unknown` once a write may have gone out.
+/// Settling sends the store its job at once, so it happens even if the caller stops waiting.
+pub struct KeyClaim {
+    jobs: mpsc::Sender<Job>,
+    identity: String,
+    key: String,
+    /// A write under this key may have reached the upstream (this run's, or an earlier one's).
+    maybe_written: bool,
+    settled: bool,
+}
+
+impl std::fmt::Debug for KeyClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyClaim")
+            .field("maybe_written", &self.maybe_written)
+            .field("settled", &self.settled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyClaim {
+    /// Sends `sql` (with identity, key and `extra` as ?1, ?2, ?3...) to the store, returning a
+    /// receiver of its outcome.
+    fn send(&self, sql: &'static str, extra: Vec<String>) -> tokio::sync::oneshot::Receiver<rusqlite::Result<usize>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut params = vec![self.identity.clone(), self.key.clone()];
+        params.extend(extra);
+        let job: Job = Box::new(move |conn| {
+            let _ = tx.send(conn.execute(sql, rusqlite::params_from_iter(&params)));
+        });
+        // Dropped on the store's own thread: run right after the current job, so that no other
+        // job sees the key in between.
+        if DEFERRED.with(|d| d.borrow().is_some()) {
+            DEFERRED.with(|d| d.borrow_mut().as_mut().map(|q| q.push(job)));
+            return rx;
+        }
+        if self.jobs.send(job).is_err() {
+            tracing::error!("could not record an idempotency key's state: the store's thread has stopped");
+        }
+        rx
+    }
+
+    async fn settle(mut self, sql: &'static str, extra: Vec<String>) {
+        self.settled = true;
+        let outcome = self.send(sql, extra).await;
+        if let Ok(Err(e)) = outcome {
+            tracing::error!(error = %e, "could not record an idempotency key's state");
+        }
+    }
+
+    /// Whether the key was taken over from an attempt whose write may have happened.
+    pub fn maybe_written(&self) -> bool {
+        self.maybe_written
+    }
+
+    /// The look upstream found nothing: nothing was written, so a cancellation from now on
+    /// until [`KeyClaim::prepare`] releases the key.
+    pub fn nothing_written(&mut self) {
+        self.maybe_written = false;
+    }
+
+    /// Records how to find the candidate, and that the write may go out from now on.
+    pub async fn prepare(&mut self, probe: Option<&Probe>) {
+        self.maybe_written = true;
+        if let Some(probe) = probe {
+            let probe = serde_json::to_string(probe).expect("a probe serializes");
+            let rx = self.send(
+                "UPDATE idempotency_keys SET probe = ?3 WHERE identity = ?1 AND key = ?2",
+                vec![probe],
+            );
+            if let Ok(Err(e)) = rx.await {
+                tracing::error!(error = %e, "could not record an idempotency key's probe");
+            }
+        }
+    }
+
+    /// Records the candidate the key created.
+    pub async fn complete(self, candidate_id: &str, strategy: &str) {
+        self.settle(
+            "UPDATE idempotency_keys SET state = 'completed', candidate_id = ?3, strategy = ?4 WHERE identity = ?1 AND key = ?2",
+            vec![candidate_id.to_string(), strategy.to_string()],
+        )
+        .await
     }
 
     /// Releases a key whose submission wrote nothing, so that a retry runs again.
-    pub fn release(&self, identity: &str, key: &str) -> rusqlite::Result<()> {
-        self.conn().execute(
-            "UPDATE idempotency_keys SET state = 'failed' WHERE identity = ?1 AND key = ?2",
-            [identity, key],
-        )?;
-        Ok(())
+    pub async fn release(self) {
+        self.settle(RELEASE, Vec::new()).await
+    }
+
+    /// Marks a key whose write may or may not have happened: its next use looks first.
+    pub async fn mark_unknown(self) {
+        self.settle(MARK_UNKNOWN, Vec::new()).await
+    }
+}
+
+const RELEASE: &str = "UPDATE idempotency_keys SET state = 'failed' WHERE identity = ?1 AND key = ?2";
+const MARK_UNKNOWN: &str = "UPDATE idempotency_keys SET state = 'unknown' WHERE identity = ?1 AND key = ?2";
+
+impl Drop for KeyClaim {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        tracing::warn!(
+            write_may_have_happened = self.maybe_written,
+            "a submission under an idempotency key was cancelled"
+        );
+        let sql = if self.maybe_written { MARK_UNKNOWN } else { RELEASE };
+        drop(self.send(sql, Vec::new()));
     }
 }
 
@@ -191,87 +413,170 @@ impl IdempotencyStore {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_key_replays_its_result_and_refuses_other_inputs() {
-        let s = IdempotencyStore::open(None).unwrap();
-        assert_eq!(s.begin("alice", "k1", "h1").unwrap(), KeyState::Reserved);
-        assert_eq!(s.begin("alice", "k1", "h1").unwrap(), KeyState::InProgress);
-        s.complete("alice", "k1", "c-1", "batch").unwrap();
+    fn store(path: Option<&Path>) -> IdempotencyStore {
+        IdempotencyStore::open(path, DEFAULT_TTL).unwrap()
+    }
+
+    async fn begin(s: &IdempotencyStore, identity: &str, key: &str, hash: &str) -> (KeyState, Option<KeyClaim>) {
+        s.begin(identity, key, hash).await.unwrap()
+    }
+
+    fn temp_file(name: &str) -> std::path::PathBuf {
+        let f = std::env::temp_dir().join(format!("ats-idem-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_file(&f);
+        f
+    }
+
+    #[tokio::test]
+    async fn a_key_replays_its_result_and_refuses_other_inputs() {
+        let s = store(None);
+        let (state, claim) = begin(&s, "alice", "k1", "h1").await;
+        assert_eq!(state, KeyState::Reserved);
+        assert_eq!(begin(&s, "alice", "k1", "h1").await.0, KeyState::InProgress);
+        claim.unwrap().complete("c-1", "batch").await;
         assert_eq!(
-            s.begin("alice", "k1", "h1").unwrap(),
+            begin(&s, "alice", "k1", "h1").await.0,
             KeyState::Completed {
                 candidate_id: "c-1".into(),
                 strategy: "batch".into()
             }
         );
-        assert_eq!(s.begin("alice", "k1", "h2").unwrap(), KeyState::Conflict);
+        assert_eq!(begin(&s, "alice", "k1", "h2").await.0, KeyState::Conflict);
         assert_eq!(
-            s.begin("bob", "k1", "h2").unwrap(),
+            begin(&s, "bob", "k1", "h2").await.0,
             KeyState::Reserved,
             "keys are per caller"
         );
     }
 
-    #[test]
-    fn unknown_outcomes_keep_their_probe_and_survive_a_stop() {
-        let dir = std::env::temp_dir().join(format!("ats-idem-unknown-{}", std::process::id()));
-        let _ = std::fs::remove_file(&dir);
+    #[tokio::test]
+    async fn unknown_outcomes_keep_their_probe_and_survive_a_stop() {
+        let file = temp_file("unknown");
         let probe = Probe {
             url: "x?$filter=a".into(),
             baseline: vec!["b".into()],
         };
         {
-            let s = IdempotencyStore::open(Some(&dir)).unwrap();
-            assert_eq!(s.begin("a", "k", "h").unwrap(), KeyState::Reserved);
-            s.prepare("a", "k", &probe).unwrap();
-            s.mark_unknown("a", "k").unwrap();
+            let s = store(Some(&file));
+            let (state, claim) = begin(&s, "a", "k", "h").await;
+            assert_eq!(state, KeyState::Reserved);
+            let mut claim = claim.unwrap();
+            claim.prepare(Some(&probe)).await;
+            claim.mark_unknown().await;
+            let (state, claim) = begin(&s, "a", "k", "h").await;
             assert_eq!(
-                s.begin("a", "k", "h").unwrap(),
+                state,
                 KeyState::Unknown {
                     probe: Some(probe.clone())
                 }
             );
             assert_eq!(
-                s.begin("a", "k", "h").unwrap(),
+                begin(&s, "a", "k", "h").await.0,
                 KeyState::InProgress,
                 "reserved to look"
             );
             // Stopped while the prepared write was out.
+            std::mem::forget(claim);
         }
-        let s = IdempotencyStore::open(Some(&dir)).unwrap();
+        let s = store(Some(&file));
+        let (state, claim) = begin(&s, "a", "k", "h").await;
+        assert_eq!(state, KeyState::Unknown { probe: Some(probe) });
+        claim.unwrap().complete("C-1", "BATCH").await;
         assert_eq!(
-            s.begin("a", "k", "h").unwrap(),
-            KeyState::Unknown { probe: Some(probe) }
-        );
-        s.complete("a", "k", "C-1", "BATCH").unwrap();
-        assert_eq!(
-            s.claimed(&["c-1".into(), "c-2".into()]).unwrap(),
+            s.claimed(&["c-1".into(), "c-2".into()]).await.unwrap(),
             vec!["C-1".to_string()]
         );
-        assert_eq!(s.begin("b", "k2", "h").unwrap(), KeyState::Reserved);
+        let (state, claim) = begin(&s, "b", "k2", "h").await;
+        assert_eq!(state, KeyState::Reserved);
+        std::mem::forget(claim);
         drop(s);
-        let s = IdempotencyStore::open(Some(&dir)).unwrap();
+        let s = store(Some(&file));
         assert_eq!(
-            s.begin("b", "k2", "h").unwrap(),
+            begin(&s, "b", "k2", "h").await.0,
             KeyState::Reserved,
             "stopped before preparing: nothing went out"
         );
-        let _ = std::fs::remove_file(&dir);
+        let _ = std::fs::remove_file(&file);
     }
 
-    #[test]
-    fn released_keys_run_again_and_keys_survive_reopening() {
-        let dir = std::env::temp_dir().join(format!("ats-idem-{}", std::process::id()));
-        let _ = std::fs::remove_file(&dir);
+    #[tokio::test]
+    async fn released_keys_run_again_and_keys_survive_reopening() {
+        let file = temp_file("reopen");
         {
-            let s = IdempotencyStore::open(Some(&dir)).unwrap();
-            assert_eq!(s.begin("a", "k", "h").unwrap(), KeyState::Reserved);
-            s.release("a", "k").unwrap();
-            assert_eq!(s.begin("a", "k", "h").unwrap(), KeyState::Reserved);
-            s.complete("a", "k", "c", "flat").unwrap();
+            let s = store(Some(&file));
+            let (state, claim) = begin(&s, "a", "k", "h").await;
+            assert_eq!(state, KeyState::Reserved);
+            claim.unwrap().release().await;
+            let (state, claim) = begin(&s, "a", "k", "h").await;
+            assert_eq!(state, KeyState::Reserved);
+            claim.unwrap().complete("c", "flat").await;
         }
-        let s = IdempotencyStore::open(Some(&dir)).unwrap();
-        assert!(matches!(s.begin("a", "k", "h").unwrap(), KeyState::Completed { .. }));
-        let _ = std::fs::remove_file(&dir);
+        let s = store(Some(&file));
+        assert!(matches!(begin(&s, "a", "k", "h").await.0, KeyState::Completed { .. }));
+        let _ = std::fs::remove_file(&file);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_claim_settles_its_key() {
+        let s = store(None);
+        let (_, claim) = begin(&s, "a", "before-write", "h").await;
+        drop(claim);
+        assert_eq!(
+            begin(&s, "a", "before-write", "h").await.0,
+            KeyState::Reserved,
+            "cancelled before its write: the key runs again"
+        );
+        let (_, claim) = begin(&s, "a", "after-write", "h").await;
+        let mut claim = claim.unwrap();
+        claim.prepare(None).await;
+        drop(claim);
+        assert_eq!(
+            begin(&s, "a", "after-write", "h").await.0,
+            KeyState::Unknown { probe: None },
+            "cancelled once its write may have gone out: the next use looks first"
+        );
+        // A claim taken over from an unknown outcome goes back to unknown when dropped.
+        let (_, claim) = begin(&s, "a", "after-write", "h").await;
+        assert_eq!(begin(&s, "a", "after-write", "h").await.0, KeyState::InProgress);
+        drop(claim);
+        assert_eq!(
+            begin(&s, "a", "after-write", "h").await.0,
+            KeyState::Unknown { probe: None }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_begin_whose_caller_is_gone_leaves_no_key_in_progress() {
+        let s = store(None);
+        // The caller stops waiting at once: the job still runs, and its claim is dropped on the
+        // store's thread.
+        let pending = s.begin("a", "k", "h");
+        drop(pending);
+        let mut fut = Box::pin(s.begin("a", "k", "h"));
+        assert!(futures::poll!(fut.as_mut()).is_pending());
+        drop(fut);
+        // The next use sees the key free, whatever the first job did.
+        let (state, _claim) = begin(&s, "a", "k", "h").await;
+        assert_eq!(state, KeyState::Reserved);
+    }
+
+    #[tokio::test]
+    async fn keys_expire_after_their_ttl() {
+        let s = IdempotencyStore::open(None, Duration::from_secs(1)).unwrap();
+        let (_, claim) = begin(&s, "a", "k", "h").await;
+        claim.unwrap().complete("c-1", "batch").await;
+        let (_, claim) = begin(&s, "a", "held", "h").await;
+        assert!(matches!(begin(&s, "a", "k", "h").await.0, KeyState::Completed { .. }));
+        assert_eq!(s.keys().await.unwrap(), 2);
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        s.sweep().await.unwrap();
+        assert_eq!(
+            s.keys().await.unwrap(),
+            1,
+            "the expired key is deleted, the held one kept"
+        );
+        let (state, _claim) = begin(&s, "a", "k", "other input").await;
+        assert_eq!(state, KeyState::Reserved, "an expired key is a new key");
+        drop(claim);
     }
 }

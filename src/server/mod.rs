@@ -212,8 +212,11 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
     } else {
         crate::odata::OptionSetLabels::load(&upstream, None).await
     };
-    let idempotency = crate::graphql::idempotency::IdempotencyStore::open(config.write.state_db.as_deref())
-        .map_err(|e| StartError::Upstream(format!("cannot open the state database: {e}")))?;
+    let idempotency = crate::graphql::idempotency::IdempotencyStore::open(
+        config.write.state_db.as_deref(),
+        config.write.idempotency_ttl,
+    )
+    .map_err(|e| StartError::Upstream(format!("cannot open the state database: {e}")))?;
     let mut state = GatewayState::new(upstream, labels, config.read.clone(), config.write.clone(), idempotency);
     state.metrics = metrics;
     let state = Arc::new(state);

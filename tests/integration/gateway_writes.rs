@@ -88,6 +88,7 @@ fn gateway(strategy: Strategy) -> Gateway {
         WriteConfig {
             strategy,
             state_db: None,
+            ..Default::default()
         },
     )
 }
@@ -237,6 +238,7 @@ async fn a_retry_with_the_same_key_creates_nothing_and_keys_survive_a_restart() 
             WriteConfig {
                 strategy: Strategy::Batch,
                 state_db: Some(db.clone()),
+                ..Default::default()
             },
         );
         first = submit(&gw, &input, Some("offer-42")).await;
@@ -258,6 +260,7 @@ async fn a_retry_with_the_same_key_creates_nothing_and_keys_survive_a_restart() 
         WriteConfig {
             strategy: Strategy::Batch,
             state_db: Some(db.clone()),
+            ..Default::default()
         },
     );
     let before = counts(&gw.emu).await;

@@ -430,12 +430,81 @@ fn submit_field() -> Field {
     .description("Submits a hired candidate with its person and all of the person's details in one atomic call: everything is validated first, then written all or nothing.")
 }
 
-/// A stable hash of an input value (FNV-1a over its JSON text).
+/// The fingerprint an idempotency key binds its input with: SHA-256 over the input's canonical
+/// JSON, in which object fields are sorted by name (the same input with its fields in another
+/// order is the same submission) and enum values are their names. List order counts.
 fn input_hash(v: &Value) -> String {
-    let text = v.to_string();
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in text.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
+    fn canonical(v: &serde_json::Value, out: &mut String) {
+        match v {
+            serde_json::Value::Object(map) => {
+                let mut fields: Vec<_> = map.iter().collect();
+                fields.sort_by(|a, b| a.0.cmp(b.0));
+                out.push('{');
+                for (i, (name, value)) in fields.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&serde_json::Value::String(name.clone()).to_string());
+                    out.push(':');
+                    canonical(value, out);
+                }
+                out.push('}');
+            }
+            serde_json::Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    canonical(item, out);
+                }
+                out.push(']');
+            }
+            scalar => out.push_str(&scalar.to_string()),
+        }
     }
-    format!("{h:016x}")
+    let mut text = String::new();
+    canonical(&v.clone().into_json().unwrap_or(serde_json::Value::Null), &mut text);
+    format!("sha256:{}", crate::secret::sha256_hex(text.as_bytes()))
+}
+
+#[cfg(test)]
+mod input_hash_tests {
+    use super::input_hash;
+    use async_graphql::Value;
+
+    fn value(json: serde_json::Value) -> Value {
+        Value::from_json(json).unwrap()
+    }
+
+    #[test]
+    fn the_same_input_in_another_field_order_has_the_same_fingerprint() {
+        let a = value(
+            serde_json::json!({"firstName": "Ada", "person": {"a": 1, "b": [1, 2]}, "skills": [{"x": 1, "y": 2}]}),
+        );
+        let b = value(
+            serde_json::json!({"skills": [{"y": 2, "x": 1}], "person": {"b": [1, 2], "a": 1}, "firstName": "Ada"}),
+        );
+        assert_eq!(input_hash(&a), input_hash(&b));
+        assert!(input_hash(&a).starts_with("sha256:"));
+        let reordered_list = value(
+            serde_json::json!({"firstName": "Ada", "person": {"a": 1, "b": [2, 1]}, "skills": [{"x": 1, "y": 2}]}),
+        );
+        assert_ne!(input_hash(&a), input_hash(&reordered_list), "list order counts");
+        let other = value(
+            serde_json::json!({"firstName": "Adb", "person": {"a": 1, "b": [1, 2]}, "skills": [{"x": 1, "y": 2}]}),
+        );
+        assert_ne!(input_hash(&a), input_hash(&other));
+    }
+
+    #[test]
+    fn enum_values_and_their_names_as_strings_are_the_same_input() {
+        let mut inline = async_graphql::indexmap::IndexMap::new();
+        inline.insert(
+            async_graphql::Name::new("status"),
+            Value::Enum(async_graphql::Name::new("HIRED")),
+        );
+        let from_variables = value(serde_json::json!({"status": "HIRED"}));
+        assert_eq!(input_hash(&Value::Object(inline)), input_hash(&from_variables));
+    }
 }

@@ -91,9 +91,9 @@ pub async fn look(state: &GatewayState, rq: &RequestCtx, probe: Option<&Probe>) 
         .into_iter()
         .filter(|id| !probe.baseline.contains(id))
         .collect();
-    let claimed = match state.idempotency.claimed(&fresh) {
+    let claimed = match state.idempotency.claimed(&fresh).await {
         Ok(c) => c.into_iter().map(|c| c.to_ascii_lowercase()).collect::<Vec<_>>(),
-        Err(e) => return Found::CannotTell(format!("idempotency store: {e}")),
+        Err(e) => return Found::CannotTell(e.to_string()),
     };
     let mut mine = fresh.into_iter().filter(|id| !claimed.contains(id));
     match (mine.next(), mine.next()) {

@@ -1,15 +1,16 @@
 //! One run of `submitCandidateToHire`: the idempotency key's life (reserve, look after a lost
 //! answer, prepare, complete or release) around validation and the write.
 //!
-//! The key is held by a [`HeldKey`] guard, so that a run the operation's deadline cancels does
-//! not leave it `in_progress` for ever: dropped before its write could go out, it is released;
-//! after, it is marked `unknown`, and the next use looks upstream first (see `recovery`).
+//! The key is held by a [`KeyClaim`] guard, so that a run that is cancelled (the client hung up,
+//! the deadline passed) does not leave it `in_progress` for ever: dropped before its write could
+//! go out, it is released; after, it is marked `unknown`, and the next use looks upstream first
+//! (see `recovery`).
 
 use super::recovery::{self, Found, Outcome};
 use super::submit::{self, Strategy, SubmissionError, SHAPE};
 use super::{input_hash, PayloadValue};
 use crate::graphql::context::{GatewayState, RequestCtx};
-use crate::graphql::idempotency::{IdempotencyStore, KeyState, Probe};
+use crate::graphql::idempotency::{KeyClaim, KeyState};
 use crate::odata::RetryPolicy;
 use async_graphql::Value;
 
@@ -40,66 +41,6 @@ fn replayed(candidate_id: String, strategy: Option<Strategy>) -> PayloadValue {
     }
 }
 
-/// An idempotency key reserved by this run. Every way out settles it; dropping it unsettled
-/// (cancellation) releases it, or marks it `unknown` once the write may have gone out.
-struct HeldKey<'a> {
-    store: &'a IdempotencyStore,
-    identity: &'a str,
-    key: &'a str,
-    writing: bool,
-    settled: bool,
-}
-
-impl HeldKey<'_> {
-    fn log(result: rusqlite::Result<()>) {
-        if let Err(e) = result {
-            tracing::error!(error = %e, "could not record an idempotency key's state");
-        }
-    }
-
-    /// Records how to find the candidate, and that the write may go out from now on.
-    fn prepare(&mut self, probe: Option<&Probe>) {
-        if let Some(probe) = probe {
-            Self::log(self.store.prepare(self.identity, self.key, probe));
-        }
-        self.writing = true;
-    }
-
-    fn complete(mut self, candidate_id: &str, strategy: Strategy) {
-        self.settled = true;
-        Self::log(
-            self.store
-                .complete(self.identity, self.key, candidate_id, strategy.graphql()),
-        );
-    }
-
-    fn release(mut self) {
-        self.settled = true;
-        Self::log(self.store.release(self.identity, self.key));
-    }
-
-    fn mark_unknown(mut self) {
-        self.settled = true;
-        Self::log(self.store.mark_unknown(self.identity, self.key));
-    }
-}
-
-impl Drop for HeldKey<'_> {
-    fn drop(&mut self) {
-        if self.settled {
-            return;
-        }
-        tracing::warn!(
-            write_sent = self.writing,
-            "a submission under an idempotency key was cancelled"
-        );
-        Self::log(match self.writing {
-            true => self.store.mark_unknown(self.identity, self.key),
-            false => self.store.release(self.identity, self.key),
-        });
-    }
-}
-
 /// Runs one submission of `input`, under `key` if given.
 pub(super) async fn run(
     st: &GatewayState,
@@ -107,7 +48,7 @@ pub(super) async fn run(
     input: &Value,
     key: Option<&str>,
 ) -> async_graphql::Result<PayloadValue> {
-    let mut held = match key {
+    let mut held: Option<KeyClaim> = match key {
         None => None,
         Some(k) if k.len() > 200 => {
             return Ok(failed(vec![SubmissionError {
@@ -118,56 +59,58 @@ pub(super) async fn run(
             }]))
         }
         Some(k) => {
-            let state = st
+            let (state, claim) = st
                 .idempotency
                 .begin(&rq.identity, k, &input_hash(input))
-                .map_err(|e| async_graphql::Error::new(format!("idempotency store: {e}")))?;
-            // The key is reserved for this run in these states only.
-            let hold = || HeldKey {
-                store: &st.idempotency,
-                identity: &rq.identity,
-                key: k,
-                writing: false,
-                settled: false,
-            };
-            match state {
-                KeyState::Reserved => Some(hold()),
-                KeyState::InProgress => {
+                .await
+                .map_err(|e| async_graphql::Error::new(e.to_string()))?;
+            match (state, claim) {
+                (KeyState::Reserved, Some(claim)) => Some(claim),
+                (KeyState::InProgress, _) => {
                     return Ok(failed(vec![key_error(
                         "IDEMPOTENCY_KEY_IN_PROGRESS",
                         "A submission with this idempotency key is still running; retry shortly.",
                     )]));
                 }
-                KeyState::Conflict => {
+                (KeyState::Conflict, _) => {
                     return Ok(failed(vec![key_error(
                         "IDEMPOTENCY_KEY_REUSED",
                         "This idempotency key was used with a different input; use a new key for a new submission.",
                     )]));
                 }
-                KeyState::Completed { candidate_id, strategy } => {
+                (KeyState::Completed { candidate_id, strategy }, _) => {
                     let strategy = [Strategy::Batch, Strategy::DeepInsert, Strategy::Flat]
                         .into_iter()
                         .find(|s| s.graphql() == strategy);
                     return Ok(replayed(candidate_id, strategy));
                 }
-                // An earlier attempt's answer was lost: look before writing again.
-                KeyState::Unknown { probe } => match recovery::look(st, rq, probe.as_ref()).await {
+                // An earlier attempt's answer was lost: look before writing again. The claim
+                // goes back to `unknown` if this run is cancelled while it looks.
+                (KeyState::Unknown { probe }, Some(mut claim)) => match recovery::look(st, rq, probe.as_ref()).await {
                     Found::Written(candidate_id) => {
                         // The setting (an internal candidate under `deep-insert` ran as `batch`).
                         let strategy = st.write.strategy;
                         tracing::info!(candidate.id = %candidate_id, "an earlier attempt whose answer was lost had written the candidate");
-                        hold().complete(&candidate_id, strategy);
+                        claim.complete(&candidate_id, strategy.graphql()).await;
                         return Ok(replayed(candidate_id, Some(strategy)));
                     }
-                    Found::NotWritten => Some(hold()),
+                    Found::NotWritten => {
+                        claim.nothing_written();
+                        Some(claim)
+                    }
                     Found::CannotTell(why) => {
-                        hold().mark_unknown();
+                        claim.mark_unknown().await;
                         return Ok(failed(vec![key_error(
                             "IDEMPOTENCY_OUTCOME_UNKNOWN",
                             format!("An earlier attempt with this key may have written the candidate, and the gateway cannot tell ({why}). Retry with the same key later, or check for the candidate before using a new key."),
                         )]));
                     }
                 },
+                (state, None) => {
+                    return Err(async_graphql::Error::new(format!(
+                        "idempotency store: no claim came with the key's state {state:?}"
+                    )))
+                }
             }
         }
     };
@@ -175,7 +118,7 @@ pub(super) async fn run(
         Ok(plan) => plan,
         Err(errors) => {
             if let Some(h) = held {
-                h.release();
+                h.release().await;
             }
             return Ok(failed(errors));
         }
@@ -183,7 +126,7 @@ pub(super) async fn run(
     let n = plan.record_count();
     let outcome = match &mut held {
         Some(h) => {
-            h.prepare(plan.probe.as_ref());
+            h.prepare(plan.probe.as_ref()).await;
             recovery::write_protected(st, rq, plan, st.write.strategy).await
         }
         None => match submit::write(st, rq, plan, st.write.strategy, RetryPolicy::Never).await {
@@ -195,7 +138,7 @@ pub(super) async fn run(
     Ok(match outcome {
         Outcome::Written { written, found } => {
             if let Some(h) = held {
-                h.complete(&written.candidate_id, written.strategy);
+                h.complete(&written.candidate_id, written.strategy.graphql()).await;
             }
             tracing::info!(candidate.id = %written.candidate_id, strategy = written.strategy.graphql(), records = n, answer_lost = found, "candidate submitted");
             PayloadValue {
@@ -208,14 +151,14 @@ pub(super) async fn run(
         }
         Outcome::Failed(errors) => {
             if let Some(h) = held {
-                h.release();
+                h.release().await;
             }
             failed(errors)
         }
         Outcome::Unknown(mut errors) => {
             match held {
                 Some(h) => {
-                    h.mark_unknown();
+                    h.mark_unknown().await;
                     errors.push(key_error("IDEMPOTENCY_OUTCOME_UNKNOWN", "The upstream's answer was lost: the candidate may have been written. Retry with the same idempotency key: the gateway looks for it before writing again."));
                 }
                 None => errors.push(SubmissionError {
