@@ -222,6 +222,11 @@ pub struct ServeArgs {
     /// Empty: same origin only.
     #[arg(long, env = "ATS_GATEWAY_CORS_ALLOW_ORIGIN", value_delimiter = ',')]
     pub cors_allow_origin: Vec<String>,
+    /// A file holding the key (at least 32 bytes; a final newline is ignored) that signs list
+    /// cursors, so that replicas sharing it accept each other's cursors. Without it each process
+    /// signs with a random key of its own.
+    #[arg(long, env = "ATS_GATEWAY_CURSOR_KEY_FILE")]
+    pub cursor_key_file: Option<PathBuf>,
     /// Log lines as text or JSON.
     #[arg(long, env = "ATS_GATEWAY_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: crate::telemetry::LogFormat,
@@ -280,6 +285,10 @@ impl ServeArgs {
                 cors_origins: self.cors_allow_origin.clone(),
                 max_body_bytes: self.max_body_bytes,
                 apq_cache_bytes: self.apq_cache_bytes,
+            },
+            cursor_key: match &self.cursor_key_file {
+                Some(path) => Some(crate::graphql::cursor::CursorKey::from_file(path)?),
+                None => None,
             },
         })
     }

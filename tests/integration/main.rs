@@ -11,6 +11,7 @@ mod emulator_reads;
 mod emulator_writes;
 mod filter_props;
 mod gateway_auth;
+mod gateway_cursors;
 mod gateway_faults;
 mod gateway_http;
 mod gateway_ops;
