@@ -335,6 +335,10 @@ pub struct EmulatorArgs {
     /// Lifetime of the tokens the emulator issues.
     #[arg(long, env = "ATS_GATEWAY_EMULATOR_TOKEN_LIFETIME", default_value = "1h", value_parser = duration)]
     pub token_lifetime: std::time::Duration,
+    /// Answer 404 to `GlobalOptionSetDefinitions`, as an OData service without Dataverse's
+    /// metadata entity sets does (the gateway then serves the documented option-set integers).
+    #[arg(long, env = "ATS_GATEWAY_EMULATOR_NO_OPTION_SET_DEFINITIONS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub no_option_set_definitions: bool,
 }
 
 impl EmulatorArgs {
@@ -344,6 +348,7 @@ impl EmulatorArgs {
             seed: self.seed,
             seed_size: self.seed_size,
             progress: true,
+            option_set_definitions: !self.no_option_set_definitions,
             auth: emulator::auth::AuthConfig {
                 required: self.require_auth,
                 token_lifetime: self.token_lifetime,
