@@ -3,8 +3,9 @@
 //! - `POST /graphql` (and `GET /graphql?query=…` for queries): the GraphQL endpoint, per the
 //!   GraphQL over HTTP specification, with automatic persisted queries (`graphql_http`).
 //! - `GET /` (and a browser's `GET /graphql`): the GraphiQL playground (`playground`).
-//! - `GET /healthz`: the process is up; `GET /readyz`: the upstream answers and the option-set
-//!   labels were read from it; `GET /metrics`: Prometheus text (`ops`).
+//! - `GET /healthz`: the process is up; `GET /readyz`: the gateway can serve (the upstream
+//!   answers and accepts its credentials, the breaker is closed; option-set labels not read are
+//!   a warning); `GET /metrics`: Prometheus text (`ops`).
 //! - Layers: CORS (a setting; same origin only by default), a request body limit.
 //!
 //! Each GraphQL request gets its caller (authenticated by `auth`) and fresh request-scoped loaders;
