@@ -226,6 +226,11 @@ pub struct ServeArgs {
     /// Empty: same origin only.
     #[arg(long, env = "ATS_GATEWAY_CORS_ALLOW_ORIGIN", value_delimiter = ',')]
     pub cors_allow_origin: Vec<String>,
+    /// A file holding the key (at least 32 bytes; a final newline is ignored) that signs list
+    /// cursors, so that replicas sharing it accept each other's cursors. Without it each process
+    /// signs with a random key of its own.
+    #[arg(long, env = "ATS_GATEWAY_CURSOR_KEY_FILE")]
+    pub cursor_key_file: Option<PathBuf>,
     /// Log lines as text or JSON.
     #[arg(long, env = "ATS_GATEWAY_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: crate::telemetry::LogFormat,
@@ -286,6 +291,10 @@ impl ServeArgs {
                 max_body_bytes: self.max_body_bytes,
                 apq_cache_bytes: self.apq_cache_bytes,
             },
+            cursor_key: match &self.cursor_key_file {
+                Some(path) => Some(crate::graphql::cursor::CursorKey::from_file(path)?),
+                None => None,
+            },
         })
     }
 }
@@ -331,6 +340,10 @@ pub struct EmulatorArgs {
     /// Lifetime of the tokens the emulator issues.
     #[arg(long, env = "ATS_GATEWAY_EMULATOR_TOKEN_LIFETIME", default_value = "1h", value_parser = duration)]
     pub token_lifetime: std::time::Duration,
+    /// Answer 404 to `GlobalOptionSetDefinitions`, as an OData service without Dataverse's
+    /// metadata entity sets does (the gateway then serves the documented option-set integers).
+    #[arg(long, env = "ATS_GATEWAY_EMULATOR_NO_OPTION_SET_DEFINITIONS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub no_option_set_definitions: bool,
 }
 
 impl EmulatorArgs {
@@ -340,6 +353,7 @@ impl EmulatorArgs {
             seed: self.seed,
             seed_size: self.seed_size,
             progress: true,
+            option_set_definitions: !self.no_option_set_definitions,
             auth: emulator::auth::AuthConfig {
                 required: self.require_auth,
                 token_lifetime: self.token_lifetime,

@@ -21,6 +21,8 @@ pub struct EmulatorState {
     pub service: Service,
     pub faults: FaultState,
     pub authority: super::auth::Authority,
+    /// Whether `GlobalOptionSetDefinitions` is served (see [`super::EmulatorConfig`]).
+    pub option_set_definitions: bool,
 }
 
 /// The emulator's router.
@@ -242,6 +244,9 @@ async fn odata(
             return odata_response(ODataResponse::error(&e));
         }
         Verdict::Drop => return dropped_connection(),
+    }
+    if segment == "GlobalOptionSetDefinitions" && !s.option_set_definitions {
+        return odata_response(ODataResponse::error(&ODataError::segment_not_found(&segment)));
     }
     let host = headers
         .get("host")

@@ -58,6 +58,10 @@ pub struct EmulatorConfig {
     pub progress: bool,
     /// Token endpoint and bearer checking.
     pub auth: auth::AuthConfig,
+    /// Whether `GlobalOptionSetDefinitions` is served. Off, it answers 404, as an OData service
+    /// without Dataverse's metadata entity sets does (upstreams whose option-set labels cannot be
+    /// read).
+    pub option_set_definitions: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -69,6 +73,7 @@ impl Default for EmulatorConfig {
             faults: Faults::default(),
             progress: false,
             auth: auth::AuthConfig::default(),
+            option_set_definitions: true,
         }
     }
 }
@@ -87,6 +92,7 @@ pub fn build(config: &EmulatorConfig) -> Result<Arc<http::EmulatorState>, error:
         faults: FaultState::new(config.faults.clone()),
         authority: auth::Authority::new(config.auth.clone())
             .map_err(|e| error::ODataError::new(500, error::codes::SERVER, e))?,
+        option_set_definitions: config.option_set_definitions,
     }))
 }
 

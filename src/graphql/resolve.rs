@@ -2,7 +2,7 @@
 //! loaders), connections and cursors.
 
 use super::context::{GatewayState, RequestCtx};
-use super::cursor::Cursor;
+use super::cursor::{Cursor, CursorKey, QueryId};
 use super::errors::{bad_input, upstream_error};
 use super::filter::{compile_filter, compile_order};
 use super::loaders::{ChildGroup, ChildKey, ChildLoader, RecordGroup, RecordKey, RecordLoader};
@@ -172,9 +172,12 @@ pub fn list_field(e: &'static Entity) -> Field {
                 let selection = ctx.field();
                 let select = select_for(e, node_selections(selection).into_iter());
                 let wants_total = selection.selection_set().any(|f| f.name() == "totalCount");
-                let query_hash = Cursor::query_hash(e, filter.as_deref(), &orderby);
+                let query_id = QueryId::of(e, filter.as_deref(), &orderby);
+                let key = ctx.data::<Arc<CursorKey>>()?;
+                // Checked before anything goes upstream: a cursor this gateway did not issue for
+                // this query costs no request.
                 let start = match ctx.args.get("after") {
-                    Some(v) if !v.is_null() => Some(Cursor::decode(v.string()?, query_hash).map_err(bad_input)?),
+                    Some(v) if !v.is_null() => Some(Cursor::decode(v.string()?, key, &query_id).map_err(bad_input)?),
                     _ => None,
                 };
                 let q = ODataQuery {
@@ -202,7 +205,9 @@ pub fn list_field(e: &'static Entity) -> Field {
                         crate::odata::escape::percent_encode_query_value(t)
                     ));
                 }
-                let page_size = (skip + first).max(1);
+                // `skip` is at most MAX_PAGE_SIZE (see `Cursor::decode`), and no upstream page is
+                // larger than that anyway.
+                let page_size = skip.saturating_add(first).clamp(1, crate::odata::client::MAX_PAGE_SIZE);
                 let page = st
                     .fetch_page(e, &url, rq, Some(page_size))
                     .await
@@ -219,21 +224,20 @@ pub fn list_field(e: &'static Entity) -> Field {
                         record: Arc::new(r),
                     })
                     .collect();
-                let has_more_in_page = total > skip + rows.len();
+                let has_more_in_page = total > skip.saturating_add(rows.len());
                 let cursors: Vec<String> = (0..rows.len())
                     .map(|i| {
                         let last = i + 1 == rows.len();
                         Cursor {
-                            query: query_hash,
                             token: token.clone(),
-                            index: skip + i,
+                            index: skip.saturating_add(i),
                             next: if last && !has_more_in_page {
                                 next_token.clone()
                             } else {
                                 None
                             },
                         }
-                        .encode()
+                        .encode(key, &query_id)
                     })
                     .collect();
                 let page_info = PageInfoValue {

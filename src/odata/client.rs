@@ -367,6 +367,59 @@ impl Upstream {
         unreachable!("the attempts loop returns")
     }
 
+    /// The readiness probe: one GET of the service document with the gateway's own credential,
+    /// within `timeout`, taking **no slot** of the per-identity gates (so it never queues behind
+    /// callers) and never retried, except once with a fresh token after a 401. The circuit
+    /// breaker admits it like any call (an open breaker refuses it; after the cool-down it may be
+    /// the probe that closes the breaker). `Ok` carries the status of whatever answer came.
+    pub async fn probe_ungated(&self, timeout: Duration) -> Result<u16, UpstreamError> {
+        let deadline = Instant::now() + timeout;
+        let url = self.absolute_url("")?;
+        let admission = self.breaker.admit().map_err(|retry_in| {
+            UpstreamError::not_sent(
+                UpstreamErrorKind::CircuitOpen { retry_in },
+                format!("circuit open; next try in {} ms", retry_in.as_millis()),
+            )
+        })?;
+        let attempts = async {
+            let mut headers = HeaderMap::new();
+            headers.insert("accept", HeaderValue::from_static("application/json"));
+            headers.insert("odata-maxversion", HeaderValue::from_static("4.0"));
+            headers.insert("odata-version", HeaderValue::from_static("4.0"));
+            let mut credential = self.credential(None, deadline).await?;
+            for attempt in 1..=2 {
+                set_authorization(&mut headers, &credential)?;
+                let raw = self
+                    .exchange(&Method::GET, &url, headers.clone(), None, attempt)
+                    .await?;
+                if raw.status == 401 && attempt == 1 && self.tokens.can_refresh() {
+                    self.tokens.rejected(&credential).await;
+                    credential = self.credential(None, deadline).await?;
+                    continue;
+                }
+                return Ok(raw.status);
+            }
+            unreachable!("the second attempt returns")
+        };
+        match tokio::time::timeout_at(deadline, attempts).await {
+            Ok(Ok(status)) => {
+                admission.finish(Health::of(&UpstreamError::from_status(status, None, b"")));
+                Ok(status)
+            }
+            Ok(Err(e)) => {
+                admission.finish(Health::of(&e));
+                Err(e)
+            }
+            Err(_) => {
+                admission.finish(Health::Failed);
+                Err(UpstreamError::not_sent(
+                    UpstreamErrorKind::Timeout,
+                    format!("no answer within {} ms", timeout.as_millis()),
+                ))
+            }
+        }
+    }
+
     /// The credential for a call, obtained within the deadline.
     async fn credential(
         &self,

@@ -145,7 +145,12 @@ async fn execute(app: &AppState, headers: &HeaderMap, method: Method, params: Re
         graphql::request_data(&app.gateway, RequestCtx::new(caller.authorization, caller.identity));
     let upstream = caller.upstream_requests.clone();
     let executed = Executed::default();
-    let request = request.data(caller).data(records).data(children).data(executed.clone());
+    let request = request
+        .data(caller)
+        .data(records)
+        .data(children)
+        .data(executed.clone())
+        .data(app.cursor_key.clone());
     let response = app.schema.execute(request).await;
     let executed = executed.get();
     // Kept only once it ran: a document that does not parse or validate takes no room.

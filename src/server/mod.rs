@@ -3,8 +3,9 @@
 //! - `POST /graphql` (and `GET /graphql?query=…` for queries): the GraphQL endpoint, per the
 //!   GraphQL over HTTP specification, with automatic persisted queries (`graphql_http`).
 //! - `GET /` (and a browser's `GET /graphql`): the GraphiQL playground (`playground`).
-//! - `GET /healthz`: the process is up; `GET /readyz`: the upstream answers and the option-set
-//!   labels were read from it; `GET /metrics`: Prometheus text (`ops`).
+//! - `GET /healthz`: the process is up; `GET /readyz`: the gateway can serve (the upstream
+//!   answers and accepts its credentials, the breaker is closed; option-set labels not read are
+//!   a warning); `GET /metrics`: Prometheus text (`ops`).
 //! - Layers: CORS (a setting; same origin only by default), a request body limit.
 //!
 //! Each GraphQL request gets its caller (authenticated by `auth`) and fresh request-scoped loaders;
@@ -29,14 +30,18 @@ pub struct AppState {
     pub gateway: Arc<GatewayState>,
     pub persisted_queries: graphql_http::apq::PersistedQueries,
     pub callers: Arc<auth::CallerAuth>,
+    /// Signs and checks the cursors of list fields (request data of every operation).
+    pub cursor_key: Arc<crate::graphql::cursor::CursorKey>,
 }
 
-/// Builds the gateway's router over `gateway`, with a persisted-query cache of `apq_cache_bytes`.
+/// Builds the gateway's router over `gateway`, with a persisted-query cache of `apq_cache_bytes`
+/// and cursors signed with `cursor_key`.
 pub fn app(
     gateway: Arc<GatewayState>,
     limits: &SchemaLimits,
     apq_cache_bytes: u64,
     callers: Arc<auth::CallerAuth>,
+    cursor_key: crate::graphql::cursor::CursorKey,
 ) -> Result<Router, async_graphql::dynamic::SchemaError> {
     let schema = graphql::build_schema(Some(gateway.clone()), limits)?;
     let persisted_queries = graphql_http::apq::PersistedQueries::new(apq_cache_bytes);
@@ -55,6 +60,7 @@ pub fn app(
             gateway,
             persisted_queries,
             callers,
+            cursor_key: Arc::new(cursor_key),
         }))
 }
 
@@ -77,6 +83,9 @@ pub struct GatewayConfig {
     pub upstream_auth: crate::odata::UpstreamAuth,
     /// Who may call the gateway.
     pub caller_auth: auth::CallerAuthConfig,
+    /// The key cursors are signed with (`--cursor-key-file`); `None`: a random key of this
+    /// process, so cursors do not outlive it or work on another replica.
+    pub cursor_key: Option<crate::graphql::cursor::CursorKey>,
 }
 
 /// HTTP settings of the gateway.
@@ -223,8 +232,18 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
     if !state.labels().fallbacks().is_empty() {
         reread_labels(Arc::downgrade(&state), config.read.labels_retry);
     }
-    let router = app(state.clone(), &config.limits, config.http.apq_cache_bytes, callers)
-        .map_err(|e| StartError::Schema(e.to_string()))?;
+    let cursor_key = config
+        .cursor_key
+        .clone()
+        .unwrap_or_else(crate::graphql::cursor::CursorKey::random);
+    let router = app(
+        state.clone(),
+        &config.limits,
+        config.http.apq_cache_bytes,
+        callers,
+        cursor_key,
+    )
+    .map_err(|e| StartError::Schema(e.to_string()))?;
     // Both: the extractor limit answers 413 for buffered bodies, the layer bounds streaming ones.
     let router = router
         .layer(axum::extract::DefaultBodyLimit::max(config.http.max_body_bytes))

@@ -1,5 +1,10 @@
-//! Operations routes: `/readyz` (the circuit breaker is closed, the upstream answers and the
-//! option-set labels were read from it) and `/metrics` (Prometheus text format).
+//! Operations routes: `/readyz` (the gateway can serve: the upstream answers, accepts the
+//! gateway's credentials and the circuit breaker is closed) and `/metrics` (Prometheus text).
+//!
+//! Readiness never waits behind callers: its probe takes none of the per-identity slots
+//! ([`crate::odata::Upstream::probe_ungated`]) and has a short timeout of its own. Option-set
+//! labels the upstream could not give (no `GlobalOptionSetDefinitions`, a renamed label) are a
+//! warning, not "not ready": the gateway serves with the documented integers meanwhile.
 
 use super::AppState;
 use crate::odata::CircuitState;
@@ -10,8 +15,8 @@ use axum::routing::get;
 use axum::Router;
 use std::time::Duration;
 
-/// How long `/readyz` waits for the upstream.
-const READY_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long `/readyz` waits for the upstream (token request included).
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -19,8 +24,35 @@ pub fn routes() -> Router<AppState> {
         .route("/metrics", get(metrics))
 }
 
+/// Whether the upstream can serve the gateway's callers, from the probe's outcome; `Err` says why
+/// not.
+fn upstream_readiness(probe: Result<u16, crate::odata::UpstreamError>, acts_for_callers: bool) -> Result<(), String> {
+    use crate::odata::UpstreamErrorKind;
+    match probe {
+        // 429: it answers; throttling is per caller, and callers' calls wait it out.
+        Ok(s) if (200..400).contains(&s) || s == 429 => Ok(()),
+        // Without a token of its own, the gateway's probe is refused; the callers' are not.
+        Ok(401 | 403) if acts_for_callers => Ok(()),
+        Ok(s @ (401 | 403)) => Err(format!(
+            "upstream auth failing: the upstream refuses the gateway's credentials ({s})"
+        )),
+        Ok(404) => Err("upstream failing: no OData service at the configured service root (404)".into()),
+        Ok(s) if s >= 500 => Err(format!("upstream failing: it answers {s}")),
+        Ok(_) => Ok(()),
+        Err(e) => Err(match e.kind {
+            UpstreamErrorKind::CircuitOpen { .. } => format!("upstream failing: {}", e.message),
+            UpstreamErrorKind::Unauthorized | UpstreamErrorKind::Forbidden => {
+                format!("upstream auth failing: {}", e.message)
+            }
+            UpstreamErrorKind::Timeout => format!("upstream did not answer within {} s", READY_TIMEOUT.as_secs()),
+            _ => format!("upstream unreachable: {}", e.message),
+        }),
+    }
+}
+
 async fn readyz(State(app): State<AppState>) -> Response {
     let up = &app.gateway.upstream;
+    let acts_for_callers = up.config().auth.acts_only_for_callers();
     // An open breaker answers without calling: the gateway fails fast, so it is not ready. After
     // the cool-down this probe may itself be the breaker's test call, and close it.
     let upstream = match up.circuit() {
@@ -28,12 +60,7 @@ async fn readyz(State(app): State<AppState>) -> Response {
             "upstream failing: circuit open, next probe in {} ms",
             retry_in.as_millis()
         )),
-        _ => match tokio::time::timeout(READY_TIMEOUT, up.probe()).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) if e.status.is_some_and(|s| s < 500 && s != 429) => Ok(()), // it answers
-            Ok(Err(e)) => Err(format!("upstream failing: {}", e.message)),
-            Err(_) => Err(format!("upstream did not answer within {} s", READY_TIMEOUT.as_secs())),
-        },
+        _ => upstream_readiness(up.probe_ungated(READY_TIMEOUT).await, acts_for_callers),
     };
     let circuit = match up.circuit() {
         CircuitState::Closed => "closed",
@@ -42,28 +69,30 @@ async fn readyz(State(app): State<AppState>) -> Response {
     };
     let current_labels = app.gateway.labels();
     let fallbacks = current_labels.fallbacks();
-    // Acting only for callers, the gateway has no token of its own to read the labels with.
-    let acts_for_callers = up.config().auth.acts_only_for_callers();
-    let labels = if fallbacks.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "option-set labels not read from the upstream for {} set(s); documented integers in use",
+    let labels = if !fallbacks.is_empty() {
+        format!(
+            "documented integers in use for {} set(s): their labels were not read or matched upstream",
             fallbacks.len()
-        ))
+        )
+    } else if acts_for_callers {
+        // Acting only for callers, the gateway has no token of its own to read the labels with.
+        "documented integers (the gateway has no token of its own to read them with)".into()
+    } else {
+        "loaded".into()
     };
+    let warnings: Vec<String> = fallbacks
+        .iter()
+        .map(|f| format!("option-set labels: documented integers in use for {f}"))
+        .collect();
     let body = serde_json::json!({
-        "status": if upstream.is_ok() && labels.is_ok() { "ready" } else { "not ready" },
+        "status": if upstream.is_ok() { "ready" } else { "not ready" },
         "upstream": upstream.as_ref().err().cloned().unwrap_or_else(|| "ok".into()),
         "circuit": circuit,
-        "optionSetLabels": match &labels {
-            Err(e) => e.clone(),
-            Ok(()) if acts_for_callers => "documented integers (the gateway has no token of its own to read them with)".into(),
-            Ok(()) => "loaded".into(),
-        },
+        "optionSetLabels": labels,
+        "warnings": warnings,
         "upstreamAuth": up.tokens().mode(),
     });
-    let status = if upstream.is_ok() && labels.is_ok() {
+    let status = if upstream.is_ok() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

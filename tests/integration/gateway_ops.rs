@@ -193,7 +193,7 @@ async fn labels_missed_at_start_are_read_once_the_upstream_answers() {
     let started = Instant::now();
     let body = loop {
         let (status, body) = gw.get("/readyz").await;
-        if status == 200 {
+        if status == 200 && body.contains("\"optionSetLabels\":\"loaded\"") {
             break body;
         }
         assert!(started.elapsed() < Duration::from_secs(10), "still not ready: {body}");
@@ -331,4 +331,132 @@ async fn the_binary_stops_cleanly_on_sigterm_and_reads_a_config_file() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown setting `no-such-setting`"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn readiness_warns_about_labels_an_upstream_cannot_give_and_serves_documented_integers() {
+    // As `ats-gateway emulator --no-option-set-definitions` runs it.
+    let cli = ats_gateway::cli::parse_args(
+        [
+            "ats-gateway",
+            "emulator",
+            "--seed-size",
+            "30",
+            "--no-option-set-definitions",
+        ]
+        .map(Into::into)
+        .to_vec(),
+    )
+    .unwrap();
+    let Some(ats_gateway::cli::Command::Emulator(args)) = cli.command else {
+        panic!("not emulator")
+    };
+    let config = args.config();
+    assert!(!config.option_set_definitions);
+    let emu = Emu::start(config);
+    let (status, body) = emu
+        .get("GlobalOptionSetDefinitions(Name='mshr_hcmrecruitingstatus')")
+        .await;
+    assert_eq!(status, 404, "this upstream has no option-set definitions: {body}");
+    let gw = Gateway::over(emu);
+    let (status, body) = gw.get("/readyz").await;
+    assert_eq!(status, 200, "labels not read are a warning, not 'not ready': {body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "ready", "{v}");
+    assert_eq!(v["upstream"], "ok", "{v}");
+    let warnings = v["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), ats_gateway::model::model().option_sets.len(), "{v}");
+    for set in &ats_gateway::model::model().option_sets {
+        assert!(
+            body.contains(&format!("documented integers in use for {}:", set.name)),
+            "{} named: {v}",
+            set.name
+        );
+    }
+    assert!(
+        v["optionSetLabels"].as_str().unwrap().contains("documented integers"),
+        "{v}"
+    );
+
+    // Enum output and an enum filter work with the documented integers.
+    let all = gw
+        .data("{ recruitingRequests(first: 30) { nodes { id status } } }", json!({}))
+        .await;
+    let nodes = all["recruitingRequests"]["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 30);
+    let status = nodes[0]["status"]
+        .as_str()
+        .expect("an enum value, not an integer")
+        .to_string();
+    let expected: Vec<&Value> = nodes
+        .iter()
+        .filter(|n| n["status"] == status.as_str())
+        .map(|n| &n["id"])
+        .collect();
+    let filtered = gw
+        .data(
+            "query($s: RecruitingRequestStatus) { recruitingRequests(first: 30, filter: {status: {eq: $s}}) { nodes { id status } } }",
+            json!({"s": status}),
+        )
+        .await;
+    let got: Vec<&Value> = filtered["recruitingRequests"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| &n["id"])
+        .collect();
+    assert_eq!(
+        got, expected,
+        "the filter on {status} matches the rows showing {status}"
+    );
+}
+
+#[tokio::test]
+async fn readiness_is_503_while_the_upstream_is_down() {
+    let gw = Gateway::over(Emu::fresh());
+    assert_eq!(gw.get("/readyz").await.0, 200);
+    gw.emu.pause();
+    let started = Instant::now();
+    let (status, body) = gw.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("unreachable") && body.contains("not ready"), "{body}");
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    gw.emu.resume();
+    assert_eq!(gw.get("/readyz").await.0, 200, "ready again once it answers");
+}
+
+#[tokio::test]
+async fn readiness_answers_promptly_while_every_caller_slot_is_busy() {
+    // Every upstream request takes 700 ms: 24 queries of one identity fill its 8 slots three
+    // times over (they end at about 0.7, 1.4 and 2.1 s). A probe queueing behind them would
+    // answer after 2 s at best.
+    let emu = Emu::with_faults(ats_gateway::emulator::faults::Faults {
+        latency_ms: 700,
+        ..Default::default()
+    });
+    let gw = Gateway::over(emu);
+    let started = Instant::now();
+    let queries = futures::future::join_all((0..24).map(|_| async {
+        let v = gw
+            .query("{ recruitingRequests(first: 1) { nodes { id } } }", json!({}))
+            .await;
+        assert!(v.get("errors").is_none(), "{v}");
+        started.elapsed()
+    }));
+    let ready = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let asked = started.elapsed();
+        let (status, body) = gw.get("/readyz").await;
+        (status, body, asked, started.elapsed())
+    };
+    let (finished, (status, body, asked, answered)) = tokio::join!(queries, ready);
+    assert_eq!(status, 200, "{body}");
+    let took = answered - asked;
+    let after = finished.iter().filter(|t| **t > answered).count();
+    println!("readyz took {took:?} with the slots busy; {after} of 24 queries ended after it; queries: {finished:?}");
+    assert!(took < Duration::from_millis(1500), "readyz took {took:?}");
+    assert!(
+        after >= 8,
+        "the slots were still busy when readyz answered: {finished:?}"
+    );
 }

@@ -301,6 +301,7 @@ impl Gateway {
             http: Default::default(),
             upstream_auth: Default::default(),
             caller_auth: Default::default(),
+            cursor_key: None,
         };
         tune(&mut config);
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();

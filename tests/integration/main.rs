@@ -12,6 +12,7 @@ mod emulator_writes;
 mod filter_props;
 mod gateway_auth;
 mod gateway_churn;
+mod gateway_cursors;
 mod gateway_faults;
 mod gateway_http;
 mod gateway_ops;

@@ -1,0 +1,191 @@
+//! Cursors are signed: only cursors a gateway (or a replica sharing its `--cursor-key-file`)
+//! issued for the same query are accepted, and a refused cursor costs no upstream request.
+
+use crate::harness::{Emu, Gateway};
+use base64::Engine;
+use serde_json::{json, Value};
+
+const PAGE: &str = "query($first: Int, $after: String) { recruitingRequests(first: $first, after: $after, orderBy: [{recruitingRequestId: ASC}]) { pageInfo { hasNextPage endCursor } edges { cursor node { recruitingRequestId } } } }";
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn unb64(s: &str) -> Vec<u8> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).unwrap()
+}
+
+fn ids(d: &Value) -> Vec<String> {
+    d["recruitingRequests"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["recruitingRequestId"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Another handle on the same emulator (the gateways of a test share one upstream).
+fn same(emu: &Emu) -> Emu {
+    Emu {
+        root: emu.root.clone(),
+        admin: emu.admin.clone(),
+        _stop: emu._stop.clone(),
+    }
+}
+
+/// A query with `after: cursor` that must be refused with BAD_USER_INPUT without any upstream
+/// request; returns the error message.
+async fn refused(gw: &Gateway, cursor: &str) -> String {
+    let (requests, v) = gw
+        .upstream_requests(gw.query(PAGE, json!({"first": 1, "after": cursor})))
+        .await;
+    assert_eq!(v["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{cursor}: {v}");
+    assert!(v["data"].is_null() || v["data"]["recruitingRequests"].is_null(), "{v}");
+    assert_eq!(requests, 0, "a refused cursor sends nothing upstream: {v}");
+    v["errors"][0]["message"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn valid_cursors_page_and_forged_ones_cost_nothing_upstream() {
+    let gw = Gateway::start(30);
+    let all = ids(&gw.data(PAGE, json!({"first": 30})).await);
+    assert_eq!(all.len(), 30);
+    // Page by 7 with the cursors the gateway hands out: the same rows, in order.
+    let (mut seen, mut after, mut cursors) = (Vec::new(), Value::Null, Vec::new());
+    loop {
+        let d = gw.data(PAGE, json!({"first": 7, "after": after})).await;
+        seen.extend(ids(&d));
+        cursors.extend(
+            d["recruitingRequests"]["edges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["cursor"].as_str().unwrap().to_string()),
+        );
+        if !d["recruitingRequests"]["pageInfo"]["hasNextPage"].as_bool().unwrap() {
+            break;
+        }
+        after = d["recruitingRequests"]["pageInfo"]["endCursor"].clone();
+    }
+    assert_eq!(seen, all, "cursors page through every row once");
+    // Position JSON, 5 bytes of header and a 16-byte tag: the emulator's tokens make the longest.
+    assert!(cursors.iter().all(|c| c.len() < 120), "compact cursors: {cursors:?}");
+    // A cursor in the middle of a page resumes right after its row.
+    let d = gw.data(PAGE, json!({"first": 2, "after": cursors[10]})).await;
+    assert_eq!(ids(&d), all[11..13]);
+
+    // Hand-built JSON positions, as the unsigned cursors were: row 4999 of the first page would
+    // make `first: 1` fetch 5000 rows. No such cursor is accepted, and none reaches upstream.
+    for forged in [
+        json!({"t": null, "i": 4999}),
+        json!({"q": 0, "t": null, "i": 4999}),
+        json!({"i": u64::MAX}),
+    ] {
+        let message = refused(&gw, &b64(forged.to_string().as_bytes())).await;
+        assert!(message.contains("not a cursor this gateway issued"), "{message}");
+    }
+    // A real cursor with any one byte flipped.
+    let real = unb64(&cursors[3]);
+    for at in [0, 1, real.len() / 2, real.len() - 1] {
+        let mut altered = real.clone();
+        altered[at] ^= 0x20;
+        refused(&gw, &b64(&altered)).await;
+    }
+    // A real cursor (right query, right format) whose index is edited to row 4999.
+    let at = real.windows(5).position(|w| w == b"\"i\":3").expect("the index");
+    let edited = [&real[..at], b"\"i\":4999", &real[at + 5..]].concat();
+    refused(&gw, &b64(&edited)).await;
+    // A real cursor of another query (another order).
+    let desc = gw
+        .data(
+            "{ recruitingRequests(first: 2, orderBy: [{recruitingRequestId: DESC}]) { pageInfo { endCursor } } }",
+            json!({}),
+        )
+        .await;
+    let other = desc["recruitingRequests"]["pageInfo"]["endCursor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let message = refused(&gw, &other).await;
+    assert!(message.contains("different query"), "{message}");
+    assert!(refused(&gw, "garbage!").await.contains("not a cursor"));
+}
+
+#[tokio::test]
+async fn a_cursor_of_another_gateway_is_refused() {
+    let emu = Emu::fresh();
+    let other_emu = same(&emu);
+    let a = Gateway::over(emu);
+    let b = Gateway::over(other_emu);
+    let d = a.data(PAGE, json!({"first": 2})).await;
+    let cursor = d["recruitingRequests"]["pageInfo"]["endCursor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(a.data(PAGE, json!({"first": 1, "after": cursor})).await["recruitingRequests"]["edges"][0].is_object());
+    // Same upstream, same query, but each gateway signs with a random key of its own.
+    let message = refused(&b, &cursor).await;
+    assert!(message.contains("another gateway"), "{message}");
+}
+
+#[tokio::test]
+async fn gateways_sharing_a_cursor_key_file_accept_each_others_cursors() {
+    let dir = std::env::temp_dir().join(format!("ats-gw-cursor-key-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("cursor.key");
+    std::fs::write(&key_file, format!("{}\n", "0123456789abcdef".repeat(4))).unwrap();
+    // One replica reads the key file from its flag, the other from its TOML config file.
+    let from_flag = ats_gateway::cli::parse_args(
+        ["ats-gateway", "serve", "--cursor-key-file", key_file.to_str().unwrap()]
+            .map(Into::into)
+            .to_vec(),
+    )
+    .unwrap();
+    let toml = dir.join("gateway.toml");
+    std::fs::write(&toml, format!("cursor-key-file = {:?}\n", key_file.to_str().unwrap())).unwrap();
+    let from_toml = ats_gateway::cli::parse_args(
+        ["ats-gateway", "--config", toml.to_str().unwrap()]
+            .map(Into::into)
+            .to_vec(),
+    )
+    .unwrap();
+    let key_of = |cli: ats_gateway::cli::Cli| match cli.command {
+        Some(ats_gateway::cli::Command::Serve(args)) => {
+            args.gateway_config("http://127.0.0.1:1/".into(), None)
+                .unwrap()
+                .cursor_key
+        }
+        other => panic!("not serve: {other:?}"),
+    };
+    let (key_a, key_b) = (key_of(from_flag), key_of(from_toml));
+    assert!(key_a.is_some() && key_b.is_some());
+    assert!(!format!("{key_a:?}").contains("0123"), "the key is never printed");
+
+    let emu = Emu::fresh();
+    let other_emu = same(&emu);
+    let a = Gateway::with_config(emu, |c| c.cursor_key = key_a);
+    let b = Gateway::with_config(other_emu, |c| c.cursor_key = key_b);
+    let all = ids(&a.data(PAGE, json!({"first": 6})).await);
+    let d = a.data(PAGE, json!({"first": 3})).await;
+    let cursor = d["recruitingRequests"]["pageInfo"]["endCursor"].clone();
+    let d = b.data(PAGE, json!({"first": 3, "after": cursor})).await;
+    assert_eq!(ids(&d), all[3..6], "b continues where a's page ended");
+    let cursor = d["recruitingRequests"]["edges"][0]["cursor"].clone();
+    let d = a.data(PAGE, json!({"first": 1, "after": cursor})).await;
+    assert_eq!(ids(&d), all[4..5], "and a continues from b's cursors");
+
+    // A key file too short to be a key stops the gateway from starting.
+    std::fs::write(&key_file, "too short\n").unwrap();
+    let short = ats_gateway::cli::parse_args(
+        ["ats-gateway", "serve", "--cursor-key-file", key_file.to_str().unwrap()]
+            .map(Into::into)
+            .to_vec(),
+    )
+    .unwrap();
+    let Some(ats_gateway::cli::Command::Serve(args)) = short.command else {
+        panic!("not serve")
+    };
+    let err = args.gateway_config("http://127.0.0.1:1/".into(), None).unwrap_err();
+    assert!(err.contains("at least 32 bytes") && !err.contains("too short"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
