@@ -4,6 +4,7 @@
 //! read-mostly emulator with the demo seed for read tests, and fresh ones for tests that write or
 //! inject faults.
 
+mod cli;
 mod emulator_batch;
 mod emulator_errors;
 mod emulator_faults;
