@@ -14,6 +14,7 @@ mod filter_props;
 mod gateway_auth;
 mod gateway_faults;
 mod gateway_http;
+mod gateway_logs;
 mod gateway_ops;
 mod gateway_reads;
 mod gateway_schema;

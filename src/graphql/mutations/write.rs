@@ -338,7 +338,7 @@ async fn write_flat(state: &GatewayState, rq: &RequestCtx, plan: Plan) -> Result
             for (entity, id) in created.iter().rev() {
                 let url = format!("{}({id})", entity.entity_set);
                 if let Err(d) = state.send_write(rq, Method::DELETE, &url, &Json::Null, false).await {
-                    tracing::error!(entity = %entity.entity_set, record.id = %id, error = %d.message, "compensating delete failed: a partial submission remains");
+                    tracing::error!(entity = %entity.entity_set, record.id = %id, error.code = d.code(), upstream.status = d.status, "compensating delete failed: a partial submission remains");
                     errors.push(SubmissionError {
                         code: "COMPENSATION_FAILED",
                         message: format!(
