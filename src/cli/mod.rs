@@ -386,6 +386,7 @@ impl EmulatorArgs {
                     requests: self.throttle_requests,
                     window_seconds: self.throttle_window_seconds,
                 }),
+                omit_entity_id: None,
             },
         }
     }
