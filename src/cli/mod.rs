@@ -27,12 +27,41 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+/// Why the command line did not give a command to run.
+#[derive(Debug)]
+pub enum ArgsError {
+    /// clap's own verdict: help or version (printed to stdout, success) or a usage error (stderr,
+    /// exit code 2). [`clap::Error::print`] and [`clap::Error::exit_code`] tell which.
+    Clap(clap::Error),
+    /// The config file cannot be read, is not TOML, names an unknown setting or has a value its
+    /// flag refuses; the message names the file.
+    Config(String),
+}
+
+impl std::fmt::Display for ArgsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ArgsError::Clap(e) => write!(f, "{}", e.render()),
+            ArgsError::Config(m) => f.write_str(m),
+        }
+    }
+}
+
 /// Parses the command line, with the defaults of an optional config file (see `Cli::config`).
-pub fn parse_args(mut args: Vec<std::ffi::OsString>) -> Result<Cli, String> {
+pub fn parse_args(mut args: Vec<std::ffi::OsString>) -> Result<Cli, ArgsError> {
     use clap::{CommandFactory, FromArgMatches};
-    // No subcommand means `serve`.
-    let first_word = args.iter().skip(1).find(|a| !a.to_string_lossy().starts_with('-'));
-    let has_subcommand = first_word.is_some_and(|w| matches!(w.to_str(), Some("serve" | "emulator" | "help")));
+    // No subcommand means `serve`. The global `--config` takes a value that is no subcommand.
+    let mut words = args.iter().skip(1).map(|a| a.to_string_lossy());
+    let mut first_word = None;
+    while let Some(w) = words.next() {
+        if w == "--config" {
+            words.next();
+        } else if !w.starts_with('-') {
+            first_word = Some(w);
+            break;
+        }
+    }
+    let has_subcommand = first_word.is_some_and(|w| matches!(&*w, "serve" | "emulator" | "help"));
     if !has_subcommand
         && !args
             .iter()
@@ -40,13 +69,13 @@ pub fn parse_args(mut args: Vec<std::ffi::OsString>) -> Result<Cli, String> {
     {
         args.insert(1.min(args.len()), "serve".into());
     }
-    let first = Cli::try_parse_from(&args).map_err(|e| e.render().to_string())?;
+    let first = Cli::try_parse_from(&args).map_err(ArgsError::Clap)?;
     let Some(path) = &first.config else { return Ok(first) };
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read the config file {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ArgsError::Config(format!("cannot read the config file {}: {e}", path.display())))?;
     let table: toml::Table = text
         .parse()
-        .map_err(|e| format!("{} is not valid TOML: {e}", path.display()))?;
+        .map_err(|e| ArgsError::Config(format!("{} is not valid TOML: {e}", path.display())))?;
     let mut cmd = Cli::command();
     let mut serve_keys = toml::Table::new();
     for (k, v) in table {
@@ -58,8 +87,14 @@ pub fn parse_args(mut args: Vec<std::ffi::OsString>) -> Result<Cli, String> {
         }
     }
     cmd = apply_defaults(cmd, "serve", &serve_keys, path)?;
-    let matches = cmd.try_get_matches_from(&args).map_err(|e| e.render().to_string())?;
-    Cli::from_arg_matches(&matches).map_err(|e| e.render().to_string())
+    // The command line alone parsed, so what fails now is a value from the file.
+    let from_file = |e: clap::Error| {
+        let rendered = e.render().to_string();
+        let reason = rendered.trim_start_matches("error: ").trim_end();
+        ArgsError::Config(format!("in the config file {}: {reason}", path.display()))
+    };
+    let matches = cmd.try_get_matches_from(&args).map_err(from_file)?;
+    Cli::from_arg_matches(&matches).map_err(from_file)
 }
 
 /// Sets the file's values as the defaults of a subcommand's flags, refusing unknown keys.
@@ -68,7 +103,7 @@ fn apply_defaults(
     sub: &str,
     table: &toml::Table,
     path: &std::path::Path,
-) -> Result<clap::Command, String> {
+) -> Result<clap::Command, ArgsError> {
     let sc = cmd.find_subcommand(sub).expect("known subcommand").clone();
     let mut updates = Vec::new();
     for (key, value) in table {
@@ -82,11 +117,11 @@ fn apply_defaults(
                 .filter_map(|a| a.get_long().map(str::to_owned))
                 .filter(|l| l != "config" && l != "help")
                 .collect();
-            return Err(format!(
+            return Err(ArgsError::Config(format!(
                 "unknown setting `{key}` in {} for `{sub}`; the settings are: {}",
                 path.display(),
                 known.join(", ")
-            ));
+            )));
         };
         let text = match value {
             toml::Value::String(s) => s.clone(),
@@ -370,6 +405,7 @@ impl EmulatorArgs {
                     requests: self.throttle_requests,
                     window_seconds: self.throttle_window_seconds,
                 }),
+                omit_entity_id: None,
             },
         }
     }
@@ -394,17 +430,14 @@ async fn shutdown_signal() {
 pub async fn main() -> ExitCode {
     let cli = match parse_args(std::env::args_os().collect()) {
         Ok(c) => c,
-        Err(e) => {
-            // clap's help and version arrive here too, already formatted.
-            let help = e.starts_with("A GraphQL")
-                || e.starts_with("ats-gateway")
-                || e.starts_with("Usage")
-                || e.starts_with("Run ");
-            eprint!("{e}");
-            if !e.ends_with('\n') {
-                eprintln!();
-            }
-            return if help { ExitCode::SUCCESS } else { ExitCode::from(2) };
+        // Help and version go to stdout with success, usage errors to stderr with 2: clap's rules.
+        Err(ArgsError::Clap(e)) => {
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+        Err(ArgsError::Config(message)) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
         }
     };
     let Some(command) = cli.command else {

@@ -1,7 +1,8 @@
 //! Service protection and fault injection, for tests and demos: a request budget per caller per
 //! window answering 429 with `Retry-After`, injected latency, a 5xx rate, connections dropped
 //! before the work (nothing happened) or after it (the work is done, the response is lost), and
-//! garbage in successful responses; and the counters of requests received (and of faults
+//! garbage in successful responses, a create answered without saying which record it created;
+//! and the counters of requests received (and of faults
 //! injected) that tests read and reset.
 
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,17 @@ pub struct Faults {
     pub garbage: Option<Garbage>,
     /// Service protection: at most `requests` per caller per `window_seconds`.
     pub throttle: Option<Throttle>,
+    /// One create answered without its `OData-EntityId` and `Location` headers.
+    pub omit_entity_id: Option<OmitEntityId>,
+}
+
+/// The `nth` POST to `entity_set` (from 1, counted since the faults were set) is processed but
+/// its answer does not say which record it created: a 204 without `OData-EntityId` or `Location`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OmitEntityId {
+    pub entity_set: String,
+    pub nth: u32,
 }
 
 /// A request budget per caller per time window.
@@ -88,7 +100,8 @@ pub struct RequestCounts {
     pub by_entity_set: BTreeMap<String, u64>,
     /// Requests per caller identity (a hash of its credentials, never the credentials).
     pub by_caller: BTreeMap<String, u64>,
-    /// Faults injected, by kind (`throttled`, `serverError`, `drop`, `lostResponse`, `garbage`).
+    /// Faults injected, by kind (`throttled`, `serverError`, `drop`, `lostResponse`, `garbage`,
+    /// `omitEntityId`).
     pub injected: BTreeMap<String, u64>,
 }
 
@@ -98,6 +111,8 @@ pub struct FaultState {
     faults: Mutex<Faults>,
     windows: Mutex<HashMap<String, (Instant, u32)>>,
     counts: Mutex<RequestCounts>,
+    /// POSTs per entity set since the faults were set, for [`OmitEntityId`].
+    posts: Mutex<HashMap<String, u32>>,
 }
 
 /// A stable, non-reversible name for the caller behind an `Authorization` header.
@@ -123,6 +138,24 @@ impl FaultState {
     pub fn set_faults(&self, f: Faults) {
         *self.faults.lock().unwrap_or_else(|p| p.into_inner()) = f;
         self.windows.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.posts.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// Counts a POST to `segment` and says whether its answer must not name the created record
+    /// (see [`OmitEntityId`]); counted as injected `omitEntityId`.
+    pub fn omits_entity_id(&self, segment: &str) -> bool {
+        let Some(f) = self.faults().omit_entity_id.filter(|f| f.entity_set == segment) else {
+            return false;
+        };
+        let mut posts = self.posts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = posts.entry(segment.to_string()).or_default();
+        *n += 1;
+        let omit = *n == f.nth;
+        if omit {
+            let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+            *c.injected.entry("omitEntityId".to_string()).or_default() += 1;
+        }
+        omit
     }
 
     pub fn counts(&self) -> RequestCounts {
@@ -306,6 +339,23 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(s.admit("x", "a"), Verdict::Garbage(GarbageKind::WrongTypes));
+    }
+
+    #[test]
+    fn only_the_nth_post_to_the_set_omits_the_entity_id() {
+        let f: Faults = serde_json::from_str(r#"{"omitEntityId":{"entitySet":"mshr_x","nth":2}}"#).unwrap();
+        let s = FaultState::new(f.clone());
+        let seen: Vec<bool> = ["mshr_x", "mshr_y", "mshr_x", "mshr_x"]
+            .iter()
+            .map(|set| s.omits_entity_id(set))
+            .collect();
+        assert_eq!(seen, [false, false, true, false]);
+        assert_eq!(s.counts().injected["omitEntityId"], 1);
+        s.set_faults(f);
+        assert!(
+            !s.omits_entity_id("mshr_x") && s.omits_entity_id("mshr_x"),
+            "counted again"
+        );
     }
 
     #[test]

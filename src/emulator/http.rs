@@ -248,6 +248,7 @@ async fn odata(
     if segment == "GlobalOptionSetDefinitions" && !s.option_set_definitions {
         return odata_response(ODataResponse::error(&ODataError::segment_not_found(&segment)));
     }
+    let omit_entity_id = method == Method::POST && s.faults.omits_entity_id(&segment);
     let host = headers
         .get("host")
         .and_then(|h| h.to_str().ok())
@@ -280,6 +281,10 @@ async fn odata(
         Ok(mut r) => {
             if let Verdict::Garbage(kind) = verdict {
                 r.body = damage(kind, r.status, &r.headers, std::mem::take(&mut r.body));
+            }
+            if omit_entity_id {
+                r.headers
+                    .retain(|(k, _)| !k.eq_ignore_ascii_case("odata-entityid") && !k.eq_ignore_ascii_case("location"));
             }
             odata_response(r)
         }

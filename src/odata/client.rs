@@ -341,14 +341,27 @@ impl Upstream {
             let breaker_allows = admission.is_probe() || !self.breaker.is_open();
             let retry = policy.allows(&err) && within_budget && breaker_allows && Instant::now() + wait < deadline;
             if !retry {
+                // An outage or a broken answer is the operator's business (a refusal is the
+                // caller's); the URL's literal values are hidden.
+                if err.is_retryable() || err.kind == UpstreamErrorKind::InvalidResponse {
+                    tracing::warn!(
+                        %method,
+                        entity_set = %first_segment(&self.config.service_root, url),
+                        url = %super::redact::redact_url(url),
+                        upstream.status = err.status,
+                        error.code = err.code(),
+                        attempts = attempt,
+                        "upstream call failed"
+                    );
+                }
                 admission.finish(Health::of(&err));
                 return outcome;
             }
             tracing::debug!(
                 %method,
-                url,
+                url = %super::redact::redact_url(url),
                 upstream.status = err.status,
-                error = %err.message,
+                error.code = err.code(),
                 attempt,
                 wait_ms = wait.as_millis() as u64,
                 "upstream call failed; retrying"
@@ -454,7 +467,9 @@ impl Upstream {
         }
         let started = Instant::now();
         let resp = req.send().await.map_err(|e| {
-            tracing::warn!(%method, url, error = %e, attempt, "upstream request failed");
+            // reqwest's message names the URL; the redacted one is logged instead.
+            let e = e.without_url();
+            tracing::warn!(%method, url = %super::redact::redact_url(url), error = %e, attempt, "upstream request failed");
             self.observe(url, None, started, attempt);
             UpstreamError::from_transport(e, false)
         })?;
@@ -462,10 +477,11 @@ impl Upstream {
         self.observe(url, Some(status), started, attempt);
         let headers = resp.headers().clone();
         let body = resp.bytes().await.map_err(|e| {
-            tracing::warn!(%method, url, status, error = %e, attempt, "upstream body could not be read");
+            let e = e.without_url();
+            tracing::warn!(%method, url = %super::redact::redact_url(url), status, error = %e, attempt, "upstream body could not be read");
             UpstreamError::from_transport(e, true)
         })?;
-        tracing::debug!(%method, url, status, attempt, elapsed_ms = started.elapsed().as_millis() as u64, "upstream");
+        tracing::debug!(%method, url = %super::redact::redact_url(url), status, attempt, elapsed_ms = started.elapsed().as_millis() as u64, "upstream");
         Ok(Raw {
             status,
             headers,

@@ -222,7 +222,8 @@ impl UpstreamError {
                 "failed before a response arrived (connection reset?)",
             )
         };
-        // reqwest's Display can name the URL; it carries no headers, so no credentials.
+        // reqwest's Display can name the URL, whose query carries record contents: not kept.
+        let e = e.without_url();
         let message = format!("upstream request {what}: {}", error_chain(&e));
         // A failed connect never sent anything; anything later may have reached the upstream.
         let delivery = if e.is_connect() && !reading_body {

@@ -18,6 +18,7 @@
 //!   GraphQL codes.
 //! - [`resilience`]: deadline, retries and backoff, concurrency per caller, circuit breaker
 //!   ([`ResilienceConfig`]), applied to every exchange.
+//! - [`redact`]: upstream URLs as they may be logged, every literal value hidden.
 //! - [`options`]: [`OptionSetLabels`], documented option values <-> the environment's integers.
 //!
 //! Entity and property names never appear in this code: they all come from [`crate::model`].
@@ -31,6 +32,7 @@ pub mod escape;
 pub mod filter;
 pub mod options;
 pub mod query;
+pub mod redact;
 pub mod resilience;
 pub mod response;
 

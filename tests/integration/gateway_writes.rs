@@ -331,6 +331,42 @@ async fn the_flat_fallback_compensates_a_failure_in_the_middle() {
 }
 
 #[tokio::test]
+async fn a_flat_create_without_an_id_fails_and_is_compensated() {
+    let gw = gateway(Strategy::Flat);
+    // The candidate (the 2nd create) and the 3rd education (the 5th). (The person is created
+    // with its representation, whose body names it anyway.)
+    for (set, nth, part) in [
+        ("mshr_hcmcandidatetohireentities", 1, 2),
+        ("mshr_hcmpersoneducationentities", 3, 5),
+    ] {
+        let input = full_input(&gw.emu, &format!("no-id-{nth}")).await;
+        let before = counts(&gw.emu).await;
+        let r = client()
+            .put(format!("{}faults", gw.emu.admin))
+            .json(&json!({"omitEntityId": {"entitySet": set, "nth": nth}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        gw.emu.reset_stats().await;
+        let p = submit(&gw, &input, None).await;
+        let stats = gw.emu.stats().await;
+        assert_eq!(stats["injected"]["omitEntityId"], 1, "{set}: {stats}");
+        assert_eq!(p["candidateId"], Value::Null, "{set}: {p}");
+        let errors = p["errors"].as_array().unwrap();
+        assert_eq!(errors[0]["code"], "UPSTREAM_INVALID_RESPONSE", "{set}: {p}");
+        assert_eq!(errors[0]["part"], part, "{set}: {p}");
+        // An empty-key `DELETE set()` would have failed and been reported as COMPENSATION_FAILED.
+        assert_eq!(errors.len(), 1, "{set}: every compensating delete succeeded: {p}");
+        assert_eq!(
+            counts(&gw.emu).await,
+            before,
+            "{set}: nothing of the submission remains"
+        );
+    }
+}
+
+#[tokio::test]
 async fn create_update_and_delete_mutations() {
     let gw = gateway(Strategy::Batch);
     let pos = gw

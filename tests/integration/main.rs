@@ -4,6 +4,7 @@
 //! read-mostly emulator with the demo seed for read tests, and fresh ones for tests that write or
 //! inject faults.
 
+mod cli;
 mod emulator_batch;
 mod emulator_errors;
 mod emulator_faults;
@@ -15,6 +16,7 @@ mod gateway_churn;
 mod gateway_cursors;
 mod gateway_faults;
 mod gateway_http;
+mod gateway_logs;
 mod gateway_ops;
 mod gateway_reads;
 mod gateway_schema;

@@ -85,7 +85,8 @@ pub async fn look(state: &GatewayState, rq: &RequestCtx, probe: Option<&Probe>) 
     };
     let page = match state.get_page_fresh(rq, &probe.url, None).await {
         Ok(p) => p,
-        Err(e) => return Found::CannotTell(e.message),
+        // Logged: the code, not the upstream's message, which may quote the filter's values.
+        Err(e) => return Found::CannotTell(format!("the look-up failed with {}", e.code())),
     };
     let fresh: Vec<String> = candidate_ids(&page.value)
         .into_iter()

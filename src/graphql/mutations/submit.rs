@@ -377,7 +377,7 @@ pub async fn validate(
                             })
                         }
                         Err(e) => {
-                            tracing::warn!(error = %e.message, "could not read which candidates look like this submission; a lost response will not be resolved")
+                            tracing::warn!(error.code = e.code(), upstream.status = e.status, "could not read which candidates look like this submission; a lost response will not be resolved")
                         }
                     }
                 }

@@ -48,8 +48,8 @@ impl WriteFailure {
     }
 }
 
-fn bind(rel: &Relation, target: &Entity, reference: &str) -> (String, Json) {
-    let _ = target;
+/// `<navigation>@odata.bind` to a record reference (`$1`, or `set(id)`).
+fn bind(rel: &Relation, reference: &str) -> (String, Json) {
     (
         format!("{}@odata.bind", rel.navigation_property),
         Json::String(reference.to_string()),
@@ -98,7 +98,7 @@ fn back_relation(detail: &Entity) -> &'static Relation {
 fn linked(mut body: Map<String, Json>, back: &Relation, person_ref: &PersonRef) -> Map<String, Json> {
     match person_ref {
         PersonRef::ContentId(r) => {
-            let (k, v) = bind(back, SHAPE.person, r);
+            let (k, v) = bind(back, r);
             body.insert(k, v);
         }
         PersonRef::PartyNumber(pn) => {
@@ -247,9 +247,42 @@ async fn write_deep(
     })
 }
 
+/// A record the flat strategy created, for the compensating deletes.
+struct Created {
+    entity: &'static Entity,
+    /// `None` when the upstream did not say which record it created.
+    id: Option<String>,
+    /// The record's property holding the new person's party number: how a record whose id was
+    /// not given is found again.
+    person_key: Option<String>,
+}
+
+/// The `DELETE` URL of a created record; none without a GUID, so that a compensation never
+/// sends `DELETE set()` (which names no record).
+fn delete_url(entity: &Entity, id: &str) -> Option<String> {
+    crate::odata::escape::guid(id)
+        .ok()
+        .map(|g| format!("{}({g})", entity.entity_set))
+}
+
+/// A create's answer that does not say which record it created.
+fn no_id(entity: &Entity, status: u16) -> UpstreamError {
+    UpstreamError::new(
+        crate::odata::UpstreamErrorKind::InvalidResponse,
+        Some(status),
+        format!(
+            "The upstream did not say which {} it created.",
+            entity.name.to_lowercase()
+        ),
+    )
+}
+
 async fn write_flat(state: &GatewayState, rq: &RequestCtx, plan: Plan) -> Result<Written, Vec<SubmissionError>> {
     let shape = &*SHAPE;
-    let mut created: Vec<(&'static Entity, String)> = Vec::new();
+    let mut created: Vec<Created> = Vec::new();
+    // The party number of the person this submission created: every record linked to it is
+    // the submission's own.
+    let mut new_person: Option<String> = None;
     let mut step = 0;
     let result: Result<String, (UpstreamError, usize, String)> = async {
         let party_number = match (&plan.person, &plan.party_number) {
@@ -265,33 +298,28 @@ async fn write_flat(state: &GatewayState, rq: &RequestCtx, plan: Plan) -> Result
                     )
                     .await
                     .map_err(|e| (e, step, p.path.clone()))?;
-                let id = w.entity_id.clone().or_else(|| {
-                    w.body
-                        .as_ref()
-                        .and_then(|b| b.get(&shape.person.primary_key))
-                        .and_then(Json::as_str)
-                        .map(str::to_owned)
-                });
-                if let Some(id) = id {
-                    created.push((shape.person, id));
-                }
                 let key = shape.person_relation.parent_readable_key.as_deref().unwrap_or_default();
-                w.body
-                    .as_ref()
-                    .and_then(|b| b.get(key))
-                    .and_then(Json::as_str)
-                    .map(str::to_owned)
-                    .ok_or_else(|| {
-                        (
-                            UpstreamError::new(
-                                crate::odata::UpstreamErrorKind::InvalidResponse,
-                                None,
-                                "The created person came back without its party number.",
-                            ),
-                            step,
-                            p.path.clone(),
-                        )
-                    })?
+                let party_number = w.body.as_ref().and_then(|b| b.get(key)).and_then(Json::as_str);
+                new_person = party_number.map(str::to_owned);
+                created.push(Created {
+                    entity: shape.person,
+                    id: w.entity_id.clone(),
+                    person_key: Some(key.to_string()),
+                });
+                if w.entity_id.is_none() {
+                    return Err((no_id(shape.person, w.status), step, p.path.clone()));
+                }
+                party_number.map(str::to_owned).ok_or_else(|| {
+                    (
+                        UpstreamError::new(
+                            crate::odata::UpstreamErrorKind::InvalidResponse,
+                            None,
+                            "The created person came back without its party number.",
+                        ),
+                        step,
+                        p.path.clone(),
+                    )
+                })?
             }
             (None, Some(pn)) => pn.clone(),
             (None, None) => unreachable!("validated"),
@@ -309,8 +337,14 @@ async fn write_flat(state: &GatewayState, rq: &RequestCtx, plan: Plan) -> Result
             )
             .await
             .map_err(|e| (e, step, "candidate".to_string()))?;
-        let candidate_id = w.entity_id.clone().unwrap_or_default();
-        created.push((shape.candidate, candidate_id.clone()));
+        created.push(Created {
+            entity: shape.candidate,
+            id: w.entity_id.clone(),
+            person_key: shape.person_relation.child_readable_key.clone(),
+        });
+        let candidate_id = w
+            .entity_id
+            .ok_or_else(|| (no_id(shape.candidate, w.status), step, "candidate".to_string()))?;
         for (_, d) in &plan.details {
             step += 1;
             let back = back_relation(d.entity);
@@ -319,8 +353,13 @@ async fn write_flat(state: &GatewayState, rq: &RequestCtx, plan: Plan) -> Result
                 .send_write(rq, Method::POST, &d.entity.entity_set, &Json::Object(body), false)
                 .await
                 .map_err(|e| (e, step, d.path.clone()))?;
-            if let Some(id) = w.entity_id {
-                created.push((d.entity, id));
+            created.push(Created {
+                entity: d.entity,
+                id: w.entity_id.clone(),
+                person_key: back.child_readable_key.clone(),
+            });
+            if w.entity_id.is_none() {
+                return Err((no_id(d.entity, w.status), step, d.path.clone()));
             }
         }
         Ok(candidate_id)
@@ -333,25 +372,116 @@ async fn write_flat(state: &GatewayState, rq: &RequestCtx, plan: Plan) -> Result
         }),
         Err((e, n, what)) => {
             let mut errors = vec![SubmissionError::upstream(&e, Some(n), Some(what))];
-            // Compensate: delete what was created, newest first (details before the candidate
-            // before the person, which is the order the upstream accepts deletes in).
-            for (entity, id) in created.iter().rev() {
-                let url = format!("{}({id})", entity.entity_set);
-                if let Err(d) = state.send_write(rq, Method::DELETE, &url, &Json::Null, false).await {
-                    tracing::error!(entity = %entity.entity_set, record.id = %id, error = %d.message, "compensating delete failed: a partial submission remains");
+            compensate(state, rq, &created, new_person.as_deref(), &mut errors).await;
+            Err(errors)
+        }
+    }
+}
+
+/// Deletes what a failed flat write created, newest first (details before the candidate before
+/// the person, which is the order the upstream accepts deletes in). A record whose id the
+/// upstream did not give is looked up by the new person's party number; without a new person it
+/// cannot be told from the person's older records, and is reported as left behind.
+async fn compensate(
+    state: &GatewayState,
+    rq: &RequestCtx,
+    created: &[Created],
+    new_person: Option<&str>,
+    errors: &mut Vec<SubmissionError>,
+) {
+    let known: Vec<String> = created.iter().filter_map(|c| c.id.clone()).collect();
+    for c in created.iter().rev() {
+        let what = c.entity.name.to_lowercase();
+        let ids = match &c.id {
+            Some(id) => vec![id.clone()],
+            None => match find_created(state, rq, c, new_person, &known).await {
+                Ok(ids) => ids,
+                Err(why) => {
+                    tracing::error!(entity = %c.entity.entity_set, reason = why, "compensation impossible: a partial submission remains");
                     errors.push(SubmissionError {
                         code: "COMPENSATION_FAILED",
-                        message: format!(
-                            "Could not delete the {} {id} created before the failure: {}",
-                            entity.name.to_lowercase(),
-                            d.message
-                        ),
+                        message: format!("Could not delete the {what} created before the failure: {why}."),
                         path: None,
                         part: None,
                     });
+                    continue;
                 }
+            },
+        };
+        for id in ids {
+            let Some(url) = delete_url(c.entity, &id) else {
+                tracing::error!(entity = %c.entity.entity_set, record.id = %id, "compensation impossible: the record's id is not a GUID");
+                errors.push(SubmissionError {
+                    code: "COMPENSATION_FAILED",
+                    message: format!("Could not delete the {what} {id:?} created before the failure: not a GUID."),
+                    path: None,
+                    part: None,
+                });
+                continue;
+            };
+            if let Err(d) = state.send_write(rq, Method::DELETE, &url, &Json::Null, false).await {
+                tracing::error!(entity = %c.entity.entity_set, record.id = %id, error.code = d.code(), upstream.status = d.status, "compensating delete failed: a partial submission remains");
+                errors.push(SubmissionError {
+                    code: "COMPENSATION_FAILED",
+                    message: format!(
+                        "Could not delete the {what} {id} created before the failure: {}",
+                        d.message
+                    ),
+                    path: None,
+                    part: None,
+                });
             }
-            Err(errors)
         }
+    }
+}
+
+/// The ids of the records of `c`'s set linked to the new person, other than those `known`.
+async fn find_created(
+    state: &GatewayState,
+    rq: &RequestCtx,
+    c: &Created,
+    new_person: Option<&str>,
+    known: &[String],
+) -> Result<Vec<String>, &'static str> {
+    let (Some(party_number), Some(key)) = (new_person, &c.person_key) else {
+        return Err("the upstream did not say which record it created");
+    };
+    let mut query = crate::odata::ODataQuery::new(c.entity);
+    query.select = vec![c.entity.primary_key.clone()];
+    query.filter = Some(format!(
+        "{key} eq {}",
+        crate::odata::escape::string_literal(party_number)
+    ));
+    let page = state
+        .get_page_fresh(rq, &query.to_relative_url(), None)
+        .await
+        .map_err(|_| "the upstream did not say which record it created, and looking for it failed")?;
+    Ok(page
+        .value
+        .iter()
+        .filter_map(|r| r.get(&c.entity.primary_key).and_then(Json::as_str))
+        .filter(|id| !known.iter().any(|k| k.eq_ignore_ascii_case(id)))
+        .map(str::to_owned)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_compensation_never_deletes_without_a_key() {
+        let candidate = SHAPE.candidate;
+        for id in ["", " ", "()", "not-a-guid", "1"] {
+            assert_eq!(delete_url(candidate, id), None, "{id:?}");
+        }
+        let id = "5F2B7E31-0000-4000-8000-00000000ABCD";
+        assert_eq!(
+            delete_url(candidate, id),
+            Some(format!(
+                "{}(5f2b7e31-0000-4000-8000-00000000abcd)",
+                candidate.entity_set
+            ))
+        );
     }
 }
