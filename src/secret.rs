@@ -47,6 +47,13 @@ pub fn sha256_hex(value: &[u8]) -> String {
     Sha256::digest(value).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A stable 64-bit number from `value`: the first 8 bytes of its SHA-256 (for `ETag`s and
+/// synthetic identifiers; the one hash of the code base, stable across builds and releases).
+pub fn sha256_u64(value: &[u8]) -> u64 {
+    let digest = Sha256::digest(value);
+    u64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 digest has 32 bytes"))
+}
+
 /// A stable, non-reversible short name for a credential: the first 16 hex digits of its SHA-256.
 /// Stable across builds and restarts (idempotency keys are stored under it), unlike `std`'s hasher.
 pub fn fingerprint(value: &str) -> String {

@@ -80,7 +80,8 @@ struct Served {
 
 impl Served {
     fn new(content_type: &'static str, body: Bytes) -> Served {
-        let etag = HeaderValue::from_str(&format!("\"{:016x}\"", fnv1a(&body))).expect("hex is a valid header value");
+        let etag = HeaderValue::from_str(&format!("\"{:016x}\"", crate::secret::sha256_u64(&body)))
+            .expect("hex is a valid header value");
         Served {
             content_type,
             body,
@@ -192,13 +193,6 @@ fn accepts_html(headers: &HeaderMap) -> bool {
                 .next()
                 .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/html"))
         })
-}
-
-/// 64-bit FNV-1a: a cheap, stable fingerprint for the `ETag`s.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 #[cfg(test)]

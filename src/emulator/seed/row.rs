@@ -3,7 +3,7 @@
 
 use super::generator::{Ctx, Gen};
 use super::plan::{Link, LinkKind, Plan};
-use super::values::{expand, fnv1a, from_sample, is_template, text, uses_counter};
+use super::values::{expand, from_sample, is_template, name_number, text, uses_counter};
 use crate::emulator::ids::fno_guid;
 use crate::model::{Model, PropType, Property};
 use rand::Rng;
@@ -260,7 +260,7 @@ impl<'a> Gen<'a> {
             PropType::Date | PropType::Datetime => Value::Null,
             PropType::Guid => match &p.lookup {
                 Some(l) if p.required && !l.target_in_model => {
-                    let ordinal = 0x100 + fnv1a(&l.target) % 0xc00;
+                    let ordinal = 0x100 + name_number(&l.target) % 0xc00;
                     let rec_id = self.policy.first_rec_id + self.rng.random_range(0..1_000_000);
                     Value::String(fno_guid(ordinal, rec_id))
                 }

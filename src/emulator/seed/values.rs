@@ -150,11 +150,10 @@ pub(super) fn expand(
     out
 }
 
-/// A 32-bit FNV-1a hash: a stable number from a name found in the model (used to give each
-/// out-of-model table its own data-entity ID in synthetic GUIDs).
-pub(super) fn fnv1a(s: &str) -> u32 {
-    s.bytes()
-        .fold(0x811c_9dc5, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+/// A stable number from a name found in the model (used to give each out-of-model table its
+/// own data-entity ID in synthetic GUIDs).
+pub(super) fn name_number(s: &str) -> u32 {
+    (crate::secret::sha256_u64(s.as_bytes()) >> 32) as u32
 }
 
 #[cfg(test)]
