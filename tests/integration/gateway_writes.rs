@@ -417,3 +417,87 @@ async fn create_update_and_delete_mutations() {
         "write-once fields are not in update inputs: {v}"
     );
 }
+
+/// `v` with the fields of every object in reverse order.
+fn reverse_fields(v: &Value) -> Value {
+    match v {
+        Value::Object(map) => Value::Object(map.iter().rev().map(|(k, v)| (k.clone(), reverse_fields(v))).collect()),
+        Value::Array(items) => Value::Array(items.iter().map(reverse_fields).collect()),
+        other => other.clone(),
+    }
+}
+
+#[tokio::test]
+async fn the_same_input_with_its_fields_in_another_order_replays() {
+    let gw = gateway(Strategy::Batch);
+    let input = full_input(&gw.emu, "order").await;
+    let first = submit(&gw, &input, Some("order-key")).await;
+    assert_eq!(first["errors"], json!([]), "{first}");
+    let reordered = reverse_fields(&input);
+    assert_ne!(
+        serde_json::to_string(&reordered).unwrap(),
+        serde_json::to_string(&input).unwrap(),
+        "the fields are sent in another order"
+    );
+    let before = counts(&gw.emu).await;
+    let again = submit(&gw, &reordered, Some("order-key")).await;
+    assert_eq!(again["replayed"], true, "the same submission: {again}");
+    assert_eq!(again["candidateId"], first["candidateId"]);
+    assert_eq!(counts(&gw.emu).await, before, "a replay writes nothing");
+    // The same input as an inline literal (enums as enum values, not strings) is the same too.
+    let inline = SUBMIT
+        .replace(
+            "mutation($input: CandidateToHireSubmissionInput!, $key: String)",
+            "mutation($key: String)",
+        )
+        .replace("input: $input", &format!("input: {}", graphql_literal(&reordered)));
+    let v = gw.query(&inline, json!({"key": "order-key"})).await;
+    assert_eq!(v["data"]["submitCandidateToHire"]["replayed"], true, "{v}");
+    let mut other = input.clone();
+    other["comments"] = json!("another submission");
+    let p = submit(&gw, &other, Some("order-key")).await;
+    assert_eq!(p["errors"][0]["code"], "IDEMPOTENCY_KEY_REUSED", "{p}");
+}
+
+/// `v` as a GraphQL input literal, with the values of the input's enum fields as enum values.
+fn graphql_literal(v: &Value) -> String {
+    const ENUMS: [&str; 4] = ["gender", "type", "levelType", "status"];
+    match v {
+        Value::Object(map) => format!(
+            "{{{}}}",
+            map.iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) if ENUMS.contains(&k.as_str()) => format!("{k}: {s}"),
+                    v => format!("{k}: {}", graphql_literal(v)),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Value::Array(items) => format!("[{}]", items.iter().map(graphql_literal).collect::<Vec<_>>().join(", ")),
+        other => other.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn idempotency_keys_expire_after_their_ttl() {
+    let gw = Gateway::with_writes(
+        Emu::fresh(),
+        WriteConfig {
+            strategy: Strategy::Batch,
+            state_db: None,
+            idempotency_ttl: std::time::Duration::from_secs(1),
+        },
+    );
+    let input = full_input(&gw.emu, "ttl").await;
+    let first = submit(&gw, &input, Some("ttl-key")).await;
+    assert_eq!(first["errors"], json!([]), "{first}");
+    let again = submit(&gw, &input, Some("ttl-key")).await;
+    assert_eq!(again["replayed"], true, "within the TTL: {again}");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let mut other = input.clone();
+    other["comments"] = json!("a new submission under an expired key");
+    let after = submit(&gw, &other, Some("ttl-key")).await;
+    assert_eq!(after["errors"], json!([]), "an expired key is a new key: {after}");
+    assert_eq!(after["replayed"], false);
+    assert_ne!(after["candidateId"], first["candidateId"]);
+}
