@@ -28,6 +28,36 @@ pub async fn with_operation_end<F: std::future::Future>(ends: Instant, f: F) -> 
 /// How long past the operation's end a batch may still run before it is stopped regardless.
 const GRACE: Duration = Duration::from_secs(1);
 
+/// Runs `work` in a task of its own that the operation cannot cancel (a write that must finish
+/// or compensate once it started), with the operation's upstream deadline in scope and stopped
+/// at the latest one grace period after the operation's end (then `None`). The operation awaits
+/// the handle.
+pub fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> tokio::task::JoinHandle<Option<T>> {
+    let upstream = crate::odata::resilience::current_deadline();
+    let ends = OPERATION_ENDS.try_with(|t| *t).ok();
+    tokio::spawn(async move {
+        let work = async move {
+            match upstream {
+                Some(d) => crate::odata::with_deadline(d, work).await,
+                None => work.await,
+            }
+        };
+        match ends {
+            // Past its bound the work is dropped: the guards it holds settle what it held.
+            Some(ends) => match tokio::time::timeout_at(ends + GRACE, work).await {
+                Ok(v) => Some(v),
+                Err(_) => {
+                    tracing::warn!("detached work outlived its operation's deadline and was stopped");
+                    None
+                }
+            },
+            None => Some(work.await),
+        }
+    })
+}
+
 /// Batches still running for one operation; dropped, it aborts them.
 #[derive(Debug, Default)]
 pub struct TaskScope {
@@ -134,5 +164,22 @@ mod tests {
         tokio::time::sleep(GRACE + Duration::from_millis(10)).await;
         assert!(dropped.load(Ordering::SeqCst), "stopped after its operation's end");
         assert_eq!(scope.running(), 0);
+    }
+
+    #[tokio::test]
+    async fn detached_work_finishes_when_its_operation_is_dropped() {
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = done.clone();
+        let operation = async move {
+            detached(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                flag.store(true, Ordering::SeqCst);
+            })
+            .await
+        };
+        // The operation is dropped right after it started the work.
+        let _ = tokio::time::timeout(Duration::from_millis(5), operation).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(done.load(Ordering::SeqCst), "the work ran to its end");
     }
 }

@@ -320,3 +320,110 @@ async fn abandoned_requests_release_every_resource() {
     assert_eq!(per_key.len(), keys.len(), "no candidate without its key");
     assert_eq!(gw.settle().await, (0, 0));
 }
+
+/// Rows of the sets a submission of [`submission`]'s template writes to.
+async fn written_rows(emu: &Emu) -> [u64; 3] {
+    let mut out = [0; 3];
+    let sets = [
+        "mshr_hcmcandidatetohireentities",
+        "mshr_hcmpersoneducationentities",
+        "mshr_hcmpersonskillentities",
+    ];
+    for (n, set) in out.iter_mut().zip(sets) {
+        let text = client()
+            .get(emu.url(&format!("{set}/$count")))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        *n = text
+            .trim_start_matches('\u{feff}')
+            .parse()
+            .unwrap_or_else(|_| panic!("{set}: {text}"));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn flat_submissions_abandoned_mid_write_leave_no_half_candidate() {
+    use ats_gateway::graphql::context::WriteConfig;
+    use ats_gateway::graphql::mutations::submit::Strategy;
+    let emu = Emu::with_faults(Faults {
+        latency_ms: 20,
+        ..Default::default()
+    });
+    let gw = crate::harness::Gateway::with_writes(
+        emu,
+        WriteConfig {
+            strategy: Strategy::Flat,
+            ..Default::default()
+        },
+    );
+    let port: u16 = gw
+        .endpoint
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (rr, pos) = request_and_position(&gw.emu).await;
+    let template = json!({
+        "dataAreaId": "usmf", "recruitingRequestId": rr, "positionId": pos, "availabilityDate": "2027-03-01",
+        "person": {"firstName": "Flat", "lastName": "-", "gender": "FEMALE"},
+        "educations": [{"educationDisciplineId": "Business Mgmt", "educationLevelId": "Bachelor", "educationInstitutionId": "Cottonwood Univ", "startDate": "2015-02-21T00:00:00Z", "endDate": "2019-02-22T00:00:00Z"}],
+        "skills": [{"skillId": "Skill1", "ratingId": "Skills", "levelId": "4", "levelType": "ACTUAL", "levelDate": "2020-01-01T00:00:00Z", "verified": false}],
+    });
+    let v: Value = client()
+        .post(format!("{}", gw.endpoint))
+        .json(&submission(&template, "flat-waited"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        v["data"]["submitCandidateToHire"]["candidateId"].is_string(),
+        "a flat submission works: {v}"
+    );
+    let before = written_rows(&gw.emu).await;
+    // 60 submissions (half keyed) abandoned 0-500 ms after sending: during validation, between
+    // the flat POSTs (each takes 20 ms at the emulator) or after the last.
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let mut body = submission(&template, &format!("flat-{i}"));
+        if i % 2 == 0 {
+            body["variables"]["key"] = Value::Null;
+        }
+        let after = Duration::from_millis(rand::rng().random_range(0..500));
+        tasks.push(tokio::spawn(async move { abandon(port, &body, after).await }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // Every write started goes on to its end (or its compensation) without its client.
+    let mut settled = [0; 3];
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = written_rows(&gw.emu).await;
+        if now == settled {
+            break;
+        }
+        settled = now;
+    }
+    let added: Vec<u64> = settled.iter().zip(before).map(|(a, b)| a - b).collect();
+    assert_eq!(
+        (added[1], added[2]),
+        (added[0], added[0]),
+        "every candidate written has its education and skill, and no detail lacks its candidate (candidates, educations, skills added): {added:?}"
+    );
+    assert!(
+        added[0] > 0,
+        "some submissions were written before their clients left: {added:?}"
+    );
+}

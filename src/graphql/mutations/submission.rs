@@ -43,12 +43,12 @@ fn replayed(candidate_id: String, strategy: Option<Strategy>) -> PayloadValue {
 
 /// Runs one submission of `input`, under `key` if given.
 pub(super) async fn run(
-    st: &GatewayState,
+    st: &std::sync::Arc<GatewayState>,
     rq: &RequestCtx,
     input: &Value,
     key: Option<&str>,
 ) -> async_graphql::Result<PayloadValue> {
-    let mut held: Option<KeyClaim> = match key {
+    let held: Option<KeyClaim> = match key {
         None => None,
         Some(k) if k.len() > 200 => {
             return Ok(failed(vec![SubmissionError {
@@ -123,6 +123,31 @@ pub(super) async fn run(
             return Ok(failed(errors));
         }
     };
+    // From here on the write is not the client's to cancel: a client that hangs up halfway
+    // through flat POSTs would leave half a candidate behind (no compensation runs in a dropped
+    // future), and a write that went out is better settled than left `unknown`. So the write and
+    // the key's settling run in a task of their own, bounded by the operation's deadline, and
+    // the operation only waits for it.
+    let (st, rq) = (st.clone(), rq.clone());
+    let write = crate::graphql::tasks::detached(async move { write_and_settle(&st, &rq, plan, held).await });
+    match write.await {
+        Ok(Some(payload)) => Ok(payload),
+        Ok(None) => Err(async_graphql::Error::new(
+            "The submission's write did not finish within the operation's deadline.",
+        )),
+        Err(e) => Err(async_graphql::Error::new(format!(
+            "the submission's write task failed: {e}"
+        ))),
+    }
+}
+
+/// Writes a validated submission and settles its key (if any) by the outcome.
+async fn write_and_settle(
+    st: &GatewayState,
+    rq: &RequestCtx,
+    plan: submit::Plan,
+    mut held: Option<KeyClaim>,
+) -> PayloadValue {
     let n = plan.record_count();
     let outcome = match &mut held {
         Some(h) => {
@@ -135,7 +160,7 @@ pub(super) async fn run(
             Err(f) => Outcome::Failed(f.errors),
         },
     };
-    Ok(match outcome {
+    match outcome {
         Outcome::Written { written, found } => {
             if let Some(h) = held {
                 h.complete(&written.candidate_id, written.strategy.graphql()).await;
@@ -170,5 +195,5 @@ pub(super) async fn run(
             }
             failed(errors)
         }
-    })
+    }
 }
