@@ -379,7 +379,7 @@ async fn flat_submissions_abandoned_mid_write_leave_no_half_candidate() {
         "skills": [{"skillId": "Skill1", "ratingId": "Skills", "levelId": "4", "levelType": "ACTUAL", "levelDate": "2020-01-01T00:00:00Z", "verified": false}],
     });
     let v: Value = client()
-        .post(format!("{}", gw.endpoint))
+        .post(&gw.endpoint)
         .json(&submission(&template, "flat-waited"))
         .send()
         .await
