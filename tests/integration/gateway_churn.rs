@@ -9,7 +9,7 @@
 //! when their clients leave.
 
 use crate::gateway_writes::{request_and_position, SUBMIT};
-use crate::harness::{client, free_port, Emu};
+use crate::harness::{client, post_json, Emu, GatewayProcess};
 use ats_gateway::emulator::{faults::Faults, EmulatorConfig, Seed};
 use futures::StreamExt;
 use rand::Rng;
@@ -26,59 +26,36 @@ const NESTED: &str = "{ recruitingRequests(first: 50) { nodes { id recruitingReq
 const CLIENTS: usize = 48;
 const PER_CLIENT: usize = 22;
 
-/// The gateway process, killed when dropped.
-struct Process {
-    child: std::process::Child,
-    base: String,
+/// A gauge of the gateway's `/metrics`.
+async fn gauge(gw: &GatewayProcess, name: &str) -> i64 {
+    let text = client()
+        .get(format!("{}/metrics", gw.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{name} in /metrics:\n{text}"))
 }
 
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Process {
-    fn rss_kb(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc")
-    }
-
-    /// A gauge of `/metrics`.
-    async fn gauge(&self, name: &str) -> i64 {
-        let text = client()
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or_else(|| panic!("{name} in /metrics:\n{text}"))
-    }
-
-    /// Waits (at most 20 s) until no upstream slot is held and nobody waits for one.
-    async fn settle(&self) -> (i64, i64) {
-        let mut last = (-1, -1);
-        for _ in 0..200 {
-            last = (
-                self.gauge("ats_gateway_upstream_slots_in_use").await,
-                self.gauge("ats_gateway_upstream_slots_waiting").await,
-            );
-            if last == (0, 0) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+/// Waits (at most 20 s) until no upstream slot is held and nobody waits for one; returns the
+/// last (in use, waiting).
+async fn settle(gw: &GatewayProcess) -> (i64, i64) {
+    let mut last = (-1, -1);
+    for _ in 0..200 {
+        last = (
+            gauge(gw, "ats_gateway_upstream_slots_in_use").await,
+            gauge(gw, "ats_gateway_upstream_slots_waiting").await,
+        );
+        if last == (0, 0) {
+            break;
         }
-        last
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    last
 }
 
 /// What a client sends.
@@ -118,7 +95,7 @@ fn submission(template: &Value, key: &str) -> Value {
 
 /// One round: `CLIENTS` clients each abandon `PER_CLIENT` requests (a few they wait for),
 /// returning the idempotency keys of the abandoned submissions.
-async fn round(gw: &Process, port: u16, template: &Value, name: &str) -> Vec<String> {
+async fn round(gw: &GatewayProcess, port: u16, template: &Value, name: &str) -> Vec<String> {
     let mut tasks = Vec::new();
     for c in 0..CLIENTS {
         let (template, base, name) = (template.clone(), gw.base.clone(), name.to_string());
@@ -151,15 +128,7 @@ async fn round(gw: &Process, port: u16, template: &Value, name: &str) -> Vec<Str
                 };
                 if wait && kind != Kind::Submission {
                     // Some clients wait for their answers, among those that leave.
-                    let v: Value = client()
-                        .post(format!("{base}/graphql"))
-                        .json(&body)
-                        .send()
-                        .await
-                        .unwrap()
-                        .json()
-                        .await
-                        .unwrap();
+                    let v = post_json(&format!("{base}/graphql"), &body).await;
                     assert!(v["data"].is_object(), "a waiting client is answered: {v}");
                 } else {
                     abandon(port, &body, after).await;
@@ -176,17 +145,9 @@ async fn round(gw: &Process, port: u16, template: &Value, name: &str) -> Vec<Str
 }
 
 /// Retries a keyed submission until it settles, returning its candidate id.
-async fn retry_until_settled(gw: &Process, body: Value) -> String {
+async fn retry_until_settled(gw: &GatewayProcess, body: Value) -> String {
     for _ in 0..50 {
-        let v: Value = client()
-            .post(format!("{}/graphql", gw.base))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = gw.post(&body).await;
         let p = &v["data"]["submitCandidateToHire"];
         if let Some(id) = p["candidateId"].as_str() {
             return id.to_string();
@@ -212,31 +173,9 @@ async fn abandoned_requests_release_every_resource() {
         },
         ..EmulatorConfig::default()
     });
-    let port = free_port();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_ats-gateway"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--upstream",
-            &emu.root,
-            "--state-db",
-            ":memory:",
-            "--upstream-concurrency",
-            "8",
-            "--deadline",
-            "20s",
-        ])
-        .env("ATS_GATEWAY_LOG", "error")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let gw = Process {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    assert!(crate::harness::came_up(&gw.base).await, "the gateway came up");
+    let args = ["--upstream-concurrency", "8", "--deadline", "20s"];
+    let gw = GatewayProcess::start(&emu.root, &args, &[("ATS_GATEWAY_LOG", "error")], None).await;
+    let port: u16 = gw.base.rsplit(':').next().unwrap().parse().unwrap();
     let (rr, pos) = request_and_position(&emu).await;
     let template = json!({
         "dataAreaId": "usmf", "recruitingRequestId": rr, "positionId": pos, "availabilityDate": "2027-03-01",
@@ -246,21 +185,13 @@ async fn abandoned_requests_release_every_resource() {
     });
 
     let mut keys = round(&gw, port, &template, "first").await;
-    let after_first = gw.settle().await;
+    let after_first = settle(&gw).await;
     assert_eq!(
         after_first,
         (0, 0),
         "no slot held or awaited after the first round (in use, waiting)"
     );
-    let ok: Value = client()
-        .post(format!("{}/graphql", gw.base))
-        .json(&json!({"query": NESTED}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ok = gw.post(&json!({"query": NESTED})).await;
     assert!(
         ok.get("errors").is_none(),
         "the next ordinary request answers normally: {ok}"
@@ -270,7 +201,7 @@ async fn abandoned_requests_release_every_resource() {
 
     keys.extend(round(&gw, port, &template, "second").await);
     assert_eq!(
-        gw.settle().await,
+        settle(&gw).await,
         (0, 0),
         "no slot held or awaited after the second round"
     );
@@ -282,15 +213,7 @@ async fn abandoned_requests_release_every_resource() {
         "a second round of {} requests grew the gateway from {rss_before} kB to {rss_after} kB",
         CLIENTS * PER_CLIENT
     );
-    let ok: Value = client()
-        .post(format!("{}/graphql", gw.base))
-        .json(&json!({"query": LIST}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ok = gw.post(&json!({"query": LIST})).await;
     assert!(ok.get("errors").is_none(), "still answering: {ok}");
 
     // Every abandoned keyed submission, retried with its key, yields exactly one candidate.
@@ -318,7 +241,7 @@ async fn abandoned_requests_release_every_resource() {
         assert_eq!(per_key.get(key), Some(&1), "candidates written for key {key}");
     }
     assert_eq!(per_key.len(), keys.len(), "no candidate without its key");
-    assert_eq!(gw.settle().await, (0, 0));
+    assert_eq!(settle(&gw).await, (0, 0));
 }
 
 /// Rows of the sets a submission of [`submission`]'s template writes to.
@@ -378,15 +301,7 @@ async fn flat_submissions_abandoned_mid_write_leave_no_half_candidate() {
         "educations": [{"educationDisciplineId": "Business Mgmt", "educationLevelId": "Bachelor", "educationInstitutionId": "Cottonwood Univ", "startDate": "2015-02-21T00:00:00Z", "endDate": "2019-02-22T00:00:00Z"}],
         "skills": [{"skillId": "Skill1", "ratingId": "Skills", "levelId": "4", "levelType": "ACTUAL", "levelDate": "2020-01-01T00:00:00Z", "verified": false}],
     });
-    let v: Value = client()
-        .post(&gw.endpoint)
-        .json(&submission(&template, "flat-waited"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = post_json(&gw.endpoint, &submission(&template, "flat-waited")).await;
     assert!(
         v["data"]["submitCandidateToHire"]["candidateId"].is_string(),
         "a flat submission works: {v}"

@@ -1,7 +1,7 @@
 //! What the built binary logs at its default level: upstream failures with their entity set and
 //! the query's shape, never the values a client filtered on (record contents).
 
-use crate::harness::{came_up, client, free_port, Emu};
+use crate::harness::{client, Emu, GatewayProcess};
 use ats_gateway::emulator::faults::Faults;
 use serde_json::{json, Value};
 
@@ -57,63 +57,33 @@ fn without_colours(text: &str) -> String {
 #[tokio::test]
 async fn filter_values_stay_out_of_the_logs_of_healthy_and_failing_calls() {
     let emu = Emu::with_faults(Faults::default());
-    let port = free_port();
     let log = std::env::temp_dir().join(format!("ats-gw-redaction-log-{}", std::process::id()));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ats-gateway"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--upstream",
-            &emu.root,
-            "--state-db",
-            ":memory:",
-            "--upstream-max-retries",
-            "1",
-            "--upstream-base-backoff",
-            "10ms",
-            "--breaker-threshold",
-            "1000",
-        ])
-        .env_remove("ATS_GATEWAY_LOG")
-        .env_remove("ATS_GATEWAY_CONFIG")
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(std::fs::File::options().append(true).open(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let up = came_up(&base).await;
-    let run = || async {
-        client()
-            .post(format!("{base}/graphql"))
-            .json(&json!({ "query": QUERY }))
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
-    };
-    let healthy = if up { Some(run().await) } else { None };
+    let _ = std::fs::remove_file(&log);
+    let args = [
+        "--upstream-max-retries",
+        "1",
+        "--upstream-base-backoff",
+        "10ms",
+        "--breaker-threshold",
+        "1000",
+    ];
+    let mut gw = GatewayProcess::start(&emu.root, &args, &[], Some(&log)).await;
+    let body = json!({ "query": QUERY });
+    let healthy = gw.post(&body).await;
     set_faults(&emu, json!({"errorRate": 1.0})).await;
-    let server_errors = if up { Some(run().await) } else { None };
+    let server_errors = gw.post(&body).await;
     set_faults(&emu, json!({"dropRate": 1.0})).await;
-    let dropped = if up { Some(run().await) } else { None };
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    let dropped = gw.post(&body).await;
+    gw.stop();
     let text = without_colours(&std::fs::read_to_string(&log).unwrap());
     let _ = std::fs::remove_file(&log);
-    assert!(up, "the gateway came up:\n{text}");
 
-    let healthy = healthy.unwrap();
     assert!(codes(&healthy).is_empty(), "{healthy}");
     assert!(
         healthy["data"]["candidatesToHire"]["nodes"].as_array().is_some(),
         "{healthy}"
     );
-    for failed in [server_errors.unwrap(), dropped.unwrap()] {
+    for failed in [server_errors, dropped] {
         let codes = codes(&failed);
         assert!(
             !codes.is_empty() && codes.iter().all(|c| *c == "UPSTREAM_UNAVAILABLE"),

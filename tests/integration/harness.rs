@@ -246,6 +246,101 @@ pub async fn send(rb: reqwest::RequestBuilder) -> (u16, Value) {
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
+/// POSTs `body` as JSON to `url` and reads the JSON answer.
+pub async fn post_json(url: &str, body: &Value) -> Value {
+    client()
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The built binary serving a gateway over `upstream`, as a process of its own (for what only a
+/// process shows: its memory, its log). Stopped with SIGTERM when dropped.
+pub struct GatewayProcess {
+    pub child: std::process::Child,
+    pub base: String,
+}
+
+impl GatewayProcess {
+    /// Starts `ats-gateway serve --upstream <upstream> <args>` on a free port, with no
+    /// configuration from the environment but `env`, writing its output to `log` (or nowhere),
+    /// and waits until it answers.
+    pub async fn start(
+        upstream: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: Option<&std::path::Path>,
+    ) -> GatewayProcess {
+        let port = free_port();
+        let output = || match log {
+            Some(path) => {
+                std::process::Stdio::from(std::fs::File::options().create(true).append(true).open(path).unwrap())
+            }
+            None => std::process::Stdio::null(),
+        };
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_ats-gateway"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--upstream",
+                upstream,
+                "--state-db",
+                ":memory:",
+            ])
+            .args(args)
+            .env_remove("ATS_GATEWAY_LOG")
+            .env_remove("ATS_GATEWAY_CONFIG")
+            .envs(env.iter().copied())
+            .stdout(output())
+            .stderr(output())
+            .spawn()
+            .unwrap();
+        let gw = GatewayProcess {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        assert!(came_up(&gw.base).await, "the gateway process came up");
+        gw
+    }
+
+    /// POSTs a GraphQL request body and reads the answer.
+    pub async fn post(&self, body: &Value) -> Value {
+        post_json(&format!("{}/graphql", self.base), body).await
+    }
+
+    /// The process's resident memory now, in kB.
+    pub fn rss_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc")
+    }
+
+    /// Stops the process with SIGTERM and waits for it.
+    pub fn stop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.stop();
+        }
+    }
+}
+
 /// A gateway in front of its own emulator, both on free ports.
 pub struct Gateway {
     pub emu: Emu,
