@@ -9,7 +9,7 @@
 //! when their clients leave.
 
 use crate::gateway_writes::{request_and_position, SUBMIT};
-use crate::harness::{client, post_json, Emu, GatewayProcess};
+use crate::harness::{get_text, post_json, Emu, GatewayProcess};
 use ats_gateway::emulator::{faults::Faults, EmulatorConfig, Seed};
 use futures::StreamExt;
 use rand::Rng;
@@ -28,14 +28,7 @@ const PER_CLIENT: usize = 22;
 
 /// A gauge of the gateway's `/metrics`.
 async fn gauge(gw: &GatewayProcess, name: &str) -> i64 {
-    let text = client()
-        .get(format!("{}/metrics", gw.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(&format!("{}/metrics", gw.base)).await;
     text.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
         .unwrap_or_else(|| panic!("{name} in /metrics:\n{text}"))
@@ -253,14 +246,7 @@ async fn written_rows(emu: &Emu) -> [u64; 3] {
         "mshr_hcmpersonskillentities",
     ];
     for (n, set) in out.iter_mut().zip(sets) {
-        let text = client()
-            .get(emu.url(&format!("{set}/$count")))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = get_text(&emu.url(&format!("{set}/$count"))).await;
         *n = text
             .trim_start_matches('\u{feff}')
             .parse()

@@ -12,13 +12,7 @@ use std::time::{Duration, Instant};
 const READ: &str = "{ recruitingRequests(first: 2) { nodes { id recruitingRequestId } } }";
 
 async fn set_faults(emu: &Emu, faults: Value) {
-    let r = client()
-        .put(format!("{}faults", emu.admin))
-        .json(&faults)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204, "faults {faults}");
+    emu.set_faults(faults).await
 }
 
 /// The codes of a response's GraphQL errors.

@@ -1,7 +1,7 @@
 //! What the built binary logs at its default level: upstream failures with their entity set and
 //! the query's shape, never the values a client filtered on (record contents).
 
-use crate::harness::{client, Emu, GatewayProcess};
+use crate::harness::{Emu, GatewayProcess};
 use ats_gateway::emulator::faults::Faults;
 use serde_json::{json, Value};
 
@@ -19,13 +19,7 @@ const QUERY: &str = r#"{
 const SECRETS: &[&str] = &["Zebulon", "Quxworth"];
 
 async fn set_faults(emu: &Emu, faults: Value) {
-    let r = client()
-        .put(format!("{}faults", emu.admin))
-        .json(&faults)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204, "faults {faults}");
+    emu.set_faults(faults).await
 }
 
 fn codes(v: &Value) -> Vec<&str> {

@@ -197,14 +197,21 @@ impl Emu {
     }
 
     pub async fn stats(&self) -> Value {
-        client()
-            .get(format!("{}stats", self.admin))
+        get_text(&format!("{}stats", self.admin))
+            .await
+            .parse()
+            .expect("stats are JSON")
+    }
+
+    /// Sets the emulator's faults at run time.
+    pub async fn set_faults(&self, faults: Value) {
+        let r = client()
+            .put(format!("{}faults", self.admin))
+            .json(&faults)
             .send()
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+            .unwrap();
+        assert_eq!(r.status(), 204, "faults {faults}");
     }
 
     pub async fn reset_stats(&self) {
@@ -244,6 +251,11 @@ pub async fn send(rb: reqwest::RequestBuilder) -> (u16, Value) {
     let status = r.status().as_u16();
     let text = r.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// GETs `url` and reads the answer as text.
+pub async fn get_text(url: &str) -> String {
+    client().get(url).send().await.unwrap().text().await.unwrap()
 }
 
 /// POSTs `body` as JSON to `url` and reads the JSON answer.
