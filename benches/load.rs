@@ -6,6 +6,7 @@
 //! emulator with the equivalent OData requests, so the gateway / direct ratio shows the overhead.
 //! Writes `bench/results/latest.md` and `bench/results/latest.json`.
 
+use rand::Rng;
 use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -36,15 +37,25 @@ fn binary() -> String {
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/ats-gateway").to_string())
 }
 
-fn peak_rss_kb(pid: u32) -> u64 {
+/// A `/proc/<pid>/status` memory line (`VmHWM:`, `VmRSS:`), in kB.
+fn status_kb(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse().unwrap_or(0))
         })
         .unwrap_or(0)
+}
+
+fn peak_rss_kb(pid: u32) -> u64 {
+    status_kb(pid, "VmHWM:")
+}
+
+/// The resident set now (not its high-water mark).
+fn rss_kb(pid: u32) -> u64 {
+    status_kb(pid, "VmRSS:")
 }
 
 /// One request of an operation.
@@ -345,46 +356,363 @@ async fn canonical_direct(client: &reqwest::Client) -> (Vec<Req>, Vec<Req>) {
     (vec![Req::Get(page_url)], then)
 }
 
-#[tokio::main]
-async fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        // `cargo test --all-targets` runs bench targets without `--bench`: only `cargo bench` runs
-        // the load test.
-        println!("load benchmark skipped (run it with bench/run.sh)");
-        return;
+/// A keyed submission: abandoned ones must not leave anything behind either.
+const SUBMIT_KEYED: &str = "mutation($input: CandidateToHireSubmissionInput!, $key: String) { submitCandidateToHire(input: $input, idempotencyKey: $key) { candidateId recordsCreated errors { code message path } } }";
+
+/// Where the churn section of `latest.md` starts (it is the last section).
+const CHURN_HEADING: &str = "## Clients that hang up";
+
+/// How a request sent by a client that hangs up ended.
+enum Left {
+    /// The connection was closed with no byte of the answer received.
+    Abandoned,
+    /// The answer started arriving before the client's time to hang up.
+    AnsweredFirst,
+    /// Connecting or sending failed, or the gateway closed the connection first.
+    Failed,
+}
+
+/// One raw HTTP/1.1 POST of a GraphQL body to the gateway, whose connection is closed `after`
+/// the body was sent, unless the answer came first (as `tests/integration/gateway_churn.rs` does).
+async fn hang_up(addr: &str, body: &Value, after: Duration) -> Left {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = body.to_string();
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+        return Left::Failed;
+    };
+    let head = format!(
+        "POST /graphql HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\naccept: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    if stream.write_all(head.as_bytes()).await.is_err() || stream.write_all(body.as_bytes()).await.is_err() {
+        return Left::Failed;
     }
-    let secs: u64 = std::env::var("BENCH_SECONDS")
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(after, stream.read(&mut first)).await {
+        Err(_) => Left::Abandoned,
+        Ok(Ok(n)) if n > 0 => Left::AnsweredFirst,
+        Ok(_) => Left::Failed,
+    }
+}
+
+/// One request of a client that waits: `Err` carries the error's code (the first GraphQL error's
+/// `extensions.code`, a payload error's code, the HTTP status, or what failed).
+async fn answered(client: &reqwest::Client, body: &Value) -> Result<(), String> {
+    let r = client
+        .post(format!("http://{GW}/graphql"))
+        .json(body)
+        .send()
+        .await
+        .map_err(|_| "no response".to_string())?;
+    if !r.status().is_success() {
+        return Err(format!("HTTP {}", r.status().as_u16()));
+    }
+    let v: Value = r.json().await.map_err(|_| "unreadable body".to_string())?;
+    if graphql_ok(&v) {
+        return Ok(());
+    }
+    let code = v["errors"][0]["extensions"]["code"]
+        .as_str()
+        .or_else(|| {
+            v["data"]
+                .as_object()
+                .and_then(|d| d.values().find_map(|f| f["errors"][0]["code"].as_str()))
+        })
+        .unwrap_or("error");
+    Err(code.to_string())
+}
+
+/// A gauge of the gateway's `/metrics` (-1 when it cannot be read).
+async fn gauge(client: &reqwest::Client, name: &str) -> i64 {
+    let Ok(r) = client.get(format!("http://{GW}/metrics")).send().await else {
+        return -1;
+    };
+    r.text()
+        .await
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(-1)
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+}
+
+/// The churn run: `connections` connections to the default gateway for `secs` seconds, half of
+/// them sending requests (flat list, canonical nested query, a few keyed submissions) and hanging
+/// up 0–40 ms after sending, half sending the flat list or the canonical nested query and waiting
+/// for the answers. The emulator behind the gateway answers after `latency_ms`, so that upstream
+/// calls are in flight when clients leave. Afterwards: the slots left in use, and whether an
+/// ordinary request is answered.
+async fn churn(gw_pid: u32, secs: u64, connections: usize, latency_ms: u64, submission: Value) -> Value {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let client = reqwest::Client::new();
+    client
+        .put(format!("http://{EMU}/_emulator/faults"))
+        .json(&json!({"latencyMs": latency_ms}))
+        .send()
+        .await
+        .unwrap();
+    let flat = json!({"query": FLAT});
+    let nested = json!({"query": CANONICAL});
+    let waiting = connections / 2;
+    let leaving = connections - waiting;
+    // Warm up at the same number of connections, all waiting, so that the start RSS includes the
+    // memory of that many requests in flight.
+    let warm = |q: &str| Op {
+        name: "churn warm-up",
+        reqs: vec![Req::GraphQl(format!("http://{GW}/graphql"), json!({"query": q}))],
+        target: "gateway",
+        then: vec![],
+    };
+    let (w1, w2) = (warm(FLAT), warm(CANONICAL));
+    futures::future::join(
+        drive(&w1, waiting, Duration::from_secs(3)),
+        drive(&w2, leaving, Duration::from_secs(3)),
+    )
+    .await;
+    reset(&client, EMU).await;
+    let rss_start = rss_kb(gw_pid);
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(rss_start));
+    let sampler = {
+        let (stop, peak) = (stop.clone(), peak.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_kb(gw_pid), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(secs);
+    let mut waiters = Vec::new();
+    for c in 0..waiting {
+        let (flat, nested) = (flat.clone(), nested.clone());
+        waiters.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let (mut lat, mut errors) = ([Vec::new(), Vec::new()], Vec::new());
+            let mut i = c;
+            while Instant::now() < deadline {
+                // Alternating, each client starting with the other kind than its neighbour.
+                let k = i % 2;
+                i += 1;
+                let t = Instant::now();
+                let r = answered(&client, if k == 0 { &flat } else { &nested }).await;
+                lat[k].push(t.elapsed());
+                if let Err(code) = r {
+                    errors.push(code);
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut leavers = Vec::new();
+    for c in 0..leaving {
+        let (flat, nested, submission, run) = (flat.clone(), nested.clone(), submission.clone(), run.clone());
+        leavers.push(tokio::spawn(async move {
+            // Abandoned, of which submissions; answered before hanging up; failed.
+            let mut counts = [0u64; 4];
+            let mut i = 0;
+            while Instant::now() < deadline {
+                let (pick, after) = {
+                    let mut rng = rand::rng();
+                    (rng.random_range(0..100u32), Duration::from_millis(rng.random_range(0..=40)))
+                };
+                i += 1;
+                let keyed = pick < 5;
+                let body = match pick {
+                    0..5 => json!({"query": SUBMIT_KEYED, "variables": {"input": submission, "key": format!("churn-{run}-{c}-{i}")}}),
+                    5..52 => flat.clone(),
+                    _ => nested.clone(),
+                };
+                match hang_up(GW, &body, after).await {
+                    Left::Abandoned => {
+                        counts[0] += 1;
+                        counts[1] += keyed as u64;
+                    }
+                    Left::AnsweredFirst => counts[2] += 1,
+                    Left::Failed => counts[3] += 1,
+                }
+            }
+            counts
+        }));
+    }
+    let mut lat = [Vec::new(), Vec::new()];
+    let mut error_codes = std::collections::BTreeMap::<String, u64>::new();
+    for t in waiters {
+        let (l, e) = t.await.unwrap();
+        for (all, l) in lat.iter_mut().zip(l) {
+            all.extend(l);
+        }
+        for code in e {
+            *error_codes.entry(code).or_default() += 1;
+        }
+    }
+    let mut counts = [0u64; 4];
+    for t in leavers {
+        for (all, n) in counts.iter_mut().zip(t.await.unwrap()) {
+            *all += n;
+        }
+    }
+    let load_secs = started.elapsed().as_secs_f64();
+    let upstream = upstream_count(&client, EMU).await;
+    // Wait (at most 10 s) until no slot is held and nobody waits for one.
+    let settle_started = Instant::now();
+    let mut slots = (-1, -1);
+    for _ in 0..100 {
+        slots = (
+            gauge(&client, "ats_gateway_upstream_slots_in_use").await,
+            gauge(&client, "ats_gateway_upstream_slots_waiting").await,
+        );
+        if slots == (0, 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let settled_ms = settle_started.elapsed().as_secs_f64() * 1000.0;
+    // An ordinary request afterwards: the canonical nested query, all 50 parents, no error.
+    let t = Instant::now();
+    let after = tokio::time::timeout(Duration::from_secs(60), async {
+        let v: Value = client
+            .post(format!("http://{GW}/graphql"))
+            .json(&nested)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let n = v["data"]["recruitingRequests"]["nodes"].as_array().map_or(0, Vec::len);
+        Some(graphql_ok(&v) && n == 50)
+    })
+    .await;
+    let answered_after = matches!(after, Ok(Some(true)));
+    let answered_after_ms = t.elapsed().as_secs_f64() * 1000.0;
+    stop.store(true, Ordering::Relaxed);
+    sampler.await.unwrap();
+    let rss_end = rss_kb(gw_pid);
+    let peak = peak.load(Ordering::Relaxed).max(rss_end);
+    let [flat_lat, nested_lat] = lat;
+    let mut all: Vec<Duration> = flat_lat.iter().chain(&nested_lat).copied().collect();
+    all.sort();
+    let (mut flat_lat, mut nested_lat) = (flat_lat, nested_lat);
+    flat_lat.sort();
+    nested_lat.sort();
+    let mb = |kb: u64| kb as f64 / 1024.0;
+    json!({
+        "gateway": GW, "seconds": secs, "load_seconds": load_secs, "connections": connections,
+        "waiting_connections": waiting, "leaving_connections": leaving, "hang_up_after_ms": [0, 40],
+        "upstream_latency_ms": latency_ms,
+        "leaving_mix": {"flat_list": 0.47, "canonical_nested": 0.48, "keyed_submission": 0.05},
+        "completed": all.len(), "completed_per_second": all.len() as f64 / load_secs,
+        "p50_ms": pct(&all, 0.5), "p99_ms": pct(&all, 0.99),
+        "flat": {"completed": flat_lat.len(), "p50_ms": pct(&flat_lat, 0.5), "p99_ms": pct(&flat_lat, 0.99)},
+        "nested": {"completed": nested_lat.len(), "p50_ms": pct(&nested_lat, 0.5), "p99_ms": pct(&nested_lat, 0.99)},
+        "errors": error_codes.values().sum::<u64>(), "error_codes": error_codes,
+        "abandoned": counts[0], "abandoned_submissions": counts[1], "answered_before_hang_up": counts[2],
+        "failed_to_send": counts[3], "upstream_requests": upstream,
+        "rss_start_mb": mb(rss_start), "rss_end_mb": mb(rss_end), "rss_peak_mb": mb(peak),
+        "slots_in_use_after": slots.0, "slots_waiting_after": slots.1, "settled_after_ms": settled_ms,
+        "answered_after": answered_after, "answered_after_ms": answered_after_ms,
+    })
+}
+
+/// The churn section of `latest.md`.
+fn churn_md(c: &Value, machine: &str, commit: &str) -> String {
+    let f = |k: &str| c[k].as_f64().unwrap_or(0.0);
+    let codes = c["error_codes"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    format!(
+        "{CHURN_HEADING}\n\n\
+         Churn run on {commit}, machine: {machine}. {} connections to the default gateway for {} s: {} of them send a request \
+         (47% the flat 50-row list, 48% the canonical nested query, 5% a keyed submitCandidateToHire) as raw HTTP/1.1 and close \
+         the connection a random 0–40 ms after sending it, then do it again; the other {} send the flat list and the canonical \
+         nested query in turn and wait for each answer. The emulator behind the gateway adds {} ms to every OData request \
+         (`PUT /_emulator/faults`), so that upstream calls are in flight or queued for one of the gateway's upstream slots \
+         (8, its default) when clients leave. RSS is the gateway's VmRSS: at the start (after a 3 s warm-up at the same number \
+         of connections, all waiting), at the end (after the slots settled and the request afterwards), and the largest sampled \
+         every 100 ms in between.\n\n\
+         | measure | value |\n|---|---|\n\
+         | completed requests (waiting clients) | {} ({:.0} req/s) |\n\
+         | p50 / p99 of completed, ms | {:.1} / {:.1} |\n\
+         | flat list: completed, p50 / p99 ms | {}, {:.1} / {:.1} |\n\
+         | canonical nested query: completed, p50 / p99 ms | {}, {:.1} / {:.1} |\n\
+         | errors among completed | {}{} |\n\
+         | requests abandoned before any answer | {} ({:.0}/s; of which keyed submissions: {}) |\n\
+         | answered before the client hung up | {} |\n\
+         | failed to send | {} |\n\
+         | upstream requests during the run | {} |\n\
+         | gateway RSS at start / end / peak, MB | {:.1} / {:.1} / {:.1} |\n\
+         | upstream slots in use / waiting afterwards | {} / {} (read after {:.0} ms) |\n\
+         | answered afterwards (canonical nested query, 50 parents, no error) | {} in {:.1} ms |\n",
+        c["connections"],
+        c["seconds"],
+        c["leaving_connections"],
+        c["waiting_connections"],
+        c["upstream_latency_ms"],
+        c["completed"],
+        f("completed_per_second"),
+        f("p50_ms"),
+        f("p99_ms"),
+        c["flat"]["completed"],
+        c["flat"]["p50_ms"].as_f64().unwrap_or(0.0),
+        c["flat"]["p99_ms"].as_f64().unwrap_or(0.0),
+        c["nested"]["completed"],
+        c["nested"]["p50_ms"].as_f64().unwrap_or(0.0),
+        c["nested"]["p99_ms"].as_f64().unwrap_or(0.0),
+        c["errors"],
+        if codes.is_empty() { String::new() } else { format!(" ({codes})") },
+        c["abandoned"],
+        c["abandoned"].as_f64().unwrap_or(0.0) / f("load_seconds"),
+        c["abandoned_submissions"],
+        c["answered_before_hang_up"],
+        c["failed_to_send"],
+        c["upstream_requests"],
+        f("rss_start_mb"),
+        f("rss_end_mb"),
+        f("rss_peak_mb"),
+        c["slots_in_use_after"],
+        c["slots_waiting_after"],
+        f("settled_after_ms"),
+        if c["answered_after"] == json!(true) { "yes" } else { "NO" },
+        f("answered_after_ms"),
+    )
+}
+
+/// The commit the benchmark ran on (`-dirty` with uncommitted changes), for the results.
+fn commit() -> String {
+    Command::new("git")
+        .args(["describe", "--always", "--dirty", "--abbrev=12"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
         .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
-    let concurrency: usize = std::env::var("BENCH_CONCURRENCY")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(8);
-    let bin = binary();
-    let emu = Command::new(&bin)
-        .args(["emulator", "--listen", EMU])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("emulator starts");
-    let mut procs = Procs(vec![emu]);
-    wait_up(&format!("http://{EMU}/api/data/v9.2/")).await;
-    let gw = Command::new(&bin)
-        .args([
-            "serve",
-            "--listen",
-            GW,
-            "--upstream",
-            &format!("http://{EMU}/api/data/v9.2/"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("gateway starts");
-    let gw_pid = gw.id();
-    procs.0.push(gw);
-    let gw2 = Command::new(&bin)
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "an unknown commit".into())
+}
+
+/// The operations table: starts the other emulator and gateways, drives every operation, and
+/// returns the table and the results' JSON.
+async fn ops_table(
+    bin: &str,
+    procs: &mut Procs,
+    gw_pid: u32,
+    secs: u64,
+    concurrency: usize,
+    machine: &str,
+) -> (String, Value) {
+    let gw2 = Command::new(bin)
         .args([
             "serve",
             "--listen",
@@ -401,7 +729,7 @@ async fn main() {
         .spawn()
         .expect("second gateway starts");
     procs.0.push(gw2);
-    let emu_auth = Command::new(&bin)
+    let emu_auth = Command::new(bin)
         .args(["emulator", "--listen", EMU_AUTH, "--require-auth", "true"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -410,7 +738,7 @@ async fn main() {
     procs.0.push(emu_auth);
     wait_up(&format!("http://{EMU_AUTH}/api/data/v9.2/")).await;
     let tenant = format!("http://{EMU_AUTH}/bench");
-    let gw_auth = Command::new(&bin)
+    let gw_auth = Command::new(bin)
         .args([
             "serve",
             "--listen",
@@ -443,7 +771,6 @@ async fn main() {
         .spawn()
         .expect("gateway with auth starts");
     procs.0.push(gw_auth);
-    wait_up(&format!("http://{GW}/healthz")).await;
     wait_up(&format!("http://{GW_EXPAND}/healthz")).await;
     wait_up(&format!("http://{GW_AUTH}/healthz")).await;
     let client = reqwest::Client::new();
@@ -505,20 +832,6 @@ async fn main() {
         rows.push(row);
     }
     let rss_mb = peak_rss_kb(gw_pid) as f64 / 1024.0;
-    drop(procs);
-    let machine = format!(
-        "{} cores, {}",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l
-                .split(':')
-                .nth(1)
-                .unwrap_or("")
-                .trim()
-                .to_string()))
-            .unwrap_or_default()
-    );
     let mut md = format!(
         "# ats-gateway benchmark\n\nMachine: {machine}. Load: {concurrency} concurrent clients, {secs} s per operation after a warm-up, closed loop, loopback.\nGateway peak RSS over the whole run: {rss_mb:.1} MB.\n\n| operation | req/s | p50 ms | p99 ms | errors | upstream req/op | direct req/s | direct p50 ms | gateway / direct |\n|---|---|---|---|---|---|---|---|---|\n"
     );
@@ -546,12 +859,114 @@ async fn main() {
                 .unwrap_or_else(|| "–".into()),
         ));
     }
+    let json = json!({"machine": machine, "concurrency": concurrency, "seconds": secs, "gateway_peak_rss_mb": rss_mb, "results": results});
+    (md, json)
+}
+
+#[tokio::main]
+async fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        // `cargo test --all-targets` runs bench targets without `--bench`: only `cargo bench` runs
+        // the load test.
+        println!("load benchmark skipped (run it with bench/run.sh)");
+        return;
+    }
+    let secs: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let concurrency: usize = std::env::var("BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    // BENCH_ONLY=ops (the operations table) or BENCH_ONLY=churn (clients that hang up); both
+    // without it. A selection rewrites only its own part of the results.
+    let only = std::env::var("BENCH_ONLY").unwrap_or_else(|_| "ops,churn".into());
+    let parts: Vec<&str> = only.split(',').map(str::trim).collect();
+    assert!(
+        parts.iter().all(|p| matches!(*p, "ops" | "churn")),
+        "BENCH_ONLY takes ops, churn or both (comma-separated), not {only:?}"
+    );
+    let (run_ops, run_churn) = (parts.contains(&"ops"), parts.contains(&"churn"));
+    let churn_secs: u64 = env_or("CHURN_SECONDS", 60);
+    let churn_connections: usize = env_or("CHURN_CONNECTIONS", 64);
+    let churn_latency_ms: u64 = env_or("CHURN_LATENCY_MS", 15);
+    let bin = binary();
+    let emu = Command::new(&bin)
+        .args(["emulator", "--listen", EMU])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("emulator starts");
+    let mut procs = Procs(vec![emu]);
+    wait_up(&format!("http://{EMU}/api/data/v9.2/")).await;
+    let gw = Command::new(&bin)
+        .args([
+            "serve",
+            "--listen",
+            GW,
+            "--upstream",
+            &format!("http://{EMU}/api/data/v9.2/"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("gateway starts");
+    let gw_pid = gw.id();
+    procs.0.push(gw);
+    wait_up(&format!("http://{GW}/healthz")).await;
+    let machine = format!(
+        "{} cores, {}",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l
+                .split(':')
+                .nth(1)
+                .unwrap_or("")
+                .trim()
+                .to_string()))
+            .unwrap_or_default()
+    );
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/results");
     std::fs::create_dir_all(dir).unwrap();
+    let old_md = std::fs::read_to_string(format!("{dir}/latest.md")).unwrap_or_default();
+    let old_json: Value = std::fs::read_to_string(format!("{dir}/latest.json"))
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_else(|| json!({}));
+    let (old_ops_md, old_churn_md) = old_md.split_at(old_md.find(CHURN_HEADING).unwrap_or(old_md.len()));
+    let (ops_md, mut out) = if run_ops {
+        let (md, mut json) = ops_table(&bin, &mut procs, gw_pid, secs, concurrency, &machine).await;
+        if let Some(c) = old_json.get("churn") {
+            json["churn"] = c.clone();
+        }
+        (md, json)
+    } else {
+        (old_ops_md.to_string(), old_json.clone())
+    };
+    let churn_section = if run_churn {
+        let c = churn(
+            gw_pid,
+            churn_secs,
+            churn_connections,
+            churn_latency_ms,
+            submission_input(),
+        )
+        .await;
+        eprintln!("{c}");
+        let md = churn_md(&c, &machine, &commit());
+        out["churn"] = c;
+        md
+    } else {
+        old_churn_md.to_string()
+    };
+    drop(procs);
+    let md = format!("{}\n\n{}", ops_md.trim_end(), churn_section).trim().to_string() + "\n";
     std::fs::write(format!("{dir}/latest.md"), &md).unwrap();
     std::fs::write(
         format!("{dir}/latest.json"),
-        serde_json::to_string_pretty(&json!({"machine": machine, "concurrency": concurrency, "seconds": secs, "gateway_peak_rss_mb": rss_mb, "results": results})).unwrap(),
+        serde_json::to_string_pretty(&out).unwrap(),
     )
     .unwrap();
     println!("{md}");
