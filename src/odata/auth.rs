@@ -311,7 +311,7 @@ impl TokenSource {
         tracing::info!(
             grant,
             status,
-            elapsed_ms = started.elapsed().as_millis() as u64,
+            duration_ms = started.elapsed().as_millis() as u64,
             "token request"
         );
         if (200..300).contains(&status) {

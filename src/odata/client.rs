@@ -481,7 +481,7 @@ impl Upstream {
             tracing::warn!(%method, url = %super::redact::redact_url(url), status, error = %e, attempt, "upstream body could not be read");
             UpstreamError::from_transport(e, true)
         })?;
-        tracing::debug!(%method, url = %super::redact::redact_url(url), status, attempt, elapsed_ms = started.elapsed().as_millis() as u64, "upstream");
+        tracing::debug!(%method, url = %super::redact::redact_url(url), status, attempt, duration_ms = started.elapsed().as_millis() as u64, "upstream");
         Ok(Raw {
             status,
             headers,
