@@ -88,6 +88,7 @@ pub fn build(config: &EmulatorConfig) -> Result<Arc<http::EmulatorState>, error:
         service: Service {
             store,
             writes: Default::default(),
+            skip_tokens: Default::default(),
         },
         faults: FaultState::new(config.faults.clone()),
         authority: auth::Authority::new(config.auth.clone())

@@ -6,8 +6,10 @@ use super::query::{self, ExpandItem, Expr, OrderBy, SqlFragment};
 use super::store::{self, quote, table, Record};
 use crate::model::{model, Cardinality, Entity, LookupSide, PropType};
 use base64::Engine;
+use hmac::{Hmac, Mac};
 use rusqlite::Connection;
 use serde_json::Value;
+use sha2::Sha256;
 
 /// Dataverse's largest page and the cap on `$count`.
 pub const MAX_PAGE: usize = 5000;
@@ -21,7 +23,9 @@ pub struct QueryOptions {
     pub top: Option<usize>,
     pub expand: Vec<ExpandItem>,
     pub count: bool,
-    /// Offset carried by an opaque `$skiptoken`.
+    /// The `$skiptoken` as sent, checked by [`SkipTokens::verify`] against the query and page size.
+    pub skiptoken: Option<String>,
+    /// Offset carried by a verified `$skiptoken` (0 without one).
     pub skip_offset: usize,
     /// The raw options other than `$skiptoken`, to rebuild `@odata.nextLink`.
     pub raw_without_skiptoken: Vec<(String, String)>,
@@ -67,7 +71,7 @@ pub fn parse_options(entity: &Entity, raw: &str) -> Result<QueryOptions, ODataEr
                     _ => return Err(ODataError::bad_query(format!("'{v}' is not a valid count option."))),
                 }
             }
-            "$skiptoken" => o.skip_offset = decode_skiptoken(&v)?,
+            "$skiptoken" => o.skiptoken = Some(v.clone()),
             "$skip" | "$search" | "$format" => {
                 return Err(ODataError::bad_query(format!(
                     "The query parameter {k} is not supported by the Dataverse Web API."
@@ -117,20 +121,97 @@ fn check_expand_rules(entity: &Entity, items: &[ExpandItem]) -> Result<(), OData
     Ok(())
 }
 
-fn decode_skiptoken(v: &str) -> Result<usize, ODataError> {
-    let bad = || ODataError::bad_query("The $skiptoken is not valid for this query.");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(v)
-        .map_err(|_| bad())?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    text.strip_prefix("page-offset:")
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(bad)
+impl QueryOptions {
+    /// For reads that never page (a record, a single-valued navigation, a write's representation):
+    /// no `$skiptoken` was ever issued for them, so any is refused.
+    pub fn without_skiptoken(self) -> Result<Self, ODataError> {
+        match self.skiptoken {
+            Some(_) => Err(bad_skiptoken()),
+            None => Ok(self),
+        }
+    }
 }
 
-/// The opaque `$skiptoken` for a row offset.
-pub fn encode_skiptoken(offset: usize) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("page-offset:{offset}"))
+/// The 400 for a `$skiptoken` that this emulator did not issue for this query and page size.
+/// Dataverse answers a paging cookie it cannot use with a 400; its message is not documented.
+fn bad_skiptoken() -> ODataError {
+    ODataError::bad_query(
+        "The $skiptoken is not valid for this query and page size: follow @odata.nextLink unchanged and send the same Prefer: odata.maxpagesize.",
+    )
+}
+
+/// Bytes of HMAC-SHA256 kept in a skip token.
+const SKIPTOKEN_TAG_LEN: usize = 16;
+
+/// Skip tokens as strict as Dataverse's paging cookies: opaque, and valid only for the query they
+/// were issued for (the path and every option other than `$skiptoken`, decoded and sorted) with
+/// the same page size (`odata.maxpagesize` in effect). The wire form is base64url of the row
+/// offset (8 bytes, big-endian) and a truncated HMAC-SHA256 over the query, the page size and the
+/// offset, with a key that is random per emulator.
+pub struct SkipTokens {
+    key: [u8; 32],
+}
+
+impl Default for SkipTokens {
+    fn default() -> Self {
+        SkipTokens {
+            key: rand::random::<[u8; 32]>(),
+        }
+    }
+}
+
+impl SkipTokens {
+    fn tag(&self, path: &str, options: &[(String, String)], page_size: usize, offset: u64) -> Hmac<Sha256> {
+        fn field(mac: &mut Hmac<Sha256>, bytes: &[u8]) {
+            mac.update(&(bytes.len() as u64).to_be_bytes());
+            mac.update(bytes);
+        }
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes keys of any length");
+        mac.update(b"emulator skiptoken v1\0");
+        field(&mut mac, path.as_bytes());
+        let mut sorted: Vec<&(String, String)> = options.iter().filter(|(k, _)| k != "$skiptoken").collect();
+        sorted.sort();
+        mac.update(&(sorted.len() as u64).to_be_bytes());
+        for (k, v) in sorted {
+            field(&mut mac, k.as_bytes());
+            field(&mut mac, v.as_bytes());
+        }
+        mac.update(&(page_size as u64).to_be_bytes());
+        mac.update(&offset.to_be_bytes());
+        mac
+    }
+
+    /// The token for the rows from `offset` on, of the query `path` + `options` paged by `page_size`.
+    pub fn issue(&self, path: &str, options: &[(String, String)], page_size: usize, offset: usize) -> String {
+        let offset = offset as u64;
+        let mut bytes = offset.to_be_bytes().to_vec();
+        let tag = self.tag(path, options, page_size, offset).finalize().into_bytes();
+        bytes.extend_from_slice(&tag[..SKIPTOKEN_TAG_LEN]);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// The offset of a token issued by [`SkipTokens::issue`] for this very query and page size;
+    /// anything else is the 400 Dataverse gives for a paging cookie it cannot use.
+    pub fn verify(
+        &self,
+        token: &str,
+        path: &str,
+        options: &[(String, String)],
+        page_size: usize,
+    ) -> Result<usize, ODataError> {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|_| bad_skiptoken())?;
+        if bytes.len() != 8 + SKIPTOKEN_TAG_LEN {
+            return Err(bad_skiptoken());
+        }
+        let (offset, tag) = bytes.split_at(8);
+        let offset = u64::from_be_bytes(offset.try_into().expect("8 bytes"));
+        self.tag(path, options, page_size, offset)
+            .verify_truncated_left(tag)
+            .map_err(|_| bad_skiptoken())?;
+        usize::try_from(offset).map_err(|_| bad_skiptoken())
+    }
 }
 
 /// One page of a collection.

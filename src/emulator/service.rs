@@ -6,7 +6,7 @@
 use super::error::ODataError;
 use super::metadata;
 use super::query::SqlFragment;
-use super::read::{self, QueryOptions, MAX_PAGE};
+use super::read::{self, QueryOptions, SkipTokens, MAX_PAGE};
 use super::store::{self, quote, Store};
 use super::write::{self, ContentIds};
 use crate::model::{model, Entity, LookupSide};
@@ -204,6 +204,8 @@ pub struct Service {
     /// Write transactions committed (a change set or a single write each), for tests that count
     /// how many upstream requests wrote.
     pub writes: std::sync::atomic::AtomicU64,
+    /// The key of the skip tokens this emulator issues (random per emulator).
+    pub skip_tokens: SkipTokens,
 }
 
 impl Service {
@@ -213,7 +215,7 @@ impl Service {
             Err(e) => Err(e),
             Ok(Target::Batch) => return super::batch_exec::execute(self, req, base),
             Ok(target) => match req.method.as_str() {
-                "GET" => self.store.read(|c| get(c, &target, req, base)),
+                "GET" => self.store.read(|c| get(c, &self.skip_tokens, &target, req, base)),
                 "POST" | "PATCH" | "DELETE" | "PUT" => {
                     let r = self
                         .store
@@ -250,7 +252,13 @@ fn wants_annotations(req: &ODataRequest) -> bool {
 }
 
 /// Answers a GET.
-pub fn get(c: &Connection, target: &Target, req: &ODataRequest, base: &str) -> Result<ODataResponse, ODataError> {
+pub fn get(
+    c: &Connection,
+    tokens: &SkipTokens,
+    target: &Target,
+    req: &ODataRequest,
+    base: &str,
+) -> Result<ODataResponse, ODataError> {
     match target {
         Target::ServiceDocument => Ok(ODataResponse::json(200, &metadata::service_document(base))),
         Target::Metadata => Ok(ODataResponse {
@@ -284,9 +292,9 @@ pub fn get(c: &Connection, target: &Target, req: &ODataRequest, base: &str) -> R
                 body: format!("\u{feff}{n}").into_bytes(),
             })
         }
-        Target::Collection(entity) => collection(c, entity, req, base, None, &entity.entity_set),
+        Target::Collection(entity) => collection(c, tokens, entity, req, base, None, &entity.entity_set),
         Target::Record(entity, id) => {
-            let o = read::parse_options(entity, &req.query)?;
+            let o = read::parse_options(entity, &req.query)?.without_skiptoken()?;
             let scope = SqlFragment {
                 sql: format!("{} = ?", quote(&entity.primary_key)),
                 params: vec![id.clone().into()],
@@ -342,7 +350,7 @@ pub fn get(c: &Connection, target: &Target, req: &ODataRequest, base: &str) -> R
                 }
             };
             if rel.lookup_on == LookupSide::This {
-                let o = read::parse_options(target, &req.query)?;
+                let o = read::parse_options(target, &req.query)?.without_skiptoken()?;
                 let page = read::query_collection(c, target, &o, Some(scope), Some(1))?;
                 let row = page.rows.into_iter().next().ok_or_else(|| {
                     ODataError::new(
@@ -361,6 +369,7 @@ pub fn get(c: &Connection, target: &Target, req: &ODataRequest, base: &str) -> R
             }
             collection(
                 c,
+                tokens,
                 target,
                 req,
                 base,
@@ -380,14 +389,20 @@ fn store_count(c: &Connection, entity: &Entity) -> Result<u64, ODataError> {
 
 fn collection(
     c: &Connection,
+    tokens: &SkipTokens,
     entity: &Entity,
     req: &ODataRequest,
     base: &str,
     scope: Option<SqlFragment>,
     path: &str,
 ) -> Result<ODataResponse, ODataError> {
-    let o: QueryOptions = read::parse_options(entity, &req.query)?;
+    let mut o: QueryOptions = read::parse_options(entity, &req.query)?;
     let page_size = req.max_page_size();
+    // Tokens are bound to the page size in effect: the preference, or Dataverse's default.
+    let effective_page_size = page_size.unwrap_or(MAX_PAGE);
+    if let Some(token) = &o.skiptoken {
+        o.skip_offset = tokens.verify(token, path, &o.raw_without_skiptoken, effective_page_size)?;
+    }
     let page = read::query_collection(c, entity, &o, scope, page_size)?;
     let annotate = wants_annotations(req);
     let mut out = serde_json::Map::new();
@@ -415,7 +430,8 @@ fn collection(
             .iter()
             .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
             .collect();
-        q.push(format!("$skiptoken={}", read::encode_skiptoken(offset)));
+        let token = tokens.issue(path, &o.raw_without_skiptoken, effective_page_size, offset);
+        q.push(format!("$skiptoken={token}"));
         out.insert(
             "@odata.nextLink".into(),
             Value::String(format!("{base}{path}?{}", q.join("&"))),
@@ -475,7 +491,7 @@ pub fn write_request(
             let id = write::create(c, entity, &body()?, refs)?;
             let url = format!("{base}{}({id})", entity.entity_set);
             let resp = if representation {
-                let o = read::parse_options(entity, &req.query)?;
+                let o = read::parse_options(entity, &req.query)?.without_skiptoken()?;
                 let scope = SqlFragment {
                     sql: format!("{} = ?", quote(&entity.primary_key)),
                     params: vec![id.clone().into()],

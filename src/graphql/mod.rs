@@ -5,7 +5,7 @@
 //! - `resolve`: root fields, properties, relations, connections.
 //! - `loaders`: batched to-one and to-many loads (no N+1).
 //! - `filter`: typed filters and orders compiled to OData, refused early when inexpressible.
-//! - `cursor`: opaque, query-bound cursors over the upstream's `$skiptoken` paging.
+//! - `cursor`: opaque, signed, query-bound cursors that carry the upstream `@odata.nextLink` position.
 //! - `context`: shared state (upstream, labels, caches, settings) and the caller of a request.
 //! - `errors`: GraphQL errors with stable `extensions.code`.
 //! - `execution`: whether an operation was executed or stopped at parsing or validation.

@@ -9,6 +9,7 @@ use super::loaders::{ChildGroup, ChildKey, ChildLoader, RecordGroup, RecordKey, 
 use super::prefetch::{prefetch, Loaders};
 use super::types::names;
 use crate::model::{model, Entity, LookupSide, PropType, Property, Relation};
+use crate::odata::client::MAX_PAGE_SIZE;
 use crate::odata::query::ODataQuery;
 use async_graphql::dataloader::{DataLoader, HashMapCache};
 use async_graphql::dynamic::{Field, FieldFuture, FieldValue, InputValue, ResolverContext, TypeRef};
@@ -169,6 +170,7 @@ pub fn list_field(e: &'static Entity) -> Field {
                     Some(v) if !v.is_null() => compile_order(e, v.as_value())?,
                     _ => Vec::new(),
                 };
+                let orderby = with_id_tiebreak(e, orderby);
                 let selection = ctx.field();
                 let select = select_for(e, node_selections(selection).into_iter());
                 let wants_total = selection.selection_set().any(|f| f.name() == "totalCount");
@@ -177,13 +179,15 @@ pub fn list_field(e: &'static Entity) -> Field {
                 // Checked before anything goes upstream: a cursor this gateway did not issue for
                 // this query costs no request.
                 let start = match ctx.args.get("after") {
-                    Some(v) if !v.is_null() => Some(Cursor::decode(v.string()?, key, &query_id).map_err(bad_input)?),
+                    Some(v) if !v.is_null() => {
+                        Some(Cursor::decode(v.string()?, key, &query_id, &e.entity_set).map_err(bad_input)?)
+                    }
                     _ => None,
                 };
                 let q = ODataQuery {
                     entity: e,
                     key: None,
-                    select,
+                    select: select.clone(),
                     filter: filter.clone(),
                     orderby: orderby.clone(),
                     top: None,
@@ -194,54 +198,51 @@ pub fn list_field(e: &'static Entity) -> Field {
                     },
                     count: wants_total,
                 };
-                let (token, skip) = match &start {
-                    None => (None, 0),
-                    Some(c) => c.resume_point(),
+                // The page size is chosen once per chain (by its first page) and travels in the
+                // cursors: every link of the chain is requested with the size it was made with.
+                let (link, size, skip) = match &start {
+                    None => (q.to_relative_url(), first.clamp(1, MAX_PAGE_SIZE), 0),
+                    Some(c) => (c.link.clone(), c.size, c.resume_skip()),
                 };
-                let mut url = q.to_relative_url();
-                if let Some(t) = &token {
-                    url.push_str(&format!(
-                        "&$skiptoken={}",
-                        crate::odata::escape::percent_encode_query_value(t)
-                    ));
-                }
-                // `skip` is at most MAX_PAGE_SIZE (see `Cursor::decode`), and no upstream page is
-                // larger than that anyway.
-                let page_size = skip.saturating_add(first).clamp(1, crate::odata::client::MAX_PAGE_SIZE);
-                let page = st
-                    .fetch_page(e, &url, rq, Some(page_size))
+                let read = read_rows(st, rq, e, link, size, skip, first)
                     .await
                     .map_err(|err| upstream_error(&err))?;
-                let next_token = page.next_link.as_deref().and_then(Cursor::skiptoken_of);
-                let total = page.value.len();
-                let rows: Vec<Row> = page
-                    .value
-                    .into_iter()
-                    .skip(skip)
-                    .take(first)
-                    .map(|r| Row {
+                let mut rows: Vec<Row> = Vec::with_capacity(read.rows.len());
+                let mut cursors = Vec::with_capacity(read.rows.len());
+                for (record, position) in read.rows {
+                    rows.push(Row {
                         entity: e,
-                        record: Arc::new(r),
-                    })
-                    .collect();
-                let has_more_in_page = total > skip.saturating_add(rows.len());
-                let cursors: Vec<String> = (0..rows.len())
-                    .map(|i| {
-                        let last = i + 1 == rows.len();
-                        Cursor {
-                            token: token.clone(),
-                            index: skip.saturating_add(i),
-                            next: if last && !has_more_in_page {
-                                next_token.clone()
-                            } else {
-                                None
-                            },
-                        }
-                        .encode(key, &query_id)
-                    })
-                    .collect();
+                        record: Arc::new(record),
+                    });
+                    cursors.push(position.encode(key, &query_id));
+                }
+                // A continuation follows the link of its chain's first query, whose `$select` and
+                // `$count` may be narrower than this selection: what is missing is read again by id
+                // (one request), and the count asked for separately.
+                if start.is_some() {
+                    let linked = link_select(read.first_link.as_str());
+                    let missing = select.iter().any(|p| !linked.iter().any(|l| l == p));
+                    if missing && !rows.is_empty() {
+                        rows = reread_by_id(&ctx, e, &select, rows).await?;
+                    }
+                }
+                let total_count = match (wants_total, read.count) {
+                    (true, None) => {
+                        let counted = ODataQuery {
+                            select: vec![e.primary_key.clone()],
+                            expand: Vec::new(),
+                            count: true,
+                            ..q.clone()
+                        };
+                        st.fetch_page(e, &counted.to_relative_url(), rq, Some(1))
+                            .await
+                            .map_err(|err| upstream_error(&err))?
+                            .count
+                    }
+                    (_, count) => count,
+                };
                 let page_info = PageInfoValue {
-                    has_next_page: has_more_in_page || next_token.is_some(),
+                    has_next_page: read.has_next_page,
                     end_cursor: cursors.last().cloned(),
                 };
                 if let Some(loaders) = Loaders::from_context(&ctx) {
@@ -252,7 +253,7 @@ pub fn list_field(e: &'static Entity) -> Field {
                     rows,
                     cursors,
                     page_info,
-                    total_count: page.count,
+                    total_count,
                 })))
             })
         },
@@ -271,6 +272,162 @@ pub fn list_field(e: &'static Entity) -> Field {
             .description("A cursor from a previous page of the same query."),
     )
     .description(format!("{} records, a page at a time.", e.name))
+}
+
+/// The client's order with the primary key added as the last sort key, unless it is already one.
+///
+/// Dataverse pages with a cookie that remembers where the last page ended; on a sort key that is
+/// not unique, rows that tie across a page boundary can be skipped or repeated ("for stable paging,
+/// order on unique columns", contract §2). The primary key makes the order total. Without an
+/// order, Dataverse orders by the primary key, which is documented for Dataverse tables but not
+/// for F&O virtual tables: the key is sent explicitly then too, so paging never depends on a
+/// default.
+pub fn with_id_tiebreak(e: &Entity, mut orderby: Vec<(String, bool)>) -> Vec<(String, bool)> {
+    if !orderby.iter().any(|(p, _)| p == &e.primary_key) {
+        orderby.push((e.primary_key.clone(), false));
+    }
+    orderby
+}
+
+/// What [`read_rows`] read: up to `first` rows with their positions, and what comes after.
+struct ReadRows {
+    rows: Vec<(Map<String, Json>, Cursor)>,
+    has_next_page: bool,
+    /// `@odata.count` of the first page read.
+    count: Option<u64>,
+    /// The first link requested (the chain's links share its query options).
+    first_link: String,
+}
+
+/// Reads `first` rows from row `skip` of the upstream page at `link` (relative to the service
+/// root) on, following each `@odata.nextLink` unchanged with the same page size `size`, and tells
+/// whether more rows follow. Each row comes with its cursor: its page's link and index, or, for
+/// the last row of a page that has a next link, the start of that next page (so that continuing
+/// after a whole page costs one request).
+async fn read_rows(
+    st: &Arc<GatewayState>,
+    rq: &RequestCtx,
+    e: &'static Entity,
+    link: String,
+    size: usize,
+    mut skip: usize,
+    first: usize,
+) -> Result<ReadRows, crate::odata::UpstreamError> {
+    let root = st.upstream.config().service_root.clone();
+    let mut out = ReadRows {
+        rows: Vec::new(),
+        has_next_page: false,
+        count: None,
+        first_link: link.clone(),
+    };
+    let mut link = link;
+    let mut seen = std::collections::HashSet::new();
+    // Every page but an empty last one yields a row: more pages than rows wanted means a
+    // upstream whose paging does not end.
+    for page_no in 0..=first.saturating_add(1) {
+        if !seen.insert(link.clone()) {
+            break;
+        }
+        let page = st.fetch_page(e, &link, rq, Some(size)).await?;
+        if page_no == 0 {
+            out.count = page.count;
+        }
+        let next = match &page.next_link {
+            None => None,
+            Some(n) => Some(Cursor::relative_link(&root, n).ok_or_else(|| {
+                crate::odata::UpstreamError::new(
+                    crate::odata::UpstreamErrorKind::InvalidResponse,
+                    None,
+                    "the upstream's @odata.nextLink is not under its service root; not following it",
+                )
+            })?),
+        };
+        let len = page.value.len();
+        let wanted = first - out.rows.len();
+        for (index, record) in page.value.into_iter().enumerate().skip(skip).take(wanted) {
+            let position = match &next {
+                Some(n) if index + 1 == len => Cursor {
+                    link: n.clone(),
+                    size,
+                    index: None,
+                },
+                _ => Cursor {
+                    link: link.clone(),
+                    size,
+                    index: Some(index),
+                },
+            };
+            out.rows.push((record, position));
+        }
+        let consumed = skip.saturating_add(wanted).min(len.max(skip));
+        if out.rows.len() == first {
+            out.has_next_page = consumed < len || next.is_some();
+            return Ok(out);
+        }
+        match next {
+            None => return Ok(out),
+            Some(n) => {
+                link = n;
+                skip = 0;
+            }
+        }
+    }
+    Err(crate::odata::UpstreamError::new(
+        crate::odata::UpstreamErrorKind::InvalidResponse,
+        None,
+        "upstream paging does not end (a next link repeats or pages never run out)",
+    ))
+}
+
+/// The `$select` of a relative link, decoded (empty without one).
+fn link_select(link: &str) -> Vec<String> {
+    let Some((_, query)) = link.split_once('?') else {
+        return Vec::new();
+    };
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "$select")
+        .map(|(_, v)| v.split(',').map(|s| s.trim().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// The rows again, read by id with `select` (batched by the record loader), in the same order;
+/// properties the first read brought (expanded relations) are kept.
+async fn reread_by_id(
+    ctx: &ResolverContext<'_>,
+    e: &'static Entity,
+    select: &[String],
+    rows: Vec<Row>,
+) -> async_graphql::Result<Vec<Row>> {
+    let loader = ctx.data::<DataLoader<RecordLoader, HashMapCache>>()?;
+    let group = Arc::new(RecordGroup {
+        entity: e,
+        select: select.to_vec(),
+    });
+    let key_of = |row: &Row| {
+        row.record
+            .get(&e.primary_key)
+            .and_then(Json::as_str)
+            .map(|id| RecordKey {
+                group: group.clone(),
+                id: id.to_ascii_lowercase(),
+            })
+    };
+    let keys: Vec<RecordKey> = rows.iter().filter_map(key_of).collect();
+    let found = loader.load_many(keys).await.map_err(|err| upstream_error(&err))?;
+    Ok(rows
+        .into_iter()
+        .map(|row| match key_of(&row).and_then(|k| found.get(&k)) {
+            Some(fresh) => {
+                let mut record = (*row.record).clone();
+                record.extend(fresh.iter().map(|(k, v)| (k.clone(), v.clone())));
+                Row {
+                    entity: e,
+                    record: Arc::new(record),
+                }
+            }
+            None => row,
+        })
+        .collect())
 }
 
 pub fn connection_edges(ty: &str) -> Field {
@@ -525,4 +682,32 @@ pub fn to_many_field(e: &'static Entity, r: &'static Relation, ty: TypeRef) -> F
             }))))
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_primary_key_breaks_ties_once_and_last() {
+        let e = model()
+            .by_entity_set("mshr_hcmrecruitingrequestentities")
+            .expect("recruiting requests");
+        let pk = e.primary_key.clone();
+        assert_eq!(with_id_tiebreak(e, Vec::new()), vec![(pk.clone(), false)]);
+        assert_eq!(
+            with_id_tiebreak(e, vec![("mshr_status".into(), true)]),
+            vec![("mshr_status".into(), true), (pk.clone(), false)]
+        );
+        // Already a sort key (in any direction, at any place): left as the client put it.
+        let ordered = vec![(pk.clone(), true), ("mshr_status".into(), false)];
+        assert_eq!(with_id_tiebreak(e, ordered.clone()), ordered);
+    }
+
+    #[test]
+    fn the_select_of_a_link_is_read_decoded() {
+        assert_eq!(link_select("s?$select=a,b&$skiptoken=x"), vec!["a", "b"]);
+        assert_eq!(link_select("s?%24select=a%2Cb"), vec!["a", "b"]);
+        assert!(link_select("s").is_empty() && link_select("s?$top=1").is_empty());
+    }
 }

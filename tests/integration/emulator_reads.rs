@@ -376,3 +376,90 @@ async fn demo_seed_is_complete_and_referentially_intact() {
     let c = shared().first("mshr_hcmcandidatetohireentities?$top=1&$orderby=mshr_candidateid desc&$expand=mshr_FK_Person_id($select=mshr_partynumber)").await;
     assert_eq!(c["mshr_FK_Person_id"]["mshr_partynumber"], c["mshr_partynumber"]);
 }
+
+/// GETs `url` with `Prefer: odata.maxpagesize=<size>`; the status and body.
+async fn paged(url: &str, size: usize) -> (u16, Value) {
+    send(client().get(url).header("Prefer", format!("odata.maxpagesize={size}"))).await
+}
+
+#[tokio::test]
+async fn skip_tokens_are_bound_to_their_query_and_page_size() {
+    let first = shared().url(&format!(
+        "{RR}?$select=mshr_recruitingrequestid&$orderby=mshr_recruitingrequestid"
+    ));
+    let (s, v) = paged(&first, 5).await;
+    assert_eq!(s, 200, "{v}");
+    let next = v["@odata.nextLink"].as_str().unwrap().to_string();
+    let token = next.split("$skiptoken=").nth(1).unwrap().to_string();
+    assert!(!token.is_empty() && !token.contains("offset"), "opaque: {token}");
+    // Unchanged, with the same page size: the next five rows.
+    let (s, v2) = paged(&next, 5).await;
+    assert_eq!(s, 200, "{v2}");
+    assert_eq!(v2["value"].as_array().unwrap().len(), 5);
+    assert_ne!(v2["value"][0], v["value"][0]);
+    // Another page size, or none (5000 in effect).
+    for size in [4, 6, 5000] {
+        let (s, e) = paged(&next, size).await;
+        assert_eq!(s, 400, "maxpagesize {size}: {e}");
+        assert!(e["error"]["message"].as_str().unwrap().contains("$skiptoken"), "{e}");
+    }
+    let (s, _) = shared().get(next.strip_prefix(&shared().url("")).unwrap()).await;
+    assert_eq!(s, 400, "without the page size");
+    // Another query: another order, filter, select, $top, entity set, or an extra option.
+    let others = [
+        format!("{RR}?$select=mshr_recruitingrequestid&$orderby=mshr_recruitingrequestid desc"),
+        format!(
+            "{RR}?$select=mshr_recruitingrequestid&$orderby=mshr_recruitingrequestid&$filter=mshr_dataareaid eq 'usmf'"
+        ),
+        format!("{RR}?$select=mshr_recruitingrequestid,mshr_dataareaid&$orderby=mshr_recruitingrequestid"),
+        format!("{RR}?$select=mshr_recruitingrequestid&$orderby=mshr_recruitingrequestid&$count=true"),
+        format!("{RR}?$select=mshr_recruitingrequestid&$orderby=mshr_recruitingrequestid&$top=50"),
+        "mshr_hcmcertificatetypeentities?$select=mshr_certificatetypeid".to_string(),
+    ];
+    for other in others {
+        let (s, e) = paged(&shared().url(&format!("{other}&$skiptoken={token}")), 5).await;
+        assert_eq!(s, 400, "{other}: {e}");
+        assert_eq!(e["error"]["code"], "0x80060888", "{e}");
+    }
+    // The same query with its options in another order is the same query.
+    let reordered = shared().url(&format!(
+        "{RR}?$orderby=mshr_recruitingrequestid&$skiptoken={token}&$select=mshr_recruitingrequestid"
+    ));
+    let (s, v3) = paged(&reordered, 5).await;
+    assert_eq!(s, 200, "{v3}");
+    assert_eq!(v3["value"], v2["value"]);
+    // Altered or made-up tokens, and the old plain offsets.
+    use base64::Engine;
+    let offset = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("page-offset:5");
+    let mut altered = token.clone().into_bytes();
+    altered[3] = if altered[3] == b'A' { b'B' } else { b'A' };
+    for bad in [offset, String::from_utf8(altered).unwrap(), "x".into(), String::new()] {
+        let url = format!("{first}&$skiptoken={bad}");
+        let (s, e) = paged(&url, 5).await;
+        assert_eq!(s, 400, "{bad}: {e}");
+    }
+    // A record read never pages, so no token goes with it.
+    let (s, _) = shared().get(&format!("{RR}({DOC_RR_ID})?$skiptoken={token}")).await;
+    assert_eq!(s, 400);
+}
+
+#[tokio::test]
+async fn top_still_limits_without_a_page_size() {
+    let (s, v) = shared()
+        .get(&format!("{RR}?$select=mshr_recruitingrequestid&$top=3"))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["value"].as_array().unwrap().len(), 3);
+    assert!(v.get("@odata.nextLink").is_none());
+    // With a page size, $top is ignored (contract §2) and the next link pages on.
+    let (s, v) = paged(
+        &shared().url(&format!("{RR}?$select=mshr_recruitingrequestid&$top=3")),
+        4,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["value"].as_array().unwrap().len(), 4);
+    let next = v["@odata.nextLink"].as_str().unwrap();
+    let (s, v) = paged(next, 4).await;
+    assert_eq!(s, 200, "{v}");
+}

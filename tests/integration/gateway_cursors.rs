@@ -68,8 +68,9 @@ async fn valid_cursors_page_and_forged_ones_cost_nothing_upstream() {
         after = d["recruitingRequests"]["pageInfo"]["endCursor"].clone();
     }
     assert_eq!(seen, all, "cursors page through every row once");
-    // Position JSON, 5 bytes of header and a 16-byte tag: the emulator's tokens make the longest.
-    assert!(cursors.iter().all(|c| c.len() < 120), "compact cursors: {cursors:?}");
+    // The upstream link relative to the service root (here about 230 characters, its skip token
+    // 32), the page size and index, 5 bytes of header and a 16-byte tag, in base64.
+    assert!(cursors.iter().all(|c| c.len() < 400), "compact cursors: {cursors:?}");
     // A cursor in the middle of a page resumes right after its row.
     let d = gw.data(PAGE, json!({"first": 2, "after": cursors[10]})).await;
     assert_eq!(ids(&d), all[11..13]);
@@ -188,4 +189,121 @@ async fn gateways_sharing_a_cursor_key_file_accept_each_others_cursors() {
     let err = args.gateway_config("http://127.0.0.1:1/".into(), None).unwrap_err();
     assert!(err.contains("at least 32 bytes") && !err.contains("too short"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Ids and cursors of a page, and its `pageInfo`.
+fn page(d: &Value) -> (Vec<String>, Vec<String>, bool, Value) {
+    let c = &d["recruitingRequests"];
+    let edges = c["edges"].as_array().unwrap();
+    let cursors: Vec<String> = edges
+        .iter()
+        .map(|e| e["cursor"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        c["pageInfo"]["endCursor"],
+        cursors.last().map_or(Value::Null, |c| json!(c))
+    );
+    (
+        ids(d),
+        cursors,
+        c["pageInfo"]["hasNextPage"].as_bool().unwrap(),
+        c["pageInfo"]["endCursor"].clone(),
+    )
+}
+
+#[tokio::test]
+async fn cursors_follow_next_links_across_page_sizes_without_gaps() {
+    let gw = Gateway::start(40);
+    let all = ids(&gw.data(PAGE, json!({"first": 40})).await);
+    assert_eq!(all.len(), 40);
+    // Three pages of 6: each continuation after a whole upstream page is one request.
+    let mut seen = Vec::new();
+    let mut after = Value::Null;
+    for n in 0..3 {
+        let (requests, v) = gw
+            .upstream_requests(gw.query(PAGE, json!({"first": 6, "after": after})))
+            .await;
+        assert_eq!(requests, 1, "page {n} costs one upstream request: {v}");
+        let (got, _, more, end) = page(&v["data"]);
+        assert!(more);
+        seen.extend(got);
+        after = end;
+    }
+    assert_eq!(seen, all[..18]);
+    // Another `first` goes on from the same place, reading the 6-row pages in order.
+    let (requests, v) = gw
+        .upstream_requests(gw.query(PAGE, json!({"first": 10, "after": after})))
+        .await;
+    let (got, cursors, more, _) = page(&v["data"]);
+    assert_eq!(got, all[18..28], "no gap, no repeat");
+    assert!(more);
+    assert_eq!(requests, 2, "rows 18..28 are two 6-row pages: {v}");
+    // From a cursor in the middle of an upstream page, with a smaller `first`.
+    let (requests, v) = gw
+        .upstream_requests(gw.query(PAGE, json!({"first": 3, "after": cursors[1]})))
+        .await;
+    assert_eq!(page(&v["data"]).0, all[20..23]);
+    assert_eq!(requests, 1);
+    // To the end with a large `first`: no next page, and the last cursor continues to nothing.
+    let (got, _, more, end) = page(&gw.data(PAGE, json!({"first": 100, "after": cursors[9]})).await);
+    assert_eq!(got, all[28..]);
+    assert!(!more);
+    let (got, _, more, end2) = page(&gw.data(PAGE, json!({"first": 5, "after": end})).await);
+    assert!(got.is_empty() && !more && end2.is_null());
+    // `first` equal to what is left: the last page knows there is nothing after it.
+    let d = gw.data(PAGE, json!({"first": 4, "after": cursors[9]})).await;
+    let (_, _, more, _) = page(&d);
+    assert!(more, "8 rows are left after row 27");
+    let d = gw.data(PAGE, json!({"first": 12, "after": cursors[9]})).await;
+    let (got, _, more, _) = page(&d);
+    assert_eq!(got.len(), 12);
+    assert!(!more, "exactly the 12 rows that were left");
+}
+
+#[tokio::test]
+async fn a_continuation_may_select_more_than_its_first_page() {
+    let gw = Gateway::start(12);
+    let q = "query($after: String) { recruitingRequests(first: 4, after: $after, orderBy: [{recruitingRequestId: ASC}]) { totalCount pageInfo { endCursor } nodes { recruitingRequestId description } } }";
+    let all = gw.data(q, json!({"after": null})).await;
+    let full = gw
+        .data("{ recruitingRequests(first: 12, orderBy: [{recruitingRequestId: ASC}]) { nodes { recruitingRequestId description } } }", json!({}))
+        .await;
+    let narrow = gw.data(PAGE, json!({"first": 4})).await;
+    let after = narrow["recruitingRequests"]["pageInfo"]["endCursor"].clone();
+    let d = gw.data(q, json!({"after": after})).await;
+    assert_eq!(d["recruitingRequests"]["totalCount"], 12);
+    assert_eq!(
+        d["recruitingRequests"]["nodes"].as_array().unwrap()[..],
+        full["recruitingRequests"]["nodes"].as_array().unwrap()[4..8]
+    );
+    assert_eq!(all["recruitingRequests"]["totalCount"], 12);
+}
+
+#[tokio::test]
+async fn ties_of_a_non_unique_order_are_broken_by_id_across_pages() {
+    let gw = Gateway::start(40);
+    let q = "query($first: Int, $after: String) { recruitingRequests(first: $first, after: $after, orderBy: [{status: ASC}]) { pageInfo { hasNextPage endCursor } edges { cursor node { recruitingRequestId status id } } } }";
+    let one = gw.data(q, json!({"first": 40})).await;
+    let nodes = one["recruitingRequests"]["edges"].as_array().unwrap();
+    let statuses: std::collections::BTreeSet<String> = nodes.iter().map(|e| e["node"]["status"].to_string()).collect();
+    assert!(statuses.len() < nodes.len() / 2, "the order has ties: {statuses:?}");
+    // Within one status, ids ascend.
+    for w in nodes.windows(2) {
+        if w[0]["node"]["status"] == w[1]["node"]["status"] {
+            assert!(w[0]["node"]["id"].as_str() < w[1]["node"]["id"].as_str(), "{w:?}");
+        }
+    }
+    let all = ids(&one);
+    for size in [3, 7] {
+        let (mut seen, mut after) = (Vec::new(), Value::Null);
+        loop {
+            let (got, _, more, end) = page(&gw.data(q, json!({"first": size, "after": after})).await);
+            seen.extend(got);
+            if !more {
+                break;
+            }
+            after = end;
+        }
+        assert_eq!(seen, all, "pages of {size}: every row once, in the one-page order");
+    }
 }
