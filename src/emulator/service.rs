@@ -204,12 +204,15 @@ pub struct Service {
     /// Write transactions committed (a change set or a single write each), for tests that count
     /// how many upstream requests wrote.
     pub writes: std::sync::atomic::AtomicU64,
+    /// What is refused beyond Dataverse's rules (plain OData v4, no collection expands).
+    pub profile: super::dialect::Profile,
 }
 
 impl Service {
     /// Handles one request outside a change set.
     pub fn handle(&self, req: &ODataRequest, base: &str) -> ODataResponse {
-        let result = match parse_target(&req.path) {
+        let target = parse_target(&req.path).and_then(|t| self.profile.check(&t, &req.query).map(|()| t));
+        let result = match target {
             Err(e) => Err(e),
             Ok(Target::Batch) => return super::batch_exec::execute(self, req, base),
             Ok(target) => match req.method.as_str() {
