@@ -349,7 +349,7 @@ async fn canonical_direct(client: &reqwest::Client) -> (Vec<Req>, Vec<Req>) {
             "location" | "recruiter" => (target.primary_key.clone(), col(&r.lookup_property)),
             _ => continue,
         };
-        for q in children_of(target, &key, &values, &[], None).unwrap() {
+        for q in children_of(target, &key, &values, &[], None, ats_gateway::odata::Dialect::Dataverse).unwrap() {
             then.push(Req::Get(format!("{root}{}", q.to_relative_url())));
         }
     }

@@ -191,6 +191,11 @@ pub struct ServeArgs {
     /// documented to.
     #[arg(long, env = "ATS_GATEWAY_EXPAND_PUSHDOWN", default_value_t = false, action = clap::ArgAction::Set)]
     pub expand_pushdown: bool,
+    /// The upstream's query language: `dataverse` joins relations with
+    /// `Microsoft.Dynamics.CRM.In`; `odata4` (plain OData v4) with `or` chains of `eq`, longer, so
+    /// a join may take more requests.
+    #[arg(long, env = "ATS_GATEWAY_UPSTREAM_DIALECT", value_enum, default_value = "dataverse")]
+    pub upstream_dialect: crate::odata::Dialect,
     /// Timeout of one upstream request (each attempt), from sending to the end of the body.
     #[arg(long, env = "ATS_GATEWAY_UPSTREAM_TIMEOUT", default_value = "60s", value_parser = duration)]
     pub upstream_timeout: std::time::Duration,
@@ -292,6 +297,7 @@ impl ServeArgs {
                 cache_capacity: self.cache_capacity,
                 batch_delay_ms: self.batch_delay.as_millis() as u64,
                 expand_pushdown: self.expand_pushdown,
+                dialect: self.upstream_dialect,
                 ..Default::default()
             },
             limits: crate::graphql::SchemaLimits {
@@ -379,6 +385,14 @@ pub struct EmulatorArgs {
     /// metadata entity sets does (the gateway then serves the documented option-set integers).
     #[arg(long, env = "ATS_GATEWAY_EMULATOR_NO_OPTION_SET_DEFINITIONS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub no_option_set_definitions: bool,
+    /// The OData flavour served: `dataverse`, or `odata4` (plain OData v4: Dataverse functions such
+    /// as `Microsoft.Dynamics.CRM.In` in `$filter` are a 400; implies --no-option-set-definitions).
+    #[arg(long, env = "ATS_GATEWAY_EMULATOR_DIALECT", value_enum, default_value = "dataverse")]
+    pub dialect: emulator::dialect::Dialect,
+    /// Refuse `$expand` of collection-valued navigation properties with 400, as some virtual-table
+    /// providers may.
+    #[arg(long, env = "ATS_GATEWAY_EMULATOR_NO_EXPAND", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub no_expand: bool,
 }
 
 impl EmulatorArgs {
@@ -389,6 +403,8 @@ impl EmulatorArgs {
             seed_size: self.seed_size,
             progress: true,
             option_set_definitions: !self.no_option_set_definitions,
+            dialect: self.dialect,
+            collection_expand: !self.no_expand,
             auth: emulator::auth::AuthConfig {
                 required: self.require_auth,
                 token_lifetime: self.token_lifetime,

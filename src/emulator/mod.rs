@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod batch_exec;
+pub mod dialect;
 pub mod error;
 pub mod faults;
 pub mod http;
@@ -62,6 +63,11 @@ pub struct EmulatorConfig {
     /// without Dataverse's metadata entity sets does (upstreams whose option-set labels cannot be
     /// read).
     pub option_set_definitions: bool,
+    /// Dataverse, or plain OData v4 (no `Microsoft.Dynamics.CRM.*` functions; implies no
+    /// `GlobalOptionSetDefinitions`). See [`dialect`].
+    pub dialect: dialect::Dialect,
+    /// Whether collection-valued navigation properties may be `$expand`ed (off: 400).
+    pub collection_expand: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -74,6 +80,8 @@ impl Default for EmulatorConfig {
             progress: false,
             auth: auth::AuthConfig::default(),
             option_set_definitions: true,
+            dialect: dialect::Dialect::Dataverse,
+            collection_expand: true,
         }
     }
 }
@@ -89,11 +97,15 @@ pub fn build(config: &EmulatorConfig) -> Result<Arc<http::EmulatorState>, error:
             store,
             writes: Default::default(),
             skip_tokens: Default::default(),
+            profile: dialect::Profile {
+                dialect: config.dialect,
+                collection_expand: config.collection_expand,
+            },
         },
         faults: FaultState::new(config.faults.clone()),
         authority: auth::Authority::new(config.auth.clone())
             .map_err(|e| error::ODataError::new(500, error::codes::SERVER, e))?,
-        option_set_definitions: config.option_set_definitions,
+        option_set_definitions: config.option_set_definitions && config.dialect == dialect::Dialect::Dataverse,
     }))
 }
 

@@ -206,12 +206,15 @@ pub struct Service {
     pub writes: std::sync::atomic::AtomicU64,
     /// The key of the skip tokens this emulator issues (random per emulator).
     pub skip_tokens: SkipTokens,
+    /// What is refused beyond Dataverse's rules (plain OData v4, no collection expands).
+    pub profile: super::dialect::Profile,
 }
 
 impl Service {
     /// Handles one request outside a change set.
     pub fn handle(&self, req: &ODataRequest, base: &str) -> ODataResponse {
-        let result = match parse_target(&req.path) {
+        let target = parse_target(&req.path).and_then(|t| self.profile.check(&t, &req.query).map(|()| t));
+        let result = match target {
             Err(e) => Err(e),
             Ok(Target::Batch) => return super::batch_exec::execute(self, req, base),
             Ok(target) => match req.method.as_str() {

@@ -28,6 +28,9 @@ pub struct ReadConfig {
     /// Dataverse's virtual tables are not documented to support collection `$expand` in
     /// collection queries.
     pub expand_pushdown: bool,
+    /// The upstream's `$filter` language: joins and `in` filters use `Microsoft.Dynamics.CRM.In`
+    /// (Dataverse) or `or` chains of `eq` (plain OData v4).
+    pub dialect: crate::odata::Dialect,
 }
 
 impl Default for ReadConfig {
@@ -40,6 +43,7 @@ impl Default for ReadConfig {
             batch_delay_ms: 3,
             labels_retry: Duration::from_secs(30),
             expand_pushdown: false,
+            dialect: crate::odata::Dialect::Dataverse,
         }
     }
 }

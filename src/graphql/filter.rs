@@ -16,9 +16,14 @@ pub const MAX_IN_VALUES: usize = 200;
 pub const MAX_FILTER_DEPTH: usize = 10;
 
 /// Compiles a `<Type>Filter` argument to `$filter` text.
-pub fn compile_filter(entity: &Entity, v: &Value, labels: &OptionSetLabels) -> Result<String, Error> {
+pub fn compile_filter(
+    entity: &Entity,
+    v: &Value,
+    labels: &OptionSetLabels,
+    dialect: crate::odata::Dialect,
+) -> Result<String, Error> {
     let f = to_filter(entity, v, 0)?;
-    filter::compile_with_labels(&f, entity, Some(labels)).map_err(|e| bad_input(e.to_string()))
+    filter::compile_for(&f, entity, Some(labels), dialect).map_err(|e| bad_input(e.to_string()))
 }
 
 fn property<'a>(entity: &'a Entity, field: &str) -> Result<&'a Property, Error> {

@@ -62,11 +62,32 @@ pub struct RecordKey {
     pub id: String,
 }
 
-/// A to-many load: the children of one parent (by its readable key, lower-cased).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// A to-many load: the children of one parent, by its readable key exactly as read (it is sent
+/// upstream so). Keys compare and hash case-insensitively, as Dataverse compares strings: two
+/// parents whose keys differ only in case are one load, and have the same children.
+#[derive(Debug, Clone)]
 pub struct ChildKey {
     pub group: Arc<ChildGroup>,
     pub parent: String,
+}
+
+impl PartialEq for ChildKey {
+    fn eq(&self, o: &Self) -> bool {
+        self.group == o.group && fold(&self.parent) == fold(&o.parent)
+    }
+}
+impl Eq for ChildKey {}
+impl Hash for ChildKey {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.group.hash(h);
+        fold(&self.parent).hash(h);
+    }
+}
+
+/// The case-folded form of a join key, for matching: Dataverse compares strings (and GUIDs)
+/// case-insensitively.
+pub fn fold(key: &str) -> String {
+    key.to_lowercase()
 }
 
 /// Loads records by key.
@@ -118,8 +139,15 @@ impl Loader<RecordKey> for RecordLoader {
         let groups = group_by(keys, |k| k.group.clone());
         let work = groups.into_iter().map(|(group, keys)| async move {
             let ids: Vec<String> = keys.iter().map(|k| k.id.clone()).collect();
-            let queries =
-                children_of(group.entity, &group.entity.primary_key, &ids, &group.select, None).map_err(query_error)?;
+            let queries = children_of(
+                group.entity,
+                &group.entity.primary_key,
+                &ids,
+                &group.select,
+                None,
+                self.state.config.dialect,
+            )
+            .map_err(query_error)?;
             let urls = queries.iter().map(|q| q.to_relative_url()).collect();
             let rows = run_all(&self.state, &self.request, group.entity, urls).await?;
             let by_id: HashMap<String, Record> = rows
@@ -153,6 +181,7 @@ impl Loader<ChildKey> for ChildLoader {
         let mut out = HashMap::new();
         let groups = group_by(keys, |k| k.group.clone());
         let work = groups.into_iter().map(|(group, keys)| async move {
+            // As read: only a case-insensitive upstream would find children by a folded key.
             let values: Vec<String> = keys.iter().map(|k| k.parent.clone()).collect();
             let mut queries = children_of(
                 group.entity,
@@ -160,6 +189,7 @@ impl Loader<ChildKey> for ChildLoader {
                 &values,
                 &group.select,
                 group.filter.as_deref(),
+                self.state.config.dialect,
             )
             .map_err(query_error)?;
             for q in &mut queries {
@@ -170,18 +200,14 @@ impl Loader<ChildKey> for ChildLoader {
             let mut by_parent: HashMap<String, Vec<Record>> = HashMap::new();
             for r in rows {
                 // Dataverse compares strings case-insensitively, so the join does too.
-                if let Some(k) = r
-                    .get(&group.key_property)
-                    .and_then(Value::as_str)
-                    .map(str::to_lowercase)
-                {
+                if let Some(k) = r.get(&group.key_property).and_then(Value::as_str).map(fold) {
                     by_parent.entry(k).or_default().push(Arc::new(r));
                 }
             }
             Ok::<_, UpstreamError>(
                 keys.into_iter()
                     .map(|k| {
-                        let rows = by_parent.get(&k.parent).cloned().unwrap_or_default();
+                        let rows = by_parent.get(&fold(&k.parent)).cloned().unwrap_or_default();
                         (k, Arc::new(rows))
                     })
                     .collect::<Vec<_>>(),

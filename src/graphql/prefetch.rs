@@ -106,7 +106,7 @@ fn prefetch_relation<'a>(
                 .filter_map(|rec| rec.get(&parent_key).and_then(Json::as_str).filter(|s| !s.is_empty()))
                 .map(|v| ChildKey {
                     group: group.clone(),
-                    parent: v.to_lowercase(),
+                    parent: v.to_string(),
                 })
                 .collect();
             let _ = entity;
@@ -206,17 +206,27 @@ fn children_of_expanded(
     parent_key: &str,
     group: &Arc<ChildGroup>,
 ) -> Vec<(ChildKey, Arc<Vec<Record>>)> {
-    let mut out: std::collections::HashMap<String, Vec<Record>> = std::collections::HashMap::new();
+    // Keyed by the folded key (the loader's matching), holding the first key as read.
+    let mut out: std::collections::HashMap<String, (String, Vec<Record>)> = std::collections::HashMap::new();
     for rec in records {
         let Some(parent) = rec.get(parent_key).and_then(Json::as_str).filter(|s| !s.is_empty()) else {
             continue;
         };
-        let entry = out.entry(parent.to_lowercase()).or_default();
-        if let Some(Json::Array(children)) = rec.get(&r.navigation_property) {
-            entry.extend(children.iter().filter_map(|c| c.as_object().cloned()).map(Arc::new));
+        let folded = super::loaders::fold(parent);
+        if out.contains_key(&folded) {
+            continue; // the same parent key (in any case) brought the same children
         }
+        let rows = match rec.get(&r.navigation_property) {
+            Some(Json::Array(children)) => children
+                .iter()
+                .filter_map(|c| c.as_object().cloned())
+                .map(Arc::new)
+                .collect(),
+            _ => Vec::new(),
+        };
+        out.insert(folded, (parent.to_string(), rows));
     }
-    out.into_iter()
+    out.into_values()
         .map(|(parent, rows)| {
             (
                 ChildKey {
@@ -246,7 +256,7 @@ fn child_group(
             .filter(|v| !matches!(v, async_graphql::Value::Null))
     };
     let filter = match arg("filter") {
-        Some(v) => Some(compile_filter(target, v, &state.labels()).ok()?),
+        Some(v) => Some(compile_filter(target, v, &state.labels(), state.config.dialect).ok()?),
         None => None,
     };
     let orderby = match arg("orderBy") {

@@ -163,7 +163,7 @@ pub fn list_field(e: &'static Entity) -> Field {
                 }
                 let first = first as usize;
                 let filter = match ctx.args.get("filter") {
-                    Some(v) if !v.is_null() => Some(compile_filter(e, v.as_value(), &st.labels())?),
+                    Some(v) if !v.is_null() => Some(compile_filter(e, v.as_value(), &st.labels(), st.config.dialect)?),
                     _ => None,
                 };
                 let orderby = match ctx.args.get("orderBy") {
@@ -640,7 +640,7 @@ pub fn to_many_field(e: &'static Entity, r: &'static Relation, ty: TypeRef) -> F
                 _ => None,
             };
             let filter = match ctx.args.get("filter") {
-                Some(v) if !v.is_null() => Some(compile_filter(target, v.as_value(), &st.labels())?),
+                Some(v) if !v.is_null() => Some(compile_filter(target, v.as_value(), &st.labels(), st.config.dialect)?),
                 _ => None,
             };
             let orderby = match ctx.args.get("orderBy") {
@@ -660,7 +660,7 @@ pub fn to_many_field(e: &'static Entity, r: &'static Relation, ty: TypeRef) -> F
             let rows = loader
                 .load_one(ChildKey {
                     group: Arc::new(group),
-                    parent: value.to_lowercase(),
+                    parent: value.to_string(),
                 })
                 .await
                 .map_err(|err| upstream_error(&err))?

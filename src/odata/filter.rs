@@ -5,7 +5,8 @@
 //! (see [`super::escape`]). Nothing from a request reaches the upstream as raw text.
 //!
 //! Choices worth knowing:
-//! - `In` on a string property uses `Microsoft.Dynamics.CRM.In(...)`: Dataverse takes its
+//! - `In` on a string property uses `Microsoft.Dynamics.CRM.In(...)` (in the Odata4 dialect an
+//!   `or` chain of `eq`s, see [`compile_for`]): Dataverse takes its
 //!   `PropertyValues` as JSON strings, so a long list stays short. For every other type it
 //!   compiles to `(x eq 1 or x eq 2)`, because that function's parameters are strings and a typed
 //!   comparison (GUID, number, option-set integer) is what the F&O virtual-table provider is known
@@ -29,6 +30,7 @@
 
 use super::escape;
 use super::options::OptionSetLabels;
+use super::query::Dialect;
 use crate::model::{model, Entity, PropType, Property};
 use std::fmt::Write;
 
@@ -153,7 +155,22 @@ pub fn compile_with_labels(
     entity: &Entity,
     labels: Option<&OptionSetLabels>,
 ) -> Result<String, FilterError> {
-    let compiler = Compiler { entity, labels };
+    compile_for(filter, entity, labels, Dialect::Dataverse)
+}
+
+/// Compiles a filter for an upstream speaking `dialect`: in [`Dialect::Odata4`], an `In` on a
+/// string property is an `or` chain of `eq`s instead of `Microsoft.Dynamics.CRM.In`.
+pub fn compile_for(
+    filter: &Filter,
+    entity: &Entity,
+    labels: Option<&OptionSetLabels>,
+    dialect: Dialect,
+) -> Result<String, FilterError> {
+    let compiler = Compiler {
+        entity,
+        labels,
+        dialect,
+    };
     let mut out = String::new();
     compiler.node(filter, "filter", 0, &mut out)?;
     Ok(out)
@@ -162,6 +179,7 @@ pub fn compile_with_labels(
 struct Compiler<'a> {
     entity: &'a Entity,
     labels: Option<&'a OptionSetLabels>,
+    dialect: Dialect,
 }
 
 impl Compiler<'_> {
@@ -217,7 +235,7 @@ impl Compiler<'_> {
                 let p = self.property(property, path)?;
                 if values.is_empty() {
                     write!(out, "{} eq null", self.entity.primary_key).unwrap();
-                } else if p.ty == PropType::String {
+                } else if p.ty == PropType::String && self.dialect == Dialect::Dataverse {
                     let mut strings = Vec::with_capacity(values.len());
                     for (i, v) in values.iter().enumerate() {
                         match v {

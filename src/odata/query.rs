@@ -18,6 +18,29 @@ pub const MAX_EXPANDS: usize = 15;
 /// leaves room for the service root and for proxies with smaller limits.
 pub const DEFAULT_URL_BUDGET: usize = 16 * 1024;
 
+/// Which `$filter` language the upstream speaks.
+///
+/// - `Dataverse`: OData v4 plus Dataverse's query functions; string joins use
+///   `Microsoft.Dynamics.CRM.In(PropertyName=..,PropertyValues=[..])`.
+/// - `Odata4`: plain OData v4 (an OData service, or a provider that refuses Dataverse's
+///   functions); every `In` is written as an `or` chain of `eq`s, which is longer, so joins may
+///   split into more requests by URL length.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Dialect {
+    #[default]
+    Dataverse,
+    Odata4,
+}
+
+impl Dialect {
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Dataverse => "dataverse",
+            Dialect::Odata4 => "odata4",
+        }
+    }
+}
+
 /// One query (or by-key read) on an entity set.
 #[derive(Clone)]
 pub struct ODataQuery {
@@ -221,6 +244,7 @@ pub fn children_of(
     parent_ids: &[String],
     select: &[String],
     extra_filter: Option<&str>,
+    dialect: Dialect,
 ) -> Result<Vec<ODataQuery>, FilterError> {
     children_of_with_budget(
         entity,
@@ -229,17 +253,19 @@ pub fn children_of(
         select,
         extra_filter,
         DEFAULT_URL_BUDGET,
+        dialect,
     )
 }
 
 /// Like [`children_of`] with an explicit budget for the length of each relative URL.
 ///
 /// All parent keys go into one `$filter` (an `In` on the key property, compiled by
-/// [`filter::compile`], so the property name and every value are validated and escaped); the list
-/// is split into several queries only when one URL would exceed `budget`. The key may be a GUID
-/// (a primary key or lookup) or a readable string key (`mshr_partynumber`): Dataverse cannot filter
-/// on lookups to virtual tables, so to-many joins go through readable keys. Duplicate keys are sent
-/// once. The key property is added to a non-empty `select`, so the caller can group the children by
+/// [`filter::compile_for`] in `dialect`, so the property name and every value are validated and
+/// escaped); the list is split into several queries only when one URL would exceed `budget`. The
+/// key may be a GUID (a primary key or lookup) or a readable string key (`mshr_partynumber`):
+/// Dataverse cannot filter on lookups to virtual tables, so to-many joins go through readable
+/// keys. String keys are sent exactly as given; keys equal but for case are sent once (Dataverse
+/// compares strings case-insensitively), as are duplicate GUIDs. The key property is added to a non-empty `select`, so the caller can group the children by
 /// parent. A single key whose URL alone passes the budget still gets its query (Dataverse allows
 /// 32 KB).
 pub fn children_of_with_budget(
@@ -249,12 +275,14 @@ pub fn children_of_with_budget(
     select: &[String],
     extra_filter: Option<&str>,
     budget: usize,
+    dialect: Dialect,
 ) -> Result<Vec<ODataQuery>, FilterError> {
     let is_guid = entity
         .property(lookup_property)
         .map(|p| p.ty == crate::model::PropType::Guid)
         .ok_or_else(|| bad("lookup", Some(lookup_property), "no such property".to_string()))?;
     let mut ids: Vec<Literal> = Vec::with_capacity(parent_ids.len());
+    let mut seen = std::collections::HashSet::with_capacity(parent_ids.len());
     for (i, id) in parent_ids.iter().enumerate() {
         let lit = if is_guid {
             Literal::Guid(
@@ -263,7 +291,7 @@ pub fn children_of_with_budget(
         } else {
             Literal::String(id.clone())
         };
-        if !ids.contains(&lit) {
+        if seen.insert(id.to_lowercase()) {
             ids.push(lit);
         }
     }
@@ -277,7 +305,7 @@ pub fn children_of_with_budget(
             property: lookup_property.to_string(),
             values: chunk.to_vec(),
         };
-        let parents = filter::compile(&f, entity)?;
+        let parents = filter::compile_for(&f, entity, None, dialect)?;
         let filter = match extra_filter {
             Some(extra) => format!("({extra}) and {parents}"),
             None => parents,

@@ -142,6 +142,26 @@ async fn filters_evaluate_each_operator() {
         ["USMF-000001"],
         "case-insensitive"
     );
+    assert_eq!(
+        {
+            let mut found = ids(r#"Microsoft.Dynamics.CRM.In(PropertyName='mshr_recruitingrequestid',PropertyValues=["uSmF-000001","USMF-000002"])"#).await;
+            found.sort();
+            found
+        },
+        ["USMF-000001", "USMF-000002"],
+        "In ignores case too"
+    );
+    let guid = shared()
+        .first(&format!("{RR}?$filter=mshr_recruitingrequestid eq 'USMF-000001'"))
+        .await["mshr_hcmrecruitingrequestentityid"]
+        .as_str()
+        .unwrap()
+        .to_uppercase();
+    assert_eq!(
+        ids(&format!("mshr_hcmrecruitingrequestentityid eq {guid}")).await,
+        ["USMF-000001"],
+        "GUIDs ignore case"
+    );
     let all = ids("mshr_recruitingrequestid ne null").await;
     assert_eq!(all.len(), 200);
     let active = ids("mshr_status eq 200000005").await;

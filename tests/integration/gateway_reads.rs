@@ -1,14 +1,32 @@
 //! The read path: the real gateway over the real emulator, over HTTP.
 
-use crate::harness::{client, shared_gateway, Emu, Gateway};
+use crate::harness::{client, shared_gateway, shared_gateway_in, Dialect, Emu, Gateway};
 use ats_gateway::model::{model, Cardinality, LookupSide};
 use serde_json::{json, Value};
 
 const DOC_RR_ID: &str = "00000d6b-0000-0000-0000-005001000000";
 
-#[tokio::test]
-async fn every_entity_has_a_working_single_and_list_field() {
-    let gw = shared_gateway();
+/// Runs the read test `name(dialect: Dialect)` against both gateway/emulator dialect pairs (`harness::Gateway::start_in`), as the
+/// tests `name::dataverse` and `name::odata4`.
+macro_rules! in_both_dialects {
+    ($name:ident) => {
+        mod $name {
+            use super::*;
+            #[tokio::test]
+            async fn dataverse() {
+                super::$name(Dialect::Dataverse).await
+            }
+            #[tokio::test]
+            async fn odata4() {
+                super::$name(Dialect::Odata4).await
+            }
+        }
+    };
+}
+
+in_both_dialects!(every_entity_has_a_working_single_and_list_field);
+async fn every_entity_has_a_working_single_and_list_field(dialect: Dialect) {
+    let gw = shared_gateway_in(dialect);
     for e in &model().entities {
         let q = format!(
             "{{ {}(first: 2) {{ totalCount nodes {{ id }} }} }}",
@@ -25,9 +43,9 @@ async fn every_entity_has_a_working_single_and_list_field() {
     }
 }
 
-#[tokio::test]
-async fn every_relation_resolves_in_both_directions() {
-    let gw = shared_gateway();
+in_both_dialects!(every_relation_resolves_in_both_directions);
+async fn every_relation_resolves_in_both_directions(dialect: Dialect) {
+    let gw = shared_gateway_in(dialect);
     for e in &model().entities {
         for r in &e.graphql.relations {
             let target = model().by_logical_name(&r.target).unwrap();
@@ -96,8 +114,8 @@ async fn every_relation_resolves_in_both_directions() {
     }
 }
 
-#[tokio::test]
-async fn documented_recruiting_request_in_one_query_carries_every_documented_field() {
+in_both_dialects!(documented_recruiting_request_in_one_query_carries_every_documented_field);
+async fn documented_recruiting_request_in_one_query_carries_every_documented_field(dialect: Dialect) {
     let doc: Value = serde_json::from_str(include_str!("fixtures/documented-recruiting-request.json")).unwrap();
     let rr = model().by_entity_set("mshr_hcmrecruitingrequestentities").unwrap();
     let fields_of = |entity: &ats_gateway::model::Entity, sample: &Value| -> Vec<String> {
@@ -120,7 +138,7 @@ async fn documented_recruiting_request_in_one_query_carries_every_documented_fie
         }
     }
     let q = format!("query($id: ID!) {{ recruitingRequest(id: $id) {{ {selection} }} }}");
-    let gw = shared_gateway();
+    let gw = shared_gateway_in(dialect);
     let d = gw.data(&q, json!({"id": DOC_RR_ID})).await;
     let got = &d["recruitingRequest"];
     for (key, value) in doc.as_object().unwrap() {
@@ -275,9 +293,10 @@ const TRICKY: [&str; 8] = [
     "under_score",
 ];
 
-async fn tricky_gateway() -> Gateway {
+async fn tricky_gateway(dialect: Dialect) -> Gateway {
     let emu = Emu::start(ats_gateway::emulator::EmulatorConfig {
         seed_size: 5,
+        dialect: crate::harness::emulator_dialect(dialect),
         ..Default::default()
     });
     for (i, k) in TRICKY.iter().enumerate() {
@@ -289,7 +308,7 @@ async fn tricky_gateway() -> Gateway {
             .await;
         assert_eq!(s, 204, "{v}");
     }
-    Gateway::over(emu)
+    Gateway::with_config(emu, |c| c.read.dialect = dialect)
 }
 
 async fn known_as(gw: &Gateway, filter: Value) -> Vec<String> {
@@ -311,9 +330,9 @@ async fn known_as(gw: &Gateway, filter: Value) -> Vec<String> {
     out
 }
 
-#[tokio::test]
-async fn every_filter_operator_with_escaping() {
-    let gw = tricky_gateway().await;
+in_both_dialects!(every_filter_operator_with_escaping);
+async fn every_filter_operator_with_escaping(dialect: Dialect) {
+    let gw = tricky_gateway(dialect).await;
     for k in TRICKY {
         assert_eq!(known_as(&gw, json!({"knownAs": {"eq": k}})).await, [k], "eq {k:?}");
         assert_eq!(
@@ -401,16 +420,20 @@ const CANONICAL: &str = "query($n: Int) { recruitingRequests(first: $n) { nodes 
     positions { positionId status description } skills { skillId ratingLevelId } educations { educationLevelId educationDisciplineId }
     location { description city } recruiter { name partyNumber } } } }";
 
-#[tokio::test]
-async fn canonical_nested_query_costs_at_most_six_upstream_requests_at_10_and_50_parents() {
-    let gw = Gateway::start(60);
+in_both_dialects!(canonical_nested_query_costs_at_most_six_upstream_requests_at_10_and_50_parents);
+async fn canonical_nested_query_costs_at_most_six_upstream_requests_at_10_and_50_parents(dialect: Dialect) {
+    let gw = Gateway::start_in(dialect, 60);
     for n in [10, 50] {
         let (requests, v) = gw.upstream_requests(gw.query(CANONICAL, json!({"n": n}))).await;
         assert!(v.get("errors").is_none(), "{v}");
         let nodes = v["data"]["recruitingRequests"]["nodes"].as_array().unwrap();
         assert_eq!(nodes.len(), n);
         assert!(nodes.iter().any(|r| !r["positions"].as_array().unwrap().is_empty()));
-        assert!(requests <= 6, "{n} parents cost {requests} upstream requests");
+        eprintln!("{dialect:?}: the canonical query at {n} parents cost {requests} upstream requests");
+        assert!(
+            requests <= 6,
+            "{dialect:?}: {n} parents cost {requests} upstream requests"
+        );
     }
 }
 
@@ -536,4 +559,37 @@ async fn expand_pushdown_brings_the_canonical_query_to_one_request_with_the_same
     assert_eq!(requests, 1);
     let without = plain.data(q, json!({})).await;
     assert_eq!(with["data"], without);
+}
+
+in_both_dialects!(children_whose_join_key_differs_in_case_are_found);
+async fn children_whose_join_key_differs_in_case_are_found(dialect: Dialect) {
+    let gw = Gateway::start_in(dialect, 5);
+    let rr = gw
+        .emu
+        .first("mshr_hcmrecruitingrequestentities?$filter=mshr_recruitingrequestid eq 'USMF-000001'&$expand=mshr_FK_HcmRecruitingRequestPositionEntity_RecruitingRequest($select=mshr_positionid,mshr_status)")
+        .await;
+    let children = rr["mshr_FK_HcmRecruitingRequestPositionEntity_RecruitingRequest"]
+        .as_array()
+        .unwrap()
+        .len();
+    let pos = &rr["mshr_FK_HcmRecruitingRequestPositionEntity_RecruitingRequest"][0];
+    // A child written with the parent's key in another case (Dataverse resolves it either way).
+    let (s, _, v) = gw
+        .emu
+        .post(
+            "mshr_hcmrecruitingrequestpositionentities",
+            &json!({"mshr_dataareaid": "usmf", "mshr_recruitingrequestid": "uSmF-000001",
+                    "mshr_positionid": pos["mshr_positionid"], "mshr_status": pos["mshr_status"]}),
+        )
+        .await;
+    assert_eq!(s, 204, "{v}");
+    let q = r#"{ recruitingRequests(filter: {recruitingRequestId: {eq: "usmf-000001"}}) { nodes { recruitingRequestId positions { recruitingRequest { recruitingRequestId } } } } }"#;
+    let d = gw.data(q, json!({})).await;
+    let node = &d["recruitingRequests"]["nodes"][0];
+    assert_eq!(node["recruitingRequestId"], "USMF-000001");
+    let positions = node["positions"].as_array().unwrap();
+    assert_eq!(positions.len(), children + 1, "{d}");
+    for p in positions {
+        assert_eq!(p["recruitingRequest"]["recruitingRequestId"], "USMF-000001");
+    }
 }

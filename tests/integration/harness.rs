@@ -533,3 +533,40 @@ pub fn shared_gateway() -> &'static Gateway {
     static GW: OnceLock<Gateway> = OnceLock::new();
     GW.get_or_init(|| Gateway::start(200))
 }
+
+// The gateway/upstream pairs every read must work with (`in_both_dialects!` in gateway_reads):
+// a Dataverse-dialect gateway over a Dataverse emulator, and a plain-OData gateway
+// (`--upstream-dialect odata4`) over a plain OData v4 emulator (`--dialect odata4`, which also
+// has no `GlobalOptionSetDefinitions`).
+pub use ats_gateway::odata::Dialect;
+
+/// The emulator dialect that matches a gateway dialect.
+pub fn emulator_dialect(d: Dialect) -> ats_gateway::emulator::dialect::Dialect {
+    match d {
+        Dialect::Dataverse => ats_gateway::emulator::dialect::Dialect::Dataverse,
+        Dialect::Odata4 => ats_gateway::emulator::dialect::Dialect::Odata4,
+    }
+}
+
+impl Gateway {
+    /// A gateway in `dialect` over a fresh emulator of the same dialect, seeded with `seed_size`
+    /// recruiting requests.
+    pub fn start_in(dialect: Dialect, seed_size: usize) -> Gateway {
+        let emu = Emu::start(EmulatorConfig {
+            seed: Seed::Demo,
+            seed_size,
+            dialect: emulator_dialect(dialect),
+            ..EmulatorConfig::default()
+        });
+        Self::with_config(emu, |c| c.read.dialect = dialect)
+    }
+}
+
+/// The shared read-only gateway of `dialect` (the default demo seed).
+pub fn shared_gateway_in(dialect: Dialect) -> &'static Gateway {
+    static GW: OnceLock<Gateway> = OnceLock::new();
+    match dialect {
+        Dialect::Dataverse => shared_gateway(),
+        Dialect::Odata4 => GW.get_or_init(|| Gateway::start_in(Dialect::Odata4, 200)),
+    }
+}

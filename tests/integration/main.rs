@@ -6,6 +6,7 @@
 
 mod cli;
 mod emulator_batch;
+mod emulator_dialects;
 mod emulator_errors;
 mod emulator_faults;
 mod emulator_reads;

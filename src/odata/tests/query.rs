@@ -117,6 +117,7 @@ fn children_share_one_query_within_the_budget() {
         &parents,
         std::slice::from_ref(&s),
         Some(&format!("{s} ne null")),
+        Dialect::Dataverse,
     )
     .unwrap();
     assert_eq!(qs.len(), 1);
@@ -128,17 +129,24 @@ fn children_share_one_query_within_the_budget() {
         "{f}"
     );
     assert_eq!(f.matches(" eq ").count(), 40, "duplicates are sent once");
-    assert!(children_of(child, lookup, &[], &[], None).unwrap().is_empty());
-    assert!(children_of(child, lookup, &["x) or (1 eq 1".into()], &[], None).is_err());
-    assert!(children_of(child, "nope", &ids(1), &[], None).is_err());
+    let d = Dialect::Dataverse;
+    assert!(children_of(child, lookup, &[], &[], None, d).unwrap().is_empty());
+    assert!(children_of(child, lookup, &["x) or (1 eq 1".into()], &[], None, d).is_err());
+    assert!(children_of(child, "nope", &ids(1), &[], None, d).is_err());
 }
 
 #[test]
 fn children_split_only_past_the_budget() {
+    for dialect in [Dialect::Dataverse, Dialect::Odata4] {
+        split_only_past_the_budget(dialect);
+    }
+}
+
+fn split_only_past_the_budget(dialect: Dialect) {
     let (_, child, lookup) = to_many();
     let parents = ids(200);
     for budget in [0, 200, 500, 1234, 4000] {
-        let qs = children_of_with_budget(child, lookup, &parents, &[], None, budget).unwrap();
+        let qs = children_of_with_budget(child, lookup, &parents, &[], None, budget, dialect).unwrap();
         let mut seen = Vec::new();
         for (i, q) in qs.iter().enumerate() {
             let url = q.to_relative_url();
@@ -153,6 +161,7 @@ fn children_split_only_past_the_budget() {
                     &[],
                     None,
                     usize::MAX,
+                    dialect,
                 )
                 .unwrap();
                 assert!(
@@ -167,6 +176,73 @@ fn children_split_only_past_the_budget() {
         }
         assert_eq!(seen, parents, "{budget}");
     }
-    let one = children_of(child, lookup, &parents[..100], &[], None).unwrap();
+    let one = children_of(child, lookup, &parents[..100], &[], None, dialect).unwrap();
     assert_eq!(one.len(), 1);
+}
+
+/// A to-many relation joined on a readable string key: (child, the child's key property).
+fn readable_join() -> (&'static Entity, String) {
+    model()
+        .entities
+        .iter()
+        .flat_map(|e| &e.graphql.relations)
+        .find(|r| r.kind == Cardinality::Many && r.child_readable_key.is_some())
+        .map(|r| {
+            (
+                model().by_logical_name(&r.target).unwrap(),
+                r.child_readable_key.clone().unwrap(),
+            )
+        })
+        .unwrap()
+}
+
+#[test]
+fn readable_join_keys_are_sent_as_read_and_once_whatever_their_case() {
+    let (child, key) = readable_join();
+    assert_eq!(prop_of_name(child, &key), PropType::String);
+    let parents: Vec<String> = ["USMF-000002", "usmf-000002", "Usmf-000003", "ÄBC-1", "äbc-1"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let qs = children_of(child, &key, &parents, &[], None, Dialect::Dataverse).unwrap();
+    assert_eq!(qs.len(), 1);
+    assert_eq!(
+        qs[0].filter.as_deref().unwrap(),
+        format!(
+            r#"Microsoft.Dynamics.CRM.In(PropertyName='{key}',PropertyValues=["USMF-000002","Usmf-000003","ÄBC-1"])"#
+        )
+    );
+    let url = qs[0].to_relative_url();
+    assert!(url.contains("USMF-000002") && url.contains("Usmf-000003"), "{url}");
+    assert!(!url.contains("usmf-000002"), "{url}");
+
+    let qs = children_of(child, &key, &parents, &[], None, Dialect::Odata4).unwrap();
+    assert_eq!(qs.len(), 1);
+    assert_eq!(
+        qs[0].filter.as_deref().unwrap(),
+        format!("({key} eq 'USMF-000002' or {key} eq 'Usmf-000003' or {key} eq 'ÄBC-1')")
+    );
+    assert!(!qs[0].to_relative_url().contains("Microsoft.Dynamics.CRM"));
+}
+
+#[test]
+fn odata4_joins_split_by_url_length_too() {
+    let (child, key) = readable_join();
+    let parents: Vec<String> = (0..2000).map(|i| format!("USMF-{i:06}")).collect();
+    for dialect in [Dialect::Dataverse, Dialect::Odata4] {
+        let qs = children_of(child, &key, &parents, &[], None, dialect).unwrap();
+        let mut n = 0;
+        for q in &qs {
+            assert!(q.to_relative_url().len() <= DEFAULT_URL_BUDGET);
+            n += q.filter.as_deref().unwrap().matches("USMF-").count();
+        }
+        assert_eq!(n, parents.len(), "{dialect:?}");
+        if dialect == Dialect::Odata4 {
+            assert!(qs.len() > 1, "2000 eqs do not fit one URL");
+        }
+    }
+}
+
+fn prop_of_name(e: &Entity, name: &str) -> PropType {
+    e.property(name).unwrap().ty
 }
