@@ -193,9 +193,11 @@ pub struct ServeArgs {
     pub expand_pushdown: bool,
     /// The upstream's query language: `dataverse` joins relations with
     /// `Microsoft.Dynamics.CRM.In`; `odata4` (plain OData v4) with `or` chains of `eq`, longer, so
-    /// a join may take more requests.
-    #[arg(long, env = "ATS_GATEWAY_UPSTREAM_DIALECT", value_enum, default_value = "dataverse")]
-    pub upstream_dialect: crate::odata::Dialect,
+    /// a join may take more requests; `auto` asks the upstream once at start (one request with a
+    /// `Microsoft.Dynamics.CRM.In` filter: accepted → dataverse, 400 → odata4, anything else →
+    /// dataverse with a warning).
+    #[arg(long, env = "ATS_GATEWAY_UPSTREAM_DIALECT", value_enum, default_value = "auto")]
+    pub upstream_dialect: UpstreamDialect,
     /// Timeout of one upstream request (each attempt), from sending to the end of the body.
     #[arg(long, env = "ATS_GATEWAY_UPSTREAM_TIMEOUT", default_value = "60s", value_parser = duration)]
     pub upstream_timeout: std::time::Duration,
@@ -279,6 +281,15 @@ pub struct ServeArgs {
     pub auth: auth::AuthArgs,
 }
 
+/// `--upstream-dialect`: a dialect, or `auto` (probe the upstream at start).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum UpstreamDialect {
+    #[default]
+    Auto,
+    Dataverse,
+    Odata4,
+}
+
 impl ServeArgs {
     /// The gateway's settings; `emulator` as for [`auth::AuthArgs::upstream_auth`].
     pub fn gateway_config(
@@ -297,7 +308,14 @@ impl ServeArgs {
                 cache_capacity: self.cache_capacity,
                 batch_delay_ms: self.batch_delay.as_millis() as u64,
                 expand_pushdown: self.expand_pushdown,
-                dialect: self.upstream_dialect,
+                dialect: match self.upstream_dialect {
+                    UpstreamDialect::Auto | UpstreamDialect::Dataverse => crate::odata::Dialect::Dataverse,
+                    UpstreamDialect::Odata4 => crate::odata::Dialect::Odata4,
+                },
+                dialect_source: match self.upstream_dialect {
+                    UpstreamDialect::Auto => crate::graphql::context::DialectSource::Auto,
+                    _ => crate::graphql::context::DialectSource::Configured,
+                },
                 ..Default::default()
             },
             limits: crate::graphql::SchemaLimits {

@@ -31,6 +31,34 @@ pub struct ReadConfig {
     /// The upstream's `$filter` language: joins and `in` filters use `Microsoft.Dynamics.CRM.In`
     /// (Dataverse) or `or` chains of `eq` (plain OData v4).
     pub dialect: crate::odata::Dialect,
+    /// How `dialect` was (or is to be) decided; with [`DialectSource::Auto`] the gateway probes
+    /// the upstream once at start and sets `dialect` before serving.
+    pub dialect_source: DialectSource,
+}
+
+/// How the upstream dialect was decided.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum DialectSource {
+    /// Set by configuration.
+    #[default]
+    Configured,
+    /// To be probed at start (`--upstream-dialect auto`); replaced by `Probed` or `Assumed`.
+    Auto,
+    /// Probed at start: the upstream accepted (dataverse) or refused with a 400 (odata4) a
+    /// `Microsoft.Dynamics.CRM.In` filter.
+    Probed,
+    /// The probe at start was inconclusive (`why`); dataverse assumed, not probed again.
+    Assumed { why: String },
+}
+
+impl DialectSource {
+    /// `configured` or `probed` (an inconclusive probe included), for `/readyz`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DialectSource::Configured => "configured",
+            _ => "probed",
+        }
+    }
 }
 
 impl Default for ReadConfig {
@@ -44,6 +72,7 @@ impl Default for ReadConfig {
             labels_retry: Duration::from_secs(30),
             expand_pushdown: false,
             dialect: crate::odata::Dialect::Dataverse,
+            dialect_source: DialectSource::Configured,
         }
     }
 }

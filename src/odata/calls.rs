@@ -111,6 +111,11 @@ impl Upstream {
         self.get_json_with("", None, RetryPolicy::Never).await
     }
 
+    /// [`Upstream::get_json`] sent once, never retried (one upstream request).
+    pub async fn get_json_once(&self, relative: &str, auth: Option<&str>) -> Result<Value, UpstreamError> {
+        self.get_json_with(relative, auth, RetryPolicy::Never).await
+    }
+
     async fn get_json_with(
         &self,
         relative: &str,

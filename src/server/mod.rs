@@ -171,6 +171,32 @@ fn reread_labels(state: std::sync::Weak<GatewayState>, every: std::time::Duratio
     });
 }
 
+/// Which dialect the upstream speaks, from one request (no retry) with a
+/// `Microsoft.Dynamics.CRM.In` filter on a small entity set: accepted → dataverse, refused with a
+/// 400 → odata4. `Err` says why the answer was inconclusive (unreachable, 401, 5xx, ...).
+pub async fn probe_dialect(upstream: &crate::odata::Upstream) -> Result<crate::odata::Dialect, String> {
+    use crate::odata::{Dialect, UpstreamErrorKind};
+    let entities = &crate::model::model().entities;
+    let entity = entities
+        .iter()
+        .find(|e| e.reference_data)
+        .or(entities.first())
+        .ok_or("no entity to probe")?;
+    let mut q = crate::odata::ODataQuery::new(entity);
+    q.select = vec![entity.primary_key.clone()];
+    q.top = Some(1);
+    q.filter = Some(format!(
+        "Microsoft.Dynamics.CRM.In(PropertyName={},PropertyValues={})",
+        crate::odata::escape::string_literal(&entity.primary_key),
+        crate::odata::escape::in_values(&["00000000-0000-0000-0000-000000000000"])
+    ));
+    match upstream.get_json_once(&q.to_relative_url(), None).await {
+        Ok(_) => Ok(Dialect::Dataverse),
+        Err(e) if e.kind == UpstreamErrorKind::BadRequest => Ok(Dialect::Odata4),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// A running gateway.
 pub struct RunningGateway {
     pub addr: std::net::SocketAddr,
@@ -226,7 +252,29 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
         config.write.idempotency_ttl,
     )
     .map_err(|e| StartError::Upstream(format!("cannot open the state database: {e}")))?;
-    let mut state = GatewayState::new(upstream, labels, config.read.clone(), config.write.clone(), idempotency);
+    let mut read = config.read.clone();
+    if read.dialect_source == crate::graphql::context::DialectSource::Auto {
+        match probe_dialect(&upstream).await {
+            Ok(d) => {
+                read.dialect = d;
+                read.dialect_source = crate::graphql::context::DialectSource::Probed;
+            }
+            Err(why) => {
+                tracing::warn!(
+                    error = %why,
+                    "upstream dialect: the probe was inconclusive; assuming dataverse (not probed again)"
+                );
+                read.dialect = crate::odata::Dialect::Dataverse;
+                read.dialect_source = crate::graphql::context::DialectSource::Assumed { why };
+            }
+        }
+    }
+    tracing::info!(
+        dialect = read.dialect.name(),
+        decided = read.dialect_source.name(),
+        "upstream dialect"
+    );
+    let mut state = GatewayState::new(upstream, labels, read, config.write.clone(), idempotency);
     state.metrics = metrics;
     let state = Arc::new(state);
     if !state.labels().fallbacks().is_empty() {

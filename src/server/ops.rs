@@ -80,10 +80,16 @@ async fn readyz(State(app): State<AppState>) -> Response {
     } else {
         "loaded".into()
     };
-    let warnings: Vec<String> = fallbacks
+    let mut warnings: Vec<String> = fallbacks
         .iter()
         .map(|f| format!("option-set labels: documented integers in use for {f}"))
         .collect();
+    let read = &app.gateway.config;
+    if let crate::graphql::context::DialectSource::Assumed { why } = &read.dialect_source {
+        warnings.push(format!(
+            "upstream dialect: dataverse assumed, the probe at start was inconclusive: {why}"
+        ));
+    }
     let body = serde_json::json!({
         "status": if upstream.is_ok() { "ready" } else { "not ready" },
         "upstream": upstream.as_ref().err().cloned().unwrap_or_else(|| "ok".into()),
@@ -91,6 +97,8 @@ async fn readyz(State(app): State<AppState>) -> Response {
         "optionSetLabels": labels,
         "warnings": warnings,
         "upstreamAuth": up.tokens().mode(),
+        "upstreamDialect": read.dialect.name(),
+        "upstreamDialectDecided": read.dialect_source.name(),
     });
     let status = if upstream.is_ok() {
         StatusCode::OK

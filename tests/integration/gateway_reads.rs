@@ -6,24 +6,6 @@ use serde_json::{json, Value};
 
 const DOC_RR_ID: &str = "00000d6b-0000-0000-0000-005001000000";
 
-/// Runs the read test `name(dialect: Dialect)` against both gateway/emulator dialect pairs (`harness::Gateway::start_in`), as the
-/// tests `name::dataverse` and `name::odata4`.
-macro_rules! in_both_dialects {
-    ($name:ident) => {
-        mod $name {
-            use super::*;
-            #[tokio::test]
-            async fn dataverse() {
-                super::$name(Dialect::Dataverse).await
-            }
-            #[tokio::test]
-            async fn odata4() {
-                super::$name(Dialect::Odata4).await
-            }
-        }
-    };
-}
-
 in_both_dialects!(every_entity_has_a_working_single_and_list_field);
 async fn every_entity_has_a_working_single_and_list_field(dialect: Dialect) {
     let gw = shared_gateway_in(dialect);
@@ -592,4 +574,51 @@ async fn children_whose_join_key_differs_in_case_are_found(dialect: Dialect) {
     for p in positions {
         assert_eq!(p["recruitingRequest"]["recruitingRequestId"], "USMF-000001");
     }
+}
+
+// `--upstream-dialect auto` (the CLI default) over an emulator of `dialect`: the gateway probes
+// the upstream once at start, picks `dialect`, says so in `/readyz`, and nested reads work.
+in_both_dialects!(the_auto_dialect_is_probed_at_start);
+async fn the_auto_dialect_is_probed_at_start(dialect: Dialect) {
+    use ats_gateway::emulator::{EmulatorConfig, Seed};
+    let emu = Emu::start(EmulatorConfig {
+        seed: Seed::Demo,
+        seed_size: 10,
+        dialect: crate::harness::emulator_dialect(dialect),
+        ..EmulatorConfig::default()
+    });
+    let gw = Gateway::with_config(emu, |c| {
+        c.read.dialect = Dialect::Dataverse;
+        c.read.dialect_source = ats_gateway::graphql::context::DialectSource::Auto;
+    });
+    let (status, body) = gw.get("/readyz").await;
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["upstreamDialect"], dialect.name(), "{body}");
+    assert_eq!(body["upstreamDialectDecided"], "probed", "{body}");
+    assert!(
+        !body["warnings"].to_string().contains("upstream dialect"),
+        "a conclusive probe: {body}"
+    );
+    let d = gw
+        .data(
+            "{ recruitingRequests(first: 5) { nodes { id positions { id } } } }",
+            json!({}),
+        )
+        .await;
+    let nodes = d["recruitingRequests"]["nodes"].as_array().unwrap();
+    assert!(!nodes.is_empty());
+    assert!(
+        nodes.iter().any(|n| !n["positions"].as_array().unwrap().is_empty()),
+        "{d}"
+    );
+}
+
+/// A configured dialect is reported as such.
+#[tokio::test]
+async fn a_configured_dialect_is_reported_in_readyz() {
+    let (_, body) = shared_gateway_in(Dialect::Odata4).get("/readyz").await;
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["upstreamDialect"], "odata4", "{body}");
+    assert_eq!(body["upstreamDialectDecided"], "configured", "{body}");
 }

@@ -4,6 +4,24 @@
 //! read-mostly emulator with the demo seed for read tests, and fresh ones for tests that write or
 //! inject faults.
 
+/// Runs the test `name(dialect: Dialect)` (a read, write or submission) against both gateway/emulator dialect pairs (`harness::Gateway::start_in`), as the
+/// tests `name::dataverse` and `name::odata4`.
+macro_rules! in_both_dialects {
+    ($name:ident) => {
+        mod $name {
+            use super::*;
+            #[tokio::test]
+            async fn dataverse() {
+                super::$name(Dialect::Dataverse).await
+            }
+            #[tokio::test]
+            async fn odata4() {
+                super::$name(Dialect::Odata4).await
+            }
+        }
+    };
+}
+
 mod cli;
 mod emulator_batch;
 mod emulator_dialects;
