@@ -1,7 +1,7 @@
 //! Writes through the gateway: submitCandidateToHire (atomic, validated, idempotent) and the
 //! per-entity create / update / delete mutations.
 
-use crate::harness::{client, Emu, Gateway};
+use crate::harness::{client, Dialect, Emu, Gateway};
 use ats_gateway::graphql::context::WriteConfig;
 use ats_gateway::graphql::mutations::submit::Strategy;
 use serde_json::{json, Value};
@@ -83,8 +83,14 @@ async fn counts(emu: &Emu) -> Vec<(String, u64)> {
 }
 
 fn gateway(strategy: Strategy) -> Gateway {
-    Gateway::with_writes(
-        Emu::fresh(),
+    gateway_in(Dialect::Dataverse, strategy)
+}
+
+/// [`gateway`] in `dialect`, over an emulator of the same dialect.
+fn gateway_in(dialect: Dialect, strategy: Strategy) -> Gateway {
+    Gateway::with_writes_in(
+        dialect,
+        Emu::fresh_in(dialect),
         WriteConfig {
             strategy,
             state_db: None,
@@ -93,9 +99,9 @@ fn gateway(strategy: Strategy) -> Gateway {
     )
 }
 
-#[tokio::test]
-async fn a_full_submission_is_one_write_request_and_reads_back_identical() {
-    let gw = gateway(Strategy::Batch);
+in_both_dialects!(a_full_submission_is_one_write_request_and_reads_back_identical);
+async fn a_full_submission_is_one_write_request_and_reads_back_identical(dialect: Dialect) {
+    let gw = gateway_in(dialect, Strategy::Batch);
     let input = full_input(&gw.emu, "full").await;
     let before = counts(&gw.emu).await;
     gw.emu.reset_stats().await;
@@ -149,9 +155,9 @@ async fn a_full_submission_is_one_write_request_and_reads_back_identical() {
     assert_eq!(starts[0], "2010-02-21T00:00:00Z");
 }
 
-#[tokio::test]
-async fn an_invalid_submission_reports_every_problem_and_writes_nothing() {
-    let gw = gateway(Strategy::Batch);
+in_both_dialects!(an_invalid_submission_reports_every_problem_and_writes_nothing);
+async fn an_invalid_submission_reports_every_problem_and_writes_nothing(dialect: Dialect) {
+    let gw = gateway_in(dialect, Strategy::Batch);
     let mut input = full_input(&gw.emu, "bad").await;
     input["educations"][2]["startDate"] = json!("2030-01-01T00:00:00Z");
     input["professionalExperiences"][0]["employerLocation"] = json!("x".repeat(61));
@@ -202,9 +208,9 @@ async fn an_invalid_submission_reports_every_problem_and_writes_nothing() {
     assert!(v["errors"][0]["message"].as_str().unwrap().contains("SOMETIMES"), "{v}");
 }
 
-#[tokio::test]
-async fn an_upstream_failure_inside_the_change_set_leaves_nothing_behind() {
-    let gw = gateway(Strategy::Batch);
+in_both_dialects!(an_upstream_failure_inside_the_change_set_leaves_nothing_behind);
+async fn an_upstream_failure_inside_the_change_set_leaves_nothing_behind(dialect: Dialect) {
+    let gw = gateway_in(dialect, Strategy::Batch);
     let mut input = full_input(&gw.emu, "reject").await;
     // The gateway cannot know rating level 99 is missing; the upstream rejects the 20th part.
     input["skills"][3]["levelId"] = json!("99");
@@ -221,15 +227,16 @@ async fn an_upstream_failure_inside_the_change_set_leaves_nothing_behind() {
     assert_eq!(counts(&gw.emu).await, before, "the change set rolled back");
 }
 
-#[tokio::test]
-async fn a_retry_with_the_same_key_creates_nothing_and_keys_survive_a_restart() {
-    let emu = Emu::fresh();
-    let db = std::env::temp_dir().join(format!("ats-gw-idem-{}.db", std::process::id()));
+in_both_dialects!(a_retry_with_the_same_key_creates_nothing_and_keys_survive_a_restart);
+async fn a_retry_with_the_same_key_creates_nothing_and_keys_survive_a_restart(dialect: Dialect) {
+    let emu = Emu::fresh_in(dialect);
+    let db = std::env::temp_dir().join(format!("ats-gw-idem-{}-{}.db", dialect.name(), std::process::id()));
     let _ = std::fs::remove_file(&db);
     let input = full_input(&emu, "idem").await;
     let first;
     {
-        let gw = Gateway::with_writes(
+        let gw = Gateway::with_writes_in(
+            dialect,
             Emu {
                 root: emu.root.clone(),
                 admin: emu.admin.clone(),
@@ -255,7 +262,8 @@ async fn a_retry_with_the_same_key_creates_nothing_and_keys_survive_a_restart() 
         assert_eq!(p["errors"][0]["code"], "IDEMPOTENCY_KEY_REUSED", "{p}");
     }
     // A new gateway process over the same state file.
-    let gw = Gateway::with_writes(
+    let gw = Gateway::with_writes_in(
+        dialect,
         emu,
         WriteConfig {
             strategy: Strategy::Batch,
@@ -366,9 +374,9 @@ async fn a_flat_create_without_an_id_fails_and_is_compensated() {
     }
 }
 
-#[tokio::test]
-async fn create_update_and_delete_mutations() {
-    let gw = gateway(Strategy::Batch);
+in_both_dialects!(create_update_and_delete_mutations);
+async fn create_update_and_delete_mutations(dialect: Dialect) {
+    let gw = gateway_in(dialect, Strategy::Batch);
     let pos = gw
         .emu
         .first("mshr_hcmrecruitingrequestpositionentities?$top=1&$filter=mshr_status eq 200000000")
@@ -427,9 +435,9 @@ fn reverse_fields(v: &Value) -> Value {
     }
 }
 
-#[tokio::test]
-async fn the_same_input_with_its_fields_in_another_order_replays() {
-    let gw = gateway(Strategy::Batch);
+in_both_dialects!(the_same_input_with_its_fields_in_another_order_replays);
+async fn the_same_input_with_its_fields_in_another_order_replays(dialect: Dialect) {
+    let gw = gateway_in(dialect, Strategy::Batch);
     let input = full_input(&gw.emu, "order").await;
     let first = submit(&gw, &input, Some("order-key")).await;
     assert_eq!(first["errors"], json!([]), "{first}");

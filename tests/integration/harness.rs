@@ -534,7 +534,7 @@ pub fn shared_gateway() -> &'static Gateway {
     GW.get_or_init(|| Gateway::start(200))
 }
 
-// The gateway/upstream pairs every read must work with (`in_both_dialects!` in gateway_reads):
+// The gateway/upstream pairs every read must work with (`in_both_dialects!` in main.rs, for reads, writes and submissions):
 // a Dataverse-dialect gateway over a Dataverse emulator, and a plain-OData gateway
 // (`--upstream-dialect odata4`) over a plain OData v4 emulator (`--dialect odata4`, which also
 // has no `GlobalOptionSetDefinitions`).
@@ -559,6 +559,28 @@ impl Gateway {
             ..EmulatorConfig::default()
         });
         Self::with_config(emu, |c| c.read.dialect = dialect)
+    }
+}
+
+impl Emu {
+    /// [`Emu::fresh`] speaking `dialect`.
+    pub fn fresh_in(dialect: Dialect) -> Emu {
+        Emu::start(EmulatorConfig {
+            seed: Seed::Demo,
+            seed_size: 20,
+            dialect: emulator_dialect(dialect),
+            ..EmulatorConfig::default()
+        })
+    }
+}
+
+impl Gateway {
+    /// [`Gateway::with_writes`] with the gateway in `dialect` (`emu` should speak it).
+    pub fn with_writes_in(dialect: Dialect, emu: Emu, write: ats_gateway::graphql::context::WriteConfig) -> Gateway {
+        Self::with_config(emu, |c| {
+            c.read.dialect = dialect;
+            c.write = write;
+        })
     }
 }
 
