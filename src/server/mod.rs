@@ -254,7 +254,13 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
     .map_err(|e| StartError::Upstream(format!("cannot open the state database: {e}")))?;
     let mut read = config.read.clone();
     if read.dialect_source == crate::graphql::context::DialectSource::Auto {
-        match probe_dialect(&upstream).await {
+        // Acting only for callers, the gateway has no token of its own to probe with.
+        let probed = if config.upstream_auth.acts_only_for_callers() {
+            Err("no token of the gateway's own to probe with".to_string())
+        } else {
+            probe_dialect(&upstream).await
+        };
+        match probed {
             Ok(d) => {
                 read.dialect = d;
                 read.dialect_source = crate::graphql::context::DialectSource::Probed;
