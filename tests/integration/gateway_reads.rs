@@ -622,3 +622,24 @@ async fn a_configured_dialect_is_reported_in_readyz() {
     assert_eq!(body["upstreamDialect"], "odata4", "{body}");
     assert_eq!(body["upstreamDialectDecided"], "configured", "{body}");
 }
+
+/// `auto` with an upstream that does not answer: dataverse, with a warning in `/readyz`.
+#[tokio::test]
+async fn an_inconclusive_dialect_probe_assumes_dataverse_with_a_warning() {
+    let gw = Gateway::with_config(Emu::fresh(), |c| {
+        c.upstream = format!("http://127.0.0.1:{}/api/data/v9.2/", crate::harness::free_port());
+        c.resilience.max_retries = 0;
+        c.read.dialect_source = ats_gateway::graphql::context::DialectSource::Auto;
+    });
+    let (status, body) = gw.get("/readyz").await;
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["upstreamDialect"], "dataverse", "{body}");
+    assert_eq!(body["upstreamDialectDecided"], "probed", "{body}");
+    assert!(
+        body["warnings"]
+            .to_string()
+            .contains("upstream dialect: dataverse assumed"),
+        "{body}"
+    );
+}
