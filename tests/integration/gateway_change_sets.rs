@@ -105,3 +105,21 @@ async fn against_an_atomic_upstream_the_check_is_one_read_and_finds_nothing() {
     assert_eq!(stats["writes"], 0, "{stats}");
     assert_eq!(counts(&gw.emu).await, before);
 }
+
+#[tokio::test]
+async fn a_refused_deep_insert_is_checked_with_one_read() {
+    // The emulator's deep insert is one write even with non-atomic change sets: the check runs
+    // and finds nothing.
+    let gw = gateway(false, Strategy::DeepInsert);
+    let input = refused_input(&gw.emu, "deep").await;
+    let before = counts(&gw.emu).await;
+    gw.emu.reset_stats().await;
+    let p = submit(&gw, &input, None).await;
+    let stats = gw.emu.stats().await;
+    let errors = p["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "no compensation: {p}");
+    assert_eq!(errors[0]["code"], "UPSTREAM_REJECTED", "{p}");
+    // The validation read, the refused POST, and the look-up.
+    assert_eq!(stats["total"], 3, "{stats}");
+    assert_eq!(counts(&gw.emu).await, before);
+}
