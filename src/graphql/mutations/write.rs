@@ -482,7 +482,9 @@ impl Landing {
 /// probe), then by the party number it links to: the new person and its details (every record
 /// linked to a new person is the submission's own). Parts before the candidate (the new person
 /// alone, when the candidate's part failed) and details of an existing person cannot be told
-/// from other records; the latter are reported as possibly left behind.
+/// from other records; the latter are reported as possibly left behind. As with a lost answer,
+/// the look-up can be fooled only by an identical candidate created elsewhere since the
+/// validation read (and not claimed by another idempotency key).
 async fn compensate_landed(
     state: &GatewayState,
     rq: &RequestCtx,
