@@ -411,6 +411,10 @@ pub struct EmulatorArgs {
     /// providers may.
     #[arg(long, env = "ATS_GATEWAY_EMULATOR_NO_EXPAND", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub no_expand: bool,
+    /// Keep the parts of a failed change set before the failing one (each part its own write),
+    /// as an upstream that does not roll back a failed change set would.
+    #[arg(long, env = "ATS_GATEWAY_EMULATOR_NON_ATOMIC_CHANGE_SETS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub non_atomic_change_sets: bool,
 }
 
 impl EmulatorArgs {
@@ -423,6 +427,7 @@ impl EmulatorArgs {
             option_set_definitions: !self.no_option_set_definitions,
             dialect: self.dialect,
             collection_expand: !self.no_expand,
+            atomic_change_sets: !self.non_atomic_change_sets,
             auth: emulator::auth::AuthConfig {
                 required: self.require_auth,
                 token_lifetime: self.token_lifetime,

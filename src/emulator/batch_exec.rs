@@ -163,7 +163,9 @@ fn run_single(svc: &Service, part: &HttpRequestPart, base: &str, outer: &ODataRe
 }
 
 /// Runs a change set in one transaction; on failure returns the failing part's response (the
-/// transaction is rolled back, so none of the change set remains).
+/// transaction is rolled back, so none of the change set remains). With
+/// `Service::atomic_change_sets` off, each part is its own transaction: the parts before the
+/// failing one stay written.
 fn run_change_set(
     svc: &Service,
     parts: &[HttpRequestPart],
@@ -171,36 +173,45 @@ fn run_change_set(
     outer: &ODataRequest,
 ) -> Result<Vec<HttpResponsePart>, HttpResponsePart> {
     let mut failed: Option<HttpResponsePart> = None;
-    let result = svc.store.transaction(|c| {
-        let mut refs = ContentIds::new();
-        let mut responses = Vec::new();
-        for part in parts {
-            let step = inner_request(part, outer, &refs).and_then(|inner| {
-                let target = service::parse_target(&inner.path)?;
-                if matches!(target, service::Target::Batch) {
-                    return Err(ODataError::bad_query("Batches cannot be nested."));
+    let mut refs = ContentIds::new();
+    let mut responses = Vec::new();
+    let mut run_part = |c: &rusqlite::Connection, part: &HttpRequestPart| -> Result<(), ODataError> {
+        let step = inner_request(part, outer, &refs).and_then(|inner| {
+            let target = service::parse_target(&inner.path)?;
+            if matches!(target, service::Target::Batch) {
+                return Err(ODataError::bad_query("Batches cannot be nested."));
+            }
+            if inner.method == "GET" {
+                return Err(ODataError::bad_query(
+                    "GET requests are not allowed inside a change set.",
+                ));
+            }
+            service::write_request(c, &target, &inner, base, &refs)
+        });
+        match step {
+            Ok((resp, created)) => {
+                if let (Some(id), Some(rec)) = (&part.content_id, created) {
+                    refs.insert(format!("${id}"), rec);
                 }
-                if inner.method == "GET" {
-                    return Err(ODataError::bad_query(
-                        "GET requests are not allowed inside a change set.",
-                    ));
-                }
-                service::write_request(c, &target, &inner, base, &refs)
-            });
-            match step {
-                Ok((resp, created)) => {
-                    if let (Some(id), Some(rec)) = (&part.content_id, created) {
-                        refs.insert(format!("${id}"), rec);
-                    }
-                    responses.push(to_part(resp, part.content_id.clone()));
-                }
-                Err(e) => {
-                    failed = Some(to_part(ODataResponse::error(&e), part.content_id.clone()));
-                    return Err(e);
-                }
+                responses.push(to_part(resp, part.content_id.clone()));
+                Ok(())
+            }
+            Err(e) => {
+                failed = Some(to_part(ODataResponse::error(&e), part.content_id.clone()));
+                Err(e)
             }
         }
-        Ok(responses)
-    });
-    result.map_err(|e| failed.unwrap_or_else(|| to_part(ODataResponse::error(&e), None)))
+    };
+    let result = if svc.atomic_change_sets {
+        svc.store
+            .transaction(|c| parts.iter().try_for_each(|part| run_part(c, part)))
+    } else {
+        parts
+            .iter()
+            .try_for_each(|part| svc.store.transaction(|c| run_part(c, part)))
+    };
+    match result {
+        Ok(()) => Ok(responses),
+        Err(e) => Err(failed.unwrap_or_else(|| to_part(ODataResponse::error(&e), None))),
+    }
 }

@@ -68,6 +68,10 @@ pub struct EmulatorConfig {
     pub dialect: dialect::Dialect,
     /// Whether collection-valued navigation properties may be `$expand`ed (off: 400).
     pub collection_expand: bool,
+    /// Whether a change set is all or nothing (default). Off, a change set whose part N fails
+    /// keeps parts 1..N-1 committed and answers with part N's error, as an upstream that does
+    /// not roll back a failed change set would.
+    pub atomic_change_sets: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -82,6 +86,7 @@ impl Default for EmulatorConfig {
             option_set_definitions: true,
             dialect: dialect::Dialect::Dataverse,
             collection_expand: true,
+            atomic_change_sets: true,
         }
     }
 }
@@ -101,6 +106,7 @@ pub fn build(config: &EmulatorConfig) -> Result<Arc<http::EmulatorState>, error:
                 dialect: config.dialect,
                 collection_expand: config.collection_expand,
             },
+            atomic_change_sets: config.atomic_change_sets,
         },
         faults: FaultState::new(config.faults.clone()),
         authority: auth::Authority::new(config.auth.clone())

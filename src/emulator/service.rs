@@ -208,6 +208,10 @@ pub struct Service {
     pub skip_tokens: SkipTokens,
     /// What is refused beyond Dataverse's rules (plain OData v4, no collection expands).
     pub profile: super::dialect::Profile,
+    /// Whether a change set is one transaction (Dataverse's documented behaviour). Off, each part
+    /// is its own write and a failing part leaves the parts before it committed, as an F&O
+    /// virtual table (whose rollback is not documented) may.
+    pub atomic_change_sets: bool,
 }
 
 impl Service {

@@ -6,13 +6,13 @@ use serde_json::json;
 
 const CT: &str = "multipart/mixed; boundary=\"batch_AAA123\"";
 
-fn change_set_part(id: u32, method: &str, url: &str, body: &serde_json::Value) -> String {
+pub(crate) fn change_set_part(id: u32, method: &str, url: &str, body: &serde_json::Value) -> String {
     format!(
         "--changeset_BBB456\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\nContent-ID: {id}\r\n\r\n{method} {url} HTTP/1.1\r\nContent-Type: application/json; type=entry\r\n\r\n{body}\r\n"
     )
 }
 
-fn batch(parts: &[String], get: Option<&str>) -> String {
+pub(crate) fn batch(parts: &[String], get: Option<&str>) -> String {
     let mut b = String::new();
     if let Some(g) = get {
         b.push_str(&format!("--batch_AAA123\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\nGET {g} HTTP/1.1\r\nAccept: application/json\r\n\r\n\r\n"));
@@ -28,7 +28,7 @@ fn batch(parts: &[String], get: Option<&str>) -> String {
     b
 }
 
-async fn post_batch(emu: &Emu, body: String, prefer: Option<&str>) -> (u16, String) {
+pub(crate) async fn post_batch(emu: &Emu, body: String, prefer: Option<&str>) -> (u16, String) {
     let mut rb = client().post(emu.url("$batch")).header("Content-Type", CT).body(body);
     if let Some(p) = prefer {
         rb = rb.header("Prefer", p);
@@ -37,12 +37,12 @@ async fn post_batch(emu: &Emu, body: String, prefer: Option<&str>) -> (u16, Stri
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
-async fn count(emu: &Emu, set: &str) -> u64 {
+pub(crate) async fn count(emu: &Emu, set: &str) -> u64 {
     let r = client().get(emu.url(&format!("{set}/$count"))).send().await.unwrap();
     r.text().await.unwrap().trim_start_matches('\u{feff}').parse().unwrap()
 }
 
-fn person(first: &str) -> serde_json::Value {
+pub(crate) fn person(first: &str) -> serde_json::Value {
     json!({"mshr_firstname": first, "mshr_lastname": "Batch"})
 }
 

@@ -59,14 +59,14 @@ pub(crate) async fn full_input(emu: &Emu, tag: &str) -> Value {
     })
 }
 
-async fn submit(gw: &Gateway, input: &Value, key: Option<&str>) -> Value {
+pub(crate) async fn submit(gw: &Gateway, input: &Value, key: Option<&str>) -> Value {
     let v = gw.query(SUBMIT, json!({"input": input, "key": key})).await;
     assert!(v.get("errors").is_none(), "GraphQL errors: {v}");
     v["data"]["submitCandidateToHire"].clone()
 }
 
 /// Row counts of every entity set.
-async fn counts(emu: &Emu) -> Vec<(String, u64)> {
+pub(crate) async fn counts(emu: &Emu) -> Vec<(String, u64)> {
     let mut out = Vec::new();
     for e in &ats_gateway::model::model().entities {
         let r = client()

@@ -114,7 +114,11 @@ pub(super) async fn run(
             }
         }
     };
-    let plan = match submit::validate(st, rq, input, held.is_some()).await {
+    // The look-alike probe's baseline rides in the validation read: with a key it resolves a lost
+    // answer; for the atomic strategies it also finds what an upstream that does not roll back a
+    // refused change set kept (see `write::compensate_landed`).
+    let probe = held.is_some() || st.write.strategy.is_atomic();
+    let plan = match submit::validate(st, rq, input, probe).await {
         Ok(plan) => plan,
         Err(errors) => {
             if let Some(h) = held {

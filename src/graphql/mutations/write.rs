@@ -123,6 +123,7 @@ async fn write_batch(
 ) -> Result<Written, WriteFailure> {
     let shape = &*SHAPE;
     let up = &state.upstream;
+    let landing = Landing::of(&plan);
     let mut parts = Vec::new();
     let mut paths = Vec::new();
     let person_ref = match (&plan.person, &plan.party_number) {
@@ -192,11 +193,11 @@ async fn write_batch(
                     "The change set failed.",
                 )
             });
-            // A change set that failed wrote nothing.
-            Err(WriteFailure {
-                errors: vec![SubmissionError::upstream(&e, n, what)],
-                upstream: None,
-            })
+            // Dataverse documents a failed change set as writing nothing; an F&O virtual table
+            // may not roll back (see `compensate_landed`).
+            let mut errors = vec![SubmissionError::upstream(&e, n, what)];
+            compensate_landed(state, rq, &landing, &mut errors).await;
+            Err(WriteFailure { errors, upstream: None })
         }
         None => Err(WriteFailure::unreadable("The $batch response was empty.")),
     }
@@ -209,6 +210,7 @@ async fn write_deep(
     policy: RetryPolicy,
 ) -> Result<Written, WriteFailure> {
     let shape = &*SHAPE;
+    let landing = Landing::of(&plan);
     let person = plan.person.expect("deep insert has a new person");
     let mut person_body = person.body;
     for (rel, entity, _) in &shape.details {
@@ -227,7 +229,7 @@ async fn write_deep(
         shape.person_relation.navigation_property.clone(),
         Json::Object(person_body),
     );
-    let w = state
+    let w = match state
         .send_write_with(
             rq,
             Method::POST,
@@ -237,7 +239,16 @@ async fn write_deep(
             policy,
         )
         .await
-        .map_err(|e| WriteFailure::upstream(e, Some(1)))?;
+    {
+        Ok(w) => w,
+        // Refused (an answered 4xx, not a lost answer): it should have written nothing.
+        Err(e) if !e.outcome_unknown() && e.status.is_some_and(|s| (400..500).contains(&s)) => {
+            let mut errors = vec![SubmissionError::upstream(&e, Some(1), None)];
+            compensate_landed(state, rq, &landing, &mut errors).await;
+            return Err(WriteFailure { errors, upstream: None });
+        }
+        Err(e) => return Err(WriteFailure::upstream(e, Some(1))),
+    };
     let id = w
         .entity_id
         .ok_or_else(|| WriteFailure::unreadable("The upstream did not say which candidate it created."))?;
@@ -433,6 +444,185 @@ async fn compensate(
             }
         }
     }
+}
+
+/// What finds the records of a refused atomic write that the upstream kept anyway.
+struct Landing {
+    probe: Option<crate::graphql::idempotency::Probe>,
+    new_person: bool,
+    /// The detail entities of the submission, each once.
+    details: Vec<&'static Entity>,
+}
+
+impl Landing {
+    fn of(plan: &Plan) -> Self {
+        let mut details: Vec<&'static Entity> = Vec::new();
+        for (_, d) in &plan.details {
+            if !details.iter().any(|e| e.logical_name == d.entity.logical_name) {
+                details.push(d.entity);
+            }
+        }
+        Landing {
+            probe: plan.probe.clone(),
+            new_person: plan.person.is_some(),
+            details,
+        }
+    }
+}
+
+/// After a refused change set or deep insert: looks for what of the submission the upstream kept,
+/// and deletes it as [`compensate`] does for `flat`.
+///
+/// Dataverse documents a change set (and a deep insert) as one transaction, but nothing documents
+/// that F&O virtual tables roll one back, and a transaction spanning a virtual and a native table
+/// is documented as unsupported. So a refusal is not proof that nothing was written. The check
+/// is one read (the recovery look-up of the submission's candidate, [`super::recovery::look`]);
+/// against an upstream that did roll back it finds nothing, and that one read is the price of not
+/// leaving half a candidate behind unnoticed. Records are found by the candidate (the look-alike
+/// probe), then by the party number it links to: the new person and its details (every record
+/// linked to a new person is the submission's own). Parts before the candidate (the new person
+/// alone, when the candidate's part failed) and details of an existing person cannot be told
+/// from other records; the latter are reported as possibly left behind. As with a lost answer,
+/// the look-up can be fooled only by an identical candidate created elsewhere since the
+/// validation read (and not claimed by another idempotency key).
+async fn compensate_landed(
+    state: &GatewayState,
+    rq: &RequestCtx,
+    landing: &Landing,
+    errors: &mut Vec<SubmissionError>,
+) {
+    let shape = &*SHAPE;
+    let candidate_id = match super::recovery::look(state, rq, landing.probe.as_ref()).await {
+        super::recovery::Found::NotWritten => return,
+        super::recovery::Found::Written(id) => id,
+        super::recovery::Found::CannotTell(why) => {
+            tracing::warn!(reason = %why, "a refused change set: cannot tell whether the upstream kept part of it");
+            errors.push(SubmissionError {
+                code: "COMPENSATION_FAILED",
+                message: format!("The upstream refused the write; whether it kept part of it (it documents no rollback) could not be checked: {why}."),
+                path: None,
+                part: None,
+            });
+            return;
+        }
+    };
+    tracing::warn!(candidate.id = %candidate_id, "the upstream refused a change set but kept part of it; compensating");
+    let candidate = Created {
+        entity: shape.candidate,
+        id: Some(candidate_id.clone()),
+        person_key: shape.person_relation.child_readable_key.clone(),
+    };
+    let mut created: Vec<Created> = Vec::new();
+    let mut new_person: Option<String> = None;
+    if landing.new_person {
+        match candidate_party_number(state, rq, &candidate_id).await {
+            Some(pn) => {
+                let key = shape.person_relation.parent_readable_key.clone();
+                let person = Created {
+                    entity: shape.person,
+                    id: None,
+                    person_key: key,
+                };
+                created.extend(resolve(state, rq, &person, Some(&pn), errors).await);
+                new_person = Some(pn);
+            }
+            None => errors.push(SubmissionError {
+                code: "COMPENSATION_FAILED",
+                message: format!("The upstream kept the candidate {candidate_id} of the refused write; its person and details could not be found and may remain."),
+                path: None,
+                part: None,
+            }),
+        }
+    }
+    created.push(candidate);
+    if new_person.is_some() {
+        for d in &landing.details {
+            let c = Created {
+                entity: d,
+                id: None,
+                person_key: back_relation(d).child_readable_key.clone(),
+            };
+            created.extend(resolve(state, rq, &c, new_person.as_deref(), errors).await);
+        }
+    } else if !landing.details.is_empty() && !landing.new_person {
+        let sets: Vec<&str> = landing.details.iter().map(|d| d.entity_set.as_str()).collect();
+        errors.push(SubmissionError {
+            code: "COMPENSATION_FAILED",
+            message: format!("The upstream kept part of the refused write; details of the existing person written before the failing part cannot be told from the person's older ones and may remain in {}.", sets.join(", ")),
+            path: None,
+            part: None,
+        });
+    }
+    let failures_before = errors.len();
+    compensate(state, rq, &created, new_person.as_deref(), errors).await;
+    if errors.len() == failures_before {
+        let mut by_set: Vec<(&str, usize)> = Vec::new();
+        for c in &created {
+            match by_set.iter_mut().find(|(s, _)| *s == c.entity.entity_set) {
+                Some((_, n)) => *n += 1,
+                None => by_set.push((&c.entity.entity_set, 1)),
+            }
+        }
+        let list: Vec<String> = by_set.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        errors.push(SubmissionError {
+            code: "COMPENSATED",
+            message: format!(
+                "The upstream did not roll back the refused write: it kept {} records, which the gateway deleted ({}).",
+                created.len(),
+                list.join(", ")
+            ),
+            path: None,
+            part: None,
+        });
+    }
+}
+
+/// The records of `c`'s set linked to the new person, each as a [`Created`] with its id.
+async fn resolve(
+    state: &GatewayState,
+    rq: &RequestCtx,
+    c: &Created,
+    new_person: Option<&str>,
+    errors: &mut Vec<SubmissionError>,
+) -> Vec<Created> {
+    match find_created(state, rq, c, new_person, &[]).await {
+        Ok(ids) => ids
+            .into_iter()
+            .map(|id| Created {
+                entity: c.entity,
+                id: Some(id),
+                person_key: c.person_key.clone(),
+            })
+            .collect(),
+        Err(why) => {
+            errors.push(SubmissionError {
+                code: "COMPENSATION_FAILED",
+                message: format!(
+                    "Records of {} the upstream kept may remain: {why}.",
+                    c.entity.entity_set
+                ),
+                path: None,
+                part: None,
+            });
+            Vec::new()
+        }
+    }
+}
+
+/// The party number a candidate links to.
+async fn candidate_party_number(state: &GatewayState, rq: &RequestCtx, candidate_id: &str) -> Option<String> {
+    let shape = &*SHAPE;
+    let key = shape.person_relation.child_readable_key.clone()?;
+    let guid = crate::odata::escape::guid(candidate_id).ok()?;
+    let mut query = crate::odata::ODataQuery::new(shape.candidate);
+    query.select = vec![shape.candidate.primary_key.clone(), key.clone()];
+    query.filter = Some(format!("{} eq {guid}", shape.candidate.primary_key));
+    let page = state.get_page_fresh(rq, &query.to_relative_url(), None).await.ok()?;
+    page.value
+        .first()
+        .and_then(|r| r.get(&key))
+        .and_then(Json::as_str)
+        .map(str::to_owned)
 }
 
 /// The ids of the records of `c`'s set linked to the new person, other than those `known`.
