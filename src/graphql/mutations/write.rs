@@ -452,6 +452,8 @@ struct Landing {
     new_person: bool,
     /// The detail entities of the submission, each once.
     details: Vec<&'static Entity>,
+    /// Records the whole submission writes.
+    records: usize,
 }
 
 impl Landing {
@@ -466,6 +468,7 @@ impl Landing {
             probe: plan.probe.clone(),
             new_person: plan.person.is_some(),
             details,
+            records: plan.record_count(),
         }
     }
 }
@@ -543,6 +546,13 @@ async fn compensate_landed(
                 person_key: back_relation(d).child_readable_key.clone(),
             };
             created.extend(resolve(state, rq, &c, new_person.as_deref(), errors).await);
+        }
+        // A refused write that was kept is kept in part (the parts before the failing one). A
+        // look-alike with every record of the submission is not this write's remains: it is an
+        // identical submission that succeeded meanwhile, and deleting it would lose its data.
+        if created.len() >= landing.records {
+            tracing::warn!(candidate.id = %candidate_id, records = created.len(), "a refused change set: the look-alike found is complete, so it is another submission's; nothing deleted");
+            return;
         }
     } else if !landing.details.is_empty() && !landing.new_person {
         let sets: Vec<&str> = landing.details.iter().map(|d| d.entity_set.as_str()).collect();
