@@ -28,16 +28,17 @@ pub async fn with_operation_end<F: std::future::Future>(ends: Instant, f: F) -> 
 /// How long past the operation's end a batch may still run before it is stopped regardless.
 const GRACE: Duration = Duration::from_secs(1);
 
-/// Runs `work` in a task of its own that the operation cannot cancel (a write that must finish
-/// or compensate once it started), with the operation's upstream deadline in scope and stopped
-/// at the latest one grace period after the operation's end (then `None`). The operation awaits
-/// the handle.
-pub fn detached<T: Send + 'static>(
-    work: impl std::future::Future<Output = T> + Send + 'static,
-) -> tokio::task::JoinHandle<Option<T>> {
+/// `work` as it may run in a task of its own: with the operation's upstream deadline (a
+/// task-local, which would not follow it into the task otherwise) in scope, and stopped one grace
+/// period after the operation's end at the latest (then `None`; dropped, the guards it holds
+/// settle what it held). Captures the operation's deadlines where it is called.
+fn bounded<T>(
+    what: &'static str,
+    work: impl std::future::Future<Output = T>,
+) -> impl std::future::Future<Output = Option<T>> {
     let upstream = crate::odata::resilience::current_deadline();
     let ends = OPERATION_ENDS.try_with(|t| *t).ok();
-    tokio::spawn(async move {
+    async move {
         let work = async move {
             match upstream {
                 Some(d) => crate::odata::with_deadline(d, work).await,
@@ -45,17 +46,24 @@ pub fn detached<T: Send + 'static>(
             }
         };
         match ends {
-            // Past its bound the work is dropped: the guards it holds settle what it held.
             Some(ends) => match tokio::time::timeout_at(ends + GRACE, work).await {
                 Ok(v) => Some(v),
                 Err(_) => {
-                    tracing::warn!("detached work outlived its operation's deadline and was stopped");
+                    tracing::warn!("{what} outlived its operation's deadline and was stopped");
                     None
                 }
             },
             None => Some(work.await),
         }
-    })
+    }
+}
+
+/// Runs `work` in a task of its own that the operation cannot cancel (a write that must finish
+/// or compensate once it started), bounded as [`bounded`] says. The operation awaits the handle.
+pub fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> tokio::task::JoinHandle<Option<T>> {
+    tokio::spawn(bounded("detached work", work))
 }
 
 /// Batches still running for one operation; dropped, it aborts them.
@@ -69,27 +77,9 @@ impl TaskScope {
         Arc::default()
     }
 
-    /// Spawns a batch of this operation, carrying the upstream deadline in scope (a task-local,
-    /// which would not follow the batch into its task otherwise), bounded by the operation's end.
+    /// Spawns a batch of this operation, bounded as [`bounded`] says.
     pub fn spawn(&self, batch: BoxFuture<'static, ()>) {
-        let upstream = crate::odata::resilience::current_deadline();
-        let ends = OPERATION_ENDS.try_with(|t| *t).ok();
-        let task = async move {
-            let batch = async move {
-                match upstream {
-                    Some(d) => crate::odata::with_deadline(d, batch).await,
-                    None => batch.await,
-                }
-            };
-            match ends {
-                Some(ends) => {
-                    if tokio::time::timeout_at(ends + GRACE, batch).await.is_err() {
-                        tracing::warn!("a loader batch outlived its operation's deadline and was stopped");
-                    }
-                }
-                None => batch.await,
-            }
-        };
+        let task = bounded("a loader batch", batch);
         let handle = tokio::spawn(task).abort_handle();
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         running.retain(|h| !h.is_finished());

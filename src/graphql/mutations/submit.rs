@@ -141,6 +141,16 @@ pub struct SubmissionError {
 }
 
 impl SubmissionError {
+    /// Something written before a failure could not be undone: `message` says what may remain.
+    pub fn compensation_failed(message: String) -> Self {
+        SubmissionError {
+            code: "COMPENSATION_FAILED",
+            message,
+            path: None,
+            part: None,
+        }
+    }
+
     fn validation(p: FieldProblem) -> Self {
         SubmissionError {
             code: "VALIDATION_FAILED",

@@ -409,12 +409,9 @@ async fn compensate(
                 Ok(ids) => ids,
                 Err(why) => {
                     tracing::error!(entity = %c.entity.entity_set, reason = why, "compensation impossible: a partial submission remains");
-                    errors.push(SubmissionError {
-                        code: "COMPENSATION_FAILED",
-                        message: format!("Could not delete the {what} created before the failure: {why}."),
-                        path: None,
-                        part: None,
-                    });
+                    errors.push(SubmissionError::compensation_failed(format!(
+                        "Could not delete the {what} created before the failure: {why}."
+                    )));
                     continue;
                 }
             },
@@ -422,25 +419,17 @@ async fn compensate(
         for id in ids {
             let Some(url) = delete_url(c.entity, &id) else {
                 tracing::error!(entity = %c.entity.entity_set, record.id = %id, "compensation impossible: the record's id is not a GUID");
-                errors.push(SubmissionError {
-                    code: "COMPENSATION_FAILED",
-                    message: format!("Could not delete the {what} {id:?} created before the failure: not a GUID."),
-                    path: None,
-                    part: None,
-                });
+                errors.push(SubmissionError::compensation_failed(format!(
+                    "Could not delete the {what} {id:?} created before the failure: not a GUID."
+                )));
                 continue;
             };
             if let Err(d) = state.send_write(rq, Method::DELETE, &url, &Json::Null, false).await {
                 tracing::error!(entity = %c.entity.entity_set, record.id = %id, error.code = d.code(), upstream.status = d.status, "compensating delete failed: a partial submission remains");
-                errors.push(SubmissionError {
-                    code: "COMPENSATION_FAILED",
-                    message: format!(
-                        "Could not delete the {what} {id} created before the failure: {}",
-                        d.message
-                    ),
-                    path: None,
-                    part: None,
-                });
+                errors.push(SubmissionError::compensation_failed(format!(
+                    "Could not delete the {what} {id} created before the failure: {}",
+                    d.message
+                )));
             }
         }
     }
@@ -500,12 +489,7 @@ async fn compensate_landed(
         super::recovery::Found::Written(id) => id,
         super::recovery::Found::CannotTell(why) => {
             tracing::warn!(reason = %why, "a refused change set: cannot tell whether the upstream kept part of it");
-            errors.push(SubmissionError {
-                code: "COMPENSATION_FAILED",
-                message: format!("The upstream refused the write; whether it kept part of it (it documents no rollback) could not be checked: {why}."),
-                path: None,
-                part: None,
-            });
+            errors.push(SubmissionError::compensation_failed(format!("The upstream refused the write; whether it kept part of it (it documents no rollback) could not be checked: {why}.")));
             return;
         }
     };
@@ -529,12 +513,7 @@ async fn compensate_landed(
                 created.extend(resolve(state, rq, &person, Some(&pn), errors).await);
                 new_person = Some(pn);
             }
-            None => errors.push(SubmissionError {
-                code: "COMPENSATION_FAILED",
-                message: format!("The upstream kept the candidate {candidate_id} of the refused write; its person and details could not be found and may remain."),
-                path: None,
-                part: None,
-            }),
+            None => errors.push(SubmissionError::compensation_failed(format!("The upstream kept the candidate {candidate_id} of the refused write; its person and details could not be found and may remain."))),
         }
     }
     created.push(candidate);
@@ -556,12 +535,7 @@ async fn compensate_landed(
         }
     } else if !landing.details.is_empty() && !landing.new_person {
         let sets: Vec<&str> = landing.details.iter().map(|d| d.entity_set.as_str()).collect();
-        errors.push(SubmissionError {
-            code: "COMPENSATION_FAILED",
-            message: format!("The upstream kept part of the refused write; details of the existing person written before the failing part cannot be told from the person's older ones and may remain in {}.", sets.join(", ")),
-            path: None,
-            part: None,
-        });
+        errors.push(SubmissionError::compensation_failed(format!("The upstream kept part of the refused write; details of the existing person written before the failing part cannot be told from the person's older ones and may remain in {}.", sets.join(", "))));
     }
     let failures_before = errors.len();
     compensate(state, rq, &created, new_person.as_deref(), errors).await;
@@ -605,15 +579,10 @@ async fn resolve(
             })
             .collect(),
         Err(why) => {
-            errors.push(SubmissionError {
-                code: "COMPENSATION_FAILED",
-                message: format!(
-                    "Records of {} the upstream kept may remain: {why}.",
-                    c.entity.entity_set
-                ),
-                path: None,
-                part: None,
-            });
+            errors.push(SubmissionError::compensation_failed(format!(
+                "Records of {} the upstream kept may remain: {why}.",
+                c.entity.entity_set
+            )));
             Vec::new()
         }
     }
