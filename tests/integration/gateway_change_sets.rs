@@ -3,24 +3,26 @@
 
 use crate::emulator_batch::{batch, change_set_part, count, person, post_batch};
 use crate::gateway_writes::{counts, full_input, submit};
-use crate::harness::{Emu, Gateway};
+use crate::harness::{emulator_dialect, Dialect, Emu, Gateway};
 use ats_gateway::emulator::{EmulatorConfig, Seed};
 use ats_gateway::graphql::context::WriteConfig;
 use ats_gateway::graphql::mutations::submit::Strategy;
 use serde_json::{json, Value};
 
-fn emulator(atomic_change_sets: bool) -> Emu {
+fn emulator(dialect: Dialect, atomic_change_sets: bool) -> Emu {
     Emu::start(EmulatorConfig {
         seed: Seed::Demo,
         seed_size: 20,
         atomic_change_sets,
+        dialect: emulator_dialect(dialect),
         ..EmulatorConfig::default()
     })
 }
 
-fn gateway(atomic_change_sets: bool, strategy: Strategy) -> Gateway {
-    Gateway::with_writes(
-        emulator(atomic_change_sets),
+fn gateway(dialect: Dialect, atomic_change_sets: bool, strategy: Strategy) -> Gateway {
+    Gateway::with_writes_in(
+        dialect,
+        emulator(dialect, atomic_change_sets),
         WriteConfig {
             strategy,
             state_db: None,
@@ -40,7 +42,7 @@ async fn refused_input(emu: &Emu, tag: &str) -> Value {
 
 #[tokio::test]
 async fn a_non_atomic_emulator_keeps_the_parts_before_the_failing_one() {
-    let emu = emulator(false);
+    let emu = emulator(Dialect::Dataverse, false);
     let before = count(&emu, "mshr_dirpersonentities").await;
     let parts = vec![
         change_set_part(1, "POST", "/api/data/v9.2/mshr_dirpersonentities", &person("Kept")),
@@ -63,9 +65,9 @@ async fn a_non_atomic_emulator_keeps_the_parts_before_the_failing_one() {
     );
 }
 
-#[tokio::test]
-async fn a_refused_change_set_that_was_kept_is_compensated() {
-    let gw = gateway(false, Strategy::Batch);
+in_both_dialects!(a_refused_change_set_that_was_kept_is_compensated);
+async fn a_refused_change_set_that_was_kept_is_compensated(dialect: Dialect) {
+    let gw = gateway(dialect, false, Strategy::Batch);
     let input = refused_input(&gw.emu, "kept").await;
     let before = counts(&gw.emu).await;
     let p = submit(&gw, &input, None).await;
@@ -103,9 +105,9 @@ async fn refused_without_compensation(gw: &Gateway, tag: &str) -> (Value, Value)
     (p, stats)
 }
 
-#[tokio::test]
-async fn against_an_atomic_upstream_the_check_is_one_read_and_finds_nothing() {
-    let gw = gateway(true, Strategy::Batch);
+in_both_dialects!(against_an_atomic_upstream_the_check_is_one_read_and_finds_nothing);
+async fn against_an_atomic_upstream_the_check_is_one_read_and_finds_nothing(dialect: Dialect) {
+    let gw = gateway(dialect, true, Strategy::Batch);
     let (p, stats) = refused_without_compensation(&gw, "atomic").await;
     assert_eq!(p["errors"][0]["part"], 20, "{p}");
     // The validation read (one $batch), the change set (one $batch), and the look-up.
@@ -114,11 +116,11 @@ async fn against_an_atomic_upstream_the_check_is_one_read_and_finds_nothing() {
     assert_eq!(stats["writes"], 0, "{stats}");
 }
 
-#[tokio::test]
-async fn a_refused_deep_insert_is_checked_with_one_read() {
+in_both_dialects!(a_refused_deep_insert_is_checked_with_one_read);
+async fn a_refused_deep_insert_is_checked_with_one_read(dialect: Dialect) {
     // The emulator's deep insert is one write even with non-atomic change sets: the check runs
     // and finds nothing.
-    let gw = gateway(false, Strategy::DeepInsert);
+    let gw = gateway(dialect, false, Strategy::DeepInsert);
     let (_, stats) = refused_without_compensation(&gw, "deep").await;
     // The validation read, the refused POST, and the look-up.
     assert_eq!(stats["total"], 3, "{stats}");

@@ -82,10 +82,6 @@ pub(crate) async fn counts(emu: &Emu) -> Vec<(String, u64)> {
     out
 }
 
-fn gateway(strategy: Strategy) -> Gateway {
-    gateway_in(Dialect::Dataverse, strategy)
-}
-
 /// [`gateway`] in `dialect`, over an emulator of the same dialect.
 fn gateway_in(dialect: Dialect, strategy: Strategy) -> Gateway {
     Gateway::with_writes_in(
@@ -279,9 +275,9 @@ async fn a_retry_with_the_same_key_creates_nothing_and_keys_survive_a_restart(di
     let _ = std::fs::remove_file(&db);
 }
 
-#[tokio::test]
-async fn an_internal_candidate_uses_an_existing_person() {
-    let gw = gateway(Strategy::Batch);
+in_both_dialects!(an_internal_candidate_uses_an_existing_person);
+async fn an_internal_candidate_uses_an_existing_person(dialect: Dialect) {
+    let gw = gateway_in(dialect, Strategy::Batch);
     let person = gw
         .emu
         .first("mshr_dirpersonentities?$select=mshr_partynumber,mshr_firstname&$top=1&$orderby=mshr_partynumber")
@@ -302,9 +298,9 @@ async fn an_internal_candidate_uses_an_existing_person() {
     assert_eq!(p["errors"][0]["path"], "partyNumber", "{p}");
 }
 
-#[tokio::test]
-async fn the_deep_insert_strategy_writes_in_one_post() {
-    let gw = gateway(Strategy::DeepInsert);
+in_both_dialects!(the_deep_insert_strategy_writes_in_one_post);
+async fn the_deep_insert_strategy_writes_in_one_post(dialect: Dialect) {
+    let gw = gateway_in(dialect, Strategy::DeepInsert);
     let input = full_input(&gw.emu, "deep").await;
     gw.emu.reset_stats().await;
     let p = submit(&gw, &input, None).await;
@@ -314,9 +310,9 @@ async fn the_deep_insert_strategy_writes_in_one_post() {
     assert_eq!(p["candidate"]["person"]["contacts"].as_array().unwrap().len(), 4);
 }
 
-#[tokio::test]
-async fn the_flat_fallback_compensates_a_failure_in_the_middle() {
-    let gw = gateway(Strategy::Flat);
+in_both_dialects!(the_flat_fallback_compensates_a_failure_in_the_middle);
+async fn the_flat_fallback_compensates_a_failure_in_the_middle(dialect: Dialect) {
+    let gw = gateway_in(dialect, Strategy::Flat);
     let ok = submit(&gw, &full_input(&gw.emu, "flat-ok").await, None).await;
     assert_eq!(ok["errors"], json!([]), "{ok}");
     assert_eq!(ok["strategy"], "FLAT");
@@ -338,9 +334,9 @@ async fn the_flat_fallback_compensates_a_failure_in_the_middle() {
     assert_eq!(counts(&gw.emu).await, before, "nothing half-written remains");
 }
 
-#[tokio::test]
-async fn a_flat_create_without_an_id_fails_and_is_compensated() {
-    let gw = gateway(Strategy::Flat);
+in_both_dialects!(a_flat_create_without_an_id_fails_and_is_compensated);
+async fn a_flat_create_without_an_id_fails_and_is_compensated(dialect: Dialect) {
+    let gw = gateway_in(dialect, Strategy::Flat);
     // The candidate (the 2nd create) and the 3rd education (the 5th). (The person is created
     // with its representation, whose body names it anyway.)
     for (set, nth, part) in [
@@ -486,10 +482,11 @@ fn graphql_literal(v: &Value) -> String {
     }
 }
 
-#[tokio::test]
-async fn idempotency_keys_expire_after_their_ttl() {
-    let gw = Gateway::with_writes(
-        Emu::fresh(),
+in_both_dialects!(idempotency_keys_expire_after_their_ttl);
+async fn idempotency_keys_expire_after_their_ttl(dialect: Dialect) {
+    let gw = Gateway::with_writes_in(
+        dialect,
+        Emu::fresh_in(dialect),
         WriteConfig {
             strategy: Strategy::Batch,
             state_db: None,
