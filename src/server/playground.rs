@@ -39,36 +39,27 @@ pub struct Example {
     pub variables: Option<&'static str>,
 }
 
+/// An example tab: `playground/examples/<name>.graphql` with its `.variables.json`.
+macro_rules! example {
+    ($name:literal) => {
+        Example {
+            name: $name,
+            query: include_str!(concat!("../../playground/examples/", $name, ".graphql")),
+            variables: Some(include_str!(concat!(
+                "../../playground/examples/",
+                $name,
+                ".variables.json"
+            ))),
+        }
+    };
+}
+
 /// The example tabs, in the order the page shows them.
 pub const EXAMPLES: [Example; 4] = [
-    Example {
-        name: "recruiting-request",
-        query: include_str!("../../playground/examples/recruiting-request.graphql"),
-        variables: Some(include_str!(
-            "../../playground/examples/recruiting-request.variables.json"
-        )),
-    },
-    Example {
-        name: "candidate-with-person",
-        query: include_str!("../../playground/examples/candidate-with-person.graphql"),
-        variables: Some(include_str!(
-            "../../playground/examples/candidate-with-person.variables.json"
-        )),
-    },
-    Example {
-        name: "active-requests-page",
-        query: include_str!("../../playground/examples/active-requests-page.graphql"),
-        variables: Some(include_str!(
-            "../../playground/examples/active-requests-page.variables.json"
-        )),
-    },
-    Example {
-        name: "submit-candidate-to-hire",
-        query: include_str!("../../playground/examples/submit-candidate-to-hire.graphql"),
-        variables: Some(include_str!(
-            "../../playground/examples/submit-candidate-to-hire.variables.json"
-        )),
-    },
+    example!("recruiting-request"),
+    example!("candidate-with-person"),
+    example!("active-requests-page"),
+    example!("submit-candidate-to-hire"),
 ];
 
 /// A response body with its content type and validator, worked out once.
