@@ -415,6 +415,10 @@ pub struct EmulatorArgs {
     /// as an upstream that does not roll back a failed change set would.
     #[arg(long, env = "ATS_GATEWAY_EMULATOR_NON_ATOMIC_CHANGE_SETS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub non_atomic_change_sets: bool,
+    /// Refuse every `$batch` that holds a change set (501, an OData error), as a service without
+    /// change-set support does; batches of GETs still work.
+    #[arg(long, env = "ATS_GATEWAY_EMULATOR_NO_CHANGE_SETS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub no_change_sets: bool,
 }
 
 impl EmulatorArgs {
@@ -428,6 +432,7 @@ impl EmulatorArgs {
             dialect: self.dialect,
             collection_expand: !self.no_expand,
             atomic_change_sets: !self.non_atomic_change_sets,
+            change_sets: !self.no_change_sets,
             auth: emulator::auth::AuthConfig {
                 required: self.require_auth,
                 token_lifetime: self.token_lifetime,
