@@ -1,0 +1,240 @@
+//! `ats-gateway doctor`: a compatibility report for a real environment, before the gateway is
+//! pointed at it.
+//!
+//! Doctor connects to the upstream the way the gateway would (the same upstream URL and auth
+//! flags), runs each check of [`checks::CHECKS`] in order, and prints one line per check (pass,
+//! fail or unknown, a detail, and on a failure the setting to use instead), then a verdict:
+//!
+//! - [`checks`]: one function per check, and the list that runs them;
+//! - [`change_sets`]: the change-set check (a change set that must fail, then a look for what it
+//!   left behind, which doctor deletes);
+//! - [`report`]: the human and the `--json` rendering.
+//!
+//! A failed check *blocks* when the gateway cannot work against the service as configured
+//! (`In` refused with `--upstream-dialect dataverse`, change sets refused with a strategy that
+//! needs them, ...). The exit code is 0 when nothing blocks, 1 when something does (an
+//! unreachable upstream, refused credentials, ...), 2 for a command line or settings error
+//! (nothing was checked). Doctor writes only inside the change-set check, and removes what it
+//! wrote. Secrets are never printed: credentials go in sensitive headers, and the upstream URL
+//! is shown without user info or query.
+
+pub mod change_sets;
+pub mod checks;
+pub mod report;
+
+use crate::cli::auth::AuthArgs;
+use crate::cli::UpstreamDialect;
+use crate::graphql::mutations::submit::Strategy;
+use crate::odata::{Upstream, UpstreamConfig, UpstreamError};
+use clap::Args;
+use std::process::ExitCode;
+use std::time::Duration;
+
+pub use checks::{Check, Outcome, Status, CHECKS};
+pub use report::Report;
+
+/// `ats-gateway doctor`: the upstream and the settings the gateway would run with.
+#[derive(Debug, Args, Clone)]
+pub struct DoctorArgs {
+    /// OData service root of the environment to check, such as
+    /// https://org.crm.dynamics.com/api/data/v9.2/.
+    #[arg(long, env = "ATS_GATEWAY_UPSTREAM_URL")]
+    pub upstream: String,
+    /// The dialect the gateway would be run with (see `serve --help`): with `dataverse`, a
+    /// refused `Microsoft.Dynamics.CRM.In` makes the service unusable as configured.
+    #[arg(long, env = "ATS_GATEWAY_UPSTREAM_DIALECT", value_enum, default_value = "auto")]
+    pub upstream_dialect: UpstreamDialect,
+    /// The submission strategy the gateway would be run with: `batch` and `deep-insert` need
+    /// change sets (deep insert falls back to one for an existing person), `flat` does not.
+    #[arg(long, env = "ATS_GATEWAY_SUBMISSION_STRATEGY", value_enum, default_value = "batch")]
+    pub submission_strategy: Strategy,
+    /// The `$expand` pushdown the gateway would be run with: `on` needs collection `$expand`,
+    /// `auto` turns itself off where it does not work, `off` never uses it.
+    #[arg(long, env = "ATS_GATEWAY_EXPAND_PUSHDOWN", value_enum, default_value = "auto")]
+    pub expand_pushdown: Pushdown,
+    /// Timeout of one upstream request.
+    #[arg(long, env = "ATS_GATEWAY_UPSTREAM_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub upstream_timeout: Duration,
+    /// Timeout of opening a connection to the upstream.
+    #[arg(long, env = "ATS_GATEWAY_UPSTREAM_CONNECT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub upstream_connect_timeout: Duration,
+    /// Print one JSON object (`checks`: name, status, detail, fix, blocking; `usable`) instead
+    /// of aligned lines.
+    #[arg(long, default_value_t = false)]
+    pub json: bool,
+    /// The upstream authentication flags of `serve` (the caller-authentication ones are accepted,
+    /// so that one environment serves both commands, and ignored).
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+/// `--expand-pushdown` as doctor judges it (`true`/`false` are accepted for `on`/`off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Pushdown {
+    Auto,
+    #[value(alias = "true")]
+    On,
+    #[value(alias = "false")]
+    Off,
+}
+
+/// The settings the checks judge the service against.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub dialect: UpstreamDialect,
+    pub strategy: Strategy,
+    pub pushdown: Pushdown,
+    /// `--upstream-auth`'s name (`client-credentials`, ...).
+    pub auth_mode: &'static str,
+    /// Whether the gateway calls only with its callers' tokens (pass-through, on-behalf-of):
+    /// doctor, which has no caller, then calls without a token.
+    pub caller_tokens_only: bool,
+}
+
+/// What the checks share: the upstream client, configured as the gateway would be, and the
+/// settings.
+pub struct Doctor {
+    pub upstream: Upstream,
+    pub settings: Settings,
+    /// For the one read whose response headers matter (`Preference-Applied`).
+    http: reqwest::Client,
+}
+
+impl Doctor {
+    /// The upstream client from the arguments; `Err` names a settings problem.
+    pub fn new(args: &DoctorArgs) -> Result<Doctor, String> {
+        let auth = args.auth.upstream_auth(&args.upstream, None)?;
+        let settings = Settings {
+            dialect: args.upstream_dialect,
+            strategy: args.submission_strategy,
+            pushdown: args.expand_pushdown,
+            auth_mode: auth.mode(),
+            caller_tokens_only: auth.acts_only_for_callers(),
+        };
+        let mut config = UpstreamConfig::new(args.upstream.clone());
+        config.timeout = args.upstream_timeout;
+        config.connect_timeout = args.upstream_connect_timeout;
+        config.auth = auth;
+        // One attempt per question: a retried answer would hide what the service does, and the
+        // breaker must not stop the checks after a few expected refusals.
+        config.resilience.max_retries = 0;
+        config.resilience.breaker_threshold = u32::MAX;
+        let upstream = Upstream::new(config).map_err(|e| e.message)?;
+        let http = reqwest::Client::builder()
+            .timeout(args.upstream_timeout)
+            .connect_timeout(args.upstream_connect_timeout)
+            .user_agent(concat!("ats-gateway-doctor/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Doctor {
+            upstream,
+            settings,
+            http,
+        })
+    }
+
+    /// Runs every check of `checks` in order. Once a prerequisite check has not passed, the
+    /// checks after it are `unknown` without running (they would only repeat its failure).
+    pub async fn run(&self, checks: &[Check]) -> Report {
+        let mut lines = Vec::with_capacity(checks.len());
+        let mut stopped_by: Option<&'static str> = None;
+        for check in checks {
+            let outcome = match stopped_by {
+                Some(name) => Outcome::unknown(format!("not run: the {name} check did not pass")),
+                None => (check.run)(self).await,
+            };
+            if check.prerequisite && stopped_by.is_none() && outcome.status != Status::Pass {
+                stopped_by = Some(check.name);
+            }
+            lines.push((check.name, outcome));
+        }
+        Report {
+            upstream: report::shown_url(self.upstream.config().service_root.as_str()),
+            settings: self.settings,
+            lines,
+        }
+    }
+
+    /// One page of `link` with `Prefer: odata.maxpagesize=<page_size>`, and the
+    /// `Preference-Applied` header of the answer. Credentials come from the upstream's own
+    /// token source; the header is marked sensitive.
+    pub async fn get_page_preferring(
+        &self,
+        link: &str,
+        page_size: usize,
+    ) -> Result<(crate::odata::Page, Option<String>), UpstreamError> {
+        use reqwest::header::{HeaderValue, AUTHORIZATION};
+        let url = self.upstream.absolute_url(link)?;
+        let credential = self.upstream.tokens().credential(None).await?;
+        let mut rb = self
+            .http
+            .get(url)
+            .header("accept", "application/json")
+            .header("odata-maxversion", "4.0")
+            .header("odata-version", "4.0")
+            .header("if-none-match", "null")
+            .header("prefer", format!("odata.maxpagesize={page_size}"));
+        if let Some(secret) = &credential.header {
+            let mut value = HeaderValue::from_str(secret.expose()).map_err(|_| {
+                UpstreamError::not_sent(
+                    crate::odata::UpstreamErrorKind::Unauthorized,
+                    "the Authorization value is not a valid HTTP header value",
+                )
+            })?;
+            value.set_sensitive(true);
+            rb = rb.header(AUTHORIZATION, value);
+        }
+        let response = rb
+            .send()
+            .await
+            .map_err(|e| UpstreamError::from_transport(e.without_url(), false))?;
+        let status = response.status().as_u16();
+        let applied = response
+            .headers()
+            .get("preference-applied")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| UpstreamError::from_transport(e.without_url(), true))?;
+        if !(200..300).contains(&status) {
+            return Err(UpstreamError::from_status(status, None, &body));
+        }
+        Ok((crate::odata::response::parse_page(status, &body)?, applied))
+    }
+}
+
+/// Logs go to stderr, off unless `ATS_GATEWAY_LOG` asks for them: the report is the output, and
+/// the upstream client's warnings about the refusals doctor provokes would only repeat it.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ATS_GATEWAY_LOG").unwrap_or_else(|_| "off".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Entry point of `ats-gateway doctor`: runs the checks, prints the report, and exits 0 (usable
+/// as configured), 1 (not usable) or 2 (settings error, nothing checked).
+pub async fn main(args: &DoctorArgs) -> ExitCode {
+    init_logging();
+    let doctor = match Doctor::new(args) {
+        Ok(d) => d,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = doctor.run(CHECKS).await;
+    let text = match args.json {
+        true => format!("{}\n", report.to_json()),
+        false => report.to_human(),
+    };
+    print!("{text}");
+    match report.usable() {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::from(1),
+    }
+}
