@@ -37,9 +37,10 @@ pub use report::Report;
 #[derive(Debug, Args, Clone)]
 pub struct DoctorArgs {
     /// OData service root of the environment to check, such as
-    /// https://org.crm.dynamics.com/api/data/v9.2/.
+    /// https://org.crm.dynamics.com/api/data/v9.2/. Required (here, in the environment or as
+    /// `upstream` in the config file, whose `serve` settings doctor shares).
     #[arg(long, env = "ATS_GATEWAY_UPSTREAM_URL")]
-    pub upstream: String,
+    pub upstream: Option<String>,
     /// The dialect the gateway would be run with (see `serve --help`): with `dataverse`, a
     /// refused `Microsoft.Dynamics.CRM.In` makes the service unusable as configured.
     #[arg(long, env = "ATS_GATEWAY_UPSTREAM_DIALECT", value_enum, default_value = "auto")]
@@ -103,7 +104,11 @@ pub struct Doctor {
 impl Doctor {
     /// The upstream client from the arguments; `Err` names a settings problem.
     pub fn new(args: &DoctorArgs) -> Result<Doctor, String> {
-        let auth = args.auth.upstream_auth(&args.upstream, None)?;
+        let root = args
+            .upstream
+            .clone()
+            .ok_or("doctor needs --upstream (or ATS_GATEWAY_UPSTREAM_URL, or `upstream` in the config file)")?;
+        let auth = args.auth.upstream_auth(&root, None)?;
         let settings = Settings {
             dialect: args.upstream_dialect,
             strategy: args.submission_strategy,
@@ -111,7 +116,7 @@ impl Doctor {
             auth_mode: auth.mode(),
             caller_tokens_only: auth.acts_only_for_callers(),
         };
-        let mut config = UpstreamConfig::new(args.upstream.clone());
+        let mut config = UpstreamConfig::new(root);
         config.timeout = args.upstream_timeout;
         config.connect_timeout = args.upstream_connect_timeout;
         config.auth = auth;
