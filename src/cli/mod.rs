@@ -174,7 +174,8 @@ pub enum Command {
     Emulator(EmulatorArgs),
     /// Check a real environment before running the gateway against it: one line per check
     /// (pass, fail or unknown, and the setting to use instead), then a verdict. Exit code 0 when
-    /// the gateway can work against the service as configured, 1 when it cannot.
+    /// the gateway can work against the service as configured, 1 when it cannot, 2 for a
+    /// command-line or settings error.
     Doctor(crate::doctor::DoctorArgs),
 }
 

@@ -243,3 +243,80 @@ pub async fn main(args: &DoctorArgs) -> ExitCode {
         false => ExitCode::from(1),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use futures::future::BoxFuture;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        doctor: DoctorArgs,
+    }
+
+    fn args(extra: &[&str]) -> DoctorArgs {
+        let mut argv = vec!["doctor", "--upstream", "http://127.0.0.1:9/api/data/v9.2/"];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv).expect("valid arguments").doctor
+    }
+
+    fn passes(_: &Doctor) -> BoxFuture<'_, Outcome> {
+        Box::pin(async { Outcome::pass("ok") })
+    }
+
+    fn fails(_: &Doctor) -> BoxFuture<'_, Outcome> {
+        Box::pin(async { Outcome::fail("no") })
+    }
+
+    fn never_runs(_: &Doctor) -> BoxFuture<'_, Outcome> {
+        panic!("a check after a failed prerequisite ran")
+    }
+
+    #[tokio::test]
+    async fn checks_after_a_failed_prerequisite_are_unknown_without_running() {
+        let doctor = Doctor::new(&args(&[])).expect("settings");
+        let list = [
+            Check::new("first", passes),
+            Check::prerequisite("gate", fails),
+            Check::new("later", never_runs),
+        ];
+        let report = doctor.run(&list).await;
+        let statuses: Vec<(&str, Status)> = report.lines.iter().map(|(n, o)| (*n, o.status)).collect();
+        assert_eq!(
+            statuses,
+            [
+                ("first", Status::Pass),
+                ("gate", Status::Fail),
+                ("later", Status::Unknown)
+            ]
+        );
+        assert!(report.lines[2].1.detail.contains("the gate check did not pass"));
+        assert!(!report.usable());
+        let report = doctor
+            .run(&[Check::prerequisite("gate", passes), Check::new("then", passes)])
+            .await;
+        assert!(report.usable());
+        assert_eq!(report.verdict(), "usable as configured");
+    }
+
+    #[test]
+    fn settings_parse_like_serve_and_accept_boolean_pushdown() {
+        let a = args(&[]);
+        assert_eq!(a.upstream_dialect, UpstreamDialect::Auto);
+        assert_eq!(a.submission_strategy, Strategy::Batch);
+        assert_eq!(a.expand_pushdown, Pushdown::Auto);
+        assert_eq!(args(&["--expand-pushdown", "true"]).expand_pushdown, Pushdown::On);
+        assert_eq!(args(&["--expand-pushdown", "false"]).expand_pushdown, Pushdown::Off);
+        assert_eq!(args(&["--expand-pushdown", "off"]).expand_pushdown, Pushdown::Off);
+        let err = Doctor::new(&args(&["--upstream-auth", "client-credentials"])).err();
+        assert!(err.is_some_and(|e| e.contains("--tenant-id")));
+        let none = Doctor::new(&DoctorArgs {
+            upstream: None,
+            ..args(&[])
+        })
+        .err();
+        assert!(none.is_some_and(|e| e.contains("--upstream")));
+    }
+}

@@ -48,6 +48,12 @@ impl Report {
         self.lines.iter().filter(|(_, o)| o.blocking).map(|(n, _)| *n).collect()
     }
 
+    /// The names of the lines that could not tell.
+    fn unknown(&self) -> Vec<&'static str> {
+        let unknown = self.lines.iter().filter(|(_, o)| o.status == Status::Unknown);
+        unknown.map(|(n, _)| *n).collect()
+    }
+
     fn settings_line(&self) -> String {
         let s = &self.settings;
         format!(
@@ -61,9 +67,14 @@ impl Report {
 
     /// The one-line verdict.
     pub fn verdict(&self) -> String {
-        match self.usable() {
-            true => "usable as configured".to_string(),
-            false => format!("NOT usable as configured (blocked by: {})", self.blocking().join(", ")),
+        let unknown = self.unknown();
+        match (self.usable(), unknown.is_empty()) {
+            (false, _) => format!("NOT usable as configured (blocked by: {})", self.blocking().join(", ")),
+            (true, true) => "usable as configured".to_string(),
+            (true, false) => format!(
+                "usable as configured, as far as doctor could tell (unknown: {})",
+                unknown.join(", ")
+            ),
         }
     }
 
@@ -199,7 +210,10 @@ mod tests {
         );
         assert_eq!(v["checks"][2]["fix"], "--x");
         assert_eq!(v["settings"]["submissionStrategy"], "flat");
-        assert_eq!(v["verdict"], "usable as configured");
+        assert_eq!(
+            v["verdict"],
+            "usable as configured, as far as doctor could tell (unknown: b)"
+        );
         assert_eq!((r.count(Status::Pass), r.count(Status::Fail)), (1, 1));
     }
 }
