@@ -54,7 +54,7 @@ pub fn change_sets(d: &Doctor) -> BoxFuture<'_, Outcome> {
         let person = entity("Person");
         let marker = format!("doctor-{}", uuid::Uuid::new_v4().simple());
         let items = vec![BatchRequestItem::ChangeSet(parts(d, person, &marker))];
-        let answer = classify(&d.upstream.batch(items, None, false).await);
+        let answer = classify(&d.upstream.batch(items, d.auth(), false).await);
         let leftovers = clean_up(d, person, &marker).await;
         verdict(&answer, &leftovers, d.settings.strategy, &marker)
     })
@@ -115,7 +115,7 @@ async fn clean_up(d: &Doctor, person: &'static Entity, marker: &str) -> Leftover
     let mut q = ODataQuery::new(person);
     q.select = vec![person.primary_key.clone()];
     q.filter = Some(format!("mshr_lastname eq {}", escape::string_literal(marker)));
-    let rows = match d.upstream.get_all(&q, None, 100).await {
+    let rows = match d.upstream.get_all(&q, d.auth(), 100).await {
         Ok(page) => page.value,
         Err(e) => {
             return Leftovers {
@@ -140,7 +140,7 @@ async fn clean_up(d: &Doctor, person: &'static Entity, marker: &str) -> Leftover
                     Method::DELETE,
                     &key.to_relative_url(),
                     &serde_json::Value::Null,
-                    None,
+                    d.auth(),
                     false,
                 )
                 .await

@@ -158,14 +158,14 @@ fn could_not_ask(e: &UpstreamError) -> Outcome {
 pub fn reachability(d: &Doctor) -> BoxFuture<'_, Outcome> {
     Box::pin(async move {
         let auth = d.settings.auth_mode;
-        if let Err(e) = d.upstream.tokens().credential(None).await {
+        if let Err(e) = d.upstream.tokens().credential(d.auth()).await {
             return Outcome::fail(format!("no token through {auth}: {} ({})", e.message, e.code()));
         }
-        match d.upstream.probe().await {
+        match d.upstream.get_json_once("", d.auth()).await {
             Ok(doc) => Outcome::pass(format!("service document read (auth {auth}); {}", listed_sets(&doc))),
-            Err(e) if d.settings.caller_tokens_only && e.kind == UpstreamErrorKind::Unauthorized => {
+            Err(e) if d.settings.caller_tokens_only && !d.has_caller() && e.kind == UpstreamErrorKind::Unauthorized => {
                 Outcome::unknown(format!(
-                    "the service answers, but {auth} needs a caller's token, which doctor does not have (HTTP 401)"
+                    "the service answers (HTTP 401), but {auth} calls with a caller's token: give doctor one (ATS_GATEWAY_DOCTOR_CALLER_TOKEN) to check the rest"
                 ))
             }
             Err(e) => match e.kind {
@@ -200,7 +200,7 @@ fn listed_sets(doc: &serde_json::Value) -> String {
 /// Reads the option-set definitions as the gateway does at start, and says how the labels map.
 pub fn option_sets(d: &Doctor) -> BoxFuture<'_, Outcome> {
     Box::pin(async move {
-        let labels = OptionSetLabels::load(&d.upstream, None).await;
+        let labels = OptionSetLabels::load(&d.upstream, d.auth()).await;
         judge_labels(&labels)
     })
 }
@@ -340,7 +340,7 @@ async fn follow_links(
 pub fn in_function(d: &Doctor) -> BoxFuture<'_, Outcome> {
     Box::pin(async move {
         let configured = d.settings.dialect;
-        match crate::server::probe_dialect(&d.upstream).await {
+        match crate::server::probe_dialect_as(&d.upstream, d.auth()).await {
             Ok(Dialect::Dataverse) => Outcome::pass(match configured {
                 UpstreamDialect::Odata4 => {
                     "Microsoft.Dynamics.CRM.In accepted (odata4 as configured works too; dataverse needs fewer requests)"
@@ -382,7 +382,7 @@ pub fn collection_expand(d: &Doctor) -> BoxFuture<'_, Outcome> {
                 .fix("--expand-pushdown off")
                 .blocking(d.settings.pushdown == Pushdown::On)
         };
-        let doc = match d.upstream.get_json_once(&q.to_relative_url(), None).await {
+        let doc = match d.upstream.get_json_once(&q.to_relative_url(), d.auth()).await {
             Ok(doc) => doc,
             Err(e) if inconclusive(&e) => return could_not_ask(&e),
             Err(e) => return refused(format!("refused: {} ({})", e.message, e.code())),
@@ -414,7 +414,7 @@ pub fn batch(d: &Doctor) -> BoxFuture<'_, Outcome> {
         q.top = Some(1);
         let part = d.upstream.batch_get_part(&q.to_relative_url(), None);
         let items = vec![crate::batch::BatchRequestItem::Request(part)];
-        let answer = match d.upstream.batch(items, None, false).await {
+        let answer = match d.upstream.batch(items, d.auth(), false).await {
             Ok(answer) => answer,
             Err(e) if inconclusive(&e) => return could_not_ask(&e),
             Err(e) => return Outcome::fail(format!("$batch refused: {} ({})", e.message, e.code())),

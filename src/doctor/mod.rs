@@ -59,6 +59,13 @@ pub struct DoctorArgs {
     /// Timeout of opening a connection to the upstream.
     #[arg(long, env = "ATS_GATEWAY_UPSTREAM_CONNECT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub upstream_connect_timeout: Duration,
+    /// A caller's bearer token, for `--upstream-auth pass-through` (a Dataverse token) and
+    /// `on-behalf-of` (a token for the gateway's API, exchanged as the gateway would): in those
+    /// modes the gateway calls only as its callers, so without one doctor can only see that the
+    /// service answers. Prefer the environment variable to the flag, which other users of the
+    /// machine can see. Ignored in the other modes.
+    #[arg(long, env = "ATS_GATEWAY_DOCTOR_CALLER_TOKEN", hide_env_values = true)]
+    pub caller_token: Option<crate::secret::Secret>,
     /// Print one JSON object (`checks`: name, status, detail, fix, blocking; `usable`) instead
     /// of aligned lines.
     #[arg(long, default_value_t = false)]
@@ -99,6 +106,8 @@ pub struct Doctor {
     pub settings: Settings,
     /// For the one read whose response headers matter (`Preference-Applied`).
     http: reqwest::Client,
+    /// `Bearer <caller token>`, the `Authorization` value of a caller (`--caller-token`).
+    caller: Option<crate::secret::Secret>,
 }
 
 impl Doctor {
@@ -131,11 +140,28 @@ impl Doctor {
             .user_agent(concat!("ats-gateway-doctor/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let caller = args.caller_token.as_ref().map(|t| {
+            let token = t.expose().trim();
+            let token = token.strip_prefix("Bearer ").unwrap_or(token);
+            crate::secret::Secret::new(format!("Bearer {token}"))
+        });
         Ok(Doctor {
             upstream,
             settings,
             http,
+            caller,
         })
+    }
+
+    /// The caller's `Authorization` value every call is made for (`None`: doctor's own calls,
+    /// as the gateway's own).
+    pub fn auth(&self) -> Option<&str> {
+        self.caller.as_ref().map(|s| s.expose())
+    }
+
+    /// Whether doctor has a caller's token to call with.
+    pub fn has_caller(&self) -> bool {
+        self.caller.is_some()
     }
 
     /// Runs every check of `checks` in order. Once a prerequisite check has not passed, the
@@ -170,7 +196,7 @@ impl Doctor {
     ) -> Result<(crate::odata::Page, Option<String>), UpstreamError> {
         use reqwest::header::{HeaderValue, AUTHORIZATION};
         let url = self.upstream.absolute_url(link)?;
-        let credential = self.upstream.tokens().credential(None).await?;
+        let credential = self.upstream.tokens().credential(self.auth()).await?;
         let mut rb = self
             .http
             .get(url)

@@ -333,3 +333,46 @@ async fn a_config_file_shared_with_serve_gives_doctor_its_upstream_and_settings(
     assert_eq!(report["settings"]["submissionStrategy"], "flat");
     assert_eq!(check(&report, "change-sets")["blocking"], false);
 }
+
+#[tokio::test]
+async fn pass_through_checks_as_the_caller_whose_token_doctor_is_given() {
+    let emu = Emu::with_auth(std::time::Duration::from_secs(3600));
+    let args = ["--upstream-auth", "pass-through"];
+    let without = doctor(&emu.root, &args, &[]);
+    assert_eq!(without.status("reachability"), "unknown", "{}", without.stdout);
+    assert!(without
+        .line("reachability")
+        .0
+        .contains("ATS_GATEWAY_DOCTOR_CALLER_TOKEN"));
+    assert_eq!(without.status("change-sets"), "unknown");
+
+    let token = emu.user_token("carol", &format!("{}/.default", emu.origin())).await;
+    let before = counts_as(&emu, &token).await;
+    let with = doctor(&emu.root, &args, &[("ATS_GATEWAY_DOCTOR_CALLER_TOKEN", &token)]);
+    assert_eq!(with.code, 0, "{}", with.stdout);
+    for c in ats_gateway::doctor::CHECKS {
+        assert_eq!(with.status(c.name), "pass", "{}", with.stdout);
+    }
+    assert_eq!(with.verdict(), "usable as configured");
+    assert!(!with.stdout.contains(&token) && !with.stderr.contains(&token));
+    assert_eq!(counts_as(&emu, &token).await, before, "doctor leaves nothing behind");
+}
+
+/// The record count of every entity set, read with a bearer token.
+async fn counts_as(emu: &Emu, token: &str) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for e in &ats_gateway::model::model().entities {
+        let r = crate::harness::client()
+            .get(emu.url(&format!("{}/$count", e.entity_set)))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let text = r.text().await.unwrap();
+        out.push((
+            e.entity_set.clone(),
+            text.trim_start_matches('\u{feff}').parse().unwrap(),
+        ));
+    }
+    out
+}
