@@ -2,7 +2,8 @@
 //! is one function returning an [`Outcome`] and one line in [`CHECKS`].
 //!
 //! Every URL is built by [`crate::odata::ODataQuery`] (names from the model, values escaped by
-//! `odata::escape`); every call is one upstream request, never retried.
+//! `odata::escape`). Doctor's upstream client has no retries of failures (only a 429's wait and
+//! a token refresh after a 401 remain), so an answer is the service's own, not a retry's.
 
 use super::{Doctor, Pushdown};
 use crate::cli::UpstreamDialect;

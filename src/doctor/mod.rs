@@ -2,7 +2,8 @@
 //! pointed at it.
 //!
 //! Doctor connects to the upstream the way the gateway would (the same upstream URL and auth
-//! flags), runs each check of [`checks::CHECKS`] in order, and prints one line per check (pass,
+//! flags; in the pass-through and on-behalf-of modes, as the caller whose token it is given in
+//! `ATS_GATEWAY_DOCTOR_CALLER_TOKEN`), runs each check of [`checks::CHECKS`] in order, and prints one line per check (pass,
 //! fail or unknown, a detail, and on a failure the setting to use instead), then a verdict:
 //!
 //! - [`checks`]: one function per check, and the list that runs them;
