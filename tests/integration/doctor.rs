@@ -285,6 +285,28 @@ async fn client_credentials_are_used_and_a_refused_secret_is_never_printed() {
 }
 
 #[test]
+fn help_lists_the_settings_doctor_judges_against() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ats-gateway"))
+        .args(["doctor", "--help"])
+        .env_remove("ATS_GATEWAY_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--upstream ",
+        "--upstream-auth",
+        "--upstream-dialect",
+        "--submission-strategy",
+        "--expand-pushdown",
+        "--caller-token",
+        "--json",
+    ] {
+        assert!(help.contains(flag), "{flag} in {help}");
+    }
+}
+
+#[test]
 fn settings_errors_exit_2_without_checking() {
     let clap_error = Command::new(env!("CARGO_BIN_EXE_ats-gateway"))
         .args(["doctor"])
