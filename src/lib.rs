@@ -11,6 +11,8 @@
 //!   authentication.
 //! - [`emulator`]: the local Dataverse (SQLite store, `$metadata`, queries, writes, `$batch`,
 //!   faults, demo seed, a local Entra).
+//! - [`doctor`]: `ats-gateway doctor`, a compatibility report for a real environment (reach,
+//!   auth, option sets, paging, `In`, `$expand`, `$batch`, change sets) with an exit code.
 //! - [`secret`]: values kept out of logs, and the SHA-256 fingerprints standing in for them.
 //! - [`telemetry`]: metrics (Prometheus) and logging setup.
 //! - [`serving`]: one axum server on a listener, with graceful shutdown.
@@ -18,6 +20,7 @@
 
 pub mod batch;
 pub mod cli;
+pub mod doctor;
 pub mod emulator;
 pub mod graphql;
 pub mod model;

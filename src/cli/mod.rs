@@ -1,5 +1,5 @@
-//! The command line: `ats-gateway [serve]` and `ats-gateway emulator`, each flag with an
-//! `ATS_GATEWAY_*` environment twin.
+//! The command line: `ats-gateway [serve]`, `ats-gateway emulator` and `ats-gateway doctor`
+//! (`crate::doctor`), each flag with an `ATS_GATEWAY_*` environment twin.
 
 pub mod auth;
 
@@ -61,7 +61,7 @@ pub fn parse_args(mut args: Vec<std::ffi::OsString>) -> Result<Cli, ArgsError> {
             break;
         }
     }
-    let has_subcommand = first_word.is_some_and(|w| matches!(&*w, "serve" | "emulator" | "help"));
+    let has_subcommand = first_word.is_some_and(|w| matches!(&*w, "serve" | "emulator" | "doctor" | "help"));
     if !has_subcommand
         && !args
             .iter()
@@ -87,6 +87,7 @@ pub fn parse_args(mut args: Vec<std::ffi::OsString>) -> Result<Cli, ArgsError> {
         }
     }
     cmd = apply_defaults(cmd, "serve", &serve_keys, path)?;
+    cmd = apply_shared_defaults(cmd, "doctor", &serve_keys, path)?;
     // The command line alone parsed, so what fails now is a value from the file.
     let from_file = |e: clap::Error| {
         let rendered = e.render().to_string();
@@ -142,6 +143,26 @@ fn apply_defaults(
     }))
 }
 
+/// `serve`'s settings that `sub` shares (the upstream and its auth, ...) become its defaults too;
+/// the others are `serve`'s alone and skipped (`apply_defaults` has refused unknown keys).
+fn apply_shared_defaults(
+    cmd: clap::Command,
+    sub: &str,
+    table: &toml::Table,
+    path: &std::path::Path,
+) -> Result<clap::Command, ArgsError> {
+    let sc = cmd.find_subcommand(sub).expect("known subcommand");
+    let shared: toml::Table = table
+        .iter()
+        .filter(|(k, _)| {
+            let long = k.replace('_', "-");
+            sc.get_arguments().any(|a| a.get_long() == Some(long.as_str()))
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    apply_defaults(cmd, sub, &shared, path)
+}
+
 // Parsed once at start: the size of the larger variant costs nothing worth a box.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
@@ -151,6 +172,11 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run only the embedded Dataverse emulator.
     Emulator(EmulatorArgs),
+    /// Check a real environment before running the gateway against it: one line per check
+    /// (pass, fail or unknown, and the setting to use instead), then a verdict. Exit code 0 when
+    /// the gateway can work against the service as configured, 1 when it cannot, 2 for a
+    /// command-line or settings error.
+    Doctor(crate::doctor::DoctorArgs),
 }
 
 /// Reads a duration such as `30s`, `500ms` or `2m`.
@@ -415,6 +441,10 @@ pub struct EmulatorArgs {
     /// as an upstream that does not roll back a failed change set would.
     #[arg(long, env = "ATS_GATEWAY_EMULATOR_NON_ATOMIC_CHANGE_SETS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub non_atomic_change_sets: bool,
+    /// Refuse every `$batch` that holds a change set (501, an OData error), as a service without
+    /// change-set support does; batches of GETs still work.
+    #[arg(long, env = "ATS_GATEWAY_EMULATOR_NO_CHANGE_SETS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub no_change_sets: bool,
 }
 
 impl EmulatorArgs {
@@ -428,6 +458,7 @@ impl EmulatorArgs {
             dialect: self.dialect,
             collection_expand: !self.no_expand,
             atomic_change_sets: !self.non_atomic_change_sets,
+            change_sets: !self.no_change_sets,
             auth: emulator::auth::AuthConfig {
                 required: self.require_auth,
                 token_lifetime: self.token_lifetime,
@@ -486,11 +517,14 @@ pub async fn main() -> ExitCode {
     let format = match &command {
         Command::Serve(a) => a.log_format,
         Command::Emulator(_) => crate::telemetry::LogFormat::Text,
+        // Its report is its output; it sets up its own (quiet) logging.
+        Command::Doctor(args) => return crate::doctor::main(args).await,
     };
     crate::telemetry::init_logging(format);
     let result = match command {
         Command::Emulator(args) => run_emulator(args).await,
         Command::Serve(args) => run_serve(args).await,
+        Command::Doctor(_) => unreachable!("doctor returned above"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

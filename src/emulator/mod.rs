@@ -72,6 +72,10 @@ pub struct EmulatorConfig {
     /// keeps parts 1..N-1 committed and answers with part N's error, as an upstream that does
     /// not roll back a failed change set would.
     pub atomic_change_sets: bool,
+    /// Whether `$batch` accepts change sets (default). Off, a batch holding one is refused whole
+    /// (501, an OData error), as a service without change-set support answers; GET-only batches
+    /// still work.
+    pub change_sets: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -87,6 +91,7 @@ impl Default for EmulatorConfig {
             dialect: dialect::Dialect::Dataverse,
             collection_expand: true,
             atomic_change_sets: true,
+            change_sets: true,
         }
     }
 }
@@ -107,6 +112,7 @@ pub fn build(config: &EmulatorConfig) -> Result<Arc<http::EmulatorState>, error:
                 collection_expand: config.collection_expand,
             },
             atomic_change_sets: config.atomic_change_sets,
+            change_sets: config.change_sets,
         },
         faults: FaultState::new(config.faults.clone()),
         authority: auth::Authority::new(config.auth.clone())

@@ -212,6 +212,10 @@ pub struct Service {
     /// is its own write and a failing part leaves the parts before it committed, as an F&O
     /// virtual table (whose rollback is not documented) may.
     pub atomic_change_sets: bool,
+    /// Whether `$batch` takes change sets (Dataverse does). Off, a batch holding a change set is
+    /// refused whole with 501, as a service without change-set support answers; batches of
+    /// requests outside change sets still run.
+    pub change_sets: bool,
 }
 
 impl Service {

@@ -175,6 +175,15 @@ fn reread_labels(state: std::sync::Weak<GatewayState>, every: std::time::Duratio
 /// `Microsoft.Dynamics.CRM.In` filter on a small entity set: accepted → dataverse, refused with a
 /// 400 → odata4. `Err` says why the answer was inconclusive (unreachable, 401, 5xx, ...).
 pub async fn probe_dialect(upstream: &crate::odata::Upstream) -> Result<crate::odata::Dialect, String> {
+    probe_dialect_as(upstream, None).await
+}
+
+/// [`probe_dialect`] sent with a caller's `Authorization` value (`ats-gateway doctor` with a
+/// caller token, for the pass-through and on-behalf-of modes).
+pub async fn probe_dialect_as(
+    upstream: &crate::odata::Upstream,
+    auth: Option<&str>,
+) -> Result<crate::odata::Dialect, String> {
     use crate::odata::{Dialect, UpstreamErrorKind};
     let entities = &crate::model::model().entities;
     let entity = entities
@@ -190,7 +199,7 @@ pub async fn probe_dialect(upstream: &crate::odata::Upstream) -> Result<crate::o
         crate::odata::escape::string_literal(&entity.primary_key),
         crate::odata::escape::in_values(&["00000000-0000-0000-0000-000000000000"])
     ));
-    match upstream.get_json_once(&q.to_relative_url(), None).await {
+    match upstream.get_json_once(&q.to_relative_url(), auth).await {
         Ok(_) => Ok(Dialect::Dataverse),
         Err(e) if e.kind == UpstreamErrorKind::BadRequest => Ok(Dialect::Odata4),
         Err(e) => Err(e.to_string()),

@@ -23,6 +23,7 @@ macro_rules! in_both_dialects {
 }
 
 mod cli;
+mod doctor;
 mod emulator_batch;
 mod emulator_dialects;
 mod emulator_errors;
