@@ -8,6 +8,7 @@
 //! `Display` prints valid OData filter text (strings with `''` escaping, `In` values as JSON), and
 //! parsing that text gives back an equal tree: the property test in `tests/props.rs` checks it.
 
+use crate::vocabulary::string_literal;
 use std::fmt;
 
 /// A boolean `$filter` expression.
@@ -199,7 +200,7 @@ impl fmt::Display for Literal {
             Literal::Null => f.write_str("null"),
             Literal::Bool(b) => write!(f, "{b}"),
             Literal::Int(n) => write!(f, "{n}"),
-            Literal::String(s) => write!(f, "'{}'", s.replace('\'', "''")),
+            Literal::String(s) => f.write_str(&string_literal(s)),
             Literal::Decimal(s) | Literal::Guid(s) | Literal::Date(s) | Literal::DateTimeOffset(s) => f.write_str(s),
         }
     }
