@@ -32,6 +32,7 @@ use super::escape;
 use super::options::OptionSetLabels;
 use super::query::Dialect;
 use crate::model::{model, Entity, PropType, Property};
+pub use crate::vocabulary::{CmpOp, StrFunc};
 use std::fmt::Write;
 
 /// A filter on one entity's properties (OData names, as in the model).
@@ -58,47 +59,6 @@ pub enum Filter {
         property: String,
         is_null: bool,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CmpOp {
-    Eq,
-    Ne,
-    Gt,
-    Ge,
-    Lt,
-    Le,
-}
-
-impl CmpOp {
-    fn keyword(self) -> &'static str {
-        match self {
-            CmpOp::Eq => "eq",
-            CmpOp::Ne => "ne",
-            CmpOp::Gt => "gt",
-            CmpOp::Ge => "ge",
-            CmpOp::Lt => "lt",
-            CmpOp::Le => "le",
-        }
-    }
-}
-
-/// The three string functions Dataverse supports (contract §2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StrFunc {
-    Contains,
-    StartsWith,
-    EndsWith,
-}
-
-impl StrFunc {
-    fn name(self) -> &'static str {
-        match self {
-            StrFunc::Contains => "contains",
-            StrFunc::StartsWith => "startswith",
-            StrFunc::EndsWith => "endswith",
-        }
-    }
 }
 
 /// A value in a filter. Dates are `YYYY-MM-DD`, date-times ISO 8601 with `Z` or an offset,
