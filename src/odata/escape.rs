@@ -21,20 +21,10 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 /// A single-quoted OData string literal (`O'Bryan` becomes `'O''Bryan'`): the shared vocabulary's.
 pub use crate::vocabulary::string_literal;
 
-/// Escapes SQL Server `LIKE` wildcards for the value of `contains`, `startswith` or `endswith`:
-/// `%` -> `[%]`, `_` -> `[_]`, `[` -> `[[]`. The result still needs [`string_literal`].
-pub fn like_escape(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '%' => out.push_str("[%]"),
-            '_' => out.push_str("[_]"),
-            '[' => out.push_str("[[]"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
+/// Escapes SQL Server `LIKE` wildcards for the value of `contains`, `startswith` or `endswith`
+/// (`%` -> `[%]`, `_` -> `[_]`, `[` -> `[[]`): the shared vocabulary's. The result still needs
+/// [`string_literal`].
+pub use crate::vocabulary::literals::like_escape;
 
 /// Characters encoded in a query option value. The brief's set (`% & + # / ? = ; space ' " [ ]`)
 /// plus everything a URL may not carry raw (controls, `< > \ ^ ` { | }`); non-ASCII is always

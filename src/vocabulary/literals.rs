@@ -1,4 +1,5 @@
-//! Literal formats: string quoting, GUIDs, `Edm.Date` and `Edm.DateTimeOffset`.
+//! Literal formats: string quoting, `LIKE` wildcard escaping, GUIDs, `Edm.Date` and
+//! `Edm.DateTimeOffset`.
 //!
 //! The grammar (which spellings are literals) is written here, on bytes; the calendar (month
 //! lengths, leap years, moving a date-time by its offset, printing) is jiff's. Every reader checks
@@ -25,6 +26,24 @@ pub fn string_literal(value: &str) -> String {
         out.push(c);
     }
     out.push('\'');
+    out
+}
+
+/// Escapes SQL Server `LIKE` wildcards in the value of `contains`, `startswith` or `endswith`,
+/// which Dataverse hands to `LIKE` (contract §2): `%` -> `[%]`, `_` -> `[_]`, `[` -> `[[]`, so
+/// that the value matches itself only. The result still needs [`string_literal`].
+pub fn like_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '%' | '_' | '[' => {
+                out.push('[');
+                out.push(c);
+                out.push(']');
+            }
+            c => out.push(c),
+        }
+    }
     out
 }
 
@@ -383,5 +402,6 @@ mod tests {
         assert_eq!(guid("00000d6b-0000-0000-0000-0050010000é"), None);
         assert_eq!(string_literal("O'Bryan"), "'O''Bryan'");
         assert_eq!(string_literal(""), "''");
+        assert_eq!(like_escape("50%_[x]é"), "50[%][_][[]x]é");
     }
 }

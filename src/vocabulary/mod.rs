@@ -4,8 +4,9 @@
 //!
 //! - [`operators`]: the comparison operators ([`CmpOp`]) and string functions ([`StrFunc`]) of
 //!   `$filter`, with their keywords.
-//! - [`literals`]: string quoting, GUIDs, `Edm.Date` and `Edm.DateTimeOffset` literals: the
-//!   grammar, and the calendar through jiff (leap years, offsets to UTC, years 1 to 9999).
+//! - [`literals`]: string quoting, `LIKE` wildcard escaping, GUIDs, `Edm.Date` and
+//!   `Edm.DateTimeOffset` literals: the grammar, and the calendar through jiff (leap years,
+//!   offsets to UTC, years 1 to 9999).
 //! - [`MAX_EXPANDS`]: Dataverse's limit on `$expand` options in one query.
 
 pub mod literals;
