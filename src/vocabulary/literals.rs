@@ -97,7 +97,11 @@ pub fn scan(text: &str, syntax: DateTimeSyntax) -> Scan {
     let Some(date) = date else {
         return Scan::Invalid;
     };
-    let separator = matches!(b.get(10), Some(b'T')) || (syntax == DateTimeSyntax::Rfc3339 && b.get(10) == Some(&b't'));
+    let separator = match b.get(10) {
+        Some(b'T') => true,
+        Some(b't') => syntax == DateTimeSyntax::Rfc3339,
+        _ => false,
+    };
     if !separator {
         return Scan::Date(10, date);
     }
