@@ -298,7 +298,7 @@ fn comparison_value(lit: &Literal, ty: PropType) -> Option<Value> {
         (T::Int | T::Decimal | T::Double, Literal::Decimal(d)) => real(d),
         (T::Date, Literal::Date(d)) => Some(Value::Text(d.clone())),
         (T::Datetime, Literal::DateTimeOffset(d)) => Some(Value::Text(d.clone())),
-        (T::Datetime, Literal::Date(d)) => Some(Value::Text(format!("{d}T00:00:00Z"))),
+        (T::Datetime, Literal::Date(d)) => Some(Value::Text(midnight_utc(d))),
         _ => None,
     }
 }
