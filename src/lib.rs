@@ -17,6 +17,7 @@
 //! - [`telemetry`]: metrics (Prometheus) and logging setup.
 //! - [`serving`]: one axum server on a listener, with graceful shutdown.
 //! - [`cli`]: the command line and the wiring of a running process.
+//! - [`vocabulary`]: the OData both sides share: operators, literal formats, the `$expand` limit.
 
 pub mod batch;
 pub mod cli;
@@ -29,3 +30,4 @@ pub mod secret;
 pub mod server;
 pub mod serving;
 pub mod telemetry;
+pub mod vocabulary;
