@@ -415,6 +415,15 @@ pub struct EmulatorArgs {
     /// as an upstream that does not roll back a failed change set would.
     #[arg(long, env = "ATS_GATEWAY_EMULATOR_NON_ATOMIC_CHANGE_SETS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub non_atomic_change_sets: bool,
+    /// Ignore `Prefer: odata.maxpagesize`, as a plain OData service may: collections come whole
+    /// (or in pages of --server-page-size), `$top` limits them, and no `Preference-Applied`
+    /// reports the page size.
+    #[arg(long, env = "ATS_GATEWAY_EMULATOR_IGNORE_MAXPAGESIZE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub ignore_maxpagesize: bool,
+    /// With --ignore-maxpagesize: serve collections in pages of this many rows, with the
+    /// emulator's own (strict) `nextLink`s.
+    #[arg(long, env = "ATS_GATEWAY_EMULATOR_SERVER_PAGE_SIZE", requires = "ignore_maxpagesize", value_parser = clap::value_parser!(u32).range(1..=5000))]
+    pub server_page_size: Option<u32>,
 }
 
 impl EmulatorArgs {
@@ -428,6 +437,8 @@ impl EmulatorArgs {
             dialect: self.dialect,
             collection_expand: !self.no_expand,
             atomic_change_sets: !self.non_atomic_change_sets,
+            ignore_maxpagesize: self.ignore_maxpagesize,
+            server_page_size: self.server_page_size.map(|n| n as usize),
             auth: emulator::auth::AuthConfig {
                 required: self.require_auth,
                 token_lifetime: self.token_lifetime,
