@@ -198,6 +198,13 @@ pub struct ServeArgs {
     /// dataverse with a warning).
     #[arg(long, env = "ATS_GATEWAY_UPSTREAM_DIALECT", value_enum, default_value = "auto")]
     pub upstream_dialect: UpstreamDialect,
+    /// How upstream reads are limited: `maxpagesize` sends `Prefer: odata.maxpagesize` and
+    /// follows the upstream's next links (Dataverse); `top` sends `$top` (and `$skip`, or follows
+    /// the service's own next links) for a service that ignores the preference; `auto` asks the
+    /// upstream once at start (one request with a page size of 1: honoured → maxpagesize, more
+    /// rows → top, no answer → maxpagesize with a warning).
+    #[arg(long, env = "ATS_GATEWAY_UPSTREAM_PAGING", value_enum, default_value = "auto")]
+    pub upstream_paging: UpstreamPaging,
     /// Timeout of one upstream request (each attempt), from sending to the end of the body.
     #[arg(long, env = "ATS_GATEWAY_UPSTREAM_TIMEOUT", default_value = "60s", value_parser = duration)]
     pub upstream_timeout: std::time::Duration,
@@ -281,6 +288,28 @@ pub struct ServeArgs {
     pub auth: auth::AuthArgs,
 }
 
+/// `--upstream-paging`: a way of paging, or `auto` (probe the upstream at start).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum UpstreamPaging {
+    #[default]
+    Auto,
+    Maxpagesize,
+    Top,
+}
+
+impl UpstreamPaging {
+    /// The paging to start with, and how it is decided.
+    fn read_settings(self) -> (crate::odata::calls::Paging, crate::graphql::context::DialectSource) {
+        use crate::graphql::context::DialectSource;
+        use crate::odata::calls::Paging;
+        match self {
+            UpstreamPaging::Auto => (Paging::Maxpagesize, DialectSource::Auto),
+            UpstreamPaging::Maxpagesize => (Paging::Maxpagesize, DialectSource::Configured),
+            UpstreamPaging::Top => (Paging::Top, DialectSource::Configured),
+        }
+    }
+}
+
 /// `--upstream-dialect`: a dialect, or `auto` (probe the upstream at start).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum UpstreamDialect {
@@ -316,6 +345,8 @@ impl ServeArgs {
                     UpstreamDialect::Auto => crate::graphql::context::DialectSource::Auto,
                     _ => crate::graphql::context::DialectSource::Configured,
                 },
+                paging: self.upstream_paging.read_settings().0,
+                paging_source: self.upstream_paging.read_settings().1,
                 ..Default::default()
             },
             limits: crate::graphql::SchemaLimits {

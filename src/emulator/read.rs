@@ -492,3 +492,46 @@ pub fn annotate_formatted_values(entity: &Entity, row: &mut Record) {
     }
     *row = out;
 }
+
+#[cfg(test)]
+mod paging_tests {
+    use super::*;
+
+    fn options(top: Option<usize>, top_limits_pages: bool, served: usize) -> QueryOptions {
+        QueryOptions {
+            top,
+            top_limits_pages,
+            skip_offset: served,
+            ..QueryOptions::default()
+        }
+    }
+
+    #[test]
+    fn dataverse_ignores_top_when_paging_and_a_plain_service_honours_it() {
+        // Dataverse: a page size wins over $top; without one $top limits and nothing pages.
+        assert_eq!(page_limits(Some(10), &options(Some(3), false, 0)), (10, true));
+        assert_eq!(page_limits(None, &options(Some(3), false, 0)), (3, false));
+        assert_eq!(page_limits(None, &options(None, false, 0)), (MAX_PAGE, true));
+        // A plain service: $top limits its own pages too, counting the rows already served.
+        assert_eq!(page_limits(Some(10), &options(Some(3), true, 0)), (3, false));
+        assert_eq!(page_limits(Some(2), &options(Some(5), true, 0)), (2, true));
+        assert_eq!(page_limits(Some(2), &options(Some(5), true, 4)), (1, false));
+        assert_eq!(page_limits(None, &options(None, true, 0)), (usize::MAX, false));
+    }
+
+    #[test]
+    fn an_ignored_preference_gives_the_service_page_size() {
+        let dataverse = ServerPaging::default();
+        assert_eq!(dataverse.page_size(Some(3)), Some(3));
+        let plain = ServerPaging {
+            ignore_maxpagesize: true,
+            server_page_size: None,
+        };
+        assert_eq!(plain.page_size(Some(3)), None);
+        let paged = ServerPaging {
+            server_page_size: Some(7),
+            ..plain
+        };
+        assert_eq!(paged.page_size(Some(3)), Some(7));
+    }
+}

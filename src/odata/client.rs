@@ -31,8 +31,6 @@ pub const MAX_PAGE_SIZE: usize = 5000;
 pub struct UpstreamConfig {
     /// Such as `https://org.crm.dynamics.com/api/data/v9.2/`; a missing final `/` is added.
     pub service_root: String,
-    /// `Prefer: odata.maxpagesize` for [`Upstream::get_all`] (capped at 5000).
-    pub max_page_size: usize,
     /// Timeout of one attempt, from sending to the end of the body.
     pub timeout: Duration,
     /// Timeout of opening a connection.
@@ -45,12 +43,11 @@ pub struct UpstreamConfig {
 }
 
 impl UpstreamConfig {
-    /// Defaults: pages of 1000, 60 s per request (F&O virtual tables are slow, contract §13),
+    /// Defaults: 60 s per request (F&O virtual tables are slow, contract §13),
     /// 10 s to connect, and [`ResilienceConfig::default`].
     pub fn new(service_root: impl Into<String>) -> Self {
         UpstreamConfig {
             service_root: service_root.into(),
-            max_page_size: 1000,
             timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
             user_agent: concat!("ats-gateway/", env!("CARGO_PKG_VERSION")).to_string(),
