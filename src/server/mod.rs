@@ -217,6 +217,42 @@ pub async fn probe_paging(upstream: &crate::odata::Upstream) -> Result<crate::od
     }
 }
 
+/// Decides `--upstream-dialect auto` once, before serving: probed, or dataverse assumed with a
+/// warning when the probe is inconclusive (or the gateway has no token of its own to probe with).
+async fn decide_dialect(
+    upstream: &crate::odata::Upstream,
+    read: &mut crate::graphql::context::ReadConfig,
+    acts_only_for_callers: bool,
+) {
+    if read.dialect_source == crate::graphql::context::DialectSource::Auto {
+        // Acting only for callers, the gateway has no token of its own to probe with.
+        let probed = if acts_only_for_callers {
+            Err("no token of the gateway's own to probe with".to_string())
+        } else {
+            probe_dialect(upstream).await
+        };
+        match probed {
+            Ok(d) => {
+                read.dialect = d;
+                read.dialect_source = crate::graphql::context::DialectSource::Probed;
+            }
+            Err(why) => {
+                tracing::warn!(
+                    error = %why,
+                    "upstream dialect: the probe was inconclusive; assuming dataverse (not probed again)"
+                );
+                read.dialect = crate::odata::Dialect::Dataverse;
+                read.dialect_source = crate::graphql::context::DialectSource::Assumed { why };
+            }
+        }
+    }
+    tracing::info!(
+        dialect = read.dialect.name(),
+        decided = read.dialect_source.name(),
+        "upstream dialect"
+    );
+}
+
 /// Decides `--upstream-paging auto` once, before serving: probed, or maxpagesize assumed with a
 /// warning when the probe is inconclusive (or the gateway has no token of its own to probe with).
 async fn decide_paging(
@@ -308,34 +344,9 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
     )
     .map_err(|e| StartError::Upstream(format!("cannot open the state database: {e}")))?;
     let mut read = config.read.clone();
-    if read.dialect_source == crate::graphql::context::DialectSource::Auto {
-        // Acting only for callers, the gateway has no token of its own to probe with.
-        let probed = if config.upstream_auth.acts_only_for_callers() {
-            Err("no token of the gateway's own to probe with".to_string())
-        } else {
-            probe_dialect(&upstream).await
-        };
-        match probed {
-            Ok(d) => {
-                read.dialect = d;
-                read.dialect_source = crate::graphql::context::DialectSource::Probed;
-            }
-            Err(why) => {
-                tracing::warn!(
-                    error = %why,
-                    "upstream dialect: the probe was inconclusive; assuming dataverse (not probed again)"
-                );
-                read.dialect = crate::odata::Dialect::Dataverse;
-                read.dialect_source = crate::graphql::context::DialectSource::Assumed { why };
-            }
-        }
-    }
-    tracing::info!(
-        dialect = read.dialect.name(),
-        decided = read.dialect_source.name(),
-        "upstream dialect"
-    );
-    decide_paging(&upstream, &mut read, config.upstream_auth.acts_only_for_callers()).await;
+    let acts_only_for_callers = config.upstream_auth.acts_only_for_callers();
+    decide_dialect(&upstream, &mut read, acts_only_for_callers).await;
+    decide_paging(&upstream, &mut read, acts_only_for_callers).await;
     let mut state = GatewayState::new(upstream, labels, read, config.write.clone(), idempotency);
     state.metrics = metrics;
     let state = Arc::new(state);
