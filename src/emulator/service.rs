@@ -696,3 +696,117 @@ pub fn write_request(
         )),
     }
 }
+
+#[cfg(test)]
+mod paging_tests {
+    use super::*;
+    use crate::emulator::{build, dialect::Dialect, EmulatorConfig, Seed};
+
+    const BASE: &str = "http://emulator/api/data/v9.2/";
+    const SET: &str = "mshr_hcmrecruitingrequestentities";
+
+    fn service(config: EmulatorConfig) -> Arc<crate::emulator::http::EmulatorState> {
+        build(&EmulatorConfig {
+            seed: Seed::Demo,
+            seed_size: 10,
+            ..config
+        })
+        .unwrap()
+    }
+
+    fn get(svc: &Service, path_and_query: &str, page_size: Option<usize>) -> (ODataResponse, Value) {
+        let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+        let headers = page_size
+            .map(|n| vec![("Prefer".to_string(), format!("odata.maxpagesize={n}"))])
+            .unwrap_or_default();
+        let req = ODataRequest {
+            method: "GET".into(),
+            path: path.into(),
+            query: query.into(),
+            headers,
+            body: Vec::new(),
+        };
+        let resp = svc.handle(&req, BASE);
+        let body = serde_json::from_slice(&resp.body).unwrap();
+        (resp, body)
+    }
+
+    fn rows(body: &Value) -> usize {
+        body["value"].as_array().map_or(0, Vec::len)
+    }
+
+    fn next(body: &Value) -> Option<String> {
+        body["@odata.nextLink"]
+            .as_str()
+            .map(|l| l.strip_prefix(BASE).unwrap().to_string())
+    }
+
+    fn applied(resp: &ODataResponse) -> Option<&str> {
+        resp.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("preference-applied"))
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn an_ignoring_service_serves_every_row_and_honours_top() {
+        let state = service(EmulatorConfig {
+            dialect: Dialect::Odata4,
+            ignore_maxpagesize: true,
+            ..Default::default()
+        });
+        let svc = &state.service;
+        let (resp, body) = get(svc, SET, Some(2));
+        assert_eq!((resp.status, rows(&body), next(&body)), (200, 10, None));
+        assert_eq!(applied(&resp), None, "an ignored preference is not applied");
+        let (_, body) = get(svc, &format!("{SET}?$top=3&$skip=8"), Some(2));
+        assert_eq!(rows(&body), 2);
+        assert_eq!(svc.paging_stats.top_reads.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(
+            svc.paging_stats.rows_served.load(std::sync::atomic::Ordering::Relaxed),
+            12
+        );
+    }
+
+    #[test]
+    fn an_ignoring_service_pages_by_itself_with_strict_links() {
+        let state = service(EmulatorConfig {
+            dialect: Dialect::Odata4,
+            ignore_maxpagesize: true,
+            server_page_size: Some(4),
+            ..Default::default()
+        });
+        let svc = &state.service;
+        // $top=6 over pages of 4: 4 rows, then the 2 left of the top, then nothing.
+        let (_, first) = get(svc, &format!("{SET}?$top=6&$skip=1"), Some(100));
+        assert_eq!(rows(&first), 4);
+        let link = next(&first).unwrap();
+        let (resp, second) = get(svc, &link, None);
+        assert_eq!((resp.status, rows(&second), next(&second)), (200, 2, None));
+        // The link is bound to its query: with another $top or $skip, or altered, it is a 400.
+        for other in [link.replace("$top=6", "$top=7"), link.replace("$skip=1", "$skip=2")] {
+            assert_eq!(get(svc, &other, None).0.status, 400, "{other}");
+        }
+        let token = link.split("$skiptoken=").nth(1).unwrap();
+        let forged = link.replace(token, "AAAAAAAAAAA");
+        assert_eq!(get(svc, &forged, None).0.status, 400);
+    }
+
+    #[test]
+    fn skip_is_plain_odata_and_refused_by_the_dataverse_dialect() {
+        let dataverse = service(EmulatorConfig::default());
+        assert_eq!(get(&dataverse.service, &format!("{SET}?$skip=2"), None).0.status, 400);
+        let ignoring = service(EmulatorConfig {
+            ignore_maxpagesize: true,
+            ..Default::default()
+        });
+        assert_eq!(get(&ignoring.service, &format!("{SET}?$skip=2"), None).0.status, 400);
+        let plain = service(EmulatorConfig {
+            dialect: Dialect::Odata4,
+            ..Default::default()
+        });
+        let (resp, body) = get(&plain.service, &format!("{SET}?$skip=8"), Some(5));
+        assert_eq!((resp.status, rows(&body)), (200, 2));
+        assert_eq!(applied(&resp), Some("odata.maxpagesize=5"));
+    }
+}
