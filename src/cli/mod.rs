@@ -611,3 +611,47 @@ async fn run_serve(args: ServeArgs) -> Result<(), RunError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod paging_flag_tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn the_paging_flags_parse() {
+        let parsed = |args: &[&str]| Cli::try_parse_from(std::iter::once("ats-gateway").chain(args.iter().copied()));
+        let Ok(Cli {
+            command: Some(Command::Emulator(e)),
+            ..
+        }) = parsed(&["emulator", "--ignore-maxpagesize", "--server-page-size", "7"])
+        else {
+            panic!("the emulator's paging flags parse");
+        };
+        let config = e.config();
+        assert!(config.ignore_maxpagesize);
+        assert_eq!(config.server_page_size, Some(7));
+        assert!(
+            parsed(&["emulator", "--server-page-size", "7"]).is_err(),
+            "a server page size needs --ignore-maxpagesize"
+        );
+        assert!(parsed(&["emulator", "--ignore-maxpagesize", "--server-page-size", "0"]).is_err());
+        use crate::graphql::context::DialectSource;
+        use crate::odata::calls::Paging;
+        assert_eq!(
+            UpstreamPaging::Auto.read_settings(),
+            (Paging::Maxpagesize, DialectSource::Auto)
+        );
+        assert_eq!(
+            UpstreamPaging::Top.read_settings(),
+            (Paging::Top, DialectSource::Configured)
+        );
+        let Ok(Cli {
+            command: Some(Command::Serve(s)),
+            ..
+        }) = parsed(&["serve", "--upstream-paging", "top"])
+        else {
+            panic!("--upstream-paging parses");
+        };
+        assert_eq!(s.upstream_paging, UpstreamPaging::Top);
+    }
+}
