@@ -224,6 +224,13 @@ pub struct ServeArgs {
     /// dataverse with a warning).
     #[arg(long, env = "ATS_GATEWAY_UPSTREAM_DIALECT", value_enum, default_value = "auto")]
     pub upstream_dialect: UpstreamDialect,
+    /// How upstream reads are limited: `maxpagesize` sends `Prefer: odata.maxpagesize` and
+    /// follows the upstream's next links (Dataverse); `top` sends `$top` (and `$skip`, or follows
+    /// the service's own next links) for a service that ignores the preference; `auto` asks the
+    /// upstream once at start (one request with a page size of 1: honoured → maxpagesize, more
+    /// rows → top, no answer → maxpagesize with a warning).
+    #[arg(long, env = "ATS_GATEWAY_UPSTREAM_PAGING", value_enum, default_value = "auto")]
+    pub upstream_paging: UpstreamPaging,
     /// Timeout of one upstream request (each attempt), from sending to the end of the body.
     #[arg(long, env = "ATS_GATEWAY_UPSTREAM_TIMEOUT", default_value = "60s", value_parser = duration)]
     pub upstream_timeout: std::time::Duration,
@@ -307,6 +314,28 @@ pub struct ServeArgs {
     pub auth: auth::AuthArgs,
 }
 
+/// `--upstream-paging`: a way of paging, or `auto` (probe the upstream at start).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum UpstreamPaging {
+    #[default]
+    Auto,
+    Maxpagesize,
+    Top,
+}
+
+impl UpstreamPaging {
+    /// The paging to start with, and how it is decided.
+    fn read_settings(self) -> (crate::odata::calls::Paging, crate::graphql::context::DialectSource) {
+        use crate::graphql::context::DialectSource;
+        use crate::odata::calls::Paging;
+        match self {
+            UpstreamPaging::Auto => (Paging::Maxpagesize, DialectSource::Auto),
+            UpstreamPaging::Maxpagesize => (Paging::Maxpagesize, DialectSource::Configured),
+            UpstreamPaging::Top => (Paging::Top, DialectSource::Configured),
+        }
+    }
+}
+
 /// `--upstream-dialect`: a dialect, or `auto` (probe the upstream at start).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum UpstreamDialect {
@@ -342,6 +371,8 @@ impl ServeArgs {
                     UpstreamDialect::Auto => crate::graphql::context::DialectSource::Auto,
                     _ => crate::graphql::context::DialectSource::Configured,
                 },
+                paging: self.upstream_paging.read_settings().0,
+                paging_source: self.upstream_paging.read_settings().1,
                 ..Default::default()
             },
             limits: crate::graphql::SchemaLimits {
@@ -445,6 +476,15 @@ pub struct EmulatorArgs {
     /// change-set support does; batches of GETs still work.
     #[arg(long, env = "ATS_GATEWAY_EMULATOR_NO_CHANGE_SETS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub no_change_sets: bool,
+    /// Ignore `Prefer: odata.maxpagesize`, as a plain OData service may: collections come whole
+    /// (or in pages of --server-page-size), `$top` limits them, and no `Preference-Applied`
+    /// reports the page size.
+    #[arg(long, env = "ATS_GATEWAY_EMULATOR_IGNORE_MAXPAGESIZE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub ignore_maxpagesize: bool,
+    /// With --ignore-maxpagesize: serve collections in pages of this many rows, with the
+    /// emulator's own (strict) `nextLink`s.
+    #[arg(long, env = "ATS_GATEWAY_EMULATOR_SERVER_PAGE_SIZE", requires = "ignore_maxpagesize", value_parser = clap::value_parser!(u32).range(1..=5000))]
+    pub server_page_size: Option<u32>,
 }
 
 impl EmulatorArgs {
@@ -459,6 +499,8 @@ impl EmulatorArgs {
             collection_expand: !self.no_expand,
             atomic_change_sets: !self.non_atomic_change_sets,
             change_sets: !self.no_change_sets,
+            ignore_maxpagesize: self.ignore_maxpagesize,
+            server_page_size: self.server_page_size.map(|n| n as usize),
             auth: emulator::auth::AuthConfig {
                 required: self.require_auth,
                 token_lifetime: self.token_lifetime,
@@ -602,4 +644,48 @@ async fn run_serve(args: ServeArgs) -> Result<(), RunError> {
         e.stop().await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod paging_flag_tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn the_paging_flags_parse() {
+        let parsed = |args: &[&str]| Cli::try_parse_from(std::iter::once("ats-gateway").chain(args.iter().copied()));
+        let Ok(Cli {
+            command: Some(Command::Emulator(e)),
+            ..
+        }) = parsed(&["emulator", "--ignore-maxpagesize", "--server-page-size", "7"])
+        else {
+            panic!("the emulator's paging flags parse");
+        };
+        let config = e.config();
+        assert!(config.ignore_maxpagesize);
+        assert_eq!(config.server_page_size, Some(7));
+        assert!(
+            parsed(&["emulator", "--server-page-size", "7"]).is_err(),
+            "a server page size needs --ignore-maxpagesize"
+        );
+        assert!(parsed(&["emulator", "--ignore-maxpagesize", "--server-page-size", "0"]).is_err());
+        use crate::graphql::context::DialectSource;
+        use crate::odata::calls::Paging;
+        assert_eq!(
+            UpstreamPaging::Auto.read_settings(),
+            (Paging::Maxpagesize, DialectSource::Auto)
+        );
+        assert_eq!(
+            UpstreamPaging::Top.read_settings(),
+            (Paging::Top, DialectSource::Configured)
+        );
+        let Ok(Cli {
+            command: Some(Command::Serve(s)),
+            ..
+        }) = parsed(&["serve", "--upstream-paging", "top"])
+        else {
+            panic!("--upstream-paging parses");
+        };
+        assert_eq!(s.upstream_paging, UpstreamPaging::Top);
+    }
 }

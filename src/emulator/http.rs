@@ -65,6 +65,9 @@ async fn stats(State(s): State<Arc<EmulatorState>>) -> impl IntoResponse {
     let mut v = serde_json::to_value(s.faults.counts()).unwrap_or_default();
     v["writes"] = s.service.writes.load(std::sync::atomic::Ordering::Relaxed).into();
     v["auth"] = s.authority.stats();
+    let paging = &s.service.paging_stats;
+    v["rowsServed"] = paging.rows_served.load(std::sync::atomic::Ordering::Relaxed).into();
+    v["topReads"] = paging.top_reads.load(std::sync::atomic::Ordering::Relaxed).into();
     Json(v)
 }
 
@@ -72,6 +75,7 @@ async fn reset_stats(State(s): State<Arc<EmulatorState>>) -> StatusCode {
     s.faults.reset_counts();
     s.authority.reset_stats();
     s.service.writes.store(0, std::sync::atomic::Ordering::Relaxed);
+    s.service.paging_stats.reset();
     StatusCode::NO_CONTENT
 }
 

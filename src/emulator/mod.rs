@@ -76,6 +76,12 @@ pub struct EmulatorConfig {
     /// (501, an OData error), as a service without change-set support answers; GET-only batches
     /// still work.
     pub change_sets: bool,
+    /// Ignore `Prefer: odata.maxpagesize` as a plain OData service may (`--ignore-maxpagesize`):
+    /// collections come whole, or in pages of `server_page_size` with the service's own
+    /// `nextLink`s; `$top` limits either way. Never `Preference-Applied: odata.maxpagesize`.
+    pub ignore_maxpagesize: bool,
+    /// With `ignore_maxpagesize`: the service's own page size (`--server-page-size`).
+    pub server_page_size: Option<usize>,
 }
 
 impl Default for EmulatorConfig {
@@ -92,6 +98,8 @@ impl Default for EmulatorConfig {
             collection_expand: true,
             atomic_change_sets: true,
             change_sets: true,
+            ignore_maxpagesize: false,
+            server_page_size: None,
         }
     }
 }
@@ -107,6 +115,11 @@ pub fn build(config: &EmulatorConfig) -> Result<Arc<http::EmulatorState>, error:
             store,
             writes: Default::default(),
             skip_tokens: Default::default(),
+            paging: read::ServerPaging {
+                ignore_maxpagesize: config.ignore_maxpagesize,
+                server_page_size: config.server_page_size,
+            },
+            paging_stats: Default::default(),
             profile: dialect::Profile {
                 dialect: config.dialect,
                 collection_expand: config.collection_expand,

@@ -34,9 +34,15 @@ pub struct ReadConfig {
     /// How `dialect` was (or is to be) decided; with [`DialectSource::Auto`] the gateway probes
     /// the upstream once at start and sets `dialect` before serving.
     pub dialect_source: DialectSource,
+    /// How upstream reads are limited: by `Prefer: odata.maxpagesize` and next links, or by
+    /// `$top` and `$skip` for a service that ignores the preference (`--upstream-paging`).
+    pub paging: crate::odata::calls::Paging,
+    /// How `paging` was (or is to be) decided, as for the dialect: [`DialectSource::Auto`] probes
+    /// the upstream once at start (an inconclusive probe assumes maxpagesize).
+    pub paging_source: DialectSource,
 }
 
-/// How the upstream dialect was decided.
+/// How the upstream dialect (or paging) was decided.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum DialectSource {
     /// Set by configuration.
@@ -47,7 +53,8 @@ pub enum DialectSource {
     /// Probed at start: the upstream accepted (dataverse) or refused with a 400 (odata4) a
     /// `Microsoft.Dynamics.CRM.In` filter.
     Probed,
-    /// The probe at start was inconclusive (`why`); dataverse assumed, not probed again.
+    /// The probe at start was inconclusive (`why`); the default (dataverse, maxpagesize) assumed,
+    /// not probed again.
     Assumed { why: String },
 }
 
@@ -73,6 +80,8 @@ impl Default for ReadConfig {
             expand_pushdown: false,
             dialect: crate::odata::Dialect::Dataverse,
             dialect_source: DialectSource::Configured,
+            paging: crate::odata::calls::Paging::Maxpagesize,
+            paging_source: DialectSource::Configured,
         }
     }
 }
@@ -257,8 +266,10 @@ impl GatewayState {
             .await
     }
 
-    /// Fetches every page of a query (following `@odata.nextLink`), refusing more than `limit` rows
-    /// rather than truncating them silently.
+    /// Every row of the query `url` (built by the gateway), page by page through the request
+    /// memo and the reference cache, paged as [`ReadConfig::paging`] says; more than `limit`
+    /// rows is a `TooManyRows` error, never a silent truncation (see
+    /// [`crate::odata::calls::collect_all`], which also guards against paging that never ends).
     pub async fn get_all(
         self: &Arc<Self>,
         entity: &'static Entity,
@@ -266,25 +277,8 @@ impl GatewayState {
         rq: &RequestCtx,
         limit: usize,
     ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, UpstreamError> {
-        let page_size = Some(crate::odata::client::MAX_PAGE_SIZE);
-        let mut page = self.fetch_page(entity, url, rq, page_size).await?;
-        let mut rows = std::mem::take(&mut page.value);
-        while let Some(next) = page.next_link.take() {
-            let next: String = next;
-            if rows.len() > limit {
-                return Err(UpstreamError::new(
-                    crate::odata::error::UpstreamErrorKind::TooManyRows,
-                    None,
-                    format!(
-                        "More than {limit} {} records match; narrow the filter.",
-                        entity.entity_set
-                    ),
-                ));
-            }
-            page = self.fetch_page(entity, &next, rq, page_size).await?;
-            rows.append(&mut page.value);
-        }
-        Ok(rows)
+        let fetch = |link: String, size: Option<usize>| async move { self.fetch_page(entity, &link, rq, size).await };
+        crate::odata::calls::collect_all(url, self.config.paging, limit, &entity.entity_set, fetch).await
     }
 
     /// Fetches one page, through the cache for reference data.

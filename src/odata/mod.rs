@@ -9,8 +9,8 @@
 //! - [`query`]: [`ODataQuery`] / [`Expand`] to relative URLs, and [`children_of`] for batched
 //!   "children of these parents" reads within a URL length budget.
 //! - [`client`]: [`Upstream`], the pooled HTTP client: one `send` for every exchange (headers,
-//!   credentials, retries, the 401 refresh), request counters. [`calls`]: pages, `get_all` with
-//!   `nextLink`, JSON documents, writes; [`batch_calls`]: `$batch`.
+//!   credentials, retries, the 401 refresh), request counters. [`calls`]: pages, paging
+//!   ([`calls::collect_all`]: by `nextLink` or by `$top`), JSON documents, writes; [`batch_calls`]: `$batch`.
 //! - [`auth`]: the upstream credentials by mode ([`UpstreamAuth`]): tokens cached and refreshed.
 //! - [`response`]: body parsing shared by top-level calls and `$batch` parts ([`Page`],
 //!   [`WriteResult`], [`part_result`], ...).

@@ -50,8 +50,8 @@ pub struct ODataQuery {
     pub filter: Option<String>,
     /// `(property, descending)`.
     pub orderby: Vec<(String, bool)>,
-    /// Note: Dataverse ignores `$top` when `odata.maxpagesize` is sent (contract §2);
-    /// [`super::Upstream::get_all`] accounts for that.
+    /// Note: Dataverse ignores `$top` when `odata.maxpagesize` is sent (contract §2): with
+    /// `$top`, send no page size.
     pub top: Option<usize>,
     pub expand: Vec<Expand>,
     pub count: bool,

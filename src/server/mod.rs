@@ -206,6 +206,97 @@ pub async fn probe_dialect_as(
     }
 }
 
+/// Whether the upstream honours `Prefer: odata.maxpagesize`, from one request (no retry) for the
+/// ids of a small entity set with `$top=2` and a page size of 1: honoured when
+/// `Preference-Applied` says so or no more than one row comes back (Dataverse ignores `$top`
+/// when a page size is sent), else paged with `$top`. `Err` says why the answer was inconclusive.
+pub async fn probe_paging(upstream: &crate::odata::Upstream) -> Result<crate::odata::calls::Paging, String> {
+    let entities = &crate::model::model().entities;
+    let entity = entities
+        .iter()
+        .find(|e| e.reference_data)
+        .or(entities.first())
+        .ok_or("no entity to probe")?;
+    let mut q = crate::odata::ODataQuery::new(entity);
+    q.select = vec![entity.primary_key.clone()];
+    q.top = Some(2);
+    match upstream.probe_paging(&q.to_relative_url()).await {
+        Ok(seen) => Ok(seen.paging()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Decides `--upstream-dialect auto` once, before serving: probed, or dataverse assumed with a
+/// warning when the probe is inconclusive (or the gateway has no token of its own to probe with).
+async fn decide_dialect(
+    upstream: &crate::odata::Upstream,
+    read: &mut crate::graphql::context::ReadConfig,
+    acts_only_for_callers: bool,
+) {
+    if read.dialect_source == crate::graphql::context::DialectSource::Auto {
+        // Acting only for callers, the gateway has no token of its own to probe with.
+        let probed = if acts_only_for_callers {
+            Err("no token of the gateway's own to probe with".to_string())
+        } else {
+            probe_dialect(upstream).await
+        };
+        match probed {
+            Ok(d) => {
+                read.dialect = d;
+                read.dialect_source = crate::graphql::context::DialectSource::Probed;
+            }
+            Err(why) => {
+                tracing::warn!(
+                    error = %why,
+                    "upstream dialect: the probe was inconclusive; assuming dataverse (not probed again)"
+                );
+                read.dialect = crate::odata::Dialect::Dataverse;
+                read.dialect_source = crate::graphql::context::DialectSource::Assumed { why };
+            }
+        }
+    }
+    tracing::info!(
+        dialect = read.dialect.name(),
+        decided = read.dialect_source.name(),
+        "upstream dialect"
+    );
+}
+
+/// Decides `--upstream-paging auto` once, before serving: probed, or maxpagesize assumed with a
+/// warning when the probe is inconclusive (or the gateway has no token of its own to probe with).
+async fn decide_paging(
+    upstream: &crate::odata::Upstream,
+    read: &mut crate::graphql::context::ReadConfig,
+    acts_only_for_callers: bool,
+) {
+    use crate::graphql::context::DialectSource;
+    if read.paging_source == DialectSource::Auto {
+        let probed = match acts_only_for_callers {
+            true => Err("no token of the gateway's own to probe with".to_string()),
+            false => probe_paging(upstream).await,
+        };
+        match probed {
+            Ok(p) => {
+                read.paging = p;
+                read.paging_source = DialectSource::Probed;
+            }
+            Err(why) => {
+                tracing::warn!(
+                    error = %why,
+                    "upstream paging: the probe was inconclusive; assuming maxpagesize (not probed again)"
+                );
+                read.paging = crate::odata::calls::Paging::Maxpagesize;
+                read.paging_source = DialectSource::Assumed { why };
+            }
+        }
+    }
+    tracing::info!(
+        paging = read.paging.name(),
+        decided = read.paging_source.name(),
+        "upstream paging"
+    );
+}
+
 /// A running gateway.
 pub struct RunningGateway {
     pub addr: std::net::SocketAddr,
@@ -262,33 +353,9 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
     )
     .map_err(|e| StartError::Upstream(format!("cannot open the state database: {e}")))?;
     let mut read = config.read.clone();
-    if read.dialect_source == crate::graphql::context::DialectSource::Auto {
-        // Acting only for callers, the gateway has no token of its own to probe with.
-        let probed = if config.upstream_auth.acts_only_for_callers() {
-            Err("no token of the gateway's own to probe with".to_string())
-        } else {
-            probe_dialect(&upstream).await
-        };
-        match probed {
-            Ok(d) => {
-                read.dialect = d;
-                read.dialect_source = crate::graphql::context::DialectSource::Probed;
-            }
-            Err(why) => {
-                tracing::warn!(
-                    error = %why,
-                    "upstream dialect: the probe was inconclusive; assuming dataverse (not probed again)"
-                );
-                read.dialect = crate::odata::Dialect::Dataverse;
-                read.dialect_source = crate::graphql::context::DialectSource::Assumed { why };
-            }
-        }
-    }
-    tracing::info!(
-        dialect = read.dialect.name(),
-        decided = read.dialect_source.name(),
-        "upstream dialect"
-    );
+    let acts_only_for_callers = config.upstream_auth.acts_only_for_callers();
+    decide_dialect(&upstream, &mut read, acts_only_for_callers).await;
+    decide_paging(&upstream, &mut read, acts_only_for_callers).await;
     let mut state = GatewayState::new(upstream, labels, read, config.write.clone(), idempotency);
     state.metrics = metrics;
     let state = Arc::new(state);

@@ -22,6 +22,34 @@ macro_rules! in_both_dialects {
     };
 }
 
+/// Runs the read test `name(profile: Profile)` against every upstream profile
+/// (`harness::Profile`): Dataverse, plain OData v4, and plain OData v4 ignoring
+/// `Prefer: odata.maxpagesize` (every row, or its own pages of 50), as the tests `name::dataverse`,
+/// `name::odata4`, `name::odata4_top` and `name::odata4_top_paged`.
+macro_rules! in_every_upstream {
+    ($name:ident) => {
+        mod $name {
+            use super::*;
+            #[tokio::test]
+            async fn dataverse() {
+                super::$name(Profile::DATAVERSE).await
+            }
+            #[tokio::test]
+            async fn odata4() {
+                super::$name(Profile::ODATA4).await
+            }
+            #[tokio::test]
+            async fn odata4_top() {
+                super::$name(Profile::ODATA4_TOP).await
+            }
+            #[tokio::test]
+            async fn odata4_top_paged() {
+                super::$name(Profile::ODATA4_TOP_PAGED).await
+            }
+        }
+    };
+}
+
 mod cli;
 mod doctor;
 mod emulator_batch;
