@@ -415,6 +415,10 @@ pub struct EmulatorArgs {
     /// as an upstream that does not roll back a failed change set would.
     #[arg(long, env = "ATS_GATEWAY_EMULATOR_NON_ATOMIC_CHANGE_SETS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub non_atomic_change_sets: bool,
+    /// Property spellings of the upstream played (`--property-spelling`, `--omit-property`,
+    /// `--extra-property`, `--omit-navigation`, `--metadata-fails`).
+    #[command(flatten)]
+    pub spelling: emulator::spelling::SpellingSettings,
 }
 
 impl EmulatorArgs {
@@ -428,6 +432,7 @@ impl EmulatorArgs {
             dialect: self.dialect,
             collection_expand: !self.no_expand,
             atomic_change_sets: !self.non_atomic_change_sets,
+            spelling: self.spelling.clone(),
             auth: emulator::auth::AuthConfig {
                 required: self.require_auth,
                 token_lifetime: self.token_lifetime,

@@ -212,11 +212,29 @@ pub struct Service {
     /// is its own write and a failing part leaves the parts before it committed, as an F&O
     /// virtual table (whose rollback is not documented) may.
     pub atomic_change_sets: bool,
+    /// How the upstream this emulator plays spells the model (see [`super::spelling`]).
+    pub naming: Arc<crate::model::naming::Naming>,
+    /// Whether `GET $metadata` answers 500 (see [`super::spelling::SpellingSettings`]).
+    pub metadata_fails: bool,
 }
 
 impl Service {
-    /// Handles one request outside a change set.
+    /// Handles one request outside a change set, in the upstream's spelling.
     pub fn handle(&self, req: &ODataRequest, base: &str) -> ODataResponse {
+        if let Some(metadata) = self.spelled_metadata(req) {
+            return metadata;
+        }
+        match self.spell(req) {
+            Ok(spelled) => {
+                let resp = self.handle_model(&spelled.request, base);
+                self.unspell(&spelled, resp)
+            }
+            Err(e) => ODataResponse::error(&e),
+        }
+    }
+
+    /// Handles one request in the model's spelling.
+    fn handle_model(&self, req: &ODataRequest, base: &str) -> ODataResponse {
         let target = parse_target(&req.path).and_then(|t| self.profile.check(&t, &req.query).map(|()| t));
         let result = match target {
             Err(e) => Err(e),

@@ -250,7 +250,9 @@ impl Naming {
         Ok(out)
     }
 
-    fn name(&self, entity: &Entity, word: &str, toward: Toward) -> Result<String, NameError> {
+    /// One property or navigation name of `entity` translated (an error when the side
+    /// translated from does not have it).
+    pub fn name(&self, entity: &Entity, word: &str, toward: Toward) -> Result<String, NameError> {
         match self.word(entity, word, toward) {
             Word::Keep => Ok(word.to_string()),
             Word::Rename(to) => Ok(to),
