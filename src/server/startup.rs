@@ -1,0 +1,144 @@
+//! The decisions `server::start` takes once, from the upstream, before serving: the dialect
+//! (`--upstream-dialect auto`), the `$metadata` reconciliation and the `$expand` pushdown plan
+//! (`--expand-pushdown auto`); and how `/readyz` reports the last two.
+
+use crate::graphql::context::{DialectSource, ExpandPushdown, MetadataStatus, PushdownPlan, ReadConfig};
+use crate::model::{model, Cardinality};
+use crate::odata::{ODataQuery, Upstream, UpstreamErrorKind};
+
+/// Decides the dialect by probe when configured `auto` (see [`super::probe_dialect`]).
+pub async fn decide_dialect(upstream: &Upstream, acts_only_for_callers: bool, read: &mut ReadConfig) {
+    if read.dialect_source == DialectSource::Auto {
+        // Acting only for callers, the gateway has no token of its own to probe with.
+        let probed = if acts_only_for_callers {
+            Err("no token of the gateway's own to probe with".to_string())
+        } else {
+            super::probe_dialect(upstream).await
+        };
+        match probed {
+            Ok(d) => {
+                read.dialect = d;
+                read.dialect_source = DialectSource::Probed;
+            }
+            Err(why) => {
+                tracing::warn!(
+                    error = %why,
+                    "upstream dialect: the probe was inconclusive; assuming dataverse (not probed again)"
+                );
+                read.dialect = crate::odata::Dialect::Dataverse;
+                read.dialect_source = DialectSource::Assumed { why };
+            }
+        }
+    }
+    tracing::info!(
+        dialect = read.dialect.name(),
+        decided = read.dialect_source.name(),
+        "upstream dialect"
+    );
+}
+
+/// Reads the upstream's `$metadata` once and, when it can, sets the upstream client's naming
+/// from it. A failed read leaves the model as it is, with a warning.
+pub async fn reconcile_metadata(upstream: &Upstream, acts_only_for_callers: bool) -> MetadataStatus {
+    if acts_only_for_callers {
+        let why = "no token of the gateway's own to read it with".to_string();
+        tracing::info!(reason = %why, "upstream $metadata not read; the model is used as it is");
+        return MetadataStatus::NotRead { why };
+    }
+    match crate::odata::metadata::read_and_reconcile(upstream).await {
+        Ok(r) => {
+            tracing::info!(exact = r.is_exact(), differences = %r.summary(), "upstream $metadata held against the model");
+            for line in r.lines() {
+                tracing::info!(difference = %line, "upstream $metadata");
+            }
+            upstream.set_naming(r.naming.clone());
+            MetadataStatus::Reconciled(r)
+        }
+        Err(why) => {
+            tracing::warn!(error = %why, "upstream $metadata could not be read; the model is used as it is");
+            MetadataStatus::Failed { why }
+        }
+    }
+}
+
+/// The pushdown plan for `mode`: with `auto`, to-one relations once the metadata was read (only
+/// through navigation properties it has), to-many ones if one probe collection `$expand` works.
+pub async fn decide_pushdown(upstream: &Upstream, mode: ExpandPushdown, metadata: &MetadataStatus) -> PushdownPlan {
+    let plan = match (mode, metadata) {
+        (ExpandPushdown::Auto, MetadataStatus::Reconciled(_)) => {
+            let (to_many, why) = match probe_collection_expand(upstream).await {
+                Ok(()) => (true, "auto: a collection $expand works upstream".to_string()),
+                Err(why) => (false, format!("auto: to-many relations load separately ({why})")),
+            };
+            PushdownPlan {
+                to_one: true,
+                to_many,
+                why,
+            }
+        }
+        (ExpandPushdown::Auto, _) => PushdownPlan {
+            to_one: false,
+            to_many: false,
+            why: "auto: off, the upstream's $metadata was not read".into(),
+        },
+        (mode, _) => PushdownPlan::configured(mode),
+    };
+    tracing::info!(to_one = plan.to_one, to_many = plan.to_many, why = %plan.why, "$expand pushdown");
+    plan
+}
+
+/// One `$top=1` read with a collection `$expand` through a navigation property the upstream has.
+async fn probe_collection_expand(upstream: &Upstream) -> Result<(), String> {
+    let naming = upstream.naming();
+    let (entity, relation) = model()
+        .entities
+        .iter()
+        .flat_map(|e| e.graphql.relations.iter().map(move |r| (e, r)))
+        .find(|(e, r)| r.kind == Cardinality::Many && naming.has_navigation(e, &r.navigation_property))
+        .ok_or("no collection navigation property upstream")?;
+    let target = model().by_logical_name(&relation.target).ok_or("no relation target")?;
+    let mut q = ODataQuery::new(entity);
+    q.select = vec![entity.primary_key.clone()];
+    q.top = Some(1);
+    q.expand = vec![crate::odata::Expand {
+        navigation: relation.navigation_property.clone(),
+        select: vec![target.primary_key.clone()],
+        ..Default::default()
+    }];
+    match upstream.get_json_once(&q.to_relative_url(), None).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind == UpstreamErrorKind::BadRequest => {
+            Err("the probe collection $expand was refused (400)".into())
+        }
+        Err(e) => Err(format!("the probe collection $expand was inconclusive: {e}")),
+    }
+}
+
+/// `/readyz`'s `metadata` member; a failed read adds a warning.
+pub fn metadata_report(status: &MetadataStatus, warnings: &mut Vec<String>) -> serde_json::Value {
+    match status {
+        MetadataStatus::NotRead { why } => serde_json::json!({ "status": "not read", "why": why }),
+        MetadataStatus::Failed { why } => {
+            warnings.push(format!(
+                "upstream $metadata: not read at start, the model is used as it is: {why}"
+            ));
+            serde_json::json!({ "status": "failed", "why": why })
+        }
+        MetadataStatus::Reconciled(r) => serde_json::json!({
+            "status": if r.is_exact() { "matches the model" } else { "reconciled" },
+            "summary": r.summary(),
+            "differences": r.lines(),
+            "detail": r.to_json(),
+        }),
+    }
+}
+
+/// `/readyz`'s `expandPushdown` member.
+pub fn pushdown_report(read: &ReadConfig) -> serde_json::Value {
+    serde_json::json!({
+        "mode": read.expand_pushdown.name(),
+        "toOne": read.pushdown.to_one,
+        "toMany": read.pushdown.to_many,
+        "why": read.pushdown.why,
+    })
+}
