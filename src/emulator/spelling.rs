@@ -325,3 +325,72 @@ impl Service {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_name_entities_by_logical_name_or_set_and_are_checked() {
+        let s = SpellingSettings {
+            property_spellings: vec!["mshr_dirpartycontactentities.mshr_ismobilephone=mshr_ismobile".into()],
+            omit_properties: vec!["mshr_dirpartycontactentity.mshr_description".into()],
+            extra_properties: vec!["mshr_dirpartycontactentity.cr_x".into()],
+            omit_navigations: vec!["mshr_dirpartycontactentity.mshr_FK_Person_id".into()],
+            metadata_fails: false,
+        };
+        let naming = s.naming().unwrap();
+        let n = &naming.entities()["mshr_dirpartycontactentity"];
+        assert_eq!(n.renamed["mshr_ismobilephone"], "mshr_ismobile");
+        assert!(n.missing.contains("mshr_description") && n.extra.contains("cr_x"));
+        assert!(n.missing_navigations.contains("mshr_FK_Person_id"));
+        for bad in [
+            SpellingSettings {
+                omit_properties: vec!["nothing.mshr_x".into()],
+                ..Default::default()
+            },
+            SpellingSettings {
+                omit_properties: vec!["mshr_dirpartycontactentity.mshr_nope".into()],
+                ..Default::default()
+            },
+            SpellingSettings {
+                property_spellings: vec!["mshr_dirpartycontactentity.mshr_locator".into()],
+                ..Default::default()
+            },
+            SpellingSettings {
+                extra_properties: vec!["mshr_dirpartycontactentity.mshr_locator".into()],
+                ..Default::default()
+            },
+            SpellingSettings {
+                omit_navigations: vec!["mshr_dirpartycontactentity.mshr_FK_Nope".into()],
+                ..Default::default()
+            },
+        ] {
+            assert!(bad.naming().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_spelled_csdl_uses_only_the_upstreams_names() {
+        let s = SpellingSettings {
+            property_spellings: vec!["mshr_dirpartycontactentity.mshr_ismobilephone=mshr_ismobile".into()],
+            omit_properties: vec!["mshr_dirpartycontactentity.mshr_description".into()],
+            extra_properties: vec!["mshr_dirpartycontactentity.cr_x".into()],
+            omit_navigations: vec!["mshr_dirpartycontactentity.mshr_FK_Person_id".into()],
+            metadata_fails: false,
+        };
+        let csdl = super::super::metadata::csdl_spelled(&s.naming().unwrap());
+        let start = csdl.find("<EntityType Name=\"mshr_dirpartycontactentity\">").unwrap();
+        let contact = &csdl[start..start + csdl[start..].find("</EntityType>").unwrap()];
+        assert!(contact.contains("Name=\"mshr_ismobile\"") && !contact.contains("mshr_ismobilephone"));
+        assert!(
+            !contact.contains("\"mshr_description\"")
+                && contact.contains("<Property Name=\"cr_x\" Type=\"Edm.String\" />")
+        );
+        assert!(!contact.contains("mshr_FK_Person_id"));
+        assert_eq!(
+            super::super::metadata::csdl_spelled(&Naming::default()),
+            super::super::metadata::csdl()
+        );
+    }
+}
