@@ -151,27 +151,7 @@ pub fn list_field(e: &'static Entity) -> Field {
             FieldFuture::new(async move {
                 let st = state(&ctx)?;
                 let rq = request(&ctx)?;
-                let first = match ctx.args.get("first") {
-                    Some(v) if !v.is_null() => v.i64()?,
-                    _ => st.config.default_first as i64,
-                };
-                if first < 0 || first as usize > st.config.max_first {
-                    return Err(bad_input(format!(
-                        "`first` must be between 0 and {} (got {first}); page with `after` for more.",
-                        st.config.max_first
-                    )));
-                }
-                let first = first as usize;
-                let filter = match ctx.args.get("filter") {
-                    Some(v) if !v.is_null() => Some(compile_filter(e, v.as_value(), &st.labels(), st.config.dialect)?),
-                    _ => None,
-                };
-                let orderby = match ctx.args.get("orderBy") {
-                    Some(v) if !v.is_null() => compile_order(e, v.as_value())?,
-                    _ => Vec::new(),
-                };
-                super::warnings::refuse_missing(&st.upstream.naming(), e, filter.as_deref(), &orderby)?;
-                let orderby = with_id_tiebreak(e, orderby);
+                let (first, filter, orderby) = list_arguments(&ctx, st, e)?;
                 let selection = ctx.field();
                 let select = select_for(e, node_selections(selection).into_iter());
                 let wants_total = selection.selection_set().any(|f| f.name() == "totalCount");
@@ -192,11 +172,7 @@ pub fn list_field(e: &'static Entity) -> Field {
                     filter: filter.clone(),
                     orderby: orderby.clone(),
                     top: None,
-                    expand: if st.config.pushdown.any() {
-                        super::prefetch::pushdown_expands(st, e, &node_selections(selection))
-                    } else {
-                        Vec::new()
-                    },
+                    expand: pushed_down(st, e, selection),
                     count: wants_total,
                 };
                 // The page size is chosen once per chain (by its first page) and travels in the
@@ -205,41 +181,12 @@ pub fn list_field(e: &'static Entity) -> Field {
                     None => (q.to_relative_url(), first.clamp(1, MAX_PAGE_SIZE), 0),
                     Some(c) => (c.link.clone(), c.size, c.resume_skip()),
                 };
-                let read = read_rows(st, rq, e, link, size, skip, first)
+                let mut read = read_rows(st, rq, e, link, size, skip, first)
                     .await
                     .map_err(|err| upstream_error(&err))?;
-                let mut rows: Vec<Row> = Vec::with_capacity(read.rows.len());
-                let mut cursors = Vec::with_capacity(read.rows.len());
-                for (record, position) in read.rows {
-                    rows.push(Row {
-                        entity: e,
-                        record: Arc::new(record),
-                    });
-                    cursors.push(position.encode(key, &query_id));
-                }
-                // A continuation follows the link of its chain's first query, whose `$select` and
-                // `$count` may be narrower than this selection: what is missing is read again by id
-                // (one request), and the count asked for separately.
-                if start.is_some() {
-                    let linked = link_select(read.first_link.as_str());
-                    let missing = select.iter().any(|p| !linked.iter().any(|l| l == p));
-                    if missing && !rows.is_empty() {
-                        rows = reread_by_id(&ctx, e, &select, rows).await?;
-                    }
-                }
+                let (rows, cursors) = page_rows(&ctx, e, &select, start.is_some(), &mut read, (key, &query_id)).await?;
                 let total_count = match (wants_total, read.count) {
-                    (true, None) => {
-                        let counted = ODataQuery {
-                            select: vec![e.primary_key.clone()],
-                            expand: Vec::new(),
-                            count: true,
-                            ..q.clone()
-                        };
-                        st.fetch_page(e, &counted.to_relative_url(), rq, Some(1))
-                            .await
-                            .map_err(|err| upstream_error(&err))?
-                            .count
-                    }
+                    (true, None) => count_separately(st, rq, &q).await?,
                     (_, count) => count,
                 };
                 let page_info = PageInfoValue {
@@ -273,6 +220,93 @@ pub fn list_field(e: &'static Entity) -> Field {
             .description("A cursor from a previous page of the same query."),
     )
     .description(format!("{} records, a page at a time.", e.name))
+}
+
+/// A list field's `first`, compiled `filter` and `orderBy` (with the id tie-break), checked
+/// before anything goes upstream.
+fn list_arguments(
+    ctx: &ResolverContext<'_>,
+    st: &GatewayState,
+    e: &'static Entity,
+) -> async_graphql::Result<(usize, Option<String>, Vec<(String, bool)>)> {
+    let first = match ctx.args.get("first") {
+        Some(v) if !v.is_null() => v.i64()?,
+        _ => st.config.default_first as i64,
+    };
+    if first < 0 || first as usize > st.config.max_first {
+        return Err(bad_input(format!(
+            "`first` must be between 0 and {} (got {first}); page with `after` for more.",
+            st.config.max_first
+        )));
+    }
+    let filter = match ctx.args.get("filter") {
+        Some(v) if !v.is_null() => Some(compile_filter(e, v.as_value(), &st.labels(), st.config.dialect)?),
+        _ => None,
+    };
+    let orderby = match ctx.args.get("orderBy") {
+        Some(v) if !v.is_null() => compile_order(e, v.as_value())?,
+        _ => Vec::new(),
+    };
+    super::warnings::refuse_missing(&st.upstream.naming(), e, filter.as_deref(), &orderby)?;
+    Ok((first as usize, filter, with_id_tiebreak(e, orderby)))
+}
+
+/// The `$expand` options a list's own request carries, as the pushdown plan allows.
+fn pushed_down(st: &GatewayState, e: &'static Entity, selection: SelectionField<'_>) -> Vec<crate::odata::Expand> {
+    if st.config.pushdown.any() {
+        super::prefetch::pushdown_expands(st, e, &node_selections(selection))
+    } else {
+        Vec::new()
+    }
+}
+
+/// The rows read and their cursors. A continuation follows the link of its chain's first query,
+/// whose `$select` may be narrower than this selection: what is missing is read again by id (one
+/// request).
+async fn page_rows(
+    ctx: &ResolverContext<'_>,
+    e: &'static Entity,
+    select: &[String],
+    continuation: bool,
+    read: &mut ReadRows,
+    (key, query_id): (&CursorKey, &QueryId),
+) -> async_graphql::Result<(Vec<Row>, Vec<String>)> {
+    let mut rows: Vec<Row> = Vec::with_capacity(read.rows.len());
+    let mut cursors = Vec::with_capacity(read.rows.len());
+    for (record, position) in std::mem::take(&mut read.rows) {
+        rows.push(Row {
+            entity: e,
+            record: Arc::new(record),
+        });
+        cursors.push(position.encode(key, query_id));
+    }
+    if continuation {
+        let linked = link_select(read.first_link.as_str());
+        let missing = select.iter().any(|p| !linked.iter().any(|l| l == p));
+        if missing && !rows.is_empty() {
+            rows = reread_by_id(ctx, e, select, rows).await?;
+        }
+    }
+    Ok((rows, cursors))
+}
+
+/// `totalCount` when the page read did not bring it: a count-only query.
+async fn count_separately(
+    st: &Arc<GatewayState>,
+    rq: &RequestCtx,
+    q: &ODataQuery,
+) -> async_graphql::Result<Option<u64>> {
+    let counted = ODataQuery {
+        select: vec![q.entity.primary_key.clone()],
+        expand: Vec::new(),
+        count: true,
+        ..q.clone()
+    };
+    Ok(st
+        .fetch_page(q.entity, &counted.to_relative_url(), rq, Some(1))
+        .await
+        .map_err(|err| upstream_error(&err))?
+        .count)
 }
 
 /// The client's order with the primary key added as the last sort key, unless it is already one.
