@@ -222,13 +222,16 @@ pub fn list_field(e: &'static Entity) -> Field {
     .description(format!("{} records, a page at a time.", e.name))
 }
 
+/// `first`, the compiled `$filter` and the `$orderby` keys `(property, descending)`.
+type ListArguments = (usize, Option<String>, Vec<(String, bool)>);
+
 /// A list field's `first`, compiled `filter` and `orderBy` (with the id tie-break), checked
 /// before anything goes upstream.
 fn list_arguments(
     ctx: &ResolverContext<'_>,
     st: &GatewayState,
     e: &'static Entity,
-) -> async_graphql::Result<(usize, Option<String>, Vec<(String, bool)>)> {
+) -> async_graphql::Result<ListArguments> {
     let first = match ctx.args.get("first") {
         Some(v) if !v.is_null() => v.i64()?,
         _ => st.config.default_first as i64,
