@@ -142,3 +142,53 @@ pub fn pushdown_report(read: &ReadConfig) -> serde_json::Value {
         "why": read.pushdown.why,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::{parse_args, Command};
+    use crate::graphql::context::ExpandPushdown;
+
+    fn serve(args: &[&str]) -> ExpandPushdown {
+        let mut argv = vec!["ats-gateway"];
+        argv.extend(args);
+        match parse_args(argv.into_iter().map(Into::into).collect()).unwrap().command {
+            Some(Command::Serve(s)) => s.expand_pushdown,
+            _ => panic!("serve"),
+        }
+    }
+
+    #[test]
+    fn expand_pushdown_is_auto_by_default_and_takes_on_off_true_false() {
+        std::env::remove_var("ATS_GATEWAY_EXPAND_PUSHDOWN");
+        assert_eq!(serve(&[]), ExpandPushdown::Auto);
+        assert_eq!(serve(&["--expand-pushdown", "on"]), ExpandPushdown::On);
+        assert_eq!(serve(&["--expand-pushdown", "true"]), ExpandPushdown::On);
+        assert_eq!(serve(&["--expand-pushdown", "false"]), ExpandPushdown::Off);
+        assert!(parse_args(["ats-gateway", "--expand-pushdown", "maybe"].map(Into::into).to_vec()).is_err());
+    }
+
+    #[test]
+    fn the_emulators_spelling_flags_repeat() {
+        let argv = [
+            "ats-gateway",
+            "emulator",
+            "--property-spelling",
+            "mshr_dirpartycontactentity.mshr_ismobilephone=mshr_ismobile",
+            "--omit-property",
+            "mshr_dirpartycontactentity.mshr_description",
+            "--omit-property",
+            "mshr_dirpartycontactentity.mshr_locatorextension",
+            "--extra-property",
+            "mshr_dirpartycontactentities.cr_x",
+            "--metadata-fails",
+        ];
+        let Some(Command::Emulator(e)) = parse_args(argv.map(Into::into).to_vec()).unwrap().command else {
+            panic!("emulator");
+        };
+        let spelling = e.config().spelling;
+        assert_eq!(spelling.omit_properties.len(), 2);
+        assert!(spelling.metadata_fails);
+        let naming = spelling.naming().unwrap();
+        assert_eq!(naming.entities()["mshr_dirpartycontactentity"].extra.len(), 1);
+    }
+}
