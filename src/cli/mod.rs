@@ -212,11 +212,12 @@ pub struct ServeArgs {
     #[arg(long, env = "ATS_GATEWAY_BATCH_DELAY", default_value = "3ms", value_parser = duration)]
     pub batch_delay: std::time::Duration,
     /// Fetch a list's first-level relations with `$expand` in the list's own request (one upstream
-    /// request instead of 1 + one per relation). Only for upstreams that support collection
-    /// `$expand` in collection queries, as the emulator does; Dataverse's virtual tables are not
-    /// documented to.
-    #[arg(long, env = "ATS_GATEWAY_EXPAND_PUSHDOWN", default_value_t = false, action = clap::ArgAction::Set)]
-    pub expand_pushdown: bool,
+    /// request instead of 1 + one per relation): `auto` decides at start, pushing down the
+    /// relations whose navigation properties the upstream's `$metadata` has, to-many ones only if
+    /// one probe collection `$expand` works (Dataverse's virtual tables are not documented to
+    /// support it); `on` (or `true`), `off` (or `false`).
+    #[arg(long, env = "ATS_GATEWAY_EXPAND_PUSHDOWN", value_enum, default_value = "auto")]
+    pub expand_pushdown: crate::graphql::context::ExpandPushdown,
     /// The upstream's query language: `dataverse` joins relations with
     /// `Microsoft.Dynamics.CRM.In`; `odata4` (plain OData v4) with `or` chains of `eq`, longer, so
     /// a join may take more requests; `auto` asks the upstream once at start (one request with a
@@ -485,6 +486,10 @@ pub struct EmulatorArgs {
     /// emulator's own (strict) `nextLink`s.
     #[arg(long, env = "ATS_GATEWAY_EMULATOR_SERVER_PAGE_SIZE", requires = "ignore_maxpagesize", value_parser = clap::value_parser!(u32).range(1..=5000))]
     pub server_page_size: Option<u32>,
+    /// Property spellings of the upstream played (`--property-spelling`, `--omit-property`,
+    /// `--extra-property`, `--omit-navigation`, `--metadata-fails`).
+    #[command(flatten)]
+    pub spelling: emulator::spelling::SpellingSettings,
 }
 
 impl EmulatorArgs {
@@ -501,6 +506,7 @@ impl EmulatorArgs {
             change_sets: !self.no_change_sets,
             ignore_maxpagesize: self.ignore_maxpagesize,
             server_page_size: self.server_page_size.map(|n| n as usize),
+            spelling: self.spelling.clone(),
             auth: emulator::auth::AuthConfig {
                 required: self.require_auth,
                 token_lifetime: self.token_lifetime,

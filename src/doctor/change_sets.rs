@@ -115,7 +115,8 @@ async fn clean_up(d: &Doctor, person: &'static Entity, marker: &str) -> Leftover
     let mut q = ODataQuery::new(person);
     q.select = vec![person.primary_key.clone()];
     q.filter = Some(format!("mshr_lastname eq {}", escape::string_literal(marker)));
-    let rows = match d.upstream.get_all(&q, d.auth(), 100).await {
+    // Doctor's records are a handful: one page (of 100, or whole where the page size is ignored).
+    let rows = match d.upstream.get_page(&q.to_relative_url(), d.auth(), Some(100)).await {
         Ok(page) => page.value,
         Err(e) => {
             return Leftovers {

@@ -6,7 +6,7 @@
 //! a token refresh after a 401 remain), so an answer is the service's own, not a retry's.
 
 use super::{Doctor, Pushdown};
-use crate::cli::UpstreamDialect;
+use crate::cli::{UpstreamDialect, UpstreamPaging};
 use crate::model::{model, Cardinality, Entity, Relation};
 use crate::odata::{Dialect, Expand, ODataQuery, OptionSetLabels, UpstreamError, UpstreamErrorKind};
 use futures::future::BoxFuture;
@@ -117,6 +117,7 @@ impl Check {
 /// The checks, in the order they run and are reported.
 pub const CHECKS: &[Check] = &[
     Check::prerequisite("reachability", reachability),
+    Check::new("metadata", metadata),
     Check::new("option-sets", option_sets),
     Check::new("paging", paging),
     Check::new("in-function", in_function),
@@ -198,6 +199,57 @@ fn listed_sets(doc: &serde_json::Value) -> String {
     format!("{found} of the model's {} entity sets listed", entities.len())
 }
 
+/// Reads `$metadata` as the gateway does at start and holds the model against it: renamed and
+/// extra properties are mapped (pass); missing properties or navigation properties are not
+/// fatal, but their fields resolve to null and their relations load separately (fail, never
+/// blocking).
+pub fn metadata(d: &Doctor) -> BoxFuture<'_, Outcome> {
+    Box::pin(async move {
+        if d.settings.caller_tokens_only {
+            return Outcome::unknown(
+                "the gateway acts only for its callers and does not read $metadata: the model is used as it is",
+            );
+        }
+        let r = match crate::odata::metadata::read_and_reconcile(&d.upstream).await {
+            Ok(r) => r,
+            Err(why) => {
+                return Outcome::fail(format!(
+                    "$metadata could not be read ({why}): the gateway starts with the model as it is, and --expand-pushdown auto stays off"
+                ))
+                .blocking(false)
+            }
+        };
+        if r.is_exact() {
+            return Outcome::pass(
+                "every model property and navigation property is there, spelled as the model spells it",
+            );
+        }
+        let lossy = r
+            .naming
+            .entities()
+            .values()
+            .any(|n| !n.missing.is_empty() || !n.missing_navigations.is_empty())
+            || !r.missing_entities.is_empty();
+        let lines = r.lines();
+        let shown: Vec<&str> = lines.iter().take(3).map(String::as_str).collect();
+        let detail = format!(
+            "{}{}: {}",
+            r.summary(),
+            if lines.len() > shown.len() {
+                format!(" (first {} of {})", shown.len(), lines.len())
+            } else {
+                String::new()
+            },
+            shown.join("; ")
+        );
+        if lossy {
+            Outcome::fail(detail).blocking(false)
+        } else {
+            Outcome::pass(detail)
+        }
+    })
+}
+
 /// Reads the option-set definitions as the gateway does at start, and says how the labels map.
 pub fn option_sets(d: &Doctor) -> BoxFuture<'_, Outcome> {
     Box::pin(async move {
@@ -276,11 +328,17 @@ pub fn paging(d: &Doctor) -> BoxFuture<'_, Outcome> {
             None => "no Preference-Applied header".to_string(),
         };
         if first.value.len() > PROBE_PAGE_SIZE {
+            let paging = d.settings.paging;
             return Outcome::fail(format!(
-                "odata.maxpagesize={PROBE_PAGE_SIZE} ignored: the first page had {} rows ({applied_note}), so lists read more rows than asked",
-                first.value.len()
+                "odata.maxpagesize={PROBE_PAGE_SIZE} ignored: the first page had {} rows ({applied_note}); lists must page by $top{}",
+                first.value.len(),
+                match paging {
+                    UpstreamPaging::Auto => " (auto picks top)",
+                    _ => "",
+                }
             ))
-            .blocking(false);
+            .fix("--upstream-paging top")
+            .blocking(paging == UpstreamPaging::Maxpagesize);
         }
         let Some(next) = first.next_link.clone() else {
             return Outcome::unknown(format!(

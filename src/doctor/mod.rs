@@ -24,7 +24,7 @@ pub mod checks;
 pub mod report;
 
 use crate::cli::auth::AuthArgs;
-use crate::cli::UpstreamDialect;
+use crate::cli::{UpstreamDialect, UpstreamPaging};
 use crate::graphql::mutations::submit::Strategy;
 use crate::odata::{Upstream, UpstreamConfig, UpstreamError};
 use clap::Args;
@@ -46,6 +46,10 @@ pub struct DoctorArgs {
     /// refused `Microsoft.Dynamics.CRM.In` makes the service unusable as configured.
     #[arg(long, env = "ATS_GATEWAY_UPSTREAM_DIALECT", value_enum, default_value = "auto")]
     pub upstream_dialect: UpstreamDialect,
+    /// The paging the gateway would be run with (see `serve --help`): with `maxpagesize`, a
+    /// service that ignores `Prefer: odata.maxpagesize` makes lists read more rows than asked.
+    #[arg(long, env = "ATS_GATEWAY_UPSTREAM_PAGING", value_enum, default_value = "auto")]
+    pub upstream_paging: UpstreamPaging,
     /// The submission strategy the gateway would be run with: `batch` and `deep-insert` need
     /// change sets (deep insert falls back to one for an existing person), `flat` does not.
     #[arg(long, env = "ATS_GATEWAY_SUBMISSION_STRATEGY", value_enum, default_value = "batch")]
@@ -77,20 +81,14 @@ pub struct DoctorArgs {
     pub auth: AuthArgs,
 }
 
-/// `--expand-pushdown` as doctor judges it (`true`/`false` are accepted for `on`/`off`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Pushdown {
-    Auto,
-    #[value(alias = "true")]
-    On,
-    #[value(alias = "false")]
-    Off,
-}
+/// `--expand-pushdown` as doctor judges it: the gateway's own setting.
+pub use crate::graphql::context::ExpandPushdown as Pushdown;
 
 /// The settings the checks judge the service against.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
     pub dialect: UpstreamDialect,
+    pub paging: UpstreamPaging,
     pub strategy: Strategy,
     pub pushdown: Pushdown,
     /// `--upstream-auth`'s name (`client-credentials`, ...).
@@ -121,6 +119,7 @@ impl Doctor {
         let auth = args.auth.upstream_auth(&root, None)?;
         let settings = Settings {
             dialect: args.upstream_dialect,
+            paging: args.upstream_paging,
             strategy: args.submission_strategy,
             pushdown: args.expand_pushdown,
             auth_mode: auth.mode(),

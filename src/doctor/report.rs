@@ -118,6 +118,7 @@ impl Report {
             "settings": {
                 "auth": s.auth_mode,
                 "dialect": value_name(&s.dialect),
+                "paging": value_name(&s.paging),
                 "submissionStrategy": value_name(&s.strategy),
                 "expandPushdown": value_name(&s.pushdown),
             },
@@ -152,6 +153,7 @@ mod tests {
             upstream: shown_url("https://user:pw@org.example.com/api/data/v9.2/?token=abc#x"),
             settings: Settings {
                 dialect: UpstreamDialect::Dataverse,
+                paging: crate::cli::UpstreamPaging::Auto,
                 strategy: Strategy::Flat,
                 pushdown: Pushdown::Auto,
                 auth_mode: "none",

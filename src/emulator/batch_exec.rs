@@ -195,6 +195,8 @@ fn run_change_set(
     let mut responses = Vec::new();
     let mut run_part = |c: &rusqlite::Connection, part: &HttpRequestPart| -> Result<(), ODataError> {
         let step = inner_request(part, outer, &refs).and_then(|inner| {
+            let spelled = svc.spell(&inner)?;
+            let inner = &spelled.request;
             let target = service::parse_target(&inner.path)?;
             if matches!(target, service::Target::Batch) {
                 return Err(ODataError::bad_query("Batches cannot be nested."));
@@ -204,7 +206,8 @@ fn run_change_set(
                     "GET requests are not allowed inside a change set.",
                 ));
             }
-            service::write_request(c, &target, &inner, base, &refs)
+            let (resp, created) = service::write_request(c, &target, inner, base, &refs)?;
+            Ok((svc.unspell(&spelled, resp), created))
         });
         match step {
             Ok((resp, created)) => {

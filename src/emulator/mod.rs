@@ -9,6 +9,8 @@
 //! - `service`: dispatch of one OData request; `batch_exec`: `$batch` and change sets.
 //! - `auth`: the token endpoint (Entra's grants) and bearer checking.
 //! - `faults`: service protection (429), injected latency / 5xx / drops, request counters.
+//! - `spelling`: an upstream that spells the model otherwise (renamed, omitted, extra
+//!   properties), translated at the service's boundary.
 //! - `http`: the axum routes; `seed`: deterministic demo data; `ids`: F&O-style identifiers.
 
 pub mod auth;
@@ -23,6 +25,7 @@ pub mod query;
 pub mod read;
 pub mod seed;
 pub mod service;
+pub mod spelling;
 pub mod store;
 pub mod write;
 
@@ -82,6 +85,9 @@ pub struct EmulatorConfig {
     pub ignore_maxpagesize: bool,
     /// With `ignore_maxpagesize`: the service's own page size (`--server-page-size`).
     pub server_page_size: Option<usize>,
+    /// How the upstream played spells the model: renamed, omitted and extra properties, omitted
+    /// navigation properties (see [`spelling`]).
+    pub spelling: spelling::SpellingSettings,
 }
 
 impl Default for EmulatorConfig {
@@ -100,12 +106,17 @@ impl Default for EmulatorConfig {
             change_sets: true,
             ignore_maxpagesize: false,
             server_page_size: None,
+            spelling: spelling::SpellingSettings::default(),
         }
     }
 }
 
 /// Opens the store and seeds it; returns the routes' state.
 pub fn build(config: &EmulatorConfig) -> Result<Arc<http::EmulatorState>, error::ODataError> {
+    let naming = config
+        .spelling
+        .naming()
+        .map_err(|e| error::ODataError::new(500, error::codes::SERVER, format!("spelling settings: {e}")))?;
     let store = Arc::new(Store::open(config.db.as_deref())?);
     if config.seed == Seed::Demo && store_is_empty(&store)? {
         seed_demo(&store, config.seed_size, config.progress)?;
@@ -126,6 +137,8 @@ pub fn build(config: &EmulatorConfig) -> Result<Arc<http::EmulatorState>, error:
             },
             atomic_change_sets: config.atomic_change_sets,
             change_sets: config.change_sets,
+            naming: Arc::new(naming),
+            metadata_fails: config.spelling.metadata_fails,
         },
         faults: FaultState::new(config.faults.clone()),
         authority: auth::Authority::new(config.auth.clone())

@@ -220,6 +220,10 @@ pub struct Service {
     /// refused whole with 501, as a service without change-set support answers; batches of
     /// requests outside change sets still run.
     pub change_sets: bool,
+    /// How the upstream this emulator plays spells the model (see [`super::spelling`]).
+    pub naming: Arc<crate::model::naming::Naming>,
+    /// Whether `GET $metadata` answers 500 (see [`super::spelling::SpellingSettings`]).
+    pub metadata_fails: bool,
 }
 
 impl Service {
@@ -233,8 +237,22 @@ impl Service {
         }
     }
 
-    /// Handles one request outside a change set.
+    /// Handles one request outside a change set, in the upstream's spelling.
     pub fn handle(&self, req: &ODataRequest, base: &str) -> ODataResponse {
+        if let Some(metadata) = self.spelled_metadata(req) {
+            return metadata;
+        }
+        match self.spell(req) {
+            Ok(spelled) => {
+                let resp = self.handle_model(&spelled.request, base);
+                self.unspell(&spelled, resp)
+            }
+            Err(e) => ODataResponse::error(&e),
+        }
+    }
+
+    /// Handles one request in the model's spelling.
+    fn handle_model(&self, req: &ODataRequest, base: &str) -> ODataResponse {
         let target = parse_target(&req.path).and_then(|t| self.profile.check(&t, &req.query).map(|()| t));
         let result = match target {
             Err(e) => Err(e),
@@ -584,78 +602,9 @@ pub fn write_request(
     base: &str,
     refs: &ContentIds,
 ) -> Result<(ODataResponse, Option<Created>), ODataError> {
-    let body = || -> Result<Value, ODataError> {
-        if req.body.is_empty() {
-            return Err(ODataError::bad_query(
-                "The request body is empty; a JSON object was expected.",
-            ));
-        }
-        serde_json::from_slice(&req.body)
-            .map_err(|e| ODataError::bad_query(format!("The request body is not valid JSON: {e}.")))
-    };
-    let representation = req.preferences().iter().any(|p| p == "return=representation");
     match (req.method.as_str(), target) {
-        ("POST", Target::Collection(entity)) => {
-            let id = write::create(c, entity, &body()?, refs)?;
-            let url = format!("{base}{}({id})", entity.entity_set);
-            let resp = if representation {
-                let o = read::parse_options(entity, &req.query)?.without_skiptoken()?;
-                let scope = SqlFragment {
-                    sql: format!("{} = ?", quote(&entity.primary_key)),
-                    params: vec![id.clone().into()],
-                };
-                let row = read::query_collection(c, entity, &o, Some(scope), Some(1))?
-                    .rows
-                    .into_iter()
-                    .next()
-                    .unwrap_or_default();
-                let mut out = serde_json::Map::new();
-                out.insert(
-                    "@odata.context".into(),
-                    Value::String(context_url(base, entity, o.select.as_deref(), true)),
-                );
-                out.extend(row);
-                ODataResponse::json(201, &Value::Object(out))
-                    .with_header("Preference-Applied", "return=representation".into())
-                    .with_header("Location", url)
-            } else {
-                ODataResponse::no_content()
-                    .with_header("OData-EntityId", url.clone())
-                    .with_header("Location", url)
-            };
-            Ok((resp, Some((*entity, id))))
-        }
-        ("POST", Target::Navigation(entity, id, nav)) => {
-            // Create a child through a collection navigation: the child links to the parent.
-            let rel = entity.navigation(nav).expect("parsed navigation");
-            if rel.lookup_on != LookupSide::Target {
-                return Err(ODataError::new(
-                    405,
-                    "",
-                    format!("POST is not allowed on the single-valued navigation '{nav}'."),
-                ));
-            }
-            let child_entity = model().by_logical_name(&rel.target).expect("relation target in model");
-            let back = child_entity
-                .graphql
-                .relations
-                .iter()
-                .find(|r| r.lookup_on == LookupSide::This && r.lookup_property == rel.lookup_property)
-                .expect("twin relation");
-            let mut b = body()?;
-            if let Some(o) = b.as_object_mut() {
-                o.insert(
-                    format!("{}@odata.bind", back.navigation_property),
-                    Value::String(format!("{}({id})", entity.entity_set)),
-                );
-            }
-            let cid = write::create(c, child_entity, &b, refs)?;
-            let url = format!("{base}{}({cid})", child_entity.entity_set);
-            Ok((
-                ODataResponse::no_content().with_header("OData-EntityId", url),
-                Some((child_entity, cid)),
-            ))
-        }
+        ("POST", Target::Collection(entity)) => create(c, entity, req, base, refs),
+        ("POST", Target::Navigation(entity, id, nav)) => create_through_navigation(c, entity, id, nav, req, base, refs),
         ("PATCH", Target::Record(entity, id)) => {
             if req.header("If-None-Match").map(str::trim) == Some("*")
                 && store::get_by_key(c, entity, id, Some(&[]))?.is_some()
@@ -666,39 +615,136 @@ pub fn write_request(
                     "A record with matching key values already exists.",
                 ));
             }
-            write::update(c, entity, id, &body()?)?;
+            write::update(c, entity, id, &json_body(req)?)?;
             Ok((
                 ODataResponse::no_content().with_header("OData-EntityId", format!("{base}{}({id})", entity.entity_set)),
                 None,
             ))
         }
         ("PUT", Target::Property(entity, id, prop)) => {
-            let v = body()?;
+            let v = json_body(req)?;
             let value = v
                 .get("value")
                 .cloned()
                 .ok_or_else(|| ODataError::bad_query("A PUT to a property needs {\"value\": …}."))?;
-            let mut patch = serde_json::Map::new();
-            patch.insert(prop.clone(), value);
-            write::update(c, entity, id, &Value::Object(patch))?;
-            Ok((ODataResponse::no_content(), None))
+            set_property(c, entity, id, prop, value)
         }
         ("DELETE", Target::Record(entity, id)) => {
             write::delete(c, entity, id)?;
             Ok((ODataResponse::no_content(), None))
         }
-        ("DELETE", Target::Property(entity, id, prop)) => {
-            let mut patch = serde_json::Map::new();
-            patch.insert(prop.clone(), Value::Null);
-            write::update(c, entity, id, &Value::Object(patch))?;
-            Ok((ODataResponse::no_content(), None))
-        }
+        ("DELETE", Target::Property(entity, id, prop)) => set_property(c, entity, id, prop, Value::Null),
         (m, _) => Err(ODataError::new(
             405,
             "",
             format!("The HTTP method '{m}' is not allowed on this resource."),
         )),
     }
+}
+
+/// The request's JSON body (a 400 when it is empty or not JSON).
+fn json_body(req: &ODataRequest) -> Result<Value, ODataError> {
+    if req.body.is_empty() {
+        return Err(ODataError::bad_query(
+            "The request body is empty; a JSON object was expected.",
+        ));
+    }
+    serde_json::from_slice(&req.body)
+        .map_err(|e| ODataError::bad_query(format!("The request body is not valid JSON: {e}.")))
+}
+
+/// `PUT set(id)/prop` (a value) and `DELETE set(id)/prop` (null).
+fn set_property(
+    c: &Connection,
+    entity: &Entity,
+    id: &str,
+    prop: &str,
+    value: Value,
+) -> Result<(ODataResponse, Option<Created>), ODataError> {
+    let mut patch = serde_json::Map::new();
+    patch.insert(prop.to_string(), value);
+    write::update(c, entity, id, &Value::Object(patch))?;
+    Ok((ODataResponse::no_content(), None))
+}
+
+/// `POST set`: a create (deep insert included), answered with the record when
+/// `Prefer: return=representation` asks for it.
+fn create(
+    c: &Connection,
+    entity: &'static Entity,
+    req: &ODataRequest,
+    base: &str,
+    refs: &ContentIds,
+) -> Result<(ODataResponse, Option<Created>), ODataError> {
+    let representation = req.preferences().iter().any(|p| p == "return=representation");
+    let id = write::create(c, entity, &json_body(req)?, refs)?;
+    let url = format!("{base}{}({id})", entity.entity_set);
+    let resp = if representation {
+        let o = read::parse_options(entity, &req.query)?.without_skiptoken()?;
+        let scope = SqlFragment {
+            sql: format!("{} = ?", quote(&entity.primary_key)),
+            params: vec![id.clone().into()],
+        };
+        let row = read::query_collection(c, entity, &o, Some(scope), Some(1))?
+            .rows
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        let mut out = serde_json::Map::new();
+        out.insert(
+            "@odata.context".into(),
+            Value::String(context_url(base, entity, o.select.as_deref(), true)),
+        );
+        out.extend(row);
+        ODataResponse::json(201, &Value::Object(out))
+            .with_header("Preference-Applied", "return=representation".into())
+            .with_header("Location", url)
+    } else {
+        ODataResponse::no_content()
+            .with_header("OData-EntityId", url.clone())
+            .with_header("Location", url)
+    };
+    Ok((resp, Some((entity, id))))
+}
+
+/// `POST set(id)/nav`: creates a child through a collection navigation, linked to the parent.
+fn create_through_navigation(
+    c: &Connection,
+    entity: &Entity,
+    id: &str,
+    nav: &str,
+    req: &ODataRequest,
+    base: &str,
+    refs: &ContentIds,
+) -> Result<(ODataResponse, Option<Created>), ODataError> {
+    let rel = entity.navigation(nav).expect("parsed navigation");
+    if rel.lookup_on != LookupSide::Target {
+        return Err(ODataError::new(
+            405,
+            "",
+            format!("POST is not allowed on the single-valued navigation '{nav}'."),
+        ));
+    }
+    let child_entity = model().by_logical_name(&rel.target).expect("relation target in model");
+    let back = child_entity
+        .graphql
+        .relations
+        .iter()
+        .find(|r| r.lookup_on == LookupSide::This && r.lookup_property == rel.lookup_property)
+        .expect("twin relation");
+    let mut b = json_body(req)?;
+    if let Some(o) = b.as_object_mut() {
+        o.insert(
+            format!("{}@odata.bind", back.navigation_property),
+            Value::String(format!("{}({id})", entity.entity_set)),
+        );
+    }
+    let cid = write::create(c, child_entity, &b, refs)?;
+    let url = format!("{base}{}({cid})", child_entity.entity_set);
+    Ok((
+        ODataResponse::no_content().with_header("OData-EntityId", url),
+        Some((child_entity, cid)),
+    ))
 }
 
 #[cfg(test)]

@@ -24,10 +24,13 @@ pub struct ReadConfig {
     pub batch_delay_ms: u64,
     /// How often option-set labels are read again when the read at start failed.
     pub labels_retry: Duration,
-    /// Ask for a list's first-level relations with `$expand` in the same request. Off by default:
-    /// Dataverse's virtual tables are not documented to support collection `$expand` in
-    /// collection queries.
-    pub expand_pushdown: bool,
+    /// Ask for a list's first-level relations with `$expand` in the same request: `On`, `Off`,
+    /// or `Auto` (the command line's default; `Off` here, for embedders): decided at start for
+    /// the relations whose navigation properties the upstream's `$metadata` has, to-many ones
+    /// only if a probe collection `$expand` works (see [`PushdownPlan`]).
+    pub expand_pushdown: ExpandPushdown,
+    /// Which relations are pushed down, as decided at start from `expand_pushdown`.
+    pub pushdown: PushdownPlan,
     /// The upstream's `$filter` language: joins and `in` filters use `Microsoft.Dynamics.CRM.In`
     /// (Dataverse) or `or` chains of `eq` (plain OData v4).
     pub dialect: crate::odata::Dialect,
@@ -40,6 +43,61 @@ pub struct ReadConfig {
     /// How `paging` was (or is to be) decided, as for the dialect: [`DialectSource::Auto`] probes
     /// the upstream once at start (an inconclusive probe assumes maxpagesize).
     pub paging_source: DialectSource,
+}
+
+/// Whether lists fetch their first-level relations with `$expand` (`--expand-pushdown`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExpandPushdown {
+    /// Decided at start: the relations whose navigation properties exist in the upstream's
+    /// `$metadata`; to-many ones only if one probe collection `$expand` succeeds.
+    Auto,
+    /// Every relation whose navigation property exists (`true` is accepted too).
+    #[value(alias = "true")]
+    On,
+    /// None: relations load through the loaders (`false` is accepted too).
+    #[default]
+    #[value(alias = "false")]
+    Off,
+}
+
+impl ExpandPushdown {
+    pub fn name(self) -> &'static str {
+        match self {
+            ExpandPushdown::Auto => "auto",
+            ExpandPushdown::On => "on",
+            ExpandPushdown::Off => "off",
+        }
+    }
+}
+
+/// Which relations lists push down, decided once at start (see `server::start`). A relation
+/// whose navigation property the upstream lacks is never pushed down.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PushdownPlan {
+    /// To-one relations (`$expand` of a lookup).
+    pub to_one: bool,
+    /// To-many relations (a collection `$expand`).
+    pub to_many: bool,
+    /// Why, for the start log and `/readyz`.
+    pub why: String,
+}
+
+impl PushdownPlan {
+    /// The plan `mode` gives before any probe: `On` pushes everything down, `Off` and `Auto`
+    /// (until decided) nothing.
+    pub fn configured(mode: ExpandPushdown) -> PushdownPlan {
+        let on = mode == ExpandPushdown::On;
+        PushdownPlan {
+            to_one: on,
+            to_many: on,
+            why: format!("configured {}", mode.name()),
+        }
+    }
+
+    /// Whether any relation is pushed down.
+    pub fn any(&self) -> bool {
+        self.to_one || self.to_many
+    }
 }
 
 /// How the upstream dialect (or paging) was decided.
@@ -77,7 +135,8 @@ impl Default for ReadConfig {
             cache_capacity: 10_000,
             batch_delay_ms: 3,
             labels_retry: Duration::from_secs(30),
-            expand_pushdown: false,
+            expand_pushdown: ExpandPushdown::Off,
+            pushdown: PushdownPlan::default(),
             dialect: crate::odata::Dialect::Dataverse,
             dialect_source: DialectSource::Configured,
             paging: crate::odata::calls::Paging::Maxpagesize,
@@ -171,6 +230,30 @@ pub struct GatewayState {
     /// Reference data (entities nothing else hangs off), per caller identity and URL, so that no
     /// caller is served data fetched with another caller's credentials.
     pub reference_cache: Cache<CacheKey, Arc<Page>>,
+    /// The upstream's `$metadata` held against the model at start (for `/readyz`).
+    pub metadata: MetadataStatus,
+    /// Whether a deep insert written as a `$batch` for want of a navigation property upstream
+    /// was logged (once per gateway).
+    pub deep_insert_fallback_logged: std::sync::atomic::AtomicBool,
+}
+
+/// What the `$metadata` read at start gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetadataStatus {
+    /// Not read (yet, or the gateway has no token of its own to read it with): `why`.
+    NotRead { why: String },
+    /// Read and held against the model; the upstream client translates by its naming.
+    Reconciled(crate::odata::metadata::Reconciliation),
+    /// The read failed (`why`): the model is used as it is.
+    Failed { why: String },
+}
+
+impl Default for MetadataStatus {
+    fn default() -> Self {
+        MetadataStatus::NotRead {
+            why: "not read at start".into(),
+        }
+    }
 }
 
 impl GatewayState {
@@ -193,6 +276,8 @@ impl GatewayState {
             labels: std::sync::RwLock::new(Arc::new(labels)),
             config,
             reference_cache,
+            metadata: MetadataStatus::default(),
+            deep_insert_fallback_logged: Default::default(),
         }
     }
 

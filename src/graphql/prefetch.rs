@@ -154,9 +154,10 @@ fn records_of(records: &[Record], r: &Relation, group: &Arc<RecordGroup>) -> Vec
         .collect()
 }
 
-/// The `$expand` options that bring a page's first-level relations along with it, when the
-/// `expand_pushdown` setting is on: to-one relations, and to-many ones without `orderBy`
-/// (Dataverse allows `$select` and `$filter` inside a collection expand).
+/// The `$expand` options that bring a page's first-level relations along with it, as the
+/// pushdown plan decided at start allows (`ReadConfig::pushdown`) and only through navigation
+/// properties the upstream has: to-one relations, and to-many ones without `orderBy` (Dataverse
+/// allows `$select` and `$filter` inside a collection expand).
 pub fn pushdown_expands(
     state: &GatewayState,
     entity: &'static Entity,
@@ -169,6 +170,13 @@ pub fn pushdown_expands(
         };
         if out.iter().any(|e| e.navigation == r.navigation_property) {
             continue; // the same relation twice (aliases): the loader serves the second
+        }
+        let planned = match r.kind {
+            crate::model::Cardinality::One => state.config.pushdown.to_one,
+            crate::model::Cardinality::Many => state.config.pushdown.to_many,
+        };
+        if !planned || !state.upstream.naming().has_navigation(entity, &r.navigation_property) {
+            continue;
         }
         let target = model().by_logical_name(&r.target).expect("relation target in model");
         let nested: Vec<SelectionField<'_>> = f.selection_set().collect();

@@ -254,6 +254,7 @@ fn list_args(
         Some(v) if !v.is_null() => compile_order(e, v.as_value())?,
         _ => Vec::new(),
     };
+    super::warnings::refuse_missing(&st.upstream.naming(), e, filter.as_deref(), &orderby)?;
     let orderby = with_id_tiebreak(e, orderby);
     let selection = ctx.field();
     let query_id = QueryId::of(e, filter.as_deref(), &orderby);
@@ -283,7 +284,7 @@ fn list_query(st: &GatewayState, e: &'static Entity, args: &ListArgs, selection:
         filter: args.filter.clone(),
         orderby: args.orderby.clone(),
         top: None,
-        expand: if st.config.expand_pushdown {
+        expand: if st.config.pushdown.any() {
             super::prefetch::pushdown_expands(st, e, &node_selections(selection))
         } else {
             Vec::new()
@@ -627,7 +628,10 @@ pub fn property_field(e: &'static Entity, p: &'static Property, ty: TypeRef) -> 
     Field::new(&p.graphql_field, ty, move |ctx| {
         FieldFuture::new(async move {
             let row = ctx.parent_value.try_downcast_ref::<Row>()?;
-            let raw = row.record.get(&p.name).unwrap_or(&Json::Null);
+            let Some(raw) = row.record.get(&p.name) else {
+                note_if_missing_upstream(&ctx, e, p)?;
+                return Ok(None);
+            };
             // Only option sets need the labels (a lock and a refcount per field otherwise).
             let value = match p.option_set {
                 Some(_) => to_graphql(e, p, raw, &state(&ctx)?.labels())?,
@@ -636,6 +640,16 @@ pub fn property_field(e: &'static Entity, p: &'static Property, ty: TypeRef) -> 
             Ok(value.map(FieldValue::value))
         })
     })
+}
+
+/// Notes a field whose property the upstream lacks, for the operation's one warning.
+fn note_if_missing_upstream(ctx: &ResolverContext<'_>, e: &Entity, p: &Property) -> async_graphql::Result<()> {
+    if state(ctx)?.upstream.naming().is_missing(e, &p.name) {
+        if let Some(fields) = ctx.data_opt::<super::warnings::MissingFields>() {
+            fields.note(&e.graphql.type_name, &p.graphql_field);
+        }
+    }
+    Ok(())
 }
 
 /// What `to_graphql` gets for properties that are not option sets.
@@ -771,6 +785,7 @@ pub fn to_many_field(e: &'static Entity, r: &'static Relation, ty: TypeRef) -> F
                 Some(v) if !v.is_null() => compile_order(target, v.as_value())?,
                 _ => Vec::new(),
             };
+            super::warnings::refuse_missing(&st.upstream.naming(), target, filter.as_deref(), &orderby)?;
             let nested: Vec<SelectionField<'_>> = ctx.field().selection_set().collect();
             let select = super::prefetch::child_select(target, child_key, &nested);
             let loader = ctx.data::<DataLoader<ChildLoader, HashMapCache>>()?;

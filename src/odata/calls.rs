@@ -171,7 +171,7 @@ impl Upstream {
         auth: Option<&str>,
         page_size: Option<usize>,
     ) -> Result<Page, UpstreamError> {
-        let url = self.absolute_url(url_or_relative)?;
+        let url = self.spelled_url(&self.absolute_url(url_or_relative)?)?;
         let extra: Vec<(&str, String)> = page_size
             .map(|n| ("prefer", format!("odata.maxpagesize={}", n.clamp(1, MAX_PAGE_SIZE))))
             .into_iter()
@@ -182,7 +182,9 @@ impl Upstream {
         if !(200..300).contains(&raw.status) {
             return Err(raw.error());
         }
-        response::parse_page(raw.status, &raw.body)
+        let mut page = response::parse_page(raw.status, &raw.body)?;
+        self.rows_to_model(&url, page.value.iter_mut());
+        Ok(page)
     }
 
     /// Whether the upstream honours `Prefer: odata.maxpagesize`: one GET (never retried) of
@@ -230,7 +232,7 @@ impl Upstream {
         auth: Option<&str>,
         policy: RetryPolicy,
     ) -> Result<Value, UpstreamError> {
-        let url = self.absolute_url(relative)?;
+        let url = self.spelled_url(&self.absolute_url(relative)?)?;
         let raw = self.send(Method::GET, &url, auth, &[], None, policy).await?;
         if !(200..300).contains(&raw.status) {
             return Err(raw.error());
@@ -272,7 +274,8 @@ impl Upstream {
         prefer_representation: bool,
         policy: RetryPolicy,
     ) -> Result<WriteResult, UpstreamError> {
-        let url = self.absolute_url(relative_url)?;
+        let url = self.spelled_url(&self.absolute_url(relative_url)?)?;
+        let body = &self.spelled_body(&url, body)?;
         let mut extra = Vec::new();
         if prefer_representation {
             extra.push(("prefer", "return=representation".to_string()));
@@ -291,7 +294,11 @@ impl Upstream {
             return Err(raw.error());
         }
         let set = first_segment(&self.config().service_root, &url);
-        response::write_result(raw.status, raw.header("odata-entityid"), &raw.body, &set)
+        let mut result = response::write_result(raw.status, raw.header("odata-entityid"), &raw.body, &set)?;
+        if let Some(Value::Object(row)) = result.body.as_mut() {
+            self.rows_to_model(&url, std::iter::once(row));
+        }
+        Ok(result)
     }
 }
 

@@ -69,6 +69,8 @@ pub struct Upstream {
     breaker: CircuitBreaker,
     gates: Gates,
     tokens: super::auth::TokenSource,
+    /// How the upstream spells the model (from its `$metadata`; see [`super::spelling`]).
+    naming: std::sync::RwLock<std::sync::Arc<crate::model::naming::Naming>>,
 }
 
 /// Holds the observer; `Debug` says only whether one is set.
@@ -142,7 +144,18 @@ impl Upstream {
             requests: AtomicU64::new(0),
             per_set: Mutex::new(BTreeMap::new()),
             observer: std::sync::OnceLock::new(),
+            naming: Default::default(),
         })
+    }
+
+    /// How the upstream spells the model (the model's own names until [`Upstream::set_naming`]).
+    pub fn naming(&self) -> std::sync::Arc<crate::model::naming::Naming> {
+        self.naming.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Sets how the upstream spells the model (after `$metadata` reconciliation at start).
+    pub fn set_naming(&self, naming: crate::model::naming::Naming) {
+        *self.naming.write().unwrap_or_else(|p| p.into_inner()) = std::sync::Arc::new(naming);
     }
 
     pub fn config(&self) -> &UpstreamConfig {

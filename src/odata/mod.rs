@@ -19,6 +19,9 @@
 //! - [`resilience`]: deadline, retries and backoff, concurrency per caller, circuit breaker
 //!   ([`ResilienceConfig`]), applied to every exchange.
 //! - [`redact`]: upstream URLs as they may be logged, every literal value hidden.
+//! - [`metadata`]: the upstream's `$metadata` held against the model at start
+//!   ([`metadata::read_and_reconcile`]); [`spelling`]: the upstream's names in the URLs and
+//!   bodies sent and the model's in the rows read.
 //! - [`options`]: [`OptionSetLabels`], documented option values <-> the environment's integers.
 //!
 //! Entity and property names never appear in this code: they all come from [`crate::model`].
@@ -30,11 +33,13 @@ pub mod client;
 pub mod error;
 pub mod escape;
 pub mod filter;
+pub mod metadata;
 pub mod options;
 pub mod query;
 pub mod redact;
 pub mod resilience;
 pub mod response;
+pub mod spelling;
 
 #[cfg(test)]
 mod tests;

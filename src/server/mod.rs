@@ -4,8 +4,10 @@
 //!   GraphQL over HTTP specification, with automatic persisted queries (`graphql_http`).
 //! - `GET /` (and a browser's `GET /graphql`): the GraphiQL playground (`playground`).
 //! - `GET /healthz`: the process is up; `GET /readyz`: the gateway can serve (the upstream
-//!   answers and accepts its credentials, the breaker is closed; option-set labels not read are
-//!   a warning); `GET /metrics`: Prometheus text (`ops`).
+//!   answers and accepts its credentials, the breaker is closed; option-set labels or
+//!   `$metadata` not read are a warning; the `$metadata` differences and the `$expand` pushdown
+//!   decided at start are listed); `GET /metrics`: Prometheus text (`ops`).
+//! - `startup`: what is decided once at start (dialect, `$metadata` reconciliation, pushdown).
 //! - Layers: CORS (a setting; same origin only by default), a request body limit.
 //!
 //! Each GraphQL request gets its caller (authenticated by `auth`) and fresh request-scoped loaders;
@@ -22,6 +24,7 @@ pub mod auth;
 pub mod graphql_http;
 pub mod ops;
 pub mod playground;
+pub mod startup;
 
 /// What the routes share.
 #[derive(Clone)]
@@ -226,77 +229,6 @@ pub async fn probe_paging(upstream: &crate::odata::Upstream) -> Result<crate::od
     }
 }
 
-/// Decides `--upstream-dialect auto` once, before serving: probed, or dataverse assumed with a
-/// warning when the probe is inconclusive (or the gateway has no token of its own to probe with).
-async fn decide_dialect(
-    upstream: &crate::odata::Upstream,
-    read: &mut crate::graphql::context::ReadConfig,
-    acts_only_for_callers: bool,
-) {
-    if read.dialect_source == crate::graphql::context::DialectSource::Auto {
-        // Acting only for callers, the gateway has no token of its own to probe with.
-        let probed = if acts_only_for_callers {
-            Err("no token of the gateway's own to probe with".to_string())
-        } else {
-            probe_dialect(upstream).await
-        };
-        match probed {
-            Ok(d) => {
-                read.dialect = d;
-                read.dialect_source = crate::graphql::context::DialectSource::Probed;
-            }
-            Err(why) => {
-                tracing::warn!(
-                    error = %why,
-                    "upstream dialect: the probe was inconclusive; assuming dataverse (not probed again)"
-                );
-                read.dialect = crate::odata::Dialect::Dataverse;
-                read.dialect_source = crate::graphql::context::DialectSource::Assumed { why };
-            }
-        }
-    }
-    tracing::info!(
-        dialect = read.dialect.name(),
-        decided = read.dialect_source.name(),
-        "upstream dialect"
-    );
-}
-
-/// Decides `--upstream-paging auto` once, before serving: probed, or maxpagesize assumed with a
-/// warning when the probe is inconclusive (or the gateway has no token of its own to probe with).
-async fn decide_paging(
-    upstream: &crate::odata::Upstream,
-    read: &mut crate::graphql::context::ReadConfig,
-    acts_only_for_callers: bool,
-) {
-    use crate::graphql::context::DialectSource;
-    if read.paging_source == DialectSource::Auto {
-        let probed = match acts_only_for_callers {
-            true => Err("no token of the gateway's own to probe with".to_string()),
-            false => probe_paging(upstream).await,
-        };
-        match probed {
-            Ok(p) => {
-                read.paging = p;
-                read.paging_source = DialectSource::Probed;
-            }
-            Err(why) => {
-                tracing::warn!(
-                    error = %why,
-                    "upstream paging: the probe was inconclusive; assuming maxpagesize (not probed again)"
-                );
-                read.paging = crate::odata::calls::Paging::Maxpagesize;
-                read.paging_source = DialectSource::Assumed { why };
-            }
-        }
-    }
-    tracing::info!(
-        paging = read.paging.name(),
-        decided = read.paging_source.name(),
-        "upstream paging"
-    );
-}
-
 /// A running gateway.
 pub struct RunningGateway {
     pub addr: std::net::SocketAddr,
@@ -316,8 +248,44 @@ impl RunningGateway {
     }
 }
 
-/// Connects to the upstream (reading its option-set labels), binds `listen` and serves.
+/// Connects to the upstream (reading its option-set labels and its `$metadata`, deciding the
+/// dialect and the `$expand` pushdown), binds `listen` and serves.
 pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Result<RunningGateway, StartError> {
+    let (upstream, callers, metrics) = connect(config)?;
+    let acts_only_for_callers = config.upstream_auth.acts_only_for_callers();
+    let labels = read_labels(&upstream, acts_only_for_callers).await;
+    let idempotency = crate::graphql::idempotency::IdempotencyStore::open(
+        config.write.state_db.as_deref(),
+        config.write.idempotency_ttl,
+    )
+    .map_err(|e| StartError::Upstream(format!("cannot open the state database: {e}")))?;
+    let mut read = config.read.clone();
+    startup::decide_dialect(&upstream, acts_only_for_callers, &mut read).await;
+    startup::decide_paging(&upstream, acts_only_for_callers, &mut read).await;
+    let metadata = startup::reconcile_metadata(&upstream, acts_only_for_callers).await;
+    read.pushdown = startup::decide_pushdown(&upstream, read.expand_pushdown, &metadata).await;
+    let mut state = GatewayState::new(upstream, labels, read, config.write.clone(), idempotency);
+    state.metrics = metrics;
+    state.metadata = metadata;
+    let state = Arc::new(state);
+    if !state.labels().fallbacks().is_empty() {
+        reread_labels(Arc::downgrade(&state), config.read.labels_retry);
+    }
+    serve(listen, config, state, callers).await
+}
+
+/// The upstream client (observed by the metrics from its first call on: the labels' reads and
+/// their token request count too) and the callers' authentication.
+fn connect(
+    config: &GatewayConfig,
+) -> Result<
+    (
+        crate::odata::Upstream,
+        Arc<auth::CallerAuth>,
+        Arc<crate::telemetry::Metrics>,
+    ),
+    StartError,
+> {
     let mut upstream_config = crate::odata::UpstreamConfig::new(config.upstream.clone());
     upstream_config.timeout = config.upstream_timeout;
     upstream_config.connect_timeout = config.upstream_connect_timeout;
@@ -331,7 +299,6 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
         "authentication"
     );
     let upstream = crate::odata::Upstream::new(upstream_config).map_err(|e| StartError::Upstream(e.message))?;
-    // Observed from the first call on: the labels' reads and their token request count too.
     let metrics = Arc::new(crate::telemetry::Metrics::default());
     let observed = metrics.clone();
     upstream.set_observer(Arc::new(move |e: &crate::odata::client::UpstreamEvent<'_>| {
@@ -340,28 +307,27 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
             observed.retry();
         }
     }));
+    Ok((upstream, callers, metrics))
+}
+
+/// The option-set labels, read from the upstream (documented integers where it cannot give them).
+async fn read_labels(upstream: &crate::odata::Upstream, acts_only_for_callers: bool) -> crate::odata::OptionSetLabels {
     // Acting only for callers, the gateway has no token of its own to read the labels with.
-    let labels = if config.upstream_auth.acts_only_for_callers() {
+    if acts_only_for_callers {
         tracing::info!("option sets: documented integers (no token of the gateway's own to read the labels with)");
         crate::odata::OptionSetLabels::documented()
     } else {
-        crate::odata::OptionSetLabels::load(&upstream, None).await
-    };
-    let idempotency = crate::graphql::idempotency::IdempotencyStore::open(
-        config.write.state_db.as_deref(),
-        config.write.idempotency_ttl,
-    )
-    .map_err(|e| StartError::Upstream(format!("cannot open the state database: {e}")))?;
-    let mut read = config.read.clone();
-    let acts_only_for_callers = config.upstream_auth.acts_only_for_callers();
-    decide_dialect(&upstream, &mut read, acts_only_for_callers).await;
-    decide_paging(&upstream, &mut read, acts_only_for_callers).await;
-    let mut state = GatewayState::new(upstream, labels, read, config.write.clone(), idempotency);
-    state.metrics = metrics;
-    let state = Arc::new(state);
-    if !state.labels().fallbacks().is_empty() {
-        reread_labels(Arc::downgrade(&state), config.read.labels_retry);
+        crate::odata::OptionSetLabels::load(upstream, None).await
     }
+}
+
+/// Builds the router over `state` with the HTTP layers, binds `listen` and serves.
+async fn serve(
+    listen: std::net::SocketAddr,
+    config: &GatewayConfig,
+    state: Arc<GatewayState>,
+    callers: Arc<auth::CallerAuth>,
+) -> Result<RunningGateway, StartError> {
     let cursor_key = config
         .cursor_key
         .clone()

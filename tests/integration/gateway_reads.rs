@@ -527,7 +527,7 @@ async fn expand_pushdown_brings_the_canonical_query_to_one_request_with_the_same
     let pushed = Gateway::over_with(
         emu,
         ats_gateway::graphql::context::ReadConfig {
-            expand_pushdown: true,
+            expand_pushdown: ats_gateway::graphql::context::ExpandPushdown::On,
             ..Default::default()
         },
     );

@@ -66,6 +66,7 @@ mod gateway_cursors;
 mod gateway_faults;
 mod gateway_http;
 mod gateway_logs;
+mod gateway_metadata;
 mod gateway_ops;
 mod gateway_reads;
 mod gateway_schema;

@@ -65,6 +65,43 @@ pub fn effective_strategy(plan: &Plan, strategy: Strategy) -> Strategy {
     }
 }
 
+/// Deep insert goes through navigation properties (candidate → person → details): when the
+/// upstream's `$metadata` lacks one this plan needs, the submission is written as a `$batch`
+/// change set instead (logged once per gateway).
+fn upstream_strategy(state: &GatewayState, plan: &Plan, strategy: Strategy) -> Strategy {
+    if strategy != Strategy::DeepInsert {
+        return strategy;
+    }
+    let naming = state.upstream.naming();
+    let shape = &*SHAPE;
+    let needed = shape
+        .details
+        .iter()
+        .filter(|(_, e, _)| {
+            plan.details
+                .iter()
+                .any(|(_, d)| d.entity.logical_name == e.logical_name)
+        })
+        .map(|(r, _, _)| (shape.person, *r));
+    let missing = std::iter::once((shape.candidate, shape.person_relation))
+        .chain(needed)
+        .find(|(e, r)| !naming.has_navigation(e, &r.navigation_property));
+    let Some((entity, relation)) = missing else {
+        return strategy;
+    };
+    if !state
+        .deep_insert_fallback_logged
+        .swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
+        tracing::warn!(
+            entity = %entity.logical_name,
+            navigation = %relation.navigation_property,
+            "deep insert: the upstream's $metadata lacks a navigation property it needs; such submissions are written as a $batch change set"
+        );
+    }
+    Strategy::Batch
+}
+
 /// Writes a validated plan with `strategy`; `policy` says which failures of an atomic write
 /// may be sent again (`flat` never retries).
 pub async fn write(
@@ -74,7 +111,7 @@ pub async fn write(
     strategy: Strategy,
     policy: RetryPolicy,
 ) -> Result<Written, WriteFailure> {
-    match effective_strategy(&plan, strategy) {
+    match upstream_strategy(state, &plan, effective_strategy(&plan, strategy)) {
         Strategy::Batch => write_batch(state, rq, plan, policy).await,
         Strategy::DeepInsert => write_deep(state, rq, plan, policy).await,
         Strategy::Flat => write_flat(state, rq, plan)
