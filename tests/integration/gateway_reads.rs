@@ -423,6 +423,41 @@ async fn canonical_nested_query_costs_at_most_six_upstream_requests_at_10_and_50
 }
 
 #[tokio::test]
+async fn levels_the_prefetch_knows_are_sent_without_waiting_for_the_batch_delay() {
+    // A batch delay far past the operation's deadline (30 s): a level that waited for it would
+    // end in DEADLINE_EXCEEDED instead of data.
+    let gw = Gateway::over_with(
+        Emu::start(ats_gateway::emulator::EmulatorConfig {
+            seed_size: 60,
+            ..Default::default()
+        }),
+        ats_gateway::graphql::context::ReadConfig {
+            batch_delay_ms: 3_600_000,
+            ..Default::default()
+        },
+    );
+    let (requests, v) = gw.upstream_requests(gw.query(CANONICAL, json!({"n": 50}))).await;
+    assert!(v.get("errors").is_none(), "{v}");
+    assert_eq!(v["data"]["recruitingRequests"]["nodes"].as_array().unwrap().len(), 50);
+    assert!(requests <= 6, "{requests} upstream requests");
+    // Three levels under the page, each sent when the one above it arrived.
+    let q = "{ candidatesToHire(first: 5) { nodes { person { name educations { educationLevelId } skills { skillId ratingLevel { ratingLevelId } } } } } }";
+    let (requests, v) = gw.upstream_requests(gw.query(q, json!({}))).await;
+    assert!(v.get("errors").is_none(), "{v}");
+    let nodes = v["data"]["candidatesToHire"]["nodes"].as_array().unwrap();
+    assert!(
+        nodes
+            .iter()
+            .any(|n| !n["person"]["skills"].as_array().unwrap().is_empty()),
+        "{v}"
+    );
+    assert!(
+        requests <= 5,
+        "{requests} upstream requests: the page, then one per relation and level"
+    );
+}
+
+#[tokio::test]
 async fn identical_loads_in_one_request_are_fetched_once() {
     let gw = Gateway::start(10);
     let q = "{ a: recruitingRequests(first: 10) { nodes { positions { id } } } b: recruitingRequests(first: 10) { nodes { positions { id } } } }";
