@@ -20,6 +20,7 @@ pub mod submit;
 pub mod write;
 
 use super::context::{GatewayState, RequestCtx};
+use super::errors::ErrorCode;
 use super::resolve::{select_for, Row};
 use crate::model::{model, Entity};
 use crate::odata::{Method, ODataQuery, UpstreamErrorKind};
@@ -111,7 +112,7 @@ fn error_type() -> Object {
             FieldFuture::new(async move {
                 let e = ctx.parent_value.try_downcast_ref::<SubmissionError>()?;
                 Ok(match key.as_str() {
-                    "code" => Some(FieldValue::value(e.code)),
+                    "code" => Some(FieldValue::value(e.code.as_str())),
                     "message" => Some(FieldValue::value(e.message.clone())),
                     "path" => e.path.clone().map(FieldValue::value),
                     _ => e.part.map(|p| FieldValue::value(p as i64)),
@@ -232,7 +233,7 @@ fn id_arg(ctx: &ResolverContext<'_>) -> Result<String, Vec<SubmissionError>> {
         .unwrap_or_default();
     crate::odata::escape::guid(&raw).map_err(|_| {
         vec![SubmissionError {
-            code: "VALIDATION_FAILED",
+            code: ErrorCode::ValidationFailed,
             message: format!("id `{raw}` is not a GUID"),
             path: Some("id".into()),
             part: None,
@@ -249,7 +250,7 @@ fn body_of(e: &'static Entity, input: &Value, st: &GatewayState) -> Result<Map<S
         Err(problems
             .into_iter()
             .map(|p| SubmissionError {
-                code: "VALIDATION_FAILED",
+                code: ErrorCode::ValidationFailed,
                 message: format!("{} {}", p.path, p.message),
                 path: Some(p.path),
                 part: None,

@@ -10,11 +10,12 @@ use super::recovery::{self, Found, Outcome};
 use super::submit::{self, Strategy, SubmissionError, SHAPE};
 use super::{input_hash, PayloadValue};
 use crate::graphql::context::{GatewayState, RequestCtx};
+use crate::graphql::errors::ErrorCode;
 use crate::graphql::idempotency::{KeyClaim, KeyState};
 use crate::odata::RetryPolicy;
 use async_graphql::Value;
 
-fn key_error(code: &'static str, message: impl Into<String>) -> SubmissionError {
+fn key_error(code: ErrorCode, message: impl Into<String>) -> SubmissionError {
     SubmissionError {
         code,
         message: message.into(),
@@ -52,7 +53,7 @@ pub(super) async fn run(
         None => None,
         Some(k) if k.len() > 200 => {
             return Ok(failed(vec![SubmissionError {
-                code: "VALIDATION_FAILED",
+                code: ErrorCode::ValidationFailed,
                 message: "idempotencyKey is longer than 200 characters".into(),
                 path: Some("idempotencyKey".into()),
                 part: None,
@@ -68,13 +69,13 @@ pub(super) async fn run(
                 (KeyState::Reserved, Some(claim)) => Some(claim),
                 (KeyState::InProgress, _) => {
                     return Ok(failed(vec![key_error(
-                        "IDEMPOTENCY_KEY_IN_PROGRESS",
+                        ErrorCode::IdempotencyKeyInProgress,
                         "A submission with this idempotency key is still running; retry shortly.",
                     )]));
                 }
                 (KeyState::Conflict, _) => {
                     return Ok(failed(vec![key_error(
-                        "IDEMPOTENCY_KEY_REUSED",
+                        ErrorCode::IdempotencyKeyReused,
                         "This idempotency key was used with a different input; use a new key for a new submission.",
                     )]));
                 }
@@ -101,7 +102,7 @@ pub(super) async fn run(
                     Found::CannotTell(why) => {
                         claim.mark_unknown().await;
                         return Ok(failed(vec![key_error(
-                            "IDEMPOTENCY_OUTCOME_UNKNOWN",
+                            ErrorCode::IdempotencyOutcomeUnknown,
                             format!("An earlier attempt with this key may have written the candidate, and the gateway cannot tell ({why}). Retry with the same key later, or check for the candidate before using a new key."),
                         )]));
                     }
@@ -188,10 +189,10 @@ async fn write_and_settle(
             match held {
                 Some(h) => {
                     h.mark_unknown().await;
-                    errors.push(key_error("IDEMPOTENCY_OUTCOME_UNKNOWN", "The upstream's answer was lost: the candidate may have been written. Retry with the same idempotency key: the gateway looks for it before writing again."));
+                    errors.push(key_error(ErrorCode::IdempotencyOutcomeUnknown, "The upstream's answer was lost: the candidate may have been written. Retry with the same idempotency key: the gateway looks for it before writing again."));
                 }
                 None => errors.push(SubmissionError {
-                    code: "OUTCOME_UNKNOWN",
+                    code: ErrorCode::OutcomeUnknown,
                     message: "The upstream's answer was lost: the candidate may have been written. Check before submitting again (an idempotency key makes retries safe).".into(),
                     path: None,
                     part: None,

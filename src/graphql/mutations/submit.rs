@@ -18,6 +18,7 @@
 use super::inputs::{self, FieldProblem};
 use crate::batch::{BatchRequestItem, BatchResponseItem};
 use crate::graphql::context::{GatewayState, RequestCtx};
+use crate::graphql::errors::ErrorCode;
 use crate::graphql::idempotency::Probe;
 use crate::model::{model, Entity, LookupSide, Relation};
 use crate::odata::{part_page, UpstreamError};
@@ -133,7 +134,7 @@ pub fn party_number_field() -> &'static str {
 /// A problem the payload reports.
 #[derive(Debug, Clone)]
 pub struct SubmissionError {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub path: Option<String>,
     /// 1-based number of the failing upstream part (batch) or request (flat).
@@ -144,7 +145,7 @@ impl SubmissionError {
     /// Something written before a failure could not be undone: `message` says what may remain.
     pub fn compensation_failed(message: String) -> Self {
         SubmissionError {
-            code: "COMPENSATION_FAILED",
+            code: ErrorCode::CompensationFailed,
             message,
             path: None,
             part: None,
@@ -153,7 +154,7 @@ impl SubmissionError {
 
     fn validation(p: FieldProblem) -> Self {
         SubmissionError {
-            code: "VALIDATION_FAILED",
+            code: ErrorCode::ValidationFailed,
             message: format!("{} {}", p.path, p.message),
             path: Some(p.path),
             part: None,
@@ -164,8 +165,8 @@ impl SubmissionError {
         let code = match e.kind {
             crate::odata::UpstreamErrorKind::BadRequest
             | crate::odata::UpstreamErrorKind::NotFound
-            | crate::odata::UpstreamErrorKind::Forbidden => "UPSTREAM_REJECTED",
-            _ => e.code(),
+            | crate::odata::UpstreamErrorKind::Forbidden => ErrorCode::UpstreamRejected,
+            _ => ErrorCode::upstream(&e.kind),
         };
         SubmissionError {
             code,

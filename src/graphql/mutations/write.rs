@@ -3,6 +3,7 @@
 use super::submit::{Plan, Strategy, SubmissionError, SHAPE};
 use crate::batch::{BatchRequestItem, BatchResponseItem};
 use crate::graphql::context::{GatewayState, RequestCtx};
+use crate::graphql::errors::ErrorCode;
 use crate::model::{Entity, Relation};
 use crate::odata::{part_write, Method, RetryPolicy, UpstreamError};
 use serde_json::{Map, Value as Json};
@@ -33,7 +34,7 @@ impl WriteFailure {
         let e = UpstreamError::new(crate::odata::UpstreamErrorKind::InvalidResponse, Some(200), message);
         WriteFailure {
             errors: vec![SubmissionError {
-                code: "UPSTREAM_INVALID_RESPONSE",
+                code: ErrorCode::UpstreamInvalidResponse,
                 message: message.to_string(),
                 path: None,
                 part: None,
@@ -549,7 +550,7 @@ async fn compensate_landed(
         }
         let list: Vec<String> = by_set.iter().map(|(s, n)| format!("{n} {s}")).collect();
         errors.push(SubmissionError {
-            code: "COMPENSATED",
+            code: ErrorCode::Compensated,
             message: format!(
                 "The upstream did not roll back the refused write: it kept {} records, which the gateway deleted ({}).",
                 created.len(),
