@@ -1,12 +1,50 @@
-//! Writing a validated submission ([`Plan`]) by each strategy (see [`super::submit`]).
+//! Writing a validated submission ([`Plan`]) by each strategy, all or nothing.
+//!
+//! Strategies (a setting; the payload says which ran):
+//! - `batch`: one `$batch` with one change set; the person is `$1`, everything else binds to it.
+//! - `deep-insert`: one POST of the candidate with the person and its details nested, as the ATS
+//!   documentation's example does (external candidates only; internal ones use `batch`).
+//! - `flat`: the documented separate POSTs in order; on a failure the records already created are
+//!   deleted again, newest first, so nothing half-written remains.
+//!
+//! Under an idempotency key, `batch` and `deep-insert` writes (atomic: the candidate exists if
+//! and only if everything was written) are retried when the upstream certainly did nothing, and
+//! a lost response is resolved by looking for the candidate (see `recovery`). `flat` is not
+//! atomic and is never retried. A refused atomic write is checked for what the upstream kept
+//! anyway, which is deleted again (`compensate_landed`).
 
-use super::submit::{Plan, Strategy, SubmissionError, SHAPE};
+use super::validate::{Plan, SubmissionError, SHAPE};
 use crate::batch::{BatchRequestItem, BatchResponseItem};
 use crate::graphql::context::{GatewayState, RequestCtx};
 use crate::graphql::errors::ErrorCode;
 use crate::model::{Entity, Relation};
 use crate::odata::{part_write, Method, RetryPolicy, UpstreamError};
 use serde_json::{Map, Value as Json};
+
+/// How a submission is written upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Strategy {
+    Batch,
+    DeepInsert,
+    Flat,
+}
+
+impl Strategy {
+    /// The GraphQL enum value.
+    pub fn graphql(self) -> &'static str {
+        match self {
+            Strategy::Batch => "BATCH",
+            Strategy::DeepInsert => "DEEP_INSERT",
+            Strategy::Flat => "FLAT",
+        }
+    }
+
+    /// Whether a submission is written all or nothing (so the candidate's existence says
+    /// whether it was written).
+    pub fn is_atomic(self) -> bool {
+        self != Strategy::Flat
+    }
+}
 
 /// What a successful write produced.
 pub struct Written {

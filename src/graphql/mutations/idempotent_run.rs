@@ -7,7 +7,8 @@
 //! (see `recovery`).
 
 use super::recovery::{self, Found, Outcome};
-use super::submit::{self, Strategy, SubmissionError, SHAPE};
+use super::validate::{self, SubmissionError, SHAPE};
+use super::write::{self, Strategy};
 use super::{input_hash, PayloadValue};
 use crate::graphql::context::{GatewayState, RequestCtx};
 use crate::graphql::errors::ErrorCode;
@@ -119,7 +120,7 @@ pub(super) async fn run(
     // answer; for the atomic strategies it also finds what an upstream that does not roll back a
     // refused change set kept (see `write::compensate_landed`).
     let probe = held.is_some() || st.write.strategy.is_atomic();
-    let plan = match submit::validate(st, rq, input, probe).await {
+    let plan = match validate::validate(st, rq, input, probe).await {
         Ok(plan) => plan,
         Err(errors) => {
             if let Some(h) = held {
@@ -150,7 +151,7 @@ pub(super) async fn run(
 async fn write_and_settle(
     st: &GatewayState,
     rq: &RequestCtx,
-    plan: submit::Plan,
+    plan: validate::Plan,
     mut held: Option<KeyClaim>,
 ) -> PayloadValue {
     let n = plan.record_count();
@@ -159,7 +160,7 @@ async fn write_and_settle(
             h.prepare(plan.probe.as_ref()).await;
             recovery::write_protected(st, rq, plan, st.write.strategy).await
         }
-        None => match submit::write(st, rq, plan, st.write.strategy, RetryPolicy::Never).await {
+        None => match write::write(st, rq, plan, st.write.strategy, RetryPolicy::Never).await {
             Ok(written) => Outcome::Written { written, found: false },
             Err(f) if f.outcome_unknown() => Outcome::Unknown(f.errors),
             Err(f) => Outcome::Failed(f.errors),

@@ -1,19 +1,10 @@
-//! `submitCandidateToHire`: a candidate, its person (or an existing person's party number) and any
-//! number of person details, validated completely, then written all or nothing.
+//! Validating a `submitCandidateToHire` input into a [`Plan`]: a candidate, its person (or an
+//! existing person's party number) and any number of person details, every problem reported with
+//! its input path, and the records it refers to checked in one read (which also fetches the
+//! candidates that already look like this one, for `recovery`).
 //!
-//! Strategies (a setting; the payload says which ran):
-//! - `batch`: one `$batch` with one change set; the person is `$1`, everything else binds to it.
-//! - `deep-insert`: one POST of the candidate with the person and its details nested, as the ATS
-//!   documentation's example does (external candidates only; internal ones use `batch`).
-//! - `flat`: the documented separate POSTs in order; on a failure the records already created are
-//!   deleted again, newest first, so nothing half-written remains.
-//!
-//! Under an idempotency key, `batch` and `deep-insert` writes (atomic: the candidate exists if
-//! and only if everything was written) are retried when the upstream certainly did nothing, and
-//! a lost response is resolved by looking for the candidate (see `recovery`). `flat` is not
-//! atomic and is never retried.
-//!
-//! This file checks and plans a submission; `write` writes a plan by each strategy.
+//! Also the submission's vocabulary: its [`Shape`] (which entities, found from the model), the
+//! [`Plan`] that `write` writes and the [`SubmissionError`]s a payload reports.
 
 use super::inputs::{self, FieldProblem};
 use crate::batch::{BatchRequestItem, BatchResponseItem};
@@ -25,33 +16,6 @@ use crate::odata::{part_page, UpstreamError};
 use async_graphql::Value;
 use serde_json::{Map, Value as Json};
 use std::sync::LazyLock;
-
-pub use super::write::{effective_strategy, write, WriteFailure, Written};
-
-/// How a submission is written upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Strategy {
-    Batch,
-    DeepInsert,
-    Flat,
-}
-
-impl Strategy {
-    /// The GraphQL enum value.
-    pub fn graphql(self) -> &'static str {
-        match self {
-            Strategy::Batch => "BATCH",
-            Strategy::DeepInsert => "DEEP_INSERT",
-            Strategy::Flat => "FLAT",
-        }
-    }
-
-    /// Whether a submission is written all or nothing (so the candidate's existence says
-    /// whether it was written).
-    pub fn is_atomic(self) -> bool {
-        self != Strategy::Flat
-    }
-}
 
 /// The entities of a submission, found from the model's structure: the candidate is the entity
 /// that mirrors a person (a required lookup whose readable key it may not write); the person's
