@@ -12,6 +12,8 @@ use crate::graphql::context::{GatewayState, RequestCtx};
 use crate::graphql::errors::ErrorCode;
 use crate::graphql::idempotency::Probe;
 use crate::model::{model, Entity, LookupSide, Relation};
+use crate::odata::escape::string_literal;
+use crate::odata::options::OptionSetLabels;
 use crate::odata::{part_page, UpstreamError};
 use async_graphql::Value;
 use serde_json::{Map, Value as Json};
@@ -199,121 +201,44 @@ pub async fn validate(
     input: &Value,
     probe: bool,
 ) -> Result<Plan, Vec<SubmissionError>> {
-    let shape = &*SHAPE;
-    let labels = state.labels();
-    let mut problems = Vec::new();
     let Value::Object(fields) = input else {
         return Err(vec![SubmissionError::validation(FieldProblem {
             path: "input".into(),
             message: "must be an object".into(),
         })]);
     };
-    let candidate_body = inputs::to_body(shape.candidate, input, &labels, "", &mut problems);
-    let person_value = fields
-        .get(shape.person_relation.field.as_str())
-        .filter(|v| !matches!(v, Value::Null));
+    let mut problems = Vec::new();
+    let mut plan = plan_input(input, fields, &state.labels(), &mut problems);
+    let mut errors: Vec<SubmissionError> = problems.into_iter().map(SubmissionError::validation).collect();
+    let checks = reference_checks(&plan);
+    let probe_url = if probe && errors.is_empty() {
+        super::recovery::probe_url(&plan)
+    } else {
+        None
+    };
+    if !checks.is_empty() || probe_url.is_some() {
+        read_checks(state, rq, &checks, probe_url, &mut plan, &mut errors).await;
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(plan)
+}
+
+/// The fields of an input object.
+type Fields = async_graphql::indexmap::IndexMap<async_graphql::Name, Value>;
+
+/// The input as records to write, every problem with its path in `problems`.
+fn plan_input(input: &Value, fields: &Fields, labels: &OptionSetLabels, problems: &mut Vec<FieldProblem>) -> Plan {
+    let shape = &*SHAPE;
+    let candidate_body = inputs::to_body(shape.candidate, input, labels, "", problems);
     let party_number = match fields.get(party_number_field()) {
         Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
         _ => None,
     };
-    let person = match (person_value, &party_number) {
-        (Some(_), Some(_)) => {
-            problems.push(FieldProblem {
-                path: party_number_field().into(),
-                message: format!(
-                    "and `{}` exclude each other: give a new person or an existing party number",
-                    shape.person_relation.field
-                ),
-            });
-            None
-        }
-        (None, None) => {
-            problems.push(FieldProblem {
-                path: shape.person_relation.field.clone(),
-                message: format!(
-                    "is missing: give the new person, or `{}` of an existing one",
-                    party_number_field()
-                ),
-            });
-            None
-        }
-        (Some(v), None) => {
-            let path = shape.person_relation.field.clone();
-            let body = inputs::to_body(shape.person, v, &labels, &path, &mut problems);
-            Some(Planned {
-                entity: shape.person,
-                body,
-                path,
-            })
-        }
-        (None, Some(_)) => None,
-    };
-    let mut details = Vec::new();
-    for (rel, entity, _) in &shape.details {
-        if let Some(Value::List(items)) = fields.get(rel.field.as_str()) {
-            for (i, item) in items.iter().enumerate() {
-                let path = format!("{}[{i}]", rel.field);
-                let body = inputs::to_body(entity, item, &labels, &path, &mut problems);
-                details.push((details.len(), Planned { entity, body, path }));
-            }
-        }
-    }
-    let mut errors: Vec<SubmissionError> = problems.into_iter().map(SubmissionError::validation).collect();
-    // The records the submission refers to must exist: one read request for all checks.
-    let mut checks: Vec<(String, String, String)> = Vec::new(); // (url, path, message)
-    for r in &shape.candidate.references {
-        let values: Option<Vec<&str>> = r
-            .properties
-            .iter()
-            .map(|p| candidate_body.get(p).and_then(Json::as_str))
-            .collect();
-        let Some(values) = values else { continue };
-        let target = model().by_logical_name(&r.entity).expect("reference target in model");
-        let filter = r
-            .keys
-            .iter()
-            .zip(&values)
-            .map(|(k, v)| format!("{k} eq {}", crate::odata::escape::string_literal(v)))
-            .collect::<Vec<_>>()
-            .join(" and ");
-        let url = format!(
-            "{}?$select={}&$filter={}&$top=1",
-            target.entity_set,
-            target.primary_key,
-            crate::odata::escape::percent_encode_query_value(&filter)
-        );
-        let last = r.properties.last().expect("a reference has properties");
-        let field = shape
-            .candidate
-            .property(last)
-            .map(|p| p.graphql_field.clone())
-            .unwrap_or_default();
-        checks.push((
-            url,
-            field,
-            format!(
-                "refers to a {} that does not exist ({})",
-                target.name.to_lowercase(),
-                values.join(" / ")
-            ),
-        ));
-    }
-    if let Some(pn) = &party_number {
-        let key = shape.person_relation.parent_readable_key.as_deref().unwrap_or_default();
-        let filter = format!("{key} eq {}", crate::odata::escape::string_literal(pn));
-        let url = format!(
-            "{}?$select={}&$filter={}&$top=1",
-            shape.person.entity_set,
-            shape.person.primary_key,
-            crate::odata::escape::percent_encode_query_value(&filter)
-        );
-        checks.push((
-            url,
-            party_number_field().to_string(),
-            format!("`{pn}` is not the party number of an existing person"),
-        ));
-    }
-    let mut plan = Plan {
+    let person = planned_person(fields, party_number.is_some(), labels, problems);
+    let details = planned_details(fields, labels, problems);
+    Plan {
         candidate: Planned {
             entity: shape.candidate,
             body: candidate_body,
@@ -323,58 +248,203 @@ pub async fn validate(
         party_number,
         details,
         probe: None,
-    };
-    let probe_url = if probe && errors.is_empty() {
-        super::recovery::probe_url(&plan)
-    } else {
-        None
-    };
-    if !checks.is_empty() || probe_url.is_some() {
-        let mut parts: Vec<BatchRequestItem> = checks
-            .iter()
-            .map(|(url, _, _)| BatchRequestItem::Request(state.upstream.batch_get_part(url, None)))
-            .collect();
-        if let Some(url) = &probe_url {
-            parts.push(BatchRequestItem::Request(state.upstream.batch_get_part(url, None)));
+    }
+}
+
+/// The new person, when the input gives one: exactly one of a new person and an existing
+/// person's party number must be given.
+fn planned_person(
+    fields: &Fields,
+    has_party_number: bool,
+    labels: &OptionSetLabels,
+    problems: &mut Vec<FieldProblem>,
+) -> Option<Planned> {
+    let shape = &*SHAPE;
+    let person_value = fields
+        .get(shape.person_relation.field.as_str())
+        .filter(|v| !matches!(v, Value::Null));
+    match (person_value, has_party_number) {
+        (Some(_), true) => {
+            problems.push(FieldProblem {
+                path: party_number_field().into(),
+                message: format!(
+                    "and `{}` exclude each other: give a new person or an existing party number",
+                    shape.person_relation.field
+                ),
+            });
+            None
         }
-        match state.batch(rq, parts, true, None).await {
-            Ok(mut responses) => {
-                let probe_response = match probe_url {
-                    Some(_) if responses.len() > checks.len() => responses.pop(),
-                    _ => None,
-                };
-                if let (Some(url), Some(BatchResponseItem::Response(part))) = (probe_url, probe_response) {
-                    match part_page(&part) {
-                        Ok(page) => {
-                            plan.probe = Some(Probe {
-                                url,
-                                baseline: super::recovery::candidate_ids(&page.value),
-                            })
-                        }
-                        Err(e) => {
-                            tracing::warn!(error.code = e.code(), upstream.status = e.status, "could not read which candidates look like this submission; a lost response will not be resolved")
-                        }
-                    }
-                }
-                for ((_, path, message), resp) in checks.iter().zip(responses) {
-                    let BatchResponseItem::Response(part) = resp else {
-                        continue;
-                    };
-                    match part_page(&part) {
-                        Ok(page) if page.value.is_empty() => errors.push(SubmissionError::validation(FieldProblem {
-                            path: path.clone(),
-                            message: message.clone(),
-                        })),
-                        Ok(_) => {}
-                        Err(e) => errors.push(SubmissionError::upstream(&e, None, Some(path.clone()))),
-                    }
-                }
+        (None, false) => {
+            problems.push(FieldProblem {
+                path: shape.person_relation.field.clone(),
+                message: format!(
+                    "is missing: give the new person, or `{}` of an existing one",
+                    party_number_field()
+                ),
+            });
+            None
+        }
+        (Some(v), false) => {
+            let path = shape.person_relation.field.clone();
+            let body = inputs::to_body(shape.person, v, labels, &path, problems);
+            Some(Planned {
+                entity: shape.person,
+                body,
+                path,
+            })
+        }
+        (None, true) => None,
+    }
+}
+
+/// The person's details, numbered in input order.
+fn planned_details(
+    fields: &Fields,
+    labels: &OptionSetLabels,
+    problems: &mut Vec<FieldProblem>,
+) -> Vec<(usize, Planned)> {
+    let mut details = Vec::new();
+    for (rel, entity, _) in &SHAPE.details {
+        if let Some(Value::List(items)) = fields.get(rel.field.as_str()) {
+            for (i, item) in items.iter().enumerate() {
+                let path = format!("{}[{i}]", rel.field);
+                let body = inputs::to_body(entity, item, labels, &path, problems);
+                details.push((details.len(), Planned { entity, body, path }));
             }
-            Err(e) => errors.push(SubmissionError::upstream(&e, None, None)),
         }
     }
-    if !errors.is_empty() {
-        return Err(errors);
+    details
+}
+
+/// A record the submission refers to, which must exist: the read that finds it, and the problem
+/// reported at `path` when it finds nothing.
+struct Check {
+    url: String,
+    path: String,
+    message: String,
+}
+
+/// One read per reference of the candidate (recruiting request, position, …) and one for the
+/// party number of an existing person.
+fn reference_checks(plan: &Plan) -> Vec<Check> {
+    let shape = &*SHAPE;
+    let mut checks: Vec<Check> = shape
+        .candidate
+        .references
+        .iter()
+        .filter_map(|r| reference_check(r, &plan.candidate.body))
+        .collect();
+    if let Some(pn) = &plan.party_number {
+        let key = shape.person_relation.parent_readable_key.as_deref().unwrap_or_default();
+        checks.push(Check {
+            url: exists_url(shape.person, &format!("{key} eq {}", string_literal(pn))),
+            path: party_number_field().to_string(),
+            message: format!("`{pn}` is not the party number of an existing person"),
+        });
     }
-    Ok(plan)
+    checks
+}
+
+/// The check of one reference, when the candidate's body sets all its properties.
+fn reference_check(r: &crate::model::Reference, body: &Map<String, Json>) -> Option<Check> {
+    let values: Vec<&str> = r
+        .properties
+        .iter()
+        .map(|p| body.get(p).and_then(Json::as_str))
+        .collect::<Option<_>>()?;
+    let target = model().by_logical_name(&r.entity).expect("reference target in model");
+    let filter = r
+        .keys
+        .iter()
+        .zip(&values)
+        .map(|(k, v)| format!("{k} eq {}", string_literal(v)))
+        .collect::<Vec<_>>()
+        .join(" and ");
+    let last = r.properties.last().expect("a reference has properties");
+    let path = SHAPE
+        .candidate
+        .property(last)
+        .map(|p| p.graphql_field.clone())
+        .unwrap_or_default();
+    Some(Check {
+        url: exists_url(target, &filter),
+        path,
+        message: format!(
+            "refers to a {} that does not exist ({})",
+            target.name.to_lowercase(),
+            values.join(" / ")
+        ),
+    })
+}
+
+/// A read of at most one id of `entity` matching `filter`.
+fn exists_url(entity: &Entity, filter: &str) -> String {
+    format!(
+        "{}?$select={}&$filter={}&$top=1",
+        entity.entity_set,
+        entity.primary_key,
+        crate::odata::escape::percent_encode_query_value(filter)
+    )
+}
+
+/// Runs the checks (and the look-alike probe, last) in one `$batch` of reads: a check that finds
+/// nothing is a validation error; the probe's answer becomes the plan's baseline.
+async fn read_checks(
+    state: &GatewayState,
+    rq: &RequestCtx,
+    checks: &[Check],
+    probe_url: Option<String>,
+    plan: &mut Plan,
+    errors: &mut Vec<SubmissionError>,
+) {
+    let mut parts: Vec<BatchRequestItem> = checks
+        .iter()
+        .map(|c| BatchRequestItem::Request(state.upstream.batch_get_part(&c.url, None)))
+        .collect();
+    if let Some(url) = &probe_url {
+        parts.push(BatchRequestItem::Request(state.upstream.batch_get_part(url, None)));
+    }
+    let mut responses = match state.batch(rq, parts, true, None).await {
+        Ok(responses) => responses,
+        Err(e) => return errors.push(SubmissionError::upstream(&e, None, None)),
+    };
+    let probe_response = match probe_url {
+        Some(_) if responses.len() > checks.len() => responses.pop(),
+        _ => None,
+    };
+    if let (Some(url), Some(BatchResponseItem::Response(part))) = (probe_url, probe_response) {
+        plan.probe = probe_baseline(url, &part);
+    }
+    for (check, resp) in checks.iter().zip(responses) {
+        let BatchResponseItem::Response(part) = resp else {
+            continue;
+        };
+        match part_page(&part) {
+            Ok(page) if page.value.is_empty() => errors.push(SubmissionError::validation(FieldProblem {
+                path: check.path.clone(),
+                message: check.message.clone(),
+            })),
+            Ok(_) => {}
+            Err(e) => errors.push(SubmissionError::upstream(&e, None, Some(check.path.clone()))),
+        }
+    }
+}
+
+/// The look-alike candidates the probe found, as the plan's [`Probe`]; `None` (with a warning)
+/// when the probe failed.
+fn probe_baseline(url: String, part: &crate::batch::HttpResponsePart) -> Option<Probe> {
+    match part_page(part) {
+        Ok(page) => Some(Probe {
+            url,
+            baseline: super::recovery::candidate_ids(&page.value),
+        }),
+        Err(e) => {
+            tracing::warn!(
+                error.code = e.code(),
+                upstream.status = e.status,
+                "could not read which candidates look like this submission; a lost response will not be resolved"
+            );
+            None
+        }
+    }
 }
