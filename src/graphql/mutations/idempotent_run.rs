@@ -12,7 +12,7 @@ use super::write::{self, Strategy};
 use super::{input_hash, PayloadValue};
 use crate::graphql::context::{GatewayState, RequestCtx};
 use crate::graphql::errors::ErrorCode;
-use crate::graphql::idempotency::{KeyClaim, KeyState};
+use crate::graphql::idempotency::{KeyClaim, KeyState, Probe};
 use crate::odata::RetryPolicy;
 use async_graphql::Value;
 
@@ -43,7 +43,8 @@ fn replayed(candidate_id: String, strategy: Option<Strategy>) -> PayloadValue {
     }
 }
 
-/// Runs one submission of `input`, under `key` if given.
+/// Runs one submission of `input`, under `key` if given: claim the key (or answer from it),
+/// validate, then write and settle the key in a task of its own.
 pub(super) async fn run(
     st: &std::sync::Arc<GatewayState>,
     rq: &RequestCtx,
@@ -52,69 +53,10 @@ pub(super) async fn run(
 ) -> async_graphql::Result<PayloadValue> {
     let held: Option<KeyClaim> = match key {
         None => None,
-        Some(k) if k.len() > 200 => {
-            return Ok(failed(vec![SubmissionError {
-                code: ErrorCode::ValidationFailed,
-                message: "idempotencyKey is longer than 200 characters".into(),
-                path: Some("idempotencyKey".into()),
-                part: None,
-            }]))
-        }
-        Some(k) => {
-            let (state, claim) = st
-                .idempotency
-                .begin(&rq.identity, k, &input_hash(input))
-                .await
-                .map_err(|e| async_graphql::Error::new(e.to_string()))?;
-            match (state, claim) {
-                (KeyState::Reserved, Some(claim)) => Some(claim),
-                (KeyState::InProgress, _) => {
-                    return Ok(failed(vec![key_error(
-                        ErrorCode::IdempotencyKeyInProgress,
-                        "A submission with this idempotency key is still running; retry shortly.",
-                    )]));
-                }
-                (KeyState::Conflict, _) => {
-                    return Ok(failed(vec![key_error(
-                        ErrorCode::IdempotencyKeyReused,
-                        "This idempotency key was used with a different input; use a new key for a new submission.",
-                    )]));
-                }
-                (KeyState::Completed { candidate_id, strategy }, _) => {
-                    let strategy = [Strategy::Batch, Strategy::DeepInsert, Strategy::Flat]
-                        .into_iter()
-                        .find(|s| s.graphql() == strategy);
-                    return Ok(replayed(candidate_id, strategy));
-                }
-                // An earlier attempt's answer was lost: look before writing again. The claim
-                // goes back to `unknown` if this run is cancelled while it looks.
-                (KeyState::Unknown { probe }, Some(mut claim)) => match recovery::look(st, rq, probe.as_ref()).await {
-                    Found::Written(candidate_id) => {
-                        // The setting (an internal candidate under `deep-insert` ran as `batch`).
-                        let strategy = st.write.strategy;
-                        tracing::info!(candidate.id = %candidate_id, "an earlier attempt whose answer was lost had written the candidate");
-                        claim.complete(&candidate_id, strategy.graphql()).await;
-                        return Ok(replayed(candidate_id, Some(strategy)));
-                    }
-                    Found::NotWritten => {
-                        claim.nothing_written();
-                        Some(claim)
-                    }
-                    Found::CannotTell(why) => {
-                        claim.mark_unknown().await;
-                        return Ok(failed(vec![key_error(
-                            ErrorCode::IdempotencyOutcomeUnknown,
-                            format!("An earlier attempt with this key may have written the candidate, and the gateway cannot tell ({why}). Retry with the same key later, or check for the candidate before using a new key."),
-                        )]));
-                    }
-                },
-                (state, None) => {
-                    return Err(async_graphql::Error::new(format!(
-                        "idempotency store: no claim came with the key's state {state:?}"
-                    )))
-                }
-            }
-        }
+        Some(k) => match claim_key(st, rq, input, k).await? {
+            Claimed::Write(claim) => Some(claim),
+            Claimed::Answered(payload) => return Ok(payload),
+        },
     };
     // The look-alike probe's baseline rides in the validation read: with a key it resolves a lost
     // answer; for the atomic strategies it also finds what an upstream that does not roll back a
@@ -129,11 +71,97 @@ pub(super) async fn run(
             return Ok(failed(errors));
         }
     };
-    // From here on the write is not the client's to cancel: a client that hangs up halfway
-    // through flat POSTs would leave half a candidate behind (no compensation runs in a dropped
-    // future), and a write that went out is better settled than left `unknown`. So the write and
-    // the key's settling run in a task of their own, bounded by the operation's deadline, and
-    // the operation only waits for it.
+    write_detached(st, rq, plan, held).await
+}
+
+/// What the idempotency key says before anything is validated.
+enum Claimed {
+    /// Go ahead and write, holding the key.
+    Write(KeyClaim),
+    /// The key already answers this call (a replay, or why not now).
+    Answered(PayloadValue),
+}
+
+/// Claims `key` for this input: reserved (write), still running, reused with another input,
+/// completed (replay), or unknown after a lost answer (look upstream first).
+async fn claim_key(st: &GatewayState, rq: &RequestCtx, input: &Value, key: &str) -> async_graphql::Result<Claimed> {
+    if key.len() > 200 {
+        return Ok(Claimed::Answered(failed(vec![key_error(
+            ErrorCode::ValidationFailed,
+            "idempotencyKey is longer than 200 characters",
+        )])));
+    }
+    let (state, claim) = st
+        .idempotency
+        .begin(&rq.identity, key, &input_hash(input))
+        .await
+        .map_err(|e| async_graphql::Error::new(e.to_string()))?;
+    Ok(match (state, claim) {
+        (KeyState::Reserved, Some(claim)) => Claimed::Write(claim),
+        (KeyState::InProgress, _) => Claimed::Answered(failed(vec![key_error(
+            ErrorCode::IdempotencyKeyInProgress,
+            "A submission with this idempotency key is still running; retry shortly.",
+        )])),
+        (KeyState::Conflict, _) => Claimed::Answered(failed(vec![key_error(
+            ErrorCode::IdempotencyKeyReused,
+            "This idempotency key was used with a different input; use a new key for a new submission.",
+        )])),
+        (KeyState::Completed { candidate_id, strategy }, _) => {
+            let strategy = [Strategy::Batch, Strategy::DeepInsert, Strategy::Flat]
+                .into_iter()
+                .find(|s| s.graphql() == strategy);
+            Claimed::Answered(replayed(candidate_id, strategy))
+        }
+        (KeyState::Unknown { probe }, Some(claim)) => look_before_writing(st, rq, probe.as_ref(), claim).await,
+        (state, None) => {
+            return Err(async_graphql::Error::new(format!(
+                "idempotency store: no claim came with the key's state {state:?}"
+            )))
+        }
+    })
+}
+
+/// An earlier attempt's answer was lost: look before writing again. The claim goes back to
+/// `unknown` if this run is cancelled while it looks.
+async fn look_before_writing(
+    st: &GatewayState,
+    rq: &RequestCtx,
+    probe: Option<&Probe>,
+    mut claim: KeyClaim,
+) -> Claimed {
+    match recovery::look(st, rq, probe).await {
+        Found::Written(candidate_id) => {
+            // The setting (an internal candidate under `deep-insert` ran as `batch`).
+            let strategy = st.write.strategy;
+            tracing::info!(candidate.id = %candidate_id, "an earlier attempt whose answer was lost had written the candidate");
+            claim.complete(&candidate_id, strategy.graphql()).await;
+            Claimed::Answered(replayed(candidate_id, Some(strategy)))
+        }
+        Found::NotWritten => {
+            claim.nothing_written();
+            Claimed::Write(claim)
+        }
+        Found::CannotTell(why) => {
+            claim.mark_unknown().await;
+            Claimed::Answered(failed(vec![key_error(
+                ErrorCode::IdempotencyOutcomeUnknown,
+                format!("An earlier attempt with this key may have written the candidate, and the gateway cannot tell ({why}). Retry with the same key later, or check for the candidate before using a new key."),
+            )]))
+        }
+    }
+}
+
+/// From here on the write is not the client's to cancel: a client that hangs up halfway
+/// through flat POSTs would leave half a candidate behind (no compensation runs in a dropped
+/// future), and a write that went out is better settled than left `unknown`. So the write and
+/// the key's settling run in a task of their own, bounded by the operation's deadline, and the
+/// operation only waits for it.
+async fn write_detached(
+    st: &std::sync::Arc<GatewayState>,
+    rq: &RequestCtx,
+    plan: validate::Plan,
+    held: Option<KeyClaim>,
+) -> async_graphql::Result<PayloadValue> {
     let (st, rq) = (st.clone(), rq.clone());
     let write = crate::graphql::tasks::detached(async move { write_and_settle(&st, &rq, plan, held).await });
     match write.await {
