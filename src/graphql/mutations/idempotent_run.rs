@@ -11,19 +11,9 @@ use super::validate::{self, SubmissionError, SHAPE};
 use super::write::{self, Strategy};
 use super::{input_hash, PayloadValue};
 use crate::graphql::context::{GatewayState, RequestCtx};
-use crate::graphql::errors::ErrorCode;
 use crate::graphql::idempotency::{KeyClaim, KeyState, Probe};
 use crate::odata::RetryPolicy;
 use async_graphql::Value;
-
-fn key_error(code: ErrorCode, message: impl Into<String>) -> SubmissionError {
-    SubmissionError {
-        code,
-        message: message.into(),
-        path: Some("idempotencyKey".into()),
-        part: None,
-    }
-}
 
 fn failed(errors: Vec<SubmissionError>) -> PayloadValue {
     PayloadValue {
@@ -86,10 +76,7 @@ enum Claimed {
 /// completed (replay), or unknown after a lost answer (look upstream first).
 async fn claim_key(st: &GatewayState, rq: &RequestCtx, input: &Value, key: &str) -> async_graphql::Result<Claimed> {
     if key.len() > 200 {
-        return Ok(Claimed::Answered(failed(vec![key_error(
-            ErrorCode::ValidationFailed,
-            "idempotencyKey is longer than 200 characters",
-        )])));
+        return Ok(Claimed::Answered(failed(vec![SubmissionError::key_too_long()])));
     }
     let (state, claim) = st
         .idempotency
@@ -98,14 +85,8 @@ async fn claim_key(st: &GatewayState, rq: &RequestCtx, input: &Value, key: &str)
         .map_err(|e| async_graphql::Error::new(e.to_string()))?;
     Ok(match (state, claim) {
         (KeyState::Reserved, Some(claim)) => Claimed::Write(claim),
-        (KeyState::InProgress, _) => Claimed::Answered(failed(vec![key_error(
-            ErrorCode::IdempotencyKeyInProgress,
-            "A submission with this idempotency key is still running; retry shortly.",
-        )])),
-        (KeyState::Conflict, _) => Claimed::Answered(failed(vec![key_error(
-            ErrorCode::IdempotencyKeyReused,
-            "This idempotency key was used with a different input; use a new key for a new submission.",
-        )])),
+        (KeyState::InProgress, _) => Claimed::Answered(failed(vec![SubmissionError::key_in_progress()])),
+        (KeyState::Conflict, _) => Claimed::Answered(failed(vec![SubmissionError::key_reused()])),
         (KeyState::Completed { candidate_id, strategy }, _) => {
             let strategy = [Strategy::Batch, Strategy::DeepInsert, Strategy::Flat]
                 .into_iter()
@@ -143,10 +124,7 @@ async fn look_before_writing(
         }
         Found::CannotTell(why) => {
             claim.mark_unknown().await;
-            Claimed::Answered(failed(vec![key_error(
-                ErrorCode::IdempotencyOutcomeUnknown,
-                format!("An earlier attempt with this key may have written the candidate, and the gateway cannot tell ({why}). Retry with the same key later, or check for the candidate before using a new key."),
-            )]))
+            Claimed::Answered(failed(vec![SubmissionError::key_cannot_tell(&why)]))
         }
     }
 }
@@ -218,14 +196,9 @@ async fn write_and_settle(
             match held {
                 Some(h) => {
                     h.mark_unknown().await;
-                    errors.push(key_error(ErrorCode::IdempotencyOutcomeUnknown, "The upstream's answer was lost: the candidate may have been written. Retry with the same idempotency key: the gateway looks for it before writing again."));
+                    errors.push(SubmissionError::key_answer_lost());
                 }
-                None => errors.push(SubmissionError {
-                    code: ErrorCode::OutcomeUnknown,
-                    message: "The upstream's answer was lost: the candidate may have been written. Check before submitting again (an idempotency key makes retries safe).".into(),
-                    path: None,
-                    part: None,
-                }),
+                None => errors.push(SubmissionError::answer_lost()),
             }
             failed(errors)
         }

@@ -118,6 +118,61 @@ impl SubmissionError {
         }
     }
 
+    /// A problem with the idempotency key.
+    fn key(code: ErrorCode, message: impl Into<String>) -> Self {
+        SubmissionError {
+            code,
+            message: message.into(),
+            path: Some("idempotencyKey".into()),
+            part: None,
+        }
+    }
+
+    /// The idempotency key is too long.
+    pub fn key_too_long() -> Self {
+        Self::key(
+            ErrorCode::ValidationFailed,
+            "idempotencyKey is longer than 200 characters",
+        )
+    }
+
+    /// A submission with the same key is still running.
+    pub fn key_in_progress() -> Self {
+        Self::key(
+            ErrorCode::IdempotencyKeyInProgress,
+            "A submission with this idempotency key is still running; retry shortly.",
+        )
+    }
+
+    /// The key was used with another input.
+    pub fn key_reused() -> Self {
+        Self::key(
+            ErrorCode::IdempotencyKeyReused,
+            "This idempotency key was used with a different input; use a new key for a new submission.",
+        )
+    }
+
+    /// This run's write under a key lost its answer: the retry looks before writing again.
+    pub fn key_answer_lost() -> Self {
+        Self::key(ErrorCode::IdempotencyOutcomeUnknown, "The upstream's answer was lost: the candidate may have been written. Retry with the same idempotency key: the gateway looks for it before writing again.")
+    }
+
+    /// An earlier attempt under the key lost its answer, and looking for its candidate failed
+    /// (`why`).
+    pub fn key_cannot_tell(why: &str) -> Self {
+        Self::key(ErrorCode::IdempotencyOutcomeUnknown, format!("An earlier attempt with this key may have written the candidate, and the gateway cannot tell ({why}). Retry with the same key later, or check for the candidate before using a new key."))
+    }
+
+    /// A write without a key lost its answer.
+    pub fn answer_lost() -> Self {
+        SubmissionError {
+            code: ErrorCode::OutcomeUnknown,
+            message: "The upstream's answer was lost: the candidate may have been written. Check before submitting again (an idempotency key makes retries safe).".into(),
+            path: None,
+            part: None,
+        }
+    }
+
     fn validation(p: FieldProblem) -> Self {
         SubmissionError {
             code: ErrorCode::ValidationFailed,
