@@ -266,7 +266,7 @@ pub struct ServeArgs {
     /// How submitCandidateToHire writes: one $batch change set, one deep insert, or flat POSTs
     /// with compensating deletes (for upstreams that refuse change sets on these tables).
     #[arg(long, env = "ATS_GATEWAY_SUBMISSION_STRATEGY", value_enum, default_value = "batch")]
-    pub submission_strategy: crate::graphql::mutations::submit::Strategy,
+    pub submission_strategy: crate::graphql::mutations::write::Strategy,
     /// SQLite file for the gateway's own state (idempotency keys), or `:memory:`.
     #[arg(long, env = "ATS_GATEWAY_STATE_DB", default_value = "ats-gateway-state.db")]
     pub state_db: String,

@@ -15,7 +15,7 @@
 use super::checks::{entity, Outcome};
 use super::Doctor;
 use crate::batch::{BatchRequestItem, BatchResponseItem};
-use crate::graphql::mutations::submit::Strategy;
+use crate::graphql::mutations::write::Strategy;
 use crate::model::Entity;
 use crate::odata::{escape, Method, ODataQuery, UpstreamError};
 use futures::future::BoxFuture;

@@ -25,7 +25,7 @@ pub mod report;
 
 use crate::cli::auth::AuthArgs;
 use crate::cli::{UpstreamDialect, UpstreamPaging};
-use crate::graphql::mutations::submit::Strategy;
+use crate::graphql::mutations::write::Strategy;
 use crate::odata::{Upstream, UpstreamConfig, UpstreamError};
 use clap::Args;
 use std::process::ExitCode;

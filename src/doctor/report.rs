@@ -146,7 +146,7 @@ mod tests {
     use super::*;
     use crate::cli::UpstreamDialect;
     use crate::doctor::Pushdown;
-    use crate::graphql::mutations::submit::Strategy;
+    use crate::graphql::mutations::write::Strategy;
 
     fn report(lines: Vec<(&'static str, Outcome)>) -> Report {
         Report {

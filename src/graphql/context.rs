@@ -201,7 +201,7 @@ type CacheKey = (String, String, Option<usize>);
 #[derive(Debug, Clone)]
 pub struct WriteConfig {
     /// How `submitCandidateToHire` writes upstream.
-    pub strategy: super::mutations::submit::Strategy,
+    pub strategy: super::mutations::write::Strategy,
     /// Where idempotency keys are kept (`None`: in memory).
     pub state_db: Option<std::path::PathBuf>,
     /// How long idempotency keys are kept after their first use.
@@ -211,7 +211,7 @@ pub struct WriteConfig {
 impl Default for WriteConfig {
     fn default() -> Self {
         WriteConfig {
-            strategy: super::mutations::submit::Strategy::Batch,
+            strategy: super::mutations::write::Strategy::Batch,
             state_db: None,
             idempotency_ttl: super::idempotency::DEFAULT_TTL,
         }

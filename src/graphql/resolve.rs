@@ -677,7 +677,7 @@ pub fn to_graphql(
             "The upstream returned {raw} for `{}` of {}, which is not {what}.",
             p.graphql_field, e.graphql.type_name
         ))
-        .extend_with(|_, x| x.set("code", "UPSTREAM_INVALID_RESPONSE"))
+        .extend_with(|_, x| x.set("code", super::errors::ErrorCode::UpstreamInvalidResponse.as_str()))
     };
     if matches!(raw, Json::Array(_) | Json::Object(_)) {
         return Err(bad("a single value"));

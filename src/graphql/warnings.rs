@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 /// The code of the warning about fields whose property the upstream lacks.
-pub const PROPERTY_MISSING_UPSTREAM: &str = "PROPERTY_MISSING_UPSTREAM";
+pub const PROPERTY_MISSING_UPSTREAM: &str = super::errors::ErrorCode::PropertyMissingUpstream.as_str();
 
 /// The fields of one operation that resolved to null because the upstream lacks their property
 /// (request data, added by [`WarningsExtension`]).
@@ -98,7 +98,7 @@ impl Extension for WarningsRun {
 }
 
 /// The code of the error for a filter or order on a field whose property the upstream lacks.
-pub const FILTER_ON_MISSING_PROPERTY: &str = "PROPERTY_MISSING_UPSTREAM";
+pub const FILTER_ON_MISSING_PROPERTY: &str = super::errors::ErrorCode::PropertyMissingUpstream.as_str();
 
 /// Refuses a compiled `$filter` or `$orderby` of `entity` that names a property the upstream
 /// lacks (per its `$metadata`), before any upstream request.

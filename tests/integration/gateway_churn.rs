@@ -263,7 +263,7 @@ async fn written_rows(emu: &Emu) -> [u64; 3] {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn flat_submissions_abandoned_mid_write_leave_no_half_candidate() {
     use ats_gateway::graphql::context::WriteConfig;
-    use ats_gateway::graphql::mutations::submit::Strategy;
+    use ats_gateway::graphql::mutations::write::Strategy;
     let emu = Emu::with_faults(Faults {
         latency_ms: 20,
         ..Default::default()

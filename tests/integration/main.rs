@@ -58,6 +58,7 @@ mod emulator_errors;
 mod emulator_faults;
 mod emulator_reads;
 mod emulator_writes;
+mod error_codes;
 mod filter_props;
 mod gateway_auth;
 mod gateway_change_sets;
