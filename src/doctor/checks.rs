@@ -205,12 +205,15 @@ fn listed_sets(doc: &serde_json::Value) -> String {
 /// blocking).
 pub fn metadata(d: &Doctor) -> BoxFuture<'_, Outcome> {
     Box::pin(async move {
-        if d.settings.caller_tokens_only {
+        // Acting only for its callers, the gateway has no token of its own to read `$metadata`
+        // with at start: it uses the model as it is, so any difference is not mapped.
+        let unmapped = d.settings.caller_tokens_only;
+        if unmapped && !d.has_caller() {
             return Outcome::unknown(
-                "the gateway acts only for its callers and does not read $metadata: the model is used as it is",
+                "the gateway acts only for its callers and does not read $metadata: the model is used as it is (give doctor a caller token to compare)",
             );
         }
-        let r = match crate::odata::metadata::read_and_reconcile(&d.upstream).await {
+        let r = match crate::odata::metadata::read_and_reconcile_as(&d.upstream, d.auth()).await {
             Ok(r) => r,
             Err(why) => {
                 return Outcome::fail(format!(
@@ -242,7 +245,12 @@ pub fn metadata(d: &Doctor) -> BoxFuture<'_, Outcome> {
             },
             shown.join("; ")
         );
-        if lossy {
+        if unmapped {
+            Outcome::fail(format!(
+                "{detail}; acting only for its callers, the gateway does not read $metadata at start, so these are not mapped"
+            ))
+            .blocking(false)
+        } else if lossy {
             Outcome::fail(detail).blocking(false)
         } else {
             Outcome::pass(detail)
@@ -327,8 +335,14 @@ pub fn paging(d: &Doctor) -> BoxFuture<'_, Outcome> {
             Some(a) => format!("Preference-Applied: {a}"),
             None => "no Preference-Applied header".to_string(),
         };
+        let paging = d.settings.paging;
+        if first.value.len() > PROBE_PAGE_SIZE && paging == UpstreamPaging::Top {
+            return Outcome::pass(format!(
+                "odata.maxpagesize={PROBE_PAGE_SIZE} ignored ({} rows, {applied_note}), as --upstream-paging top expects: lists page by $top",
+                first.value.len()
+            ));
+        }
         if first.value.len() > PROBE_PAGE_SIZE {
-            let paging = d.settings.paging;
             return Outcome::fail(format!(
                 "odata.maxpagesize={PROBE_PAGE_SIZE} ignored: the first page had {} rows ({applied_note}); lists must page by $top{}",
                 first.value.len(),
@@ -347,7 +361,17 @@ pub fn paging(d: &Doctor) -> BoxFuture<'_, Outcome> {
                 first.value.len()
             ));
         };
-        follow_links(d, entity, first.value, next, &applied_note).await
+        let followed = follow_links(d, entity, first.value, next, &applied_note).await;
+        if followed.status == Status::Pass && paging == UpstreamPaging::Top {
+            // Forced `top` pages by `$skip`, which Dataverse does not have.
+            return Outcome::fail(format!(
+                "{}; but --upstream-paging top reads next pages with $skip, which Dataverse does not support",
+                followed.detail
+            ))
+            .fix("--upstream-paging auto")
+            .blocking(false);
+        }
+        followed
     })
 }
 

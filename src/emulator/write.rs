@@ -24,6 +24,15 @@ fn unknown_property(entity: &Entity, name: &str) -> ODataError {
     ))
 }
 
+/// A create's body, sorted: the record's own columns, the deep-inserted collections, and the
+/// parents it is linked to (bound with `@odata.bind` or created nested).
+#[derive(Default)]
+struct CreateBody<'a> {
+    row: Record,
+    children: Vec<(&'static Relation, &'a Vec<Value>)>,
+    linked_parents: Vec<(&'static Relation, Record)>,
+}
+
 /// Creates a record (and everything nested in it); returns its primary key.
 pub fn create(
     conn: &Connection,
@@ -37,66 +46,11 @@ pub fn create(
             entity.logical_name
         ))
     })?;
-    let mut row = Record::new();
-    let mut children: Vec<(&Relation, &Vec<Value>)> = Vec::new();
-    let mut linked_parents: Vec<(&Relation, Record)> = Vec::new();
-
-    for (k, v) in obj {
-        if k.starts_with("@odata.") {
-            continue;
-        }
-        if let Some(nav) = k.strip_suffix("@odata.bind") {
-            let rel = entity.navigation(nav).ok_or_else(|| unknown_property(entity, nav))?;
-            let (target, id) = resolve_bind(v, refs)?;
-            if rel.lookup_on != LookupSide::This || target.logical_name != rel.target {
-                return Err(ODataError::bad_query(format!(
-                    "'{nav}' cannot be bound to a record of type '{}'.",
-                    target.logical_name
-                )));
-            }
-            let parent = store::get_by_key(conn, target, &id, None)?
-                .ok_or_else(|| ODataError::record_not_found(&target.logical_name, &id))?;
-            linked_parents.push((rel, parent));
-            continue;
-        }
-        if let Some(rel) = entity.navigation(k) {
-            match (rel.lookup_on, v) {
-                (LookupSide::This, Value::Object(_)) => {
-                    let target = model().by_logical_name(&rel.target).expect("relation target in model");
-                    let id = create(conn, target, v, refs)?;
-                    let parent = store::get_by_key(conn, target, &id, None)?.expect("just created");
-                    linked_parents.push((rel, parent));
-                }
-                (LookupSide::Target, Value::Array(items)) => children.push((rel, items)),
-                _ => {
-                    return Err(ODataError::bad_query(format!(
-                        "The navigation property '{k}' needs {} for a deep insert.",
-                        if rel.kind == Cardinality::One {
-                            "an object"
-                        } else {
-                            "an array of objects"
-                        }
-                    )))
-                }
-            }
-            continue;
-        }
-        let p = entity.property(k).ok_or_else(|| unknown_property(entity, k))?;
-        let links = entity
-            .graphql
-            .relations
-            .iter()
-            .any(|r| r.lookup_on == LookupSide::This && r.child_readable_key.as_deref() == Some(k.as_str()));
-        if p.read_only && !links {
-            return Err(ODataError::validation(format!(
-                "The property '{k}' of '{}' is read-only and cannot be set.",
-                entity.logical_name
-            )));
-        }
-        store::to_sql(entity, p, v)?;
-        row.insert(k.clone(), v.clone());
-    }
-
+    let CreateBody {
+        mut row,
+        children,
+        linked_parents,
+    } = sort_body(conn, entity, obj, refs)?;
     // Parents given by nesting or binding set the lookup and the readable key.
     for (rel, parent) in &linked_parents {
         link_to_parent(entity, rel, parent, &mut row);
@@ -110,37 +64,131 @@ pub fn create(
     let id = store::new_primary_key(conn, entity)?;
     row.insert(entity.primary_key.clone(), Value::String(id.clone()));
     store::insert_row(conn, entity, &row)?;
-
     for (rel, items) in children {
-        let target = model().by_logical_name(&rel.target).expect("relation target in model");
-        let back = target
-            .graphql
-            .relations
-            .iter()
-            .find(|r| {
-                r.lookup_on == LookupSide::This
-                    && r.lookup_property == rel.lookup_property
-                    && r.target == entity.logical_name
-            })
-            .expect("to-many relation has its to-one twin");
-        for item in items {
-            let mut child = item
-                .as_object()
-                .cloned()
-                .ok_or_else(|| ODataError::bad_query("A deep-insert collection must hold objects."))?;
-            if let Some(k) = &back.child_readable_key {
-                if let Some(v) = back.parent_readable_key.as_ref().and_then(|pk| row.get(pk)) {
-                    child.insert(k.clone(), v.clone());
-                }
-            }
-            child.insert(
-                format!("{}@odata.bind", back.navigation_property),
-                Value::String(format!("{}({id})", entity.entity_set)),
-            );
-            create(conn, target, &Value::Object(child), refs)?;
-        }
+        create_children(conn, (entity, &id, &row), rel, items, refs)?;
     }
     Ok(id)
+}
+
+/// Sorts a create's body into columns, collections and parents, checking every name.
+fn sort_body<'a>(
+    conn: &Connection,
+    entity: &'static Entity,
+    obj: &'a serde_json::Map<String, Value>,
+    refs: &ContentIds,
+) -> Result<CreateBody<'a>, ODataError> {
+    let mut body = CreateBody::default();
+    for (k, v) in obj {
+        if k.starts_with("@odata.") {
+            continue;
+        }
+        if let Some(nav) = k.strip_suffix("@odata.bind") {
+            body.linked_parents.push(bound_parent(conn, entity, nav, v, refs)?);
+        } else if let Some(rel) = entity.navigation(k) {
+            match (rel.lookup_on, v) {
+                (LookupSide::This, Value::Object(_)) => {
+                    let target = model().by_logical_name(&rel.target).expect("relation target in model");
+                    let id = create(conn, target, v, refs)?;
+                    let parent = store::get_by_key(conn, target, &id, None)?.expect("just created");
+                    body.linked_parents.push((rel, parent));
+                }
+                (LookupSide::Target, Value::Array(items)) => body.children.push((rel, items)),
+                _ => {
+                    return Err(ODataError::bad_query(format!(
+                        "The navigation property '{k}' needs {} for a deep insert.",
+                        if rel.kind == Cardinality::One {
+                            "an object"
+                        } else {
+                            "an array of objects"
+                        }
+                    )))
+                }
+            }
+        } else {
+            check_column(entity, k, v)?;
+            body.row.insert(k.clone(), v.clone());
+        }
+    }
+    Ok(body)
+}
+
+/// `nav@odata.bind`: the parent record it names, which must exist and be of the navigation's type.
+fn bound_parent(
+    conn: &Connection,
+    entity: &'static Entity,
+    nav: &str,
+    v: &Value,
+    refs: &ContentIds,
+) -> Result<(&'static Relation, Record), ODataError> {
+    let rel = entity.navigation(nav).ok_or_else(|| unknown_property(entity, nav))?;
+    let (target, id) = resolve_bind(v, refs)?;
+    if rel.lookup_on != LookupSide::This || target.logical_name != rel.target {
+        return Err(ODataError::bad_query(format!(
+            "'{nav}' cannot be bound to a record of type '{}'.",
+            target.logical_name
+        )));
+    }
+    let parent = store::get_by_key(conn, target, &id, None)?
+        .ok_or_else(|| ODataError::record_not_found(&target.logical_name, &id))?;
+    Ok((rel, parent))
+}
+
+/// A column of the body: a property of the entity, writable (or a readable key that links a
+/// parent), with a value of its type.
+fn check_column(entity: &Entity, k: &str, v: &Value) -> Result<(), ODataError> {
+    let p = entity.property(k).ok_or_else(|| unknown_property(entity, k))?;
+    let links = entity
+        .graphql
+        .relations
+        .iter()
+        .any(|r| r.lookup_on == LookupSide::This && r.child_readable_key.as_deref() == Some(k));
+    if p.read_only && !links {
+        return Err(ODataError::validation(format!(
+            "The property '{k}' of '{}' is read-only and cannot be set.",
+            entity.logical_name
+        )));
+    }
+    store::to_sql(entity, p, v)?;
+    Ok(())
+}
+
+/// Creates the deep-inserted `items` of the to-many `rel`, each bound to the parent just created
+/// (`entity`, its `id` and its `row`), with the parent's readable key where the child has one.
+fn create_children(
+    conn: &Connection,
+    (entity, id, row): (&'static Entity, &str, &Record),
+    rel: &Relation,
+    items: &[Value],
+    refs: &ContentIds,
+) -> Result<(), ODataError> {
+    let target = model().by_logical_name(&rel.target).expect("relation target in model");
+    let back = target
+        .graphql
+        .relations
+        .iter()
+        .find(|r| {
+            r.lookup_on == LookupSide::This
+                && r.lookup_property == rel.lookup_property
+                && r.target == entity.logical_name
+        })
+        .expect("to-many relation has its to-one twin");
+    for item in items {
+        let mut child = item
+            .as_object()
+            .cloned()
+            .ok_or_else(|| ODataError::bad_query("A deep-insert collection must hold objects."))?;
+        if let Some(k) = &back.child_readable_key {
+            if let Some(v) = back.parent_readable_key.as_ref().and_then(|pk| row.get(pk)) {
+                child.insert(k.clone(), v.clone());
+            }
+        }
+        child.insert(
+            format!("{}@odata.bind", back.navigation_property),
+            Value::String(format!("{}({id})", entity.entity_set)),
+        );
+        create(conn, target, &Value::Object(child), refs)?;
+    }
+    Ok(())
 }
 
 /// Reads `"/set(<guid>)"`, `"set(<guid>)"` or `"$n"`.

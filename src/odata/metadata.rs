@@ -194,10 +194,16 @@ impl Reconciliation {
 /// Reads the upstream's `$metadata` once (no retry; the upstream timeout bounds it) with the
 /// gateway's own credentials and holds the model against it. `Err` says why the read failed.
 pub async fn read_and_reconcile(upstream: &Upstream) -> Result<Reconciliation, String> {
+    read_and_reconcile_as(upstream, None).await
+}
+
+/// [`read_and_reconcile`] with `auth` (a caller's `Authorization` value) instead of the gateway's
+/// own credentials, for `doctor` in the modes where the gateway calls only as its callers.
+pub async fn read_and_reconcile_as(upstream: &Upstream, auth: Option<&str>) -> Result<Reconciliation, String> {
     let url = upstream.absolute_url("$metadata").map_err(|e| e.to_string())?;
     let extra = [("accept", "application/xml".to_string())];
     let raw = upstream
-        .send(reqwest::Method::GET, &url, None, &extra, None, RetryPolicy::Never)
+        .send(reqwest::Method::GET, &url, auth, &extra, None, RetryPolicy::Never)
         .await
         .map_err(|e| e.to_string())?;
     if !(200..300).contains(&raw.status) {

@@ -157,6 +157,73 @@ async fn against_plain_odata4_the_in_line_fails_and_blocks_only_a_forced_dataver
 }
 
 #[tokio::test]
+async fn a_service_ignoring_maxpagesize_fails_paging_and_blocks_only_a_forced_maxpagesize() {
+    let emu = emulator(|c| c.ignore_maxpagesize = true);
+    for (paging, status, code) in [("auto", "fail", 0), ("maxpagesize", "fail", 1), ("top", "pass", 0)] {
+        let human = doctor(&emu.root, &["--upstream-paging", paging], &[]);
+        assert_eq!(human.code, code, "{paging}: {}", human.stdout);
+        assert_eq!(human.status("paging"), status, "{paging}: {}", human.stdout);
+        let (line, fix) = human.line("paging");
+        assert!(line.contains("ignored"), "{line}");
+        if status == "fail" {
+            assert_eq!(fix.as_deref(), Some("fix: --upstream-paging top"), "{}", human.stdout);
+        }
+        let report = doctor(&emu.root, &["--upstream-paging", paging, "--json"], &[]).json();
+        assert_eq!(report["settings"]["paging"], paging);
+        assert_eq!(check(&report, "paging")["blocking"], code == 1, "{report}");
+        assert_eq!(report["usable"], code == 0, "{report}");
+    }
+    // Against Dataverse's paging, a forced `top` is told that Dataverse has no $skip.
+    let dataverse = emulator(|_| {});
+    let human = doctor(&dataverse.root, &["--upstream-paging", "top"], &[]);
+    assert_eq!(human.status("paging"), "fail", "{}", human.stdout);
+    assert_eq!(human.line("paging").1.as_deref(), Some("fix: --upstream-paging auto"));
+}
+
+#[tokio::test]
+async fn the_metadata_check_reports_renamed_missing_and_extra_properties() {
+    use ats_gateway::emulator::spelling::SpellingSettings;
+    let renamed = emulator(|c| {
+        c.spelling = SpellingSettings {
+            property_spellings: vec!["mshr_dirpartycontactentity.mshr_ismobilephone=mshr_ismobile".into()],
+            extra_properties: vec!["mshr_dirpartycontactentities.cr_x".into()],
+            ..Default::default()
+        }
+    });
+    let human = doctor(&renamed.root, &[], &[]);
+    assert_eq!(human.status("metadata"), "pass", "{}", human.stdout);
+    let (line, _) = human.line("metadata");
+    assert!(line.contains("1 renamed") && line.contains("1 extra"), "{line}");
+    assert!(line.contains("spelled mshr_ismobile upstream"), "{line}");
+
+    let missing = emulator(|c| {
+        c.spelling = SpellingSettings {
+            omit_properties: vec!["mshr_hcmrecruitingrequestentities.mshr_description".into()],
+            ..Default::default()
+        }
+    });
+    let human = doctor(&missing.root, &[], &[]);
+    assert_eq!(human.code, 0, "a missing property does not block: {}", human.stdout);
+    assert_eq!(human.status("metadata"), "fail", "{}", human.stdout);
+    assert!(
+        human.line("metadata").0.contains("mshr_description: missing upstream"),
+        "{}",
+        human.stdout
+    );
+    let report = doctor(&missing.root, &["--json"], &[]).json();
+    assert_eq!(check(&report, "metadata")["blocking"], false);
+
+    let failing = emulator(|c| c.spelling.metadata_fails = true);
+    let human = doctor(&failing.root, &[], &[]);
+    assert_eq!(human.status("metadata"), "fail", "{}", human.stdout);
+    assert!(
+        human.line("metadata").0.contains("could not be read"),
+        "{}",
+        human.stdout
+    );
+}
+
+#[tokio::test]
 async fn an_emulator_without_change_sets_refuses_them_and_still_runs_get_batches() {
     let emu = emulator(|c| c.change_sets = false);
     let get = "/api/data/v9.2/mshr_hcmratinglevelentities?$select=mshr_ratinglevelid";
