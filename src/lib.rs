@@ -4,15 +4,15 @@
 //! - [`model`]: the ATS entities, properties, relations, option sets and GraphQL names; the one
 //!   place they are written down.
 //! - [`batch`]: the OData `$batch` multipart codec, shared by both sides of the wire.
-//! - [`odata`]: the gateway's upstream client (queries, filters, paging, errors, credentials,
-//!   retries, slots, the circuit breaker).
+//! - [`odata`]: the gateway's upstream client (queries, filters, paging, `$metadata`
+//!   reconciliation, errors, credentials, retries, slots, the circuit breaker).
 //! - [`graphql`]: the dynamic schema, resolvers, loaders, cursors, limits and mutations.
 //! - [`server`]: the HTTP routes (GraphQL over HTTP, playground, health, metrics) and caller
 //!   authentication.
 //! - [`emulator`]: the local Dataverse (SQLite store, `$metadata`, queries, writes, `$batch`,
 //!   faults, demo seed, a local Entra).
 //! - [`doctor`]: `ats-gateway doctor`, a compatibility report for a real environment (reach,
-//!   auth, option sets, paging, `In`, `$expand`, `$batch`, change sets) with an exit code.
+//!   auth, `$metadata`, option sets, paging, `In`, `$expand`, `$batch`, change sets) with an exit code.
 //! - [`secret`]: values kept out of logs, and the SHA-256 fingerprints standing in for them.
 //! - [`telemetry`]: metrics (Prometheus) and logging setup.
 //! - [`serving`]: one axum server on a listener, with graceful shutdown.

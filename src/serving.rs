@@ -13,6 +13,18 @@ pub struct Serving {
 
 impl Serving {
     /// Serves `router` on `listener` until [`Serving::stop`]; `name` labels the error log.
+    /// Binds `listen` and serves `router` on it: the address bound (a port 0 resolved) and the
+    /// serving task.
+    pub async fn bind(
+        listen: std::net::SocketAddr,
+        router: axum::Router,
+        name: &'static str,
+    ) -> std::io::Result<(std::net::SocketAddr, Serving)> {
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        Ok((addr, Serving::spawn(listener, router, name)))
+    }
+
     pub fn spawn(listener: TcpListener, router: axum::Router, name: &'static str) -> Serving {
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {

@@ -1,5 +1,6 @@
 //! The command line: `ats-gateway [serve]`, `ats-gateway emulator` and `ats-gateway doctor`
-//! (`crate::doctor`), each flag with an `ATS_GATEWAY_*` environment twin.
+//! (`crate::doctor`), each flag with an `ATS_GATEWAY_*` environment twin; `auth`: the
+//! authentication flags `serve` and `doctor` share.
 
 pub mod auth;
 

@@ -11,6 +11,8 @@
 //! - `faults`: service protection (429), injected latency / 5xx / drops, request counters.
 //! - `spelling`: an upstream that spells the model otherwise (renamed, omitted, extra
 //!   properties), translated at the service's boundary.
+//! - `dialect`: what is refused beyond Dataverse's rules (`--dialect odata4`, `--no-expand`).
+//! - `error`: OData error bodies and Dataverse's error codes.
 //! - `http`: the axum routes; `seed`: deterministic demo data; `ids`: F&O-style identifiers.
 
 pub mod auth;
@@ -266,13 +268,8 @@ pub async fn start(listen: SocketAddr, config: &EmulatorConfig) -> Result<Runnin
 /// Serves an emulator's existing state on `listen`: after [`RunningEmulator::stop`], the same
 /// data (and faults) come back, as an upstream restarting would.
 pub async fn serve(listen: SocketAddr, state: Arc<http::EmulatorState>) -> Result<RunningEmulator, StartError> {
-    let listener = tokio::net::TcpListener::bind(listen)
+    let (addr, serving) = crate::serving::Serving::bind(listen, http::router(state.clone()), "emulator")
         .await
         .map_err(|source| StartError::Bind { addr: listen, source })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|source| StartError::Bind { addr: listen, source })?;
-    let app = http::router(state.clone());
-    let serving = crate::serving::Serving::spawn(listener, app, "emulator");
     Ok(RunningEmulator { addr, state, serving })
 }

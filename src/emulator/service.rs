@@ -577,7 +577,8 @@ fn with_preferences_applied(resp: ODataResponse, page_size: Option<usize>, annot
     }
 }
 
-fn encode(s: &str) -> String {
+/// Percent-encodes a query option's name or value as the emulator writes them in its links.
+pub(super) fn encode(s: &str) -> String {
     const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
         .remove(b'$')
         .remove(b'_')

@@ -138,19 +138,6 @@ fn decode(s: &str) -> String {
         .into_owned()
 }
 
-fn encode(s: &str) -> String {
-    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'$')
-        .remove(b'_')
-        .remove(b'-')
-        .remove(b'.')
-        .remove(b',')
-        .remove(b'(')
-        .remove(b')')
-        .remove(b'\'');
-    percent_encoding::utf8_percent_encode(s, SET).to_string()
-}
-
 /// The path with its property or navigation segment in the model's spelling; a name the
 /// upstream does not have is an unknown segment (404).
 fn path_to_model(naming: &Naming, path: &str) -> Result<String, ODataError> {
@@ -194,7 +181,7 @@ fn query(
         }
         match t.value == value {
             true => pairs.push(pair.to_string()),
-            false => pairs.push(format!("{k}={}", encode(&t.value))),
+            false => pairs.push(format!("{k}={}", super::service::encode(&t.value))),
         }
     }
     Ok((pairs.join("&"), selected))

@@ -7,7 +7,7 @@
 //!   answers and accepts its credentials, the breaker is closed; option-set labels or
 //!   `$metadata` not read are a warning; the `$metadata` differences and the `$expand` pushdown
 //!   decided at start are listed); `GET /metrics`: Prometheus text (`ops`).
-//! - `startup`: what is decided once at start (dialect, `$metadata` reconciliation, pushdown).
+//! - `startup`: what is decided once at start (dialect, paging, `$metadata` reconciliation, pushdown).
 //! - Layers: CORS (a setting; same origin only by default), a request body limit.
 //!
 //! Each GraphQL request gets its caller (authenticated by `auth`) and fresh request-scoped loaders;
@@ -181,13 +181,8 @@ pub async fn probe_dialect(upstream: &crate::odata::Upstream) -> Result<crate::o
     probe_dialect_as(upstream, None).await
 }
 
-/// [`probe_dialect`] sent with a caller's `Authorization` value (`ats-gateway doctor` with a
-/// caller token, for the pass-through and on-behalf-of modes).
-pub async fn probe_dialect_as(
-    upstream: &crate::odata::Upstream,
-    auth: Option<&str>,
-) -> Result<crate::odata::Dialect, String> {
-    use crate::odata::{Dialect, UpstreamErrorKind};
+/// The start of a probe's query: the ids of a small entity set (reference data).
+fn probe_query() -> Result<crate::odata::ODataQuery, String> {
     let entities = &crate::model::model().entities;
     let entity = entities
         .iter()
@@ -196,10 +191,21 @@ pub async fn probe_dialect_as(
         .ok_or("no entity to probe")?;
     let mut q = crate::odata::ODataQuery::new(entity);
     q.select = vec![entity.primary_key.clone()];
+    Ok(q)
+}
+
+/// [`probe_dialect`] sent with a caller's `Authorization` value (`ats-gateway doctor` with a
+/// caller token, for the pass-through and on-behalf-of modes).
+pub async fn probe_dialect_as(
+    upstream: &crate::odata::Upstream,
+    auth: Option<&str>,
+) -> Result<crate::odata::Dialect, String> {
+    use crate::odata::{Dialect, UpstreamErrorKind};
+    let mut q = probe_query()?;
     q.top = Some(1);
     q.filter = Some(format!(
         "Microsoft.Dynamics.CRM.In(PropertyName={},PropertyValues={})",
-        crate::odata::escape::string_literal(&entity.primary_key),
+        crate::odata::escape::string_literal(&q.entity.primary_key),
         crate::odata::escape::in_values(&["00000000-0000-0000-0000-000000000000"])
     ));
     match upstream.get_json_once(&q.to_relative_url(), auth).await {
@@ -214,14 +220,7 @@ pub async fn probe_dialect_as(
 /// `Preference-Applied` says so or no more than one row comes back (Dataverse ignores `$top`
 /// when a page size is sent), else paged with `$top`. `Err` says why the answer was inconclusive.
 pub async fn probe_paging(upstream: &crate::odata::Upstream) -> Result<crate::odata::calls::Paging, String> {
-    let entities = &crate::model::model().entities;
-    let entity = entities
-        .iter()
-        .find(|e| e.reference_data)
-        .or(entities.first())
-        .ok_or("no entity to probe")?;
-    let mut q = crate::odata::ODataQuery::new(entity);
-    q.select = vec![entity.primary_key.clone()];
+    let mut q = probe_query()?;
     q.top = Some(2);
     match upstream.probe_paging(&q.to_relative_url()).await {
         Ok(seen) => Ok(seen.paging()),
@@ -350,12 +349,8 @@ async fn serve(
         Some(layer) => router.layer(layer),
         None => router,
     };
-    let listener = tokio::net::TcpListener::bind(listen)
+    let (addr, serving) = crate::serving::Serving::bind(listen, router, "gateway")
         .await
         .map_err(|source| StartError::Bind { addr: listen, source })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|source| StartError::Bind { addr: listen, source })?;
-    let serving = crate::serving::Serving::spawn(listener, router, "gateway");
     Ok(RunningGateway { addr, state, serving })
 }

@@ -1,5 +1,6 @@
-//! Tests that span several parts: the filter compiler (examples and properties), query URLs, and
-//! the client (and its retries, slots and breaker) against a tiny in-process fake upstream.
+//! Tests that span several parts: the filter compiler (`filter`, and properties in `props`), query
+//! URLs (`query`), and the client (`client`, and its retries, slots and breaker in `resilience`)
+//! against a tiny in-process fake upstream (`fake`).
 
 mod client;
 mod fake;

@@ -1,5 +1,6 @@
-//! Tests of the query module, by part: the filter parser, the SQL compiler (run against a real
-//! in-memory SQLite table), the other query options, the `LIKE` matcher, and property tests.
+//! Tests of the query module, by part: the filter parser (`filter`), the SQL compiler (`sql`, run
+//! against a real in-memory SQLite table), the other query options (`options`), the `LIKE`
+//! matcher (`like`), and property tests (`props`).
 
 mod filter;
 mod like;
