@@ -7,7 +7,7 @@
 //!   and the gateway's peak RSS; reads also run directly against the emulator with the equivalent
 //!   OData requests, so the gateway / direct ratio shows the overhead.
 //! - `unloaded`: the canonical nested query with one client, one request after another, through
-//!   the gateway with `$expand` pushdown on and off, next to the emulator's own single `$expand`
+//!   the gateway with `$expand` pushdown auto and off, next to the emulator's own single `$expand`
 //!   request for the same data: the p50s, the difference and ratio to that baseline, against the
 //!   targets of issue #12 (+2 ms with pushdown, +4 ms without).
 //! - `churn`: clients that hang up (see [`churn`]).
@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 
 const EMU: &str = "127.0.0.1:17070";
 const GW: &str = "127.0.0.1:18080";
-/// A second gateway with `--expand-pushdown true`.
+/// A second gateway with `--expand-pushdown auto` (the default, which pushes down against the
+/// emulator); the first one runs with `--expand-pushdown off` (the loaders' path).
 const GW_EXPAND: &str = "127.0.0.1:18081";
 /// An emulator that wants tokens, and a gateway calling it with client credentials that checks
 /// its callers' JWTs against the emulator's JWKS: what authentication costs.
@@ -292,7 +293,7 @@ fn ops(
         ),
         (
             Op {
-                name: "gateway: canonical nested query (50 parents)",
+                name: "gateway, pushdown off: canonical nested query (50 parents)",
                 reqs: vec![g(CANONICAL)],
                 target: "gateway",
                 then: vec![],
@@ -301,7 +302,7 @@ fn ops(
         ),
         (
             Op {
-                name: "gateway with $expand pushdown: canonical nested query (50 parents)",
+                name: "gateway with $expand pushdown auto (the default): canonical nested query (50 parents)",
                 reqs: vec![Req::GraphQl(gql_expand.clone(), json!({"query": CANONICAL}))],
                 target: "gateway",
                 then: vec![],
@@ -473,7 +474,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
 }
 
-/// The churn run: `connections` connections to the default gateway for `secs` seconds, half of
+/// The churn run: `connections` connections to the gateway without pushdown for `secs` seconds, half of
 /// them sending requests (flat list, canonical nested query, a few keyed submissions) and hanging
 /// up 0–40 ms after sending, half sending the flat list or the canonical nested query and waiting
 /// for the answers. The emulator behind the gateway answers after `latency_ms`, so that upstream
@@ -669,7 +670,7 @@ fn churn_md(c: &Value, machine: &str, commit: &str) -> String {
         .unwrap_or_default();
     format!(
         "{CHURN_HEADING}\n\n\
-         Churn run on {commit}, machine: {machine}. {} connections to the default gateway for {} s: {} of them send a request \
+         Churn run on {commit}, machine: {machine}. {} connections to the gateway without pushdown for {} s: {} of them send a request \
          (47% the flat 50-row list, 48% the canonical nested query, 5% a keyed submitCandidateToHire) as raw HTTP/1.1 and close \
          the connection a random 0–40 ms after sending it, then do it again; the other {} send the flat list and the canonical \
          nested query in turn and wait for each answer. The emulator behind the gateway adds {} ms to every OData request \
@@ -1067,7 +1068,7 @@ fn unloaded_paths(direct_url: String) -> Vec<(&'static str, Op, Option<f64>)> {
             None,
         ),
         (
-            "gateway, $expand pushdown on",
+            "gateway, $expand pushdown auto (the default)",
             op("gateway, pushdown", gateway(GW_EXPAND), "gateway"),
             Some(2.0),
         ),
@@ -1080,7 +1081,7 @@ fn unloaded_paths(direct_url: String) -> Vec<(&'static str, Op, Option<f64>)> {
 }
 
 /// The canonical nested query unloaded: one client, one request after another, through the
-/// gateway with `$expand` pushdown on and off, next to the emulator answering the same data in
+/// gateway with `$expand` pushdown auto and off, next to the emulator answering the same data in
 /// one `$expand` request. The paths take turns in rounds of one second (`secs` rounds), so that
 /// other load on the machine falls on each of them alike.
 async fn unloaded(secs: u64) -> Value {
@@ -1198,8 +1199,8 @@ fn machine() -> String {
     )
 }
 
-/// Starts the default emulator and the two gateways over it (`--expand-pushdown` off and on);
-/// returns the processes and the default gateway's pid.
+/// Starts the default emulator and the two gateways over it (`--expand-pushdown` off and auto);
+/// returns the processes and the first gateway's pid.
 async fn start_default(bin: &str) -> (Procs, u32) {
     let emu = Command::new(bin)
         .args(["emulator", "--listen", EMU])
@@ -1209,12 +1210,12 @@ async fn start_default(bin: &str) -> (Procs, u32) {
         .expect("emulator starts");
     let mut procs = Procs(vec![emu]);
     wait_up(&format!("http://{EMU}/api/data/v9.2/")).await;
-    let gw_pid = start_gateway(bin, &mut procs, GW, &[]);
+    let gw_pid = start_gateway(bin, &mut procs, GW, &["--expand-pushdown", "off"]);
     start_gateway(
         bin,
         &mut procs,
         GW_EXPAND,
-        &["--expand-pushdown", "true", "--state-db", ":memory:"],
+        &["--expand-pushdown", "auto", "--state-db", ":memory:"],
     );
     wait_up(&format!("http://{GW}/healthz")).await;
     wait_up(&format!("http://{GW_EXPAND}/healthz")).await;
