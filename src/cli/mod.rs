@@ -2,6 +2,7 @@
 //! `ATS_GATEWAY_*` environment twin.
 
 pub mod auth;
+pub mod budget;
 
 use crate::emulator::{
     self,
@@ -279,6 +280,9 @@ pub struct ServeArgs {
     /// Authentication toward the upstream and of callers.
     #[command(flatten)]
     pub auth: auth::AuthArgs,
+    /// The upstream budget: the read cache per upstream identity.
+    #[command(flatten)]
+    pub budget: budget::BudgetArgs,
 }
 
 /// `--upstream-dialect`: a dialect, or `auto` (probe the upstream at start).
@@ -308,6 +312,7 @@ impl ServeArgs {
                 cache_capacity: self.cache_capacity,
                 batch_delay_ms: self.batch_delay.as_millis() as u64,
                 expand_pushdown: self.expand_pushdown,
+                read_cache: self.budget.read_cache(),
                 dialect: match self.upstream_dialect {
                     UpstreamDialect::Auto | UpstreamDialect::Dataverse => crate::odata::Dialect::Dataverse,
                     UpstreamDialect::Odata4 => crate::odata::Dialect::Odata4,

@@ -34,6 +34,8 @@ pub struct ReadConfig {
     /// How `dialect` was (or is to be) decided; with [`DialectSource::Auto`] the gateway probes
     /// the upstream once at start and sets `dialect` before serving.
     pub dialect_source: DialectSource,
+    /// The short-lived read cache per upstream identity (off by default; see `budget`).
+    pub read_cache: crate::odata::read_cache::ReadCacheConfig,
 }
 
 /// How the upstream dialect was decided.
@@ -73,6 +75,7 @@ impl Default for ReadConfig {
             expand_pushdown: false,
             dialect: crate::odata::Dialect::Dataverse,
             dialect_source: DialectSource::Configured,
+            read_cache: Default::default(),
         }
     }
 }
@@ -90,6 +93,8 @@ pub struct RequestCtx {
     pub upstream_requests: Arc<std::sync::atomic::AtomicU64>,
     /// Upstream pages fetched (or being fetched) for this request, by URL and page size.
     pub memo: Arc<std::sync::Mutex<PageMemo>>,
+    /// Cache hits and coalesced reads of this request, and whether it bypasses the read cache.
+    pub reuse: Arc<super::budget::ReadReuse>,
 }
 
 impl RequestCtx {
@@ -116,6 +121,7 @@ impl RequestCtx {
             identity,
             upstream_requests: Arc::default(),
             memo: Arc::default(),
+            reuse: Arc::default(),
         }
     }
 }
@@ -162,6 +168,8 @@ pub struct GatewayState {
     /// Reference data (entities nothing else hangs off), per caller identity and URL, so that no
     /// caller is served data fetched with another caller's credentials.
     pub reference_cache: Cache<CacheKey, Arc<Page>>,
+    /// Reads in flight and the read cache, per upstream identity (see `budget`).
+    pub reads: super::budget::Reads,
 }
 
 impl GatewayState {
@@ -172,6 +180,7 @@ impl GatewayState {
         write: WriteConfig,
         idempotency: super::idempotency::IdempotencyStore,
     ) -> Self {
+        let reads = super::budget::Reads::new(config.read_cache.clone());
         let reference_cache = Cache::builder()
             .max_capacity(config.cache_capacity)
             .time_to_live(config.cache_ttl)
@@ -184,6 +193,7 @@ impl GatewayState {
             labels: std::sync::RwLock::new(Arc::new(labels)),
             config,
             reference_cache,
+            reads,
         }
     }
 
@@ -220,6 +230,9 @@ impl GatewayState {
         representation: bool,
         policy: crate::odata::RetryPolicy,
     ) -> Result<crate::odata::WriteResult, UpstreamError> {
+        let _clears = self
+            .reads
+            .write_started(url, &self.upstream.config().service_root, body);
         rq.count_upstream();
         self.upstream
             .send_write_with(method, url, body, rq.authorization.as_deref(), representation, policy)
@@ -235,6 +248,7 @@ impl GatewayState {
         continue_on_error: bool,
         policy: Option<crate::odata::RetryPolicy>,
     ) -> Result<Vec<crate::batch::BatchResponseItem>, UpstreamError> {
+        let _clears = self.reads.batch_started(&items, &self.upstream.config().service_root);
         rq.count_upstream();
         let auth = rq.authorization.as_deref();
         match policy {
@@ -314,14 +328,14 @@ impl GatewayState {
     }
 
     async fn fetch_page_uncached(
-        &self,
+        self: &Arc<Self>,
         entity: &Entity,
         url: &str,
         rq: &RequestCtx,
         page_size: Option<usize>,
     ) -> Result<Page, UpstreamError> {
         if !entity.reference_data {
-            return self.get_page_fresh(rq, url, page_size).await;
+            return self.read_shared(entity, url, rq, page_size).await;
         }
         let key = (rq.identity.clone(), url.to_string(), page_size);
         let missed = std::sync::atomic::AtomicBool::new(false);
@@ -329,7 +343,7 @@ impl GatewayState {
             .reference_cache
             .try_get_with(key, async {
                 missed.store(true, std::sync::atomic::Ordering::Relaxed);
-                self.get_page_fresh(rq, url, page_size).await.map(Arc::new)
+                self.read_shared(entity, url, rq, page_size).await.map(Arc::new)
             })
             .await
             .map_err(|e: Arc<UpstreamError>| (*e).clone())?;

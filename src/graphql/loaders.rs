@@ -138,7 +138,8 @@ impl Loader<RecordKey> for RecordLoader {
         let mut out = HashMap::new();
         let groups = group_by(keys, |k| k.group.clone());
         let work = groups.into_iter().map(|(group, keys)| async move {
-            let ids: Vec<String> = keys.iter().map(|k| k.id.clone()).collect();
+            let mut ids: Vec<String> = keys.iter().map(|k| k.id.clone()).collect();
+            ids.sort_unstable(); // the same keys make the same URL (shared reads, read cache)
             let queries = children_of(
                 group.entity,
                 &group.entity.primary_key,
@@ -182,7 +183,8 @@ impl Loader<ChildKey> for ChildLoader {
         let groups = group_by(keys, |k| k.group.clone());
         let work = groups.into_iter().map(|(group, keys)| async move {
             // As read: only a case-insensitive upstream would find children by a folded key.
-            let values: Vec<String> = keys.iter().map(|k| k.parent.clone()).collect();
+            let mut values: Vec<String> = keys.iter().map(|k| k.parent.clone()).collect();
+            values.sort_unstable(); // the same keys make the same URL (shared reads, read cache)
             let mut queries = children_of(
                 group.entity,
                 &group.key_property,

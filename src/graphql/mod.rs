@@ -6,6 +6,7 @@
 //! - `loaders`: batched to-one and to-many loads (no N+1).
 //! - `filter`: typed filters and orders compiled to OData, refused early when inexpressible.
 //! - `cursor`: opaque, signed, query-bound cursors that carry the upstream `@odata.nextLink` position.
+//! - `budget`: the upstream budget: reads coalesced and cached per upstream identity.
 //! - `context`: shared state (upstream, labels, caches, settings) and the caller of a request.
 //! - `errors`: GraphQL errors with stable `extensions.code`.
 //! - `execution`: whether an operation was executed or stopped at parsing or validation.
@@ -18,6 +19,7 @@
 //!
 //! Never imports axum: the HTTP side lives in `server`.
 
+pub mod budget;
 pub mod context;
 pub mod cursor;
 pub mod depth;

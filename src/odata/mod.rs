@@ -19,6 +19,8 @@
 //! - [`resilience`]: deadline, retries and backoff, concurrency per caller, circuit breaker
 //!   ([`ResilienceConfig`]), applied to every exchange.
 //! - [`redact`]: upstream URLs as they may be logged, every literal value hidden.
+//! - [`shared_reads`]: identical reads in flight share one request; [`read_cache`]: the
+//!   short-lived read cache per upstream identity (both keyed and used by `graphql::budget`).
 //! - [`options`]: [`OptionSetLabels`], documented option values <-> the environment's integers.
 //!
 //! Entity and property names never appear in this code: they all come from [`crate::model`].
@@ -32,9 +34,11 @@ pub mod escape;
 pub mod filter;
 pub mod options;
 pub mod query;
+pub mod read_cache;
 pub mod redact;
 pub mod resilience;
 pub mod response;
+pub mod shared_reads;
 
 #[cfg(test)]
 mod tests;

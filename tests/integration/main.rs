@@ -31,6 +31,7 @@ mod emulator_reads;
 mod emulator_writes;
 mod filter_props;
 mod gateway_auth;
+mod gateway_budget;
 mod gateway_change_sets;
 mod gateway_churn;
 mod gateway_cursors;

@@ -1,0 +1,70 @@
+//! The upstream-budget flags of `serve` (see `crate::graphql::budget`): the short-lived read cache
+//! per upstream identity.
+
+use super::duration;
+use crate::odata::read_cache::ReadCacheConfig;
+use clap::Args;
+use std::time::Duration;
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct BudgetArgs {
+    /// How long a page read upstream may be served again to the same upstream identity (the
+    /// application under client credentials, each user under on-behalf-of), such as 5s. Off
+    /// (0s) by default. A write through the gateway clears the entity sets it touches;
+    /// `Cache-Control: no-cache` from a client bypasses the cache.
+    #[arg(long, env = "ATS_GATEWAY_READ_CACHE_TTL", default_value = "0s", value_parser = duration)]
+    pub read_cache_ttl: Duration,
+    /// The read-cache time-to-live of one entity, as `<list field or entity set>=<duration>`,
+    /// such as recruitingRequests=30s (0s: never cached); repeat the flag or separate with commas.
+    #[arg(long, env = "ATS_GATEWAY_READ_CACHE_TTL_FOR", value_delimiter = ',', value_parser = ttl_for)]
+    pub read_cache_ttl_for: Vec<(String, Duration)>,
+    /// Most bytes the read cache holds (estimated JSON size of the pages).
+    #[arg(long, env = "ATS_GATEWAY_READ_CACHE_MAX_BYTES", default_value_t = ReadCacheConfig::DEFAULT_MAX_BYTES)]
+    pub read_cache_max_bytes: u64,
+}
+
+/// Reads `recruitingRequests=30s` into the entity set and its time-to-live.
+fn ttl_for(s: &str) -> Result<(String, Duration), String> {
+    let (name, ttl) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not <list field or entity set>=<duration>, such as recruitingRequests=30s"))?;
+    let set = crate::graphql::budget::entity_set_named(name.trim())
+        .ok_or_else(|| format!("`{name}` is neither a list field (such as recruitingRequests) nor an entity set"))?;
+    Ok((set.to_string(), duration(ttl.trim())?))
+}
+
+impl BudgetArgs {
+    /// The read cache's settings.
+    pub fn read_cache(&self) -> ReadCacheConfig {
+        ReadCacheConfig {
+            ttl: (!self.read_cache_ttl.is_zero()).then_some(self.read_cache_ttl),
+            ttl_by_set: self.read_cache_ttl_for.iter().cloned().collect(),
+            max_bytes: self.read_cache_max_bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_entity_ttls_name_list_fields_or_entity_sets() {
+        let (set, ttl) = ttl_for("recruitingRequests=30s").unwrap();
+        assert_eq!(ttl, Duration::from_secs(30));
+        assert_eq!(
+            ttl_for(&format!("{set}=2s")).unwrap(),
+            (set.clone(), Duration::from_secs(2))
+        );
+        assert!(ttl_for("recruitingRequests").is_err());
+        assert!(ttl_for("nothing=2s").is_err());
+        assert!(ttl_for("recruitingRequests=soon").is_err());
+        let args = BudgetArgs {
+            read_cache_ttl_for: vec![(set.clone(), Duration::from_secs(30))],
+            ..Default::default()
+        };
+        let config = args.read_cache();
+        assert_eq!(config.ttl, None, "off by default");
+        assert_eq!(config.ttl_for(&set), Some(Duration::from_secs(30)));
+    }
+}
