@@ -1,5 +1,5 @@
 //! The upstream-budget flags of `serve` (see `crate::graphql::budget`): the short-lived read cache
-//! per upstream identity.
+//! per upstream identity and the per-operation upstream request limit.
 
 use super::duration;
 use crate::odata::read_cache::ReadCacheConfig;
@@ -21,6 +21,11 @@ pub struct BudgetArgs {
     /// Most bytes the read cache holds (estimated JSON size of the pages).
     #[arg(long, env = "ATS_GATEWAY_READ_CACHE_MAX_BYTES", default_value_t = ReadCacheConfig::DEFAULT_MAX_BYTES)]
     pub read_cache_max_bytes: u64,
+    /// Most upstream requests one query may be estimated to cost (a list's page, one request per
+    /// relation and level, split by URL length and pages); a query over it is refused before it
+    /// starts, with the estimate (TOO_MANY_UPSTREAM_REQUESTS). The upstream twin of --max-cost.
+    #[arg(long, env = "ATS_GATEWAY_MAX_UPSTREAM_REQUESTS_PER_OPERATION", default_value_t = 50)]
+    pub max_upstream_requests_per_operation: u64,
 }
 
 /// Reads `recruitingRequests=30s` into the entity set and its time-to-live.

@@ -332,6 +332,7 @@ impl ServeArgs {
                     max_cost: self.max_cost,
                     default_first: self.default_page_size as u64,
                     deadline: self.deadline,
+                    max_upstream_requests: self.budget.max_upstream_requests_per_operation,
                     ..Default::default()
                 },
             },

@@ -4,6 +4,11 @@
 use crate::odata::UpstreamError;
 use async_graphql::{Error, ErrorExtensions};
 
+/// An operation whose estimated upstream requests exceed `--max-upstream-requests-per-operation`
+/// (see `estimate`), refused before any upstream request. Kept apart from the other codes so that
+/// it can be folded into a single code enum.
+pub const TOO_MANY_UPSTREAM_REQUESTS: &str = "TOO_MANY_UPSTREAM_REQUESTS";
+
 /// The client sent something the gateway refuses before any upstream request.
 pub fn bad_input(message: impl Into<String>) -> Error {
     Error::new(message.into()).extend_with(|_, e| e.set("code", "BAD_USER_INPUT"))

@@ -12,6 +12,7 @@
 //! - `execution`: whether an operation was executed or stopped at parsing or validation.
 //! - `depth`: the depth limit, which introspection does not count against.
 //! - `tasks`: the loader batches an operation spawns, aborted when it ends or is dropped.
+//! - `estimate`: the upstream requests a query may cost, refused above the per-operation limit.
 //! - `limits`: size, aliases, cost, depth and the deadline of an operation.
 //! - `idempotency`: the store of `submitCandidateToHire`'s idempotency keys.
 //! - `mutations`: the submission, and create/update/delete for every writable entity.
@@ -24,6 +25,7 @@ pub mod context;
 pub mod cursor;
 pub mod depth;
 pub mod errors;
+pub mod estimate;
 pub mod execution;
 pub mod filter;
 pub mod idempotency;

@@ -217,3 +217,24 @@ async fn a_submission_makes_the_next_read_of_its_sets_go_upstream() {
     let count = |v: &Value| v["data"]["candidatesToHire"]["nodes"].as_array().unwrap().len();
     assert_eq!(count(&read), count(&before) + 1, "with the new candidate");
 }
+
+#[tokio::test]
+async fn an_operation_over_the_upstream_request_limit_is_refused_before_any_request() {
+    // The canonical query is estimated at 6 requests: over a limit of 5, within the default 50.
+    let gw = Gateway::with_config(Emu::fresh(), |c| c.limits.operation.max_upstream_requests = 5);
+    let (requests, v) = costs(&gw.emu, gw.query(CANONICAL, json!({}))).await;
+    assert_eq!(requests, 0, "refused before any upstream request: {v}");
+    let error = &v["errors"][0];
+    assert_eq!(error["extensions"]["code"], "TOO_MANY_UPSTREAM_REQUESTS", "{v}");
+    assert_eq!(error["extensions"]["estimatedUpstreamRequests"], 6, "{v}");
+    assert_eq!(error["extensions"]["maxUpstreamRequests"], 5, "{v}");
+    assert!(
+        error["message"].as_str().unwrap().contains("6 upstream requests"),
+        "{v}"
+    );
+    // With the default limit the same query runs, and costs at most its estimate.
+    let gw = Gateway::over(Emu::fresh());
+    let (requests, v) = costs(&gw.emu, gw.query(CANONICAL, json!({}))).await;
+    assert!(v.get("errors").is_none(), "{v}");
+    assert!((1..=6).contains(&requests), "{requests}");
+}
