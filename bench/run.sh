@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Builds the release binary and runs the load benchmark against it.
 # BENCH_SECONDS (default 10) and BENCH_CONCURRENCY (default 8) tune the operations table;
+# BENCH_SECONDS is also the seconds per path of the unloaded canonical query (one client);
 # CHURN_SECONDS (60), CHURN_CONNECTIONS (64) and CHURN_LATENCY_MS (15) the churn run (clients that
-# hang up). BENCH_ONLY=ops or BENCH_ONLY=churn runs one part and rewrites only that part.
-# Results: bench/results/latest.md and bench/results/latest.json.
+# hang up). BENCH_ONLY picks parts (comma-separated: ops, unloaded, churn; all by default) and
+# rewrites only those parts.
+# Results: bench/results/latest.md and bench/results/latest.json, or in BENCH_RESULTS_DIR (for a
+# trial run that must not replace the committed results).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked

@@ -1,10 +1,20 @@
 //! Load benchmark: builds nothing itself (run through `bench/run.sh`, which builds the release
-//! binary), starts the emulator and the gateway as separate processes, warms up, and drives each
-//! operation with a closed-loop load generator (N concurrent clients for a fixed time). For every
-//! operation it reports requests/s, p50/p99 latency, errors, upstream requests per operation (from
-//! the emulator's counter) and the gateway's peak RSS; reads also run directly against the
-//! emulator with the equivalent OData requests, so the gateway / direct ratio shows the overhead.
-//! Writes `bench/results/latest.md` and `bench/results/latest.json`.
+//! binary), starts the emulator and the gateways as separate processes, warms up, and runs three
+//! parts (`BENCH_ONLY` picks some):
+//!
+//! - `ops`: drives each operation with a closed-loop load generator (N concurrent clients for a
+//!   fixed time) and reports requests/s, p50/p99 latency, errors, upstream requests per operation
+//!   and the gateway's peak RSS; reads also run directly against the emulator with the equivalent
+//!   OData requests, so the gateway / direct ratio shows the overhead.
+//! - `unloaded`: the canonical nested query with one client, one request after another, through
+//!   the gateway with `$expand` pushdown on and off, next to the emulator's own single `$expand`
+//!   request for the same data: the p50s, the difference and ratio to that baseline, against the
+//!   targets of issue #12 (+2 ms with pushdown, +4 ms without).
+//! - `churn`: clients that hang up (see [`churn`]).
+//!
+//! Upstream requests per operation are always read from the emulator's request counter for one
+//! operation, for the gateway and the direct requests alike. Writes `latest.md` and `latest.json`
+//! in `bench/results/` (or `BENCH_RESULTS_DIR`), rewriting only the parts that ran.
 
 use rand::Rng;
 use serde_json::{json, Value};
@@ -62,6 +72,8 @@ fn rss_kb(pid: u32) -> u64 {
 #[derive(Clone)]
 enum Req {
     Get(String),
+    /// A GET with `Prefer: odata.maxpagesize` (as the gateway reads a page).
+    GetPaged(String, usize),
     GraphQl(String, Value),
     /// With an `Authorization` value.
     GraphQlAs(String, Value, String),
@@ -88,6 +100,13 @@ struct Stats {
 async fn run_one(client: &reqwest::Client, r: &Req) -> bool {
     let resp = match r {
         Req::Get(url) => client.get(url).send().await,
+        Req::GetPaged(url, size) => {
+            client
+                .get(url)
+                .header("prefer", format!("odata.maxpagesize={size}"))
+                .send()
+                .await
+        }
         Req::GraphQl(url, body) => client.post(url).json(body).send().await,
         Req::GraphQlAs(url, body, auth) => client.post(url).header("authorization", auth).json(body).send().await,
     };
@@ -119,6 +138,30 @@ fn graphql_ok(v: &Value) -> bool {
     !payload_errors
 }
 
+/// One operation: its requests concurrently, then those of its second round trip.
+async fn run_op(client: &reqwest::Client, op: &Op) -> bool {
+    let mut ok = futures::future::join_all(op.reqs.iter().map(|r| run_one(client, r)))
+        .await
+        .into_iter()
+        .all(|x| x);
+    if !op.then.is_empty() {
+        ok &= futures::future::join_all(op.then.iter().map(|r| run_one(client, r)))
+            .await
+            .into_iter()
+            .all(|x| x);
+    }
+    ok
+}
+
+/// The upstream requests one operation makes, read from the counter of the emulator `emu` (the
+/// one the operation reaches, directly or through a gateway), never from the requests the
+/// operation itself names.
+async fn upstream_requests_of(client: &reqwest::Client, op: &Op, emu: &str) -> u64 {
+    reset(client, emu).await;
+    run_op(client, op).await;
+    upstream_count(client, emu).await
+}
+
 async fn drive(op: &Op, concurrency: usize, duration: Duration) -> Stats {
     let deadline = Instant::now() + duration;
     let started = Instant::now();
@@ -130,16 +173,7 @@ async fn drive(op: &Op, concurrency: usize, duration: Duration) -> Stats {
             let (mut lat, mut errors) = (Vec::new(), 0u64);
             while Instant::now() < deadline {
                 let t = Instant::now();
-                let mut ok = futures::future::join_all(op.reqs.iter().map(|r| run_one(&client, r)))
-                    .await
-                    .into_iter()
-                    .all(|x| x);
-                if !op.then.is_empty() {
-                    ok &= futures::future::join_all(op.then.iter().map(|r| run_one(&client, r)))
-                        .await
-                        .into_iter()
-                        .all(|x| x);
-                }
+                let ok = run_op(&client, &op).await;
                 lat.push(t.elapsed());
                 if !ok {
                     errors += 1;
@@ -702,33 +736,24 @@ fn commit() -> String {
         .unwrap_or_else(|| "an unknown commit".into())
 }
 
-/// The operations table: starts the other emulator and gateways, drives every operation, and
-/// returns the table and the results' JSON.
-async fn ops_table(
-    bin: &str,
-    procs: &mut Procs,
-    gw_pid: u32,
-    secs: u64,
-    concurrency: usize,
-    machine: &str,
-) -> (String, Value) {
-    let gw2 = Command::new(bin)
-        .args([
-            "serve",
-            "--listen",
-            GW_EXPAND,
-            "--upstream",
-            &format!("http://{EMU}/api/data/v9.2/"),
-            "--expand-pushdown",
-            "true",
-            "--state-db",
-            ":memory:",
-        ])
+/// Starts a gateway at `listen` over the default emulator, with `extra` flags.
+fn start_gateway(bin: &str, procs: &mut Procs, listen: &str, extra: &[&str]) -> u32 {
+    let upstream = format!("http://{EMU}/api/data/v9.2/");
+    let gw = Command::new(bin)
+        .args(["serve", "--listen", listen, "--upstream", &upstream])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("second gateway starts");
-    procs.0.push(gw2);
+        .expect("gateway starts");
+    let pid = gw.id();
+    procs.0.push(gw);
+    pid
+}
+
+/// Starts the emulator that wants tokens and the gateway that calls it with client credentials
+/// and checks its callers' JWTs against the emulator's JWKS; returns the emulator's tenant URL.
+async fn start_auth_pair(bin: &str, procs: &mut Procs) -> String {
     let emu_auth = Command::new(bin)
         .args(["emulator", "--listen", EMU_AUTH, "--require-auth", "true"])
         .stdout(Stdio::null())
@@ -771,17 +796,80 @@ async fn ops_table(
         .spawn()
         .expect("gateway with auth starts");
     procs.0.push(gw_auth);
-    wait_up(&format!("http://{GW_EXPAND}/healthz")).await;
     wait_up(&format!("http://{GW_AUTH}/healthz")).await;
+    tenant
+}
+
+/// One row of the operations table: `op` under load, and its direct counterpart. Upstream
+/// requests per operation come from the emulator's counter for both.
+async fn measure(client: &reqwest::Client, op: Op, direct: Option<Op>, secs: u64, concurrency: usize) -> Value {
+    // Warm up, then count upstream requests for exactly one operation.
+    drive(&op, concurrency, Duration::from_secs(2)).await;
+    let emu = if op.target == TARGET_AUTH { EMU_AUTH } else { EMU };
+    let per_op = upstream_requests_of(client, &op, emu).await;
+    let s = drive(&op, concurrency, Duration::from_secs(secs)).await;
+    let rps = s.ops as f64 / s.secs;
+    let mut row = json!({
+        "operation": op.name, "target": op.target, "requests_per_second": rps, "p50_ms": pct(&s.lat, 0.5), "p99_ms": pct(&s.lat, 0.99),
+        "errors": s.errors, "operations": s.ops, "upstream_requests_per_operation": per_op,
+    });
+    if let Some(d) = direct {
+        // Every direct operation reaches the default emulator (directly, or through the gateway).
+        drive(&d, concurrency, Duration::from_secs(1)).await;
+        let d_per_op = upstream_requests_of(client, &d, EMU).await;
+        let ds = drive(&d, concurrency, Duration::from_secs(secs)).await;
+        let drps = ds.ops as f64 / ds.secs;
+        row["direct"] = json!({"operation": d.name, "requests_per_second": drps, "p50_ms": pct(&ds.lat, 0.5), "p99_ms": pct(&ds.lat, 0.99), "errors": ds.errors, "upstream_requests_per_operation": d_per_op});
+        row["ratio_gateway_over_direct"] = json!(rps / drps);
+    }
+    eprintln!("{row}");
+    row
+}
+
+/// The operations table as markdown.
+fn ops_md(rows: &[Value], head: &str) -> String {
+    let mut md = format!(
+        "{head}\n\n| operation | req/s | p50 ms | p99 ms | errors | upstream req/op | direct req/s | direct p50 ms | direct upstream req/op | gateway / direct |\n|---|---|---|---|---|---|---|---|---|---|\n"
+    );
+    let or_dash = |v: &Value, digits: usize| {
+        v.as_f64()
+            .map(|x| format!("{x:.digits$}"))
+            .unwrap_or_else(|| "–".into())
+    };
+    for r in rows {
+        let d = &r["direct"];
+        md.push_str(&format!(
+            "| {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} |\n",
+            r["operation"].as_str().unwrap(),
+            r["requests_per_second"].as_f64().unwrap(),
+            r["p50_ms"].as_f64().unwrap(),
+            r["p99_ms"].as_f64().unwrap(),
+            r["errors"],
+            r["upstream_requests_per_operation"],
+            or_dash(&d["requests_per_second"], 0),
+            or_dash(&d["p50_ms"], 2),
+            or_dash(&d["upstream_requests_per_operation"], 0),
+            or_dash(&r["ratio_gateway_over_direct"], 2),
+        ));
+    }
+    md
+}
+
+/// The operations table: starts the emulator and gateway with authentication, drives every
+/// operation, and returns the table and the results' JSON.
+async fn ops_table(
+    bin: &str,
+    procs: &mut Procs,
+    gw_pid: u32,
+    secs: u64,
+    concurrency: usize,
+    machine: &str,
+) -> (String, Value) {
+    let tenant = start_auth_pair(bin, procs).await;
     let client = reqwest::Client::new();
     let doc_rr = "00000d6b-0000-0000-0000-005001000000";
-    let mut rows = Vec::new();
-    let mut results = Vec::new();
     let canonical = canonical_direct(&client).await;
-    let latency_ms: u64 = std::env::var("BENCH_REFERENCE_LATENCY_MS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+    let latency_ms: u64 = env_or("BENCH_REFERENCE_LATENCY_MS", 20);
     let user_token = user_token(&client, &tenant).await;
     let mut all_ops = ops(doc_rr, canonical, submission_input(), &user_token);
     // The cache pays off over a real network: the reference-data comparison runs again with an
@@ -799,123 +887,303 @@ async fn ops_table(
         }),
     ));
     let n_ops = all_ops.len();
+    let mut rows = Vec::new();
     for (i, (op, direct)) in all_ops.into_iter().enumerate() {
         if i + 1 == n_ops {
-            client
-                .put(format!("http://{EMU}/_emulator/faults"))
-                .json(&json!({"latencyMs": latency_ms}))
-                .send()
-                .await
-                .unwrap();
+            set_latency(&client, latency_ms).await;
         }
-        // Warm up, then count upstream requests for exactly one operation.
-        drive(&op, concurrency, Duration::from_secs(2)).await;
-        let emu = if op.target == TARGET_AUTH { EMU_AUTH } else { EMU };
-        reset(&client, emu).await;
-        futures::future::join_all(op.reqs.iter().map(|r| run_one(&client, r))).await;
-        let per_op = upstream_count(&client, emu).await;
-        let s = drive(&op, concurrency, Duration::from_secs(secs)).await;
-        let rps = s.ops as f64 / s.secs;
-        let mut row = json!({
-            "operation": op.name, "target": op.target, "requests_per_second": rps, "p50_ms": pct(&s.lat, 0.5), "p99_ms": pct(&s.lat, 0.99),
-            "errors": s.errors, "operations": s.ops, "upstream_requests_per_operation": per_op,
-        });
-        if let Some(d) = direct {
-            drive(&d, concurrency, Duration::from_secs(1)).await;
-            let ds = drive(&d, concurrency, Duration::from_secs(secs)).await;
-            let drps = ds.ops as f64 / ds.secs;
-            row["direct"] = json!({"operation": d.name, "requests_per_second": drps, "p50_ms": pct(&ds.lat, 0.5), "p99_ms": pct(&ds.lat, 0.99), "errors": ds.errors, "odata_requests_per_operation": d.reqs.len()});
-            row["ratio_gateway_over_direct"] = json!(rps / drps);
-        }
-        eprintln!("{row}");
-        results.push(row.clone());
-        rows.push(row);
+        rows.push(measure(&client, op, direct, secs, concurrency).await);
     }
+    set_latency(&client, 0).await;
     let rss_mb = peak_rss_kb(gw_pid) as f64 / 1024.0;
-    let mut md = format!(
-        "# ats-gateway benchmark\n\nMachine: {machine}. Load: {concurrency} concurrent clients, {secs} s per operation after a warm-up, closed loop, loopback.\nGateway peak RSS over the whole run: {rss_mb:.1} MB.\n\n| operation | req/s | p50 ms | p99 ms | errors | upstream req/op | direct req/s | direct p50 ms | gateway / direct |\n|---|---|---|---|---|---|---|---|---|\n"
+    let head = format!(
+        "# ats-gateway benchmark\n\nRun on {}, machine: {machine}. Load: {concurrency} concurrent clients, {secs} s per operation after a warm-up, closed loop, loopback.\nGateway peak RSS over the whole run: {rss_mb:.1} MB. Upstream requests per operation, the gateway's and the direct ones', are read from the emulator's request counter for one operation.",
+        commit()
     );
-    for r in &rows {
-        let d = &r["direct"];
-        md.push_str(&format!(
-            "| {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {} |\n",
-            r["operation"].as_str().unwrap(),
-            r["requests_per_second"].as_f64().unwrap(),
-            r["p50_ms"].as_f64().unwrap(),
-            r["p99_ms"].as_f64().unwrap(),
-            r["errors"],
-            r["upstream_requests_per_operation"],
-            d["requests_per_second"]
-                .as_f64()
-                .map(|x| format!("{x:.0}"))
-                .unwrap_or_else(|| "–".into()),
-            d["p50_ms"]
-                .as_f64()
-                .map(|x| format!("{x:.2}"))
-                .unwrap_or_else(|| "–".into()),
-            r["ratio_gateway_over_direct"]
-                .as_f64()
-                .map(|x| format!("{x:.2}"))
-                .unwrap_or_else(|| "–".into()),
-        ));
-    }
-    let json = json!({"machine": machine, "concurrency": concurrency, "seconds": secs, "gateway_peak_rss_mb": rss_mb, "results": results});
-    (md, json)
+    let json = json!({"machine": machine, "commit": commit(), "concurrency": concurrency, "seconds": secs, "gateway_peak_rss_mb": rss_mb, "results": rows});
+    (ops_md(&rows, &head), json)
 }
 
-#[tokio::main]
-async fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        // `cargo test --all-targets` runs bench targets without `--bench`: only `cargo bench` runs
-        // the load test.
-        println!("load benchmark skipped (run it with bench/run.sh)");
-        return;
+/// Makes the default emulator answer every OData request `ms` later (0: at once).
+async fn set_latency(client: &reqwest::Client, ms: u64) {
+    let faults = if ms == 0 { json!({}) } else { json!({"latencyMs": ms}) };
+    client
+        .put(format!("http://{EMU}/_emulator/faults"))
+        .json(&faults)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Where the unloaded section of `latest.md` starts (between the operations table and the churn
+/// run).
+const UNLOADED_HEADING: &str = "## The canonical nested query, unloaded";
+
+/// The canonical query's selection ([`CANONICAL`], written out): the recruiting request's fields,
+/// then each relation with the fields selected under it.
+const CANONICAL_FIELDS: &[&str] = &["id", "recruitingRequestId", "description", "status"];
+const CANONICAL_RELATIONS: &[(&str, &[&str])] = &[
+    ("positions", &["positionId", "status", "description"]),
+    ("skills", &["skillId", "ratingLevelId"]),
+    ("educations", &["educationLevelId", "educationDisciplineId"]),
+    ("location", &["description", "city"]),
+    ("recruiter", &["name", "partyNumber"]),
+];
+
+/// The canonical query as the upstream's own single request: the page of 50 recruiting requests
+/// in id order with its five relations `$expand`ed, each with the columns the query selects, as
+/// the gateway with pushdown asks for it (its `$select`s are built the way `resolve::select_for`
+/// and `prefetch::child_select` build them). Sent with `Prefer: odata.maxpagesize=50`.
+fn canonical_expand_url() -> String {
+    use ats_gateway::model::{model, Entity, LookupSide};
+    use ats_gateway::odata::{Expand, ODataQuery};
+    let columns = |e: &Entity, fields: &[&str]| -> Vec<String> {
+        let mut out = std::collections::BTreeSet::from([e.primary_key.clone()]);
+        out.extend(
+            e.properties
+                .iter()
+                .filter(|p| fields.contains(&p.graphql_field.as_str()))
+                .map(|p| p.name.clone()),
+        );
+        out.into_iter().collect()
+    };
+    let rr = model().by_entity_set("mshr_hcmrecruitingrequestentities").unwrap();
+    let mut select = columns(rr, CANONICAL_FIELDS);
+    let mut expand = Vec::new();
+    for (field, fields) in CANONICAL_RELATIONS {
+        let r = rr
+            .graphql
+            .relations
+            .iter()
+            .find(|r| r.field == *field)
+            .expect("a canonical relation");
+        let target = model().by_logical_name(&r.target).unwrap();
+        let mut inner = columns(target, fields);
+        match r.lookup_on {
+            LookupSide::This => select.push(r.lookup_property.clone()),
+            LookupSide::Target => {
+                select.push(r.parent_readable_key.clone().unwrap());
+                let key = r.child_readable_key.clone().unwrap();
+                if !inner.contains(&key) {
+                    inner.push(key);
+                }
+            }
+        }
+        expand.push(Expand {
+            navigation: r.navigation_property.clone(),
+            select: inner,
+            filter: None,
+            expand: Vec::new(),
+        });
     }
-    let secs: u64 = std::env::var("BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
-    let concurrency: usize = std::env::var("BENCH_CONCURRENCY")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(8);
-    // BENCH_ONLY=ops (the operations table) or BENCH_ONLY=churn (clients that hang up); both
-    // without it. A selection rewrites only its own part of the results.
-    let only = std::env::var("BENCH_ONLY").unwrap_or_else(|_| "ops,churn".into());
-    let parts: Vec<&str> = only.split(',').map(str::trim).collect();
-    assert!(
-        parts.iter().all(|p| matches!(*p, "ops" | "churn")),
-        "BENCH_ONLY takes ops, churn or both (comma-separated), not {only:?}"
+    select.sort();
+    select.dedup();
+    let q = ODataQuery {
+        entity: rr,
+        key: None,
+        select,
+        filter: None,
+        orderby: vec![(rr.primary_key.clone(), false)],
+        top: None,
+        expand,
+        count: false,
+    };
+    format!("http://{EMU}/api/data/v9.2/{}", q.to_relative_url())
+}
+
+/// How many children of each to-many relation 50 parents have: `rows` are recruiting requests,
+/// `key(row, field)` their children under a relation field.
+fn child_counts(rows: &[Value], key: impl Fn(&Value, &str) -> usize) -> Vec<usize> {
+    ["positions", "skills", "educations"]
+        .iter()
+        .map(|f| rows.iter().map(|r| key(r, f)).sum())
+        .collect()
+}
+
+/// Checks that the direct `$expand` request answers the canonical query's data: 50 parents with
+/// the same number of children, relation by relation, as the gateway's answer.
+async fn check_direct(client: &reqwest::Client, direct_url: &str) {
+    use ats_gateway::model::model;
+    let direct: Value = client
+        .get(direct_url)
+        .header("prefer", "odata.maxpagesize=50")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let gateway: Value = client
+        .post(format!("http://{GW}/graphql"))
+        .json(&json!({"query": CANONICAL}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rows = direct["value"].as_array().expect("the direct request answers a page");
+    let nodes = gateway["data"]["recruitingRequests"]["nodes"]
+        .as_array()
+        .expect("the gateway answers");
+    assert_eq!((rows.len(), nodes.len()), (50, 50), "50 parents both ways");
+    let rr = model().by_entity_set("mshr_hcmrecruitingrequestentities").unwrap();
+    let nav = |f: &str| {
+        rr.graphql
+            .relations
+            .iter()
+            .find(|r| r.field == f)
+            .unwrap()
+            .navigation_property
+            .clone()
+    };
+    let len = |v: &Value| v.as_array().map_or(0, Vec::len);
+    assert_eq!(
+        child_counts(rows, |r, f| len(&r[nav(f)])),
+        child_counts(nodes, |n, f| len(&n[f])),
+        "the same children both ways"
     );
-    let (run_ops, run_churn) = (parts.contains(&"ops"), parts.contains(&"churn"));
-    let churn_secs: u64 = env_or("CHURN_SECONDS", 60);
-    let churn_connections: usize = env_or("CHURN_CONNECTIONS", 64);
-    let churn_latency_ms: u64 = env_or("CHURN_LATENCY_MS", 15);
-    let bin = binary();
-    let emu = Command::new(&bin)
-        .args(["emulator", "--listen", EMU])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("emulator starts");
-    let mut procs = Procs(vec![emu]);
-    wait_up(&format!("http://{EMU}/api/data/v9.2/")).await;
-    let gw = Command::new(&bin)
-        .args([
-            "serve",
-            "--listen",
-            GW,
-            "--upstream",
-            &format!("http://{EMU}/api/data/v9.2/"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("gateway starts");
-    let gw_pid = gw.id();
-    procs.0.push(gw);
-    wait_up(&format!("http://{GW}/healthz")).await;
-    let machine = format!(
+}
+
+/// The paths the unloaded comparison takes, the direct baseline first: a name, the operation and
+/// the target (ms over the baseline's p50).
+fn unloaded_paths(direct_url: String) -> Vec<(&'static str, Op, Option<f64>)> {
+    let gateway = |addr: &str| {
+        vec![Req::GraphQl(
+            format!("http://{addr}/graphql"),
+            json!({"query": CANONICAL}),
+        )]
+    };
+    let op = |name, reqs, target| Op {
+        name,
+        reqs,
+        then: vec![],
+        target,
+    };
+    vec![
+        (
+            "direct: the emulator's own single $expand request",
+            op("direct $expand", vec![Req::GetPaged(direct_url, 50)], "emulator"),
+            None,
+        ),
+        (
+            "gateway, $expand pushdown on",
+            op("gateway, pushdown", gateway(GW_EXPAND), "gateway"),
+            Some(2.0),
+        ),
+        (
+            "gateway, $expand pushdown off",
+            op("gateway, loaders", gateway(GW), "gateway"),
+            Some(4.0),
+        ),
+    ]
+}
+
+/// The canonical nested query unloaded: one client, one request after another, through the
+/// gateway with `$expand` pushdown on and off, next to the emulator answering the same data in
+/// one `$expand` request. The paths take turns in rounds of one second (`secs` rounds), so that
+/// other load on the machine falls on each of them alike.
+async fn unloaded(secs: u64) -> Value {
+    let client = reqwest::Client::new();
+    set_latency(&client, 0).await;
+    let direct_url = canonical_expand_url();
+    check_direct(&client, &direct_url).await;
+    let paths = unloaded_paths(direct_url);
+    let mut counts = Vec::new();
+    for (_, op, _) in &paths {
+        drive(op, 1, Duration::from_secs(1)).await;
+        counts.push(upstream_requests_of(&client, op, EMU).await);
+    }
+    let mut lat = vec![Vec::new(); paths.len()];
+    let mut errors = vec![0u64; paths.len()];
+    for _ in 0..secs.max(1) {
+        for (i, (_, op, _)) in paths.iter().enumerate() {
+            let s = drive(op, 1, Duration::from_secs(1)).await;
+            lat[i].extend(s.lat);
+            errors[i] += s.errors;
+        }
+    }
+    lat.iter_mut().for_each(|l| l.sort());
+    let base = pct(&lat[0], 0.5);
+    let rows: Vec<Value> = paths
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _, target))| {
+            let p50 = pct(&lat[i], 0.5);
+            let mut row = json!({"path": name, "p50_ms": p50, "p99_ms": pct(&lat[i], 0.99), "operations": lat[i].len(), "errors": errors[i], "upstream_requests_per_operation": counts[i]});
+            if let Some(t) = target {
+                row["over_direct_ms"] = json!(p50 - base);
+                row["ratio_over_direct"] = json!(p50 / base);
+                row["target_over_direct_ms"] = json!(t);
+                row["within_target"] = json!(p50 - base <= *t);
+            }
+            row
+        })
+        .collect();
+    let v = json!({"seconds_per_path": secs.max(1), "paths": rows});
+    eprintln!("{v}");
+    v
+}
+
+/// The unloaded section of `latest.md`.
+fn unloaded_md(v: &Value, machine: &str, commit: &str) -> String {
+    let mut md = format!(
+        "{UNLOADED_HEADING}\n\nRun on {commit}, machine: {machine}. One client sends the canonical nested query (50 recruiting \
+         requests with their positions, skills, educations, location and recruiter) one request after another, {} s per path \
+         in 1 s rounds taken in turn, loopback, no latency added. The direct baseline is the emulator answering the same data \
+         itself in one OData request with `$expand` (the request the gateway sends with pushdown; checked to carry the same \
+         children). Without pushdown the gateway reads the page, then one level of 5 loads, sent at once (no batch delay). \
+         Upstream requests per operation come from the emulator's counter. Targets (issue #12): within +2 ms of the direct \
+         p50 with pushdown, within +4 ms without.\n\n\
+         | path | p50 ms | p99 ms | over direct p50, ms | p50 / direct p50 | upstream req/op | operations | errors | target | met |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+        v["seconds_per_path"]
+    );
+    for r in v["paths"].as_array().unwrap() {
+        let f = |k: &str, fmt: &dyn Fn(f64) -> String| r[k].as_f64().map(fmt).unwrap_or_else(|| "–".into());
+        md.push_str(&format!(
+            "| {} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} | {} |\n",
+            r["path"].as_str().unwrap(),
+            r["p50_ms"].as_f64().unwrap(),
+            r["p99_ms"].as_f64().unwrap(),
+            f("over_direct_ms", &|x| format!("{x:+.2}")),
+            f("ratio_over_direct", &|x| format!("{x:.2}")),
+            r["upstream_requests_per_operation"],
+            r["operations"],
+            r["errors"],
+            f("target_over_direct_ms", &|x| format!("≤ +{x:.0} ms")),
+            r["within_target"]
+                .as_bool()
+                .map_or("–", |ok| if ok { "yes" } else { "no" }),
+        ));
+    }
+    md
+}
+
+/// The parts of a run, in their order in `latest.md`. A part that runs rewrites its own section
+/// of `latest.md` and its own key of `latest.json` (the operations table: the top level).
+const PARTS: [&str; 3] = ["ops", "unloaded", "churn"];
+
+/// The sections of `latest.md` by part: the operations table up to the first other heading, each
+/// other part from its heading to the next.
+fn sections(md: &str) -> std::collections::HashMap<&'static str, String> {
+    let mut starts: Vec<(usize, &'static str)> = [(UNLOADED_HEADING, "unloaded"), (CHURN_HEADING, "churn")]
+        .into_iter()
+        .filter_map(|(h, part)| md.find(h).map(|at| (at, part)))
+        .collect();
+    starts.push((0, "ops"));
+    starts.sort();
+    let ends = starts.iter().skip(1).map(|(at, _)| *at).chain([md.len()]);
+    starts
+        .iter()
+        .zip(ends)
+        .map(|((at, part), end)| (*part, md[*at..end].trim().to_string()))
+        .collect()
+}
+
+/// The machine, for the results.
+fn machine() -> String {
+    format!(
         "{} cores, {}",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         std::fs::read_to_string("/proc/cpuinfo")
@@ -927,25 +1195,81 @@ async fn main() {
                 .trim()
                 .to_string()))
             .unwrap_or_default()
+    )
+}
+
+/// Starts the default emulator and the two gateways over it (`--expand-pushdown` off and on);
+/// returns the processes and the default gateway's pid.
+async fn start_default(bin: &str) -> (Procs, u32) {
+    let emu = Command::new(bin)
+        .args(["emulator", "--listen", EMU])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("emulator starts");
+    let mut procs = Procs(vec![emu]);
+    wait_up(&format!("http://{EMU}/api/data/v9.2/")).await;
+    let gw_pid = start_gateway(bin, &mut procs, GW, &[]);
+    start_gateway(
+        bin,
+        &mut procs,
+        GW_EXPAND,
+        &["--expand-pushdown", "true", "--state-db", ":memory:"],
     );
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/results");
-    std::fs::create_dir_all(dir).unwrap();
+    wait_up(&format!("http://{GW}/healthz")).await;
+    wait_up(&format!("http://{GW_EXPAND}/healthz")).await;
+    (procs, gw_pid)
+}
+
+#[tokio::main]
+async fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        // `cargo test --all-targets` runs bench targets without `--bench`: only `cargo bench` runs
+        // the load test.
+        println!("load benchmark skipped (run it with bench/run.sh)");
+        return;
+    }
+    let secs: u64 = env_or("BENCH_SECONDS", 10);
+    let concurrency: usize = env_or("BENCH_CONCURRENCY", 8);
+    // BENCH_ONLY: some of the parts (comma-separated); all of them without it.
+    let only = std::env::var("BENCH_ONLY").unwrap_or_else(|_| PARTS.join(","));
+    let parts: Vec<&str> = only.split(',').map(str::trim).collect();
+    assert!(
+        parts.iter().all(|p| PARTS.contains(p)),
+        "BENCH_ONLY takes some of {PARTS:?} (comma-separated), not {only:?}"
+    );
+    // BENCH_RESULTS_DIR: where latest.md and latest.json are read and written.
+    let dir = std::env::var("BENCH_RESULTS_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/bench/results").into());
+    std::fs::create_dir_all(&dir).unwrap();
     let old_md = std::fs::read_to_string(format!("{dir}/latest.md")).unwrap_or_default();
-    let old_json: Value = std::fs::read_to_string(format!("{dir}/latest.json"))
+    let mut md = sections(&old_md);
+    let mut out: Value = std::fs::read_to_string(format!("{dir}/latest.json"))
         .ok()
         .and_then(|s| serde_json::from_str(&s).ok())
         .unwrap_or_else(|| json!({}));
-    let (old_ops_md, old_churn_md) = old_md.split_at(old_md.find(CHURN_HEADING).unwrap_or(old_md.len()));
-    let (ops_md, mut out) = if run_ops {
-        let (md, mut json) = ops_table(&bin, &mut procs, gw_pid, secs, concurrency, &machine).await;
-        if let Some(c) = old_json.get("churn") {
-            json["churn"] = c.clone();
+    let bin = binary();
+    let (mut procs, gw_pid) = start_default(&bin).await;
+    let (machine, commit) = (machine(), commit());
+    if parts.contains(&"ops") {
+        let (ops_md, mut json) = ops_table(&bin, &mut procs, gw_pid, secs, concurrency, &machine).await;
+        for kept in ["unloaded", "churn"] {
+            if let Some(v) = out.get(kept) {
+                json[kept] = v.clone();
+            }
         }
-        (md, json)
-    } else {
-        (old_ops_md.to_string(), old_json.clone())
-    };
-    let churn_section = if run_churn {
+        md.insert("ops", ops_md);
+        out = json;
+    }
+    if parts.contains(&"unloaded") {
+        let u = unloaded(secs).await;
+        md.insert("unloaded", unloaded_md(&u, &machine, &commit));
+        out["unloaded"] = u;
+    }
+    if parts.contains(&"churn") {
+        let churn_secs: u64 = env_or("CHURN_SECONDS", 60);
+        let churn_connections: usize = env_or("CHURN_CONNECTIONS", 64);
+        let churn_latency_ms: u64 = env_or("CHURN_LATENCY_MS", 15);
         let c = churn(
             gw_pid,
             churn_secs,
@@ -955,14 +1279,16 @@ async fn main() {
         )
         .await;
         eprintln!("{c}");
-        let md = churn_md(&c, &machine, &commit());
+        md.insert("churn", churn_md(&c, &machine, &commit));
         out["churn"] = c;
-        md
-    } else {
-        old_churn_md.to_string()
-    };
+    }
     drop(procs);
-    let md = format!("{}\n\n{}", ops_md.trim_end(), churn_section).trim().to_string() + "\n";
+    let md: Vec<String> = PARTS
+        .iter()
+        .filter_map(|p| md.get(p).map(|s| s.trim().to_string()))
+        .filter(|s| !s.is_empty())
+        .collect();
+    let md = md.join("\n\n") + "\n";
     std::fs::write(format!("{dir}/latest.md"), &md).unwrap();
     std::fs::write(
         format!("{dir}/latest.json"),

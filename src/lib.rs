@@ -11,13 +11,17 @@
 //!   authentication.
 //! - [`emulator`]: the local Dataverse (SQLite store, `$metadata`, queries, writes, `$batch`,
 //!   faults, demo seed, a local Entra).
+//! - [`doctor`]: `ats-gateway doctor`, a compatibility report for a real environment (reach,
+//!   auth, option sets, paging, `In`, `$expand`, `$batch`, change sets) with an exit code.
 //! - [`secret`]: values kept out of logs, and the SHA-256 fingerprints standing in for them.
 //! - [`telemetry`]: metrics (Prometheus) and logging setup.
 //! - [`serving`]: one axum server on a listener, with graceful shutdown.
 //! - [`cli`]: the command line and the wiring of a running process.
+//! - [`vocabulary`]: the OData both sides share: operators, literal formats, the `$expand` limit.
 
 pub mod batch;
 pub mod cli;
+pub mod doctor;
 pub mod emulator;
 pub mod graphql;
 pub mod model;
@@ -26,3 +30,4 @@ pub mod secret;
 pub mod server;
 pub mod serving;
 pub mod telemetry;
+pub mod vocabulary;

@@ -82,6 +82,13 @@ FULL_NAME = {
 # documented maximum string lengths (the docs give only this one)
 MAX_LENGTH = {("mshr_hcmpersonprofessionalexperienceentity", "mshr_employerlocation"): 60}
 
+# Disputed spellings (NOTES.md: the docs' table and JSON disagree): the gateway resolves them from
+# the upstream's $metadata at start; the model keeps the table's spelling as its own.
+ALTERNATIVE_NAMES = {
+    ("mshr_dirpartycontactentity", "mshr_ismobilephone"): ["mshr_ismobile"],
+    ("mshr_hcmpersonidentificationnumberentity", "mshr_issueddate"): ["mshr_issuedate"],
+}
+
 # what a write must refer to: when all `properties` are set, a record of `entity` whose `keys`
 # hold the same values must exist (checked by the gateway before it writes anything)
 REFERENCES = {
@@ -644,6 +651,8 @@ def main(path):
                 q["samples"] = samples[(e["logicalName"], p["name"])]
             if (e["logicalName"], p["name"]) in MAX_LENGTH:
                 q["maxLength"] = MAX_LENGTH[(e["logicalName"], p["name"])]
+            if (e["logicalName"], p["name"]) in ALTERNATIVE_NAMES:
+                q["alternativeNames"] = ALTERNATIVE_NAMES[(e["logicalName"], p["name"])]
             props.append(q)
         relations = []
         for r in e["graphql"]["relations"]:

@@ -1,5 +1,5 @@
-//! The command line: `ats-gateway [serve]` and `ats-gateway emulator`, each flag with an
-//! `ATS_GATEWAY_*` environment twin.
+//! The command line: `ats-gateway [serve]`, `ats-gateway emulator` and `ats-gateway doctor`
+//! (`crate::doctor`), each flag with an `ATS_GATEWAY_*` environment twin.
 
 pub mod auth;
 pub mod budget;
@@ -62,7 +62,7 @@ pub fn parse_args(mut args: Vec<std::ffi::OsString>) -> Result<Cli, ArgsError> {
             break;
         }
     }
-    let has_subcommand = first_word.is_some_and(|w| matches!(&*w, "serve" | "emulator" | "help"));
+    let has_subcommand = first_word.is_some_and(|w| matches!(&*w, "serve" | "emulator" | "doctor" | "help"));
     if !has_subcommand
         && !args
             .iter()
@@ -88,6 +88,7 @@ pub fn parse_args(mut args: Vec<std::ffi::OsString>) -> Result<Cli, ArgsError> {
         }
     }
     cmd = apply_defaults(cmd, "serve", &serve_keys, path)?;
+    cmd = apply_shared_defaults(cmd, "doctor", &serve_keys, path)?;
     // The command line alone parsed, so what fails now is a value from the file.
     let from_file = |e: clap::Error| {
         let rendered = e.render().to_string();
@@ -143,6 +144,26 @@ fn apply_defaults(
     }))
 }
 
+/// `serve`'s settings that `sub` shares (the upstream and its auth, ...) become its defaults too;
+/// the others are `serve`'s alone and skipped (`apply_defaults` has refused unknown keys).
+fn apply_shared_defaults(
+    cmd: clap::Command,
+    sub: &str,
+    table: &toml::Table,
+    path: &std::path::Path,
+) -> Result<clap::Command, ArgsError> {
+    let sc = cmd.find_subcommand(sub).expect("known subcommand");
+    let shared: toml::Table = table
+        .iter()
+        .filter(|(k, _)| {
+            let long = k.replace('_', "-");
+            sc.get_arguments().any(|a| a.get_long() == Some(long.as_str()))
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    apply_defaults(cmd, sub, &shared, path)
+}
+
 // Parsed once at start: the size of the larger variant costs nothing worth a box.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
@@ -152,6 +173,11 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run only the embedded Dataverse emulator.
     Emulator(EmulatorArgs),
+    /// Check a real environment before running the gateway against it: one line per check
+    /// (pass, fail or unknown, and the setting to use instead), then a verdict. Exit code 0 when
+    /// the gateway can work against the service as configured, 1 when it cannot, 2 for a
+    /// command-line or settings error.
+    Doctor(crate::doctor::DoctorArgs),
 }
 
 /// Reads a duration such as `30s`, `500ms` or `2m`.
@@ -187,11 +213,12 @@ pub struct ServeArgs {
     #[arg(long, env = "ATS_GATEWAY_BATCH_DELAY", default_value = "3ms", value_parser = duration)]
     pub batch_delay: std::time::Duration,
     /// Fetch a list's first-level relations with `$expand` in the list's own request (one upstream
-    /// request instead of 1 + one per relation). Only for upstreams that support collection
-    /// `$expand` in collection queries, as the emulator does; Dataverse's virtual tables are not
-    /// documented to.
-    #[arg(long, env = "ATS_GATEWAY_EXPAND_PUSHDOWN", default_value_t = false, action = clap::ArgAction::Set)]
-    pub expand_pushdown: bool,
+    /// request instead of 1 + one per relation): `auto` decides at start, pushing down the
+    /// relations whose navigation properties the upstream's `$metadata` has, to-many ones only if
+    /// one probe collection `$expand` works (Dataverse's virtual tables are not documented to
+    /// support it); `on` (or `true`), `off` (or `false`).
+    #[arg(long, env = "ATS_GATEWAY_EXPAND_PUSHDOWN", value_enum, default_value = "auto")]
+    pub expand_pushdown: crate::graphql::context::ExpandPushdown,
     /// The upstream's query language: `dataverse` joins relations with
     /// `Microsoft.Dynamics.CRM.In`; `odata4` (plain OData v4) with `or` chains of `eq`, longer, so
     /// a join may take more requests; `auto` asks the upstream once at start (one request with a
@@ -199,6 +226,13 @@ pub struct ServeArgs {
     /// dataverse with a warning).
     #[arg(long, env = "ATS_GATEWAY_UPSTREAM_DIALECT", value_enum, default_value = "auto")]
     pub upstream_dialect: UpstreamDialect,
+    /// How upstream reads are limited: `maxpagesize` sends `Prefer: odata.maxpagesize` and
+    /// follows the upstream's next links (Dataverse); `top` sends `$top` (and `$skip`, or follows
+    /// the service's own next links) for a service that ignores the preference; `auto` asks the
+    /// upstream once at start (one request with a page size of 1: honoured → maxpagesize, more
+    /// rows → top, no answer → maxpagesize with a warning).
+    #[arg(long, env = "ATS_GATEWAY_UPSTREAM_PAGING", value_enum, default_value = "auto")]
+    pub upstream_paging: UpstreamPaging,
     /// Timeout of one upstream request (each attempt), from sending to the end of the body.
     #[arg(long, env = "ATS_GATEWAY_UPSTREAM_TIMEOUT", default_value = "60s", value_parser = duration)]
     pub upstream_timeout: std::time::Duration,
@@ -233,7 +267,7 @@ pub struct ServeArgs {
     /// How submitCandidateToHire writes: one $batch change set, one deep insert, or flat POSTs
     /// with compensating deletes (for upstreams that refuse change sets on these tables).
     #[arg(long, env = "ATS_GATEWAY_SUBMISSION_STRATEGY", value_enum, default_value = "batch")]
-    pub submission_strategy: crate::graphql::mutations::submit::Strategy,
+    pub submission_strategy: crate::graphql::mutations::write::Strategy,
     /// SQLite file for the gateway's own state (idempotency keys), or `:memory:`.
     #[arg(long, env = "ATS_GATEWAY_STATE_DB", default_value = "ats-gateway-state.db")]
     pub state_db: String,
@@ -285,6 +319,28 @@ pub struct ServeArgs {
     pub budget: budget::BudgetArgs,
 }
 
+/// `--upstream-paging`: a way of paging, or `auto` (probe the upstream at start).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum UpstreamPaging {
+    #[default]
+    Auto,
+    Maxpagesize,
+    Top,
+}
+
+impl UpstreamPaging {
+    /// The paging to start with, and how it is decided.
+    fn read_settings(self) -> (crate::odata::calls::Paging, crate::graphql::context::DialectSource) {
+        use crate::graphql::context::DialectSource;
+        use crate::odata::calls::Paging;
+        match self {
+            UpstreamPaging::Auto => (Paging::Maxpagesize, DialectSource::Auto),
+            UpstreamPaging::Maxpagesize => (Paging::Maxpagesize, DialectSource::Configured),
+            UpstreamPaging::Top => (Paging::Top, DialectSource::Configured),
+        }
+    }
+}
+
 /// `--upstream-dialect`: a dialect, or `auto` (probe the upstream at start).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum UpstreamDialect {
@@ -321,6 +377,8 @@ impl ServeArgs {
                     UpstreamDialect::Auto => crate::graphql::context::DialectSource::Auto,
                     _ => crate::graphql::context::DialectSource::Configured,
                 },
+                paging: self.upstream_paging.read_settings().0,
+                paging_source: self.upstream_paging.read_settings().1,
                 ..Default::default()
             },
             limits: crate::graphql::SchemaLimits {
@@ -421,6 +479,23 @@ pub struct EmulatorArgs {
     /// as an upstream that does not roll back a failed change set would.
     #[arg(long, env = "ATS_GATEWAY_EMULATOR_NON_ATOMIC_CHANGE_SETS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub non_atomic_change_sets: bool,
+    /// Refuse every `$batch` that holds a change set (501, an OData error), as a service without
+    /// change-set support does; batches of GETs still work.
+    #[arg(long, env = "ATS_GATEWAY_EMULATOR_NO_CHANGE_SETS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub no_change_sets: bool,
+    /// Ignore `Prefer: odata.maxpagesize`, as a plain OData service may: collections come whole
+    /// (or in pages of --server-page-size), `$top` limits them, and no `Preference-Applied`
+    /// reports the page size.
+    #[arg(long, env = "ATS_GATEWAY_EMULATOR_IGNORE_MAXPAGESIZE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub ignore_maxpagesize: bool,
+    /// With --ignore-maxpagesize: serve collections in pages of this many rows, with the
+    /// emulator's own (strict) `nextLink`s.
+    #[arg(long, env = "ATS_GATEWAY_EMULATOR_SERVER_PAGE_SIZE", requires = "ignore_maxpagesize", value_parser = clap::value_parser!(u32).range(1..=5000))]
+    pub server_page_size: Option<u32>,
+    /// Property spellings of the upstream played (`--property-spelling`, `--omit-property`,
+    /// `--extra-property`, `--omit-navigation`, `--metadata-fails`).
+    #[command(flatten)]
+    pub spelling: emulator::spelling::SpellingSettings,
 }
 
 impl EmulatorArgs {
@@ -434,6 +509,10 @@ impl EmulatorArgs {
             dialect: self.dialect,
             collection_expand: !self.no_expand,
             atomic_change_sets: !self.non_atomic_change_sets,
+            change_sets: !self.no_change_sets,
+            ignore_maxpagesize: self.ignore_maxpagesize,
+            server_page_size: self.server_page_size.map(|n| n as usize),
+            spelling: self.spelling.clone(),
             auth: emulator::auth::AuthConfig {
                 required: self.require_auth,
                 token_lifetime: self.token_lifetime,
@@ -492,11 +571,14 @@ pub async fn main() -> ExitCode {
     let format = match &command {
         Command::Serve(a) => a.log_format,
         Command::Emulator(_) => crate::telemetry::LogFormat::Text,
+        // Its report is its output; it sets up its own (quiet) logging.
+        Command::Doctor(args) => return crate::doctor::main(args).await,
     };
     crate::telemetry::init_logging(format);
     let result = match command {
         Command::Emulator(args) => run_emulator(args).await,
         Command::Serve(args) => run_serve(args).await,
+        Command::Doctor(_) => unreachable!("doctor returned above"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -574,4 +656,48 @@ async fn run_serve(args: ServeArgs) -> Result<(), RunError> {
         e.stop().await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod paging_flag_tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn the_paging_flags_parse() {
+        let parsed = |args: &[&str]| Cli::try_parse_from(std::iter::once("ats-gateway").chain(args.iter().copied()));
+        let Ok(Cli {
+            command: Some(Command::Emulator(e)),
+            ..
+        }) = parsed(&["emulator", "--ignore-maxpagesize", "--server-page-size", "7"])
+        else {
+            panic!("the emulator's paging flags parse");
+        };
+        let config = e.config();
+        assert!(config.ignore_maxpagesize);
+        assert_eq!(config.server_page_size, Some(7));
+        assert!(
+            parsed(&["emulator", "--server-page-size", "7"]).is_err(),
+            "a server page size needs --ignore-maxpagesize"
+        );
+        assert!(parsed(&["emulator", "--ignore-maxpagesize", "--server-page-size", "0"]).is_err());
+        use crate::graphql::context::DialectSource;
+        use crate::odata::calls::Paging;
+        assert_eq!(
+            UpstreamPaging::Auto.read_settings(),
+            (Paging::Maxpagesize, DialectSource::Auto)
+        );
+        assert_eq!(
+            UpstreamPaging::Top.read_settings(),
+            (Paging::Top, DialectSource::Configured)
+        );
+        let Ok(Cli {
+            command: Some(Command::Serve(s)),
+            ..
+        }) = parsed(&["serve", "--upstream-paging", "top"])
+        else {
+            panic!("--upstream-paging parses");
+        };
+        assert_eq!(s.upstream_paging, UpstreamPaging::Top);
+    }
 }

@@ -225,42 +225,13 @@ impl Authority {
     }
 
     /// Answers a token request (the form fields of the POST body). `issuer` is
-    /// `http://host:port/{tenant}/v2.0`.
+    /// `http://host:port/{tenant}/v2.0`: find the app, check the scope, build the claims by grant,
+    /// count and sign the token.
     pub fn token(&self, form: &BTreeMap<String, String>, issuer: &str, tenant: &str) -> Result<TokenResponse, Refusal> {
-        let field = |name: &str| form.get(name).map(String::as_str).unwrap_or("");
-        let grant = field("grant_type");
-        let client_id = field("client_id");
-        if client_id.is_empty() {
-            return Err(Refusal::new(
-                400,
-                "invalid_request",
-                "AADSTS900144: The request body must contain the following parameter: 'client_id'.",
-            ));
-        }
-        let app = self
-            .config
-            .apps
-            .iter()
-            .find(|a| a.client_id == client_id)
-            .ok_or_else(|| {
-                Refusal::new(
-                    400,
-                    "unauthorized_client",
-                    format!("AADSTS700016: Application with identifier '{client_id}' was not found in the directory '{tenant}'."),
-                )
-            })?;
-        let check_secret = || {
-            if crate::secret::constant_time_eq(field("client_secret").as_bytes(), app.secret.expose().as_bytes()) {
-                Ok(())
-            } else {
-                Err(Refusal::new(
-                    401,
-                    "invalid_client",
-                    format!("AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."),
-                ))
-            }
-        };
-        let scope = field("scope");
+        let form = Form(form);
+        let client_id = form.get("client_id");
+        let app = self.app(client_id, tenant)?;
+        let scope = form.get("scope");
         let (resource, scope_name) = split_scope(scope)?;
         let now = now_secs();
         let base = Claims {
@@ -279,93 +250,11 @@ impl Authority {
             ver: "2.0".to_string(),
             emu_gen: self.generation.load(Ordering::SeqCst),
         };
+        let grant = form.get("grant_type");
         let claims = match grant {
-            "client_credentials" => {
-                check_secret()?;
-                if scope_name != ".default" {
-                    return Err(Refusal::new(
-                        400,
-                        "invalid_scope",
-                        format!("AADSTS1002012: The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."),
-                    ));
-                }
-                let oid = format!("app-{}", crate::secret::fingerprint(client_id));
-                Claims {
-                    sub: oid.clone(),
-                    oid,
-                    ..base
-                }
-            }
-            "password" => {
-                let name = field("username");
-                let user = self
-                    .config
-                    .users
-                    .iter()
-                    .find(|u| {
-                        u.name == name
-                            && crate::secret::constant_time_eq(
-                                u.password.expose().as_bytes(),
-                                field("password").as_bytes(),
-                            )
-                    })
-                    .ok_or_else(|| {
-                        Refusal::new(
-                            400,
-                            "invalid_grant",
-                            "AADSTS50126: Error validating credentials due to invalid username or password.",
-                        )
-                    })?;
-                user_claims(base, &user.name, scope_name)
-            }
-            GRANT_OBO => {
-                check_secret()?;
-                if field("requested_token_use") != "on_behalf_of" {
-                    return Err(Refusal::new(
-                        400,
-                        "invalid_request",
-                        "AADSTS900144: The request body must contain the following parameter: 'requested_token_use'.",
-                    ));
-                }
-                let assertion = self.verify(field("assertion"), None, false).map_err(|r| {
-                    Refusal::new(
-                        400,
-                        "invalid_grant",
-                        format!(
-                            "AADSTS50013: Assertion failed signature validation or is expired. ({})",
-                            r.description
-                        ),
-                    )
-                })?;
-                let audiences = [client_id.to_string(), format!("api://{client_id}")];
-                if !audiences.contains(&assertion.aud) {
-                    return Err(Refusal::new(
-                        400,
-                        "invalid_grant",
-                        format!("AADSTS50013: Assertion audience does not match the Client app presenting the assertion. The audience in the assertion was '{}' and the expected audience is '{client_id}'.", assertion.aud),
-                    ));
-                }
-                let Some(user) = assertion.preferred_username.filter(|_| assertion.idtyp == "user") else {
-                    return Err(Refusal::new(
-                        400,
-                        "invalid_grant",
-                        "AADSTS50013: The assertion is not a user's token.",
-                    ));
-                };
-                if self.config.interaction_required.contains(&user) {
-                    return Err(Refusal {
-                        claims: Some(
-                            r#"{"access_token":{"capolids":{"essential":true,"values":["emulator-mfa-policy"]}}}"#.to_string(),
-                        ),
-                        ..Refusal::new(
-                            400,
-                            "interaction_required",
-                            "AADSTS50079: Due to a configuration change made by your administrator, or because you moved to a new location, you must enroll in multi-factor authentication to access this resource.",
-                        )
-                    });
-                }
-                user_claims(base, &user, scope_name)
-            }
+            "client_credentials" => client_credentials(app, &form, base, scope, scope_name)?,
+            "password" => self.password(&form, base, scope_name)?,
+            GRANT_OBO => self.on_behalf_of(app, &form, base, scope_name)?,
             "" => {
                 return Err(Refusal::new(
                     400,
@@ -381,16 +270,107 @@ impl Authority {
                 ))
             }
         };
-        let grant_name = if grant == GRANT_OBO { "on_behalf_of" } else { grant };
+        self.count_issued(if grant == GRANT_OBO { "on_behalf_of" } else { grant });
+        self.sign(&claims, now)
+    }
+
+    /// The registered app `client_id` names.
+    fn app(&self, client_id: &str, tenant: &str) -> Result<&App, Refusal> {
+        if client_id.is_empty() {
+            return Err(Refusal::new(
+                400,
+                "invalid_request",
+                "AADSTS900144: The request body must contain the following parameter: 'client_id'.",
+            ));
+        }
+        self.config.apps.iter().find(|a| a.client_id == client_id).ok_or_else(|| {
+            Refusal::new(
+                400,
+                "unauthorized_client",
+                format!("AADSTS700016: Application with identifier '{client_id}' was not found in the directory '{tenant}'."),
+            )
+        })
+    }
+
+    /// The password grant: a configured user's name and password.
+    fn password(&self, form: &Form<'_>, base: Claims, scope_name: &str) -> Result<Claims, Refusal> {
+        let name = form.get("username");
+        let user = self
+            .config
+            .users
+            .iter()
+            .find(|u| {
+                u.name == name
+                    && crate::secret::constant_time_eq(u.password.expose().as_bytes(), form.get("password").as_bytes())
+            })
+            .ok_or_else(|| {
+                Refusal::new(
+                    400,
+                    "invalid_grant",
+                    "AADSTS50126: Error validating credentials due to invalid username or password.",
+                )
+            })?;
+        Ok(user_claims(base, &user.name, scope_name))
+    }
+
+    /// The on-behalf-of grant: the app's secret and a user's token issued to the app, unless
+    /// the user must sign in again (`interaction_required`, with a claims challenge).
+    fn on_behalf_of(&self, app: &App, form: &Form<'_>, base: Claims, scope_name: &str) -> Result<Claims, Refusal> {
+        check_secret(app, form)?;
+        let client_id = app.client_id.as_str();
+        if form.get("requested_token_use") != "on_behalf_of" {
+            return Err(Refusal::new(
+                400,
+                "invalid_request",
+                "AADSTS900144: The request body must contain the following parameter: 'requested_token_use'.",
+            ));
+        }
+        let assertion = self.verify(form.get("assertion"), None, false).map_err(|r| {
+            Refusal::new(
+                400,
+                "invalid_grant",
+                format!(
+                    "AADSTS50013: Assertion failed signature validation or is expired. ({})",
+                    r.description
+                ),
+            )
+        })?;
+        let audiences = [client_id.to_string(), format!("api://{client_id}")];
+        if !audiences.contains(&assertion.aud) {
+            return Err(Refusal::new(
+                400,
+                "invalid_grant",
+                format!("AADSTS50013: Assertion audience does not match the Client app presenting the assertion. The audience in the assertion was '{}' and the expected audience is '{client_id}'.", assertion.aud),
+            ));
+        }
+        let Some(user) = assertion.preferred_username.filter(|_| assertion.idtyp == "user") else {
+            return Err(Refusal::new(
+                400,
+                "invalid_grant",
+                "AADSTS50013: The assertion is not a user's token.",
+            ));
+        };
+        if self.config.interaction_required.contains(&user) {
+            return Err(interaction_required());
+        }
+        Ok(user_claims(base, &user, scope_name))
+    }
+
+    /// Counts a token issued by `grant`.
+    fn count_issued(&self, grant: &str) {
         *self
             .issued
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .entry(grant_name.to_string())
+            .entry(grant.to_string())
             .or_default() += 1;
+    }
+
+    /// The signed token for `claims`, issued at `now`.
+    fn sign(&self, claims: &Claims, now: u64) -> Result<TokenResponse, Refusal> {
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.kid.clone());
-        let access_token = jsonwebtoken::encode(&header, &claims, &self.encoding)
+        let access_token = jsonwebtoken::encode(&header, claims, &self.encoding)
             .map_err(|e| Refusal::new(500, "server_error", format!("cannot sign the token: {e}")))?;
         Ok(TokenResponse {
             token_type: "Bearer",
@@ -450,6 +430,65 @@ impl Authority {
 }
 
 /// A user's token claims for `name`.
+/// The form fields of a token request; a missing field reads as empty.
+struct Form<'a>(&'a BTreeMap<String, String>);
+
+impl Form<'_> {
+    fn get(&self, name: &str) -> &str {
+        self.0.get(name).map(String::as_str).unwrap_or("")
+    }
+}
+
+/// The client credentials grant: the app's secret and a `/.default` scope; the app is the subject.
+fn client_credentials(
+    app: &App,
+    form: &Form<'_>,
+    base: Claims,
+    scope: &str,
+    scope_name: &str,
+) -> Result<Claims, Refusal> {
+    check_secret(app, form)?;
+    if scope_name != ".default" {
+        return Err(Refusal::new(
+            400,
+            "invalid_scope",
+            format!("AADSTS1002012: The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."),
+        ));
+    }
+    let oid = format!("app-{}", crate::secret::fingerprint(&app.client_id));
+    Ok(Claims {
+        sub: oid.clone(),
+        oid,
+        ..base
+    })
+}
+
+/// The form's `client_secret` is the app's (compared in constant time).
+fn check_secret(app: &App, form: &Form<'_>) -> Result<(), Refusal> {
+    if crate::secret::constant_time_eq(form.get("client_secret").as_bytes(), app.secret.expose().as_bytes()) {
+        Ok(())
+    } else {
+        Err(Refusal::new(
+            401,
+            "invalid_client",
+            format!("AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.", app.client_id),
+        ))
+    }
+}
+
+/// Entra's answer when Conditional Access wants the user to sign in again (MFA), with the claims
+/// challenge the client's next sign-in must carry.
+fn interaction_required() -> Refusal {
+    Refusal {
+        claims: Some(r#"{"access_token":{"capolids":{"essential":true,"values":["emulator-mfa-policy"]}}}"#.to_string()),
+        ..Refusal::new(
+            400,
+            "interaction_required",
+            "AADSTS50079: Due to a configuration change made by your administrator, or because you moved to a new location, you must enroll in multi-factor authentication to access this resource.",
+        )
+    }
+}
+
 fn user_claims(base: Claims, name: &str, scope_name: &str) -> Claims {
     let oid = format!("user-{}", crate::secret::fingerprint(name));
     Claims {

@@ -1,6 +1,8 @@
 //! `POST $batch`: runs GET parts and change sets. A change set is one SQLite transaction, all or
 //! nothing; `$n` Content-ID references resolve to records created earlier in the same change set;
-//! without `Prefer: odata.continue-on-error` processing stops at the first failure.
+//! without `Prefer: odata.continue-on-error` processing stops at the first failure. With
+//! `Service::change_sets` off, a batch holding a change set is refused whole (501) before any
+//! part runs, as a service without change-set support answers.
 
 use super::error::ODataError;
 use super::service::{self, ODataRequest, ODataResponse, Service, SERVICE_ROOT};
@@ -27,6 +29,9 @@ pub(super) fn execute(svc: &Service, req: &ODataRequest, base: &str) -> ODataRes
             )))
         }
     };
+    if let Some(refusal) = refuse_change_sets(svc, &items) {
+        return refusal;
+    }
     let continue_on_error = req.preferences().iter().any(|p| p == "odata.continue-on-error");
     let mut out = Vec::new();
     for item in items {
@@ -54,6 +59,19 @@ pub(super) fn execute(svc: &Service, req: &ODataRequest, base: &str) -> ODataRes
         }
     }
     finish(out, false)
+}
+
+/// With change sets off, a batch holding one is answered 501 with an OData error and nothing in
+/// it runs; `None` lets the batch run.
+fn refuse_change_sets(svc: &Service, items: &[BatchRequestItem]) -> Option<ODataResponse> {
+    let has_change_set = items.iter().any(|i| matches!(i, BatchRequestItem::ChangeSet(_)));
+    (!svc.change_sets && has_change_set).then(|| {
+        ODataResponse::error(&ODataError::new(
+            501,
+            "",
+            "Change sets are not supported by this service: send each write as its own request.",
+        ))
+    })
 }
 
 /// Without continue-on-error the batch takes the failing part's status and carries only it.
@@ -177,6 +195,8 @@ fn run_change_set(
     let mut responses = Vec::new();
     let mut run_part = |c: &rusqlite::Connection, part: &HttpRequestPart| -> Result<(), ODataError> {
         let step = inner_request(part, outer, &refs).and_then(|inner| {
+            let spelled = svc.spell(&inner)?;
+            let inner = &spelled.request;
             let target = service::parse_target(&inner.path)?;
             if matches!(target, service::Target::Batch) {
                 return Err(ODataError::bad_query("Batches cannot be nested."));
@@ -186,7 +206,8 @@ fn run_change_set(
                     "GET requests are not allowed inside a change set.",
                 ));
             }
-            service::write_request(c, &target, &inner, base, &refs)
+            let (resp, created) = service::write_request(c, &target, inner, base, &refs)?;
+            Ok((svc.unspell(&spelled, resp), created))
         });
         match step {
             Ok((resp, created)) => {

@@ -65,6 +65,9 @@ async fn stats(State(s): State<Arc<EmulatorState>>) -> impl IntoResponse {
     let mut v = serde_json::to_value(s.faults.counts()).unwrap_or_default();
     v["writes"] = s.service.writes.load(std::sync::atomic::Ordering::Relaxed).into();
     v["auth"] = s.authority.stats();
+    let paging = &s.service.paging_stats;
+    v["rowsServed"] = paging.rows_served.load(std::sync::atomic::Ordering::Relaxed).into();
+    v["topReads"] = paging.top_reads.load(std::sync::atomic::Ordering::Relaxed).into();
     Json(v)
 }
 
@@ -72,6 +75,7 @@ async fn reset_stats(State(s): State<Arc<EmulatorState>>) -> StatusCode {
     s.faults.reset_counts();
     s.authority.reset_stats();
     s.service.writes.store(0, std::sync::atomic::Ordering::Relaxed);
+    s.service.paging_stats.reset();
     StatusCode::NO_CONTENT
 }
 
@@ -181,69 +185,16 @@ async fn odata(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let raw_path = uri
-        .path()
-        .strip_prefix("/api/data/v9.2")
-        .unwrap_or("")
-        .trim_start_matches('/');
-    let path = percent_encoding::percent_decode_str(raw_path)
-        .decode_utf8_lossy()
-        .into_owned();
-    let segment = path.split(['/', '(']).next().unwrap_or("").to_string();
-    let segment = if segment.is_empty() {
-        "$service".to_string()
-    } else {
-        segment
-    };
-    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
-    let caller = if s.authority.required() {
-        let origin = origin(&headers);
-        match s.authority.check_bearer(authorization, &origin) {
-            Ok(claims) => claims.identity(),
-            Err(refusal) => {
-                tracing::info!(http.path = %path, reason = %refusal.description, "emulator: request refused (401)");
-                return unauthorized(&origin, &refusal);
-            }
-        }
-    } else {
-        caller_identity(authorization)
+    let (path, segment) = request_path(&uri);
+    let caller = match authorize(&s, &headers, &path) {
+        Ok(caller) => caller,
+        Err(refused) => return *refused,
     };
     tracing::debug!(http.method = %method, http.path = %path, http.query = uri.query().unwrap_or(""), caller = %caller, "emulator request");
     let latency = s.faults.faults().latency_ms;
     let verdict = s.faults.admit(&segment, &caller);
-    match verdict {
-        Verdict::Serve | Verdict::LoseResponse | Verdict::Garbage(_) => {}
-        Verdict::Throttled {
-            retry_after,
-            limit,
-            window,
-        } => {
-            let e = ODataError::new(
-                429,
-                codes::THROTTLED,
-                format!("Number of requests exceeded the limit of {limit} over time window of {window} seconds."),
-            );
-            let mut r = odata_response(ODataResponse::error(&e));
-            r.headers_mut().insert("Retry-After", HeaderValue::from(retry_after));
-            return r;
-        }
-        Verdict::ServerError => {
-            if latency > 0 {
-                tokio::time::sleep(Duration::from_millis(latency)).await;
-            }
-            let status = s.faults.faults().error_status.unwrap_or(503);
-            let e = if status < 500 {
-                ODataError::new(
-                    status,
-                    codes::SERVER,
-                    "A validation error occurred in Finance and Operations. (injected fault)",
-                )
-            } else {
-                ODataError::new(status, codes::SERVER, "A token was obtained to call Finance and Operations, but Finance and Operations returned an error of type InternalServerError. (injected fault)")
-            };
-            return odata_response(ODataResponse::error(&e));
-        }
-        Verdict::Drop => return dropped_connection(),
+    if let Some(injected) = injected_fault(&s, &verdict, latency).await {
+        return injected;
     }
     if segment == "GlobalOptionSetDefinitions" && !s.option_set_definitions {
         return odata_response(ODataResponse::error(&ODataError::segment_not_found(&segment)));
@@ -265,16 +216,106 @@ async fn odata(
             .collect(),
         body: body.to_vec(),
     };
-    let state = s.clone();
-    // A received request is worked on to the end, latency included, even if the client hangs up
-    // meanwhile: a client that gave up cannot tell whether its write happened, as with Dataverse.
+    let resp = work_to_the_end(s.clone(), req, base, latency).await;
+    finish(resp, verdict, omit_entity_id)
+}
+
+/// The path after the service root (percent-decoded) and its first segment (`$service` for the
+/// service document), by which faults and counters go.
+fn request_path(uri: &Uri) -> (String, String) {
+    let raw_path = uri
+        .path()
+        .strip_prefix("/api/data/v9.2")
+        .unwrap_or("")
+        .trim_start_matches('/');
+    let path = percent_encoding::percent_decode_str(raw_path)
+        .decode_utf8_lossy()
+        .into_owned();
+    let segment = path.split(['/', '(']).next().unwrap_or("").to_string();
+    let segment = if segment.is_empty() {
+        "$service".to_string()
+    } else {
+        segment
+    };
+    (path, segment)
+}
+
+/// The caller's identity, or the 401 when a bearer token is required and this one is refused.
+fn authorize(s: &EmulatorState, headers: &HeaderMap, path: &str) -> Result<String, Box<Response>> {
+    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
+    if !s.authority.required() {
+        return Ok(caller_identity(authorization));
+    }
+    let origin = origin(headers);
+    match s.authority.check_bearer(authorization, &origin) {
+        Ok(claims) => Ok(claims.identity()),
+        Err(refusal) => {
+            tracing::info!(http.path = %path, reason = %refusal.description, "emulator: request refused (401)");
+            Err(Box::new(unauthorized(&origin, &refusal)))
+        }
+    }
+}
+
+/// The answer of a fault injected before the request is served (throttling, an error status, a
+/// dropped connection); `None` when the request is to be served.
+async fn injected_fault(s: &EmulatorState, verdict: &Verdict, latency: u64) -> Option<Response> {
+    match verdict {
+        Verdict::Serve | Verdict::LoseResponse | Verdict::Garbage(_) => None,
+        Verdict::Throttled {
+            retry_after,
+            limit,
+            window,
+        } => {
+            let e = ODataError::new(
+                429,
+                codes::THROTTLED,
+                format!("Number of requests exceeded the limit of {limit} over time window of {window} seconds."),
+            );
+            let mut r = odata_response(ODataResponse::error(&e));
+            r.headers_mut().insert("Retry-After", HeaderValue::from(*retry_after));
+            Some(r)
+        }
+        Verdict::ServerError => {
+            if latency > 0 {
+                tokio::time::sleep(Duration::from_millis(latency)).await;
+            }
+            let status = s.faults.faults().error_status.unwrap_or(503);
+            let e = if status < 500 {
+                ODataError::new(
+                    status,
+                    codes::SERVER,
+                    "A validation error occurred in Finance and Operations. (injected fault)",
+                )
+            } else {
+                ODataError::new(status, codes::SERVER, "A token was obtained to call Finance and Operations, but Finance and Operations returned an error of type InternalServerError. (injected fault)")
+            };
+            Some(odata_response(ODataResponse::error(&e)))
+        }
+        Verdict::Drop => Some(dropped_connection()),
+    }
+}
+
+/// Serves the request after the injected latency. A received request is worked on to the end,
+/// latency included, even if the client hangs up meanwhile: a client that gave up cannot tell
+/// whether its write happened, as with Dataverse.
+async fn work_to_the_end(
+    state: Arc<EmulatorState>,
+    req: ODataRequest,
+    base: String,
+    latency: u64,
+) -> Result<ODataResponse, tokio::task::JoinError> {
     let work = tokio::spawn(async move {
         if latency > 0 {
             tokio::time::sleep(Duration::from_millis(latency)).await;
         }
         tokio::task::spawn_blocking(move || state.service.handle(&req, &base)).await
     });
-    let resp = work.await.and_then(|r| r);
+    work.await.and_then(|r| r)
+}
+
+/// The HTTP response to a served request, with the faults that act on the answer applied (a
+/// lost response, a damaged body, a create that does not say what it created).
+fn finish(resp: Result<ODataResponse, tokio::task::JoinError>, verdict: Verdict, omit_entity_id: bool) -> Response {
     match resp {
         // The work is done (a write committed); the client never learns.
         Ok(_) if verdict == Verdict::LoseResponse => dropped_connection(),

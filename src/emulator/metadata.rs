@@ -2,6 +2,7 @@
 //! the model. Option sets are `Edm.Int32` properties, as Dataverse exposes choice columns; their
 //! labels come from `GlobalOptionSetDefinitions(Name='…')`.
 
+use crate::model::naming::Naming;
 use crate::model::{model, Cardinality, Entity, LookupSide, OptionSet};
 use serde_json::{json, Value};
 
@@ -24,13 +25,20 @@ fn xml_escape(s: &str) -> String {
 
 /// `GET /api/data/v9.2/$metadata`: CSDL XML for the 18 entity types and their entity sets.
 pub fn csdl() -> String {
+    csdl_spelled(&Naming::default())
+}
+
+/// [`csdl`] as an upstream spelling the model as `naming` says: renamed properties under their
+/// upstream name, missing properties and navigation properties left out, extra (customer)
+/// properties as nullable `Edm.String`s.
+pub fn csdl_spelled(naming: &Naming) -> String {
     let mut x = String::new();
     x.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
     x.push_str("<edmx:Edmx Version=\"4.0\" xmlns:edmx=\"http://docs.oasis-open.org/odata/ns/edmx\">\n");
     x.push_str("  <edmx:DataServices>\n");
     x.push_str("    <Schema Namespace=\"Microsoft.Dynamics.CRM\" Alias=\"mscrm\" xmlns=\"http://docs.oasis-open.org/odata/ns/edm\">\n");
     for e in &model().entities {
-        entity_type(&mut x, e);
+        entity_type(&mut x, e, naming);
     }
     x.push_str("      <EntityContainer Name=\"System\">\n");
     for e in &model().entities {
@@ -38,7 +46,12 @@ pub fn csdl() -> String {
             "        <EntitySet Name=\"{}\" EntityType=\"Microsoft.Dynamics.CRM.{}\">\n",
             e.entity_set, e.logical_name
         ));
-        for r in &e.graphql.relations {
+        for r in e
+            .graphql
+            .relations
+            .iter()
+            .filter(|r| naming.has_navigation(e, &r.navigation_property))
+        {
             let target = model().by_logical_name(&r.target).expect("relation target in model");
             x.push_str(&format!(
                 "          <NavigationPropertyBinding Path=\"{}\" Target=\"{}\" />\n",
@@ -52,13 +65,13 @@ pub fn csdl() -> String {
     x
 }
 
-fn entity_type(x: &mut String, e: &Entity) {
+fn entity_type(x: &mut String, e: &Entity, naming: &Naming) {
     x.push_str(&format!("      <EntityType Name=\"{}\">\n", e.logical_name));
     x.push_str(&format!(
         "        <Key>\n          <PropertyRef Name=\"{}\" />\n        </Key>\n",
         e.primary_key
     ));
-    for p in &e.properties {
+    for p in e.properties.iter().filter(|p| !naming.is_missing(e, &p.name)) {
         let nullable = if p.name == e.primary_key {
             " Nullable=\"false\""
         } else {
@@ -66,7 +79,7 @@ fn entity_type(x: &mut String, e: &Entity) {
         };
         x.push_str(&format!(
             "        <Property Name=\"{}\" Type=\"{}\"{nullable}>\n",
-            p.name,
+            naming.upstream_name(e, &p.name),
             p.ty.edm()
         ));
         x.push_str(&format!(
@@ -85,7 +98,15 @@ fn entity_type(x: &mut String, e: &Entity) {
         }
         x.push_str("        </Property>\n");
     }
-    for r in &e.graphql.relations {
+    for extra in naming.entity(e).map(|n| n.extra.iter()).into_iter().flatten() {
+        x.push_str(&format!("        <Property Name=\"{extra}\" Type=\"Edm.String\" />\n"));
+    }
+    for r in e
+        .graphql
+        .relations
+        .iter()
+        .filter(|r| naming.has_navigation(e, &r.navigation_property))
+    {
         match (r.kind, r.lookup_on) {
             (Cardinality::One, _) | (_, LookupSide::This) => {
                 let attr = e
@@ -98,8 +119,9 @@ fn entity_type(x: &mut String, e: &Entity) {
                 ));
                 if let (Some(attr), Some(target)) = (attr, model().by_logical_name(&r.target)) {
                     x.push_str(&format!(
-                        "          <ReferentialConstraint Property=\"_{attr}_value\" ReferencedProperty=\"{}\" />\n",
-                        target.primary_key
+                        "          <ReferentialConstraint Property=\"{}\" ReferencedProperty=\"{}\" />\n",
+                        naming.upstream_name(e, &format!("_{attr}_value")),
+                        naming.upstream_name(target, &target.primary_key)
                     ));
                 }
                 x.push_str("        </NavigationProperty>\n");

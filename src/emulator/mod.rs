@@ -9,6 +9,8 @@
 //! - `service`: dispatch of one OData request; `batch_exec`: `$batch` and change sets.
 //! - `auth`: the token endpoint (Entra's grants) and bearer checking.
 //! - `faults`: service protection (429), injected latency / 5xx / drops, request counters.
+//! - `spelling`: an upstream that spells the model otherwise (renamed, omitted, extra
+//!   properties), translated at the service's boundary.
 //! - `http`: the axum routes; `seed`: deterministic demo data; `ids`: F&O-style identifiers.
 
 pub mod auth;
@@ -23,6 +25,7 @@ pub mod query;
 pub mod read;
 pub mod seed;
 pub mod service;
+pub mod spelling;
 pub mod store;
 pub mod write;
 
@@ -72,6 +75,19 @@ pub struct EmulatorConfig {
     /// keeps parts 1..N-1 committed and answers with part N's error, as an upstream that does
     /// not roll back a failed change set would.
     pub atomic_change_sets: bool,
+    /// Whether `$batch` accepts change sets (default). Off, a batch holding one is refused whole
+    /// (501, an OData error), as a service without change-set support answers; GET-only batches
+    /// still work.
+    pub change_sets: bool,
+    /// Ignore `Prefer: odata.maxpagesize` as a plain OData service may (`--ignore-maxpagesize`):
+    /// collections come whole, or in pages of `server_page_size` with the service's own
+    /// `nextLink`s; `$top` limits either way. Never `Preference-Applied: odata.maxpagesize`.
+    pub ignore_maxpagesize: bool,
+    /// With `ignore_maxpagesize`: the service's own page size (`--server-page-size`).
+    pub server_page_size: Option<usize>,
+    /// How the upstream played spells the model: renamed, omitted and extra properties, omitted
+    /// navigation properties (see [`spelling`]).
+    pub spelling: spelling::SpellingSettings,
 }
 
 impl Default for EmulatorConfig {
@@ -87,12 +103,20 @@ impl Default for EmulatorConfig {
             dialect: dialect::Dialect::Dataverse,
             collection_expand: true,
             atomic_change_sets: true,
+            change_sets: true,
+            ignore_maxpagesize: false,
+            server_page_size: None,
+            spelling: spelling::SpellingSettings::default(),
         }
     }
 }
 
 /// Opens the store and seeds it; returns the routes' state.
 pub fn build(config: &EmulatorConfig) -> Result<Arc<http::EmulatorState>, error::ODataError> {
+    let naming = config
+        .spelling
+        .naming()
+        .map_err(|e| error::ODataError::new(500, error::codes::SERVER, format!("spelling settings: {e}")))?;
     let store = Arc::new(Store::open(config.db.as_deref())?);
     if config.seed == Seed::Demo && store_is_empty(&store)? {
         seed_demo(&store, config.seed_size, config.progress)?;
@@ -102,11 +126,19 @@ pub fn build(config: &EmulatorConfig) -> Result<Arc<http::EmulatorState>, error:
             store,
             writes: Default::default(),
             skip_tokens: Default::default(),
+            paging: read::ServerPaging {
+                ignore_maxpagesize: config.ignore_maxpagesize,
+                server_page_size: config.server_page_size,
+            },
+            paging_stats: Default::default(),
             profile: dialect::Profile {
                 dialect: config.dialect,
                 collection_expand: config.collection_expand,
             },
             atomic_change_sets: config.atomic_change_sets,
+            change_sets: config.change_sets,
+            naming: Arc::new(naming),
+            metadata_fails: config.spelling.metadata_fails,
         },
         faults: FaultState::new(config.faults.clone()),
         authority: auth::Authority::new(config.auth.clone())

@@ -25,8 +25,13 @@ pub struct QueryOptions {
     pub count: bool,
     /// The `$skiptoken` as sent, checked by [`SkipTokens::verify`] against the query and page size.
     pub skiptoken: Option<String>,
-    /// Offset carried by a verified `$skiptoken` (0 without one).
+    /// Offset carried by a verified `$skiptoken` (0 without one), counted from `skip`.
     pub skip_offset: usize,
+    /// `$skip` (plain OData v4 only, see [`parse_collection_options`]; 0 without one).
+    pub skip: usize,
+    /// Whether `$top` limits a paged read too (a plain OData service paging by its own page size,
+    /// see [`ServerPaging`]); Dataverse ignores `$top` when it pages by `odata.maxpagesize`.
+    pub top_limits_pages: bool,
     /// The raw options other than `$skiptoken`, to rebuild `@odata.nextLink`.
     pub raw_without_skiptoken: Vec<(String, String)>,
 }
@@ -49,8 +54,15 @@ fn decode(s: &str) -> String {
         .into_owned()
 }
 
-/// Parses the system query options of a request against an entity.
+/// Parses the system query options of a request against an entity. `$skip` is refused, as the
+/// Dataverse Web API refuses it.
 pub fn parse_options(entity: &Entity, raw: &str) -> Result<QueryOptions, ODataError> {
+    parse_collection_options(entity, raw, false)
+}
+
+/// [`parse_options`] for a collection read, where a plain OData v4 service (`allow_skip`) also
+/// takes `$skip`.
+pub fn parse_collection_options(entity: &Entity, raw: &str, allow_skip: bool) -> Result<QueryOptions, ODataError> {
     let mut o = QueryOptions::default();
     let q = |e: query::QueryError| ODataError::bad_query(e.message);
     for (k, v) in decode_query(raw) {
@@ -72,6 +84,11 @@ pub fn parse_options(entity: &Entity, raw: &str) -> Result<QueryOptions, ODataEr
                 }
             }
             "$skiptoken" => o.skiptoken = Some(v.clone()),
+            "$skip" if allow_skip => {
+                o.skip = v.trim().parse::<usize>().map_err(|_| {
+                    ODataError::bad_query(format!("Invalid value '{v}' for $skip query option found. The $skip query option requires a non-negative integer value."))
+                })?
+            }
             "$skip" | "$search" | "$format" => {
                 return Err(ODataError::bad_query(format!(
                     "The query parameter {k} is not supported by the Dataverse Web API."
@@ -214,6 +231,46 @@ impl SkipTokens {
     }
 }
 
+/// How the emulator pages collections: as Dataverse (by the client's `odata.maxpagesize`), or as
+/// a plain OData service that ignores the preference (`--ignore-maxpagesize`) and serves every
+/// row, or pages of its own size (`--server-page-size`), with strict skip tokens in its
+/// `nextLink`s either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerPaging {
+    /// Ignore `Prefer: odata.maxpagesize` (and never answer `Preference-Applied` for it).
+    pub ignore_maxpagesize: bool,
+    /// With `ignore_maxpagesize`: the service's own page size (`None`: no paging).
+    pub server_page_size: Option<usize>,
+}
+
+impl ServerPaging {
+    /// The page size in effect for a request that prefers `preferred`.
+    pub fn page_size(&self, preferred: Option<usize>) -> Option<usize> {
+        match self.ignore_maxpagesize {
+            true => self.server_page_size.map(|n| n.max(1)),
+            false => preferred,
+        }
+    }
+}
+
+/// How many rows a page holds and whether the rest of the result is paged, for the page size in
+/// effect and the query's `$top` (and the rows already served before this page).
+fn page_limits(page_size: Option<usize>, o: &QueryOptions) -> (usize, bool) {
+    if o.top_limits_pages {
+        let left = o.top.map_or(usize::MAX, |t| t.saturating_sub(o.skip_offset));
+        return match page_size {
+            Some(p) => (p.min(left), p < left),
+            None => (left, false),
+        };
+    }
+    // Dataverse: $top is ignored when paging is requested, as documented.
+    match (page_size, o.top) {
+        (Some(p), _) => (p, true),
+        (None, Some(t)) => (t.min(MAX_PAGE), false),
+        (None, None) => (MAX_PAGE, true),
+    }
+}
+
 /// One page of a collection.
 pub struct Page {
     pub rows: Vec<Record>,
@@ -256,12 +313,7 @@ pub fn query_collection(
     } else {
         None
     };
-    // $top is ignored when paging is requested, as documented.
-    let (limit, paged) = match (page_size, o.top) {
-        (Some(p), _) => (p, true),
-        (None, Some(t)) => (t.min(MAX_PAGE), false),
-        (None, None) => (MAX_PAGE, true),
-    };
+    let (limit, paged) = page_limits(page_size, o);
     let rows = fetch(
         conn,
         entity,
@@ -269,8 +321,8 @@ pub fn query_collection(
         &where_sql,
         &params,
         &o.orderby,
-        limit + 1,
-        o.skip_offset,
+        limit.saturating_add(1),
+        o.skip.saturating_add(o.skip_offset),
     )?;
     let more = rows.len() > limit;
     let mut rows = rows;
@@ -311,6 +363,8 @@ fn fetch(
         }
     }
     let cols: Vec<String> = props.iter().map(|p| quote(&p.name)).collect();
+    // SQLite's LIMIT is a signed 64-bit integer ("every row" is usize::MAX here).
+    let limit = limit.min(i64::MAX as usize);
     let mut order: Vec<String> = orderby
         .iter()
         .map(|ob| format!("{} {}", quote(&ob.property), if ob.descending { "DESC" } else { "ASC" }))
@@ -437,4 +491,47 @@ pub fn annotate_formatted_values(entity: &Entity, row: &mut Record) {
         out.insert(k, v);
     }
     *row = out;
+}
+
+#[cfg(test)]
+mod paging_tests {
+    use super::*;
+
+    fn options(top: Option<usize>, top_limits_pages: bool, served: usize) -> QueryOptions {
+        QueryOptions {
+            top,
+            top_limits_pages,
+            skip_offset: served,
+            ..QueryOptions::default()
+        }
+    }
+
+    #[test]
+    fn dataverse_ignores_top_when_paging_and_a_plain_service_honours_it() {
+        // Dataverse: a page size wins over $top; without one $top limits and nothing pages.
+        assert_eq!(page_limits(Some(10), &options(Some(3), false, 0)), (10, true));
+        assert_eq!(page_limits(None, &options(Some(3), false, 0)), (3, false));
+        assert_eq!(page_limits(None, &options(None, false, 0)), (MAX_PAGE, true));
+        // A plain service: $top limits its own pages too, counting the rows already served.
+        assert_eq!(page_limits(Some(10), &options(Some(3), true, 0)), (3, false));
+        assert_eq!(page_limits(Some(2), &options(Some(5), true, 0)), (2, true));
+        assert_eq!(page_limits(Some(2), &options(Some(5), true, 4)), (1, false));
+        assert_eq!(page_limits(None, &options(None, true, 0)), (usize::MAX, false));
+    }
+
+    #[test]
+    fn an_ignored_preference_gives_the_service_page_size() {
+        let dataverse = ServerPaging::default();
+        assert_eq!(dataverse.page_size(Some(3)), Some(3));
+        let plain = ServerPaging {
+            ignore_maxpagesize: true,
+            server_page_size: None,
+        };
+        assert_eq!(plain.page_size(Some(3)), None);
+        let paged = ServerPaging {
+            server_page_size: Some(7),
+            ..plain
+        };
+        assert_eq!(paged.page_size(Some(3)), Some(7));
+    }
 }

@@ -24,10 +24,13 @@ pub struct ReadConfig {
     pub batch_delay_ms: u64,
     /// How often option-set labels are read again when the read at start failed.
     pub labels_retry: Duration,
-    /// Ask for a list's first-level relations with `$expand` in the same request. Off by default:
-    /// Dataverse's virtual tables are not documented to support collection `$expand` in
-    /// collection queries.
-    pub expand_pushdown: bool,
+    /// Ask for a list's first-level relations with `$expand` in the same request: `On`, `Off`,
+    /// or `Auto` (the command line's default; `Off` here, for embedders): decided at start for
+    /// the relations whose navigation properties the upstream's `$metadata` has, to-many ones
+    /// only if a probe collection `$expand` works (see [`PushdownPlan`]).
+    pub expand_pushdown: ExpandPushdown,
+    /// Which relations are pushed down, as decided at start from `expand_pushdown`.
+    pub pushdown: PushdownPlan,
     /// The upstream's `$filter` language: joins and `in` filters use `Microsoft.Dynamics.CRM.In`
     /// (Dataverse) or `or` chains of `eq` (plain OData v4).
     pub dialect: crate::odata::Dialect,
@@ -36,9 +39,70 @@ pub struct ReadConfig {
     pub dialect_source: DialectSource,
     /// The short-lived read cache per upstream identity (off by default; see `budget`).
     pub read_cache: crate::odata::read_cache::ReadCacheConfig,
+    /// How upstream reads are limited: by `Prefer: odata.maxpagesize` and next links, or by
+    /// `$top` and `$skip` for a service that ignores the preference (`--upstream-paging`).
+    pub paging: crate::odata::calls::Paging,
+    /// How `paging` was (or is to be) decided, as for the dialect: [`DialectSource::Auto`] probes
+    /// the upstream once at start (an inconclusive probe assumes maxpagesize).
+    pub paging_source: DialectSource,
 }
 
-/// How the upstream dialect was decided.
+/// Whether lists fetch their first-level relations with `$expand` (`--expand-pushdown`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExpandPushdown {
+    /// Decided at start: the relations whose navigation properties exist in the upstream's
+    /// `$metadata`; to-many ones only if one probe collection `$expand` succeeds.
+    Auto,
+    /// Every relation whose navigation property exists (`true` is accepted too).
+    #[value(alias = "true")]
+    On,
+    /// None: relations load through the loaders (`false` is accepted too).
+    #[default]
+    #[value(alias = "false")]
+    Off,
+}
+
+impl ExpandPushdown {
+    pub fn name(self) -> &'static str {
+        match self {
+            ExpandPushdown::Auto => "auto",
+            ExpandPushdown::On => "on",
+            ExpandPushdown::Off => "off",
+        }
+    }
+}
+
+/// Which relations lists push down, decided once at start (see `server::start`). A relation
+/// whose navigation property the upstream lacks is never pushed down.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PushdownPlan {
+    /// To-one relations (`$expand` of a lookup).
+    pub to_one: bool,
+    /// To-many relations (a collection `$expand`).
+    pub to_many: bool,
+    /// Why, for the start log and `/readyz`.
+    pub why: String,
+}
+
+impl PushdownPlan {
+    /// The plan `mode` gives before any probe: `On` pushes everything down, `Off` and `Auto`
+    /// (until decided) nothing.
+    pub fn configured(mode: ExpandPushdown) -> PushdownPlan {
+        let on = mode == ExpandPushdown::On;
+        PushdownPlan {
+            to_one: on,
+            to_many: on,
+            why: format!("configured {}", mode.name()),
+        }
+    }
+
+    /// Whether any relation is pushed down.
+    pub fn any(&self) -> bool {
+        self.to_one || self.to_many
+    }
+}
+
+/// How the upstream dialect (or paging) was decided.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum DialectSource {
     /// Set by configuration.
@@ -49,7 +113,8 @@ pub enum DialectSource {
     /// Probed at start: the upstream accepted (dataverse) or refused with a 400 (odata4) a
     /// `Microsoft.Dynamics.CRM.In` filter.
     Probed,
-    /// The probe at start was inconclusive (`why`); dataverse assumed, not probed again.
+    /// The probe at start was inconclusive (`why`); the default (dataverse, maxpagesize) assumed,
+    /// not probed again.
     Assumed { why: String },
 }
 
@@ -72,10 +137,13 @@ impl Default for ReadConfig {
             cache_capacity: 10_000,
             batch_delay_ms: 3,
             labels_retry: Duration::from_secs(30),
-            expand_pushdown: false,
+            expand_pushdown: ExpandPushdown::Off,
+            pushdown: PushdownPlan::default(),
             dialect: crate::odata::Dialect::Dataverse,
             dialect_source: DialectSource::Configured,
             read_cache: Default::default(),
+            paging: crate::odata::calls::Paging::Maxpagesize,
+            paging_source: DialectSource::Configured,
         }
     }
 }
@@ -139,7 +207,7 @@ type CacheKey = (String, String, Option<usize>);
 #[derive(Debug, Clone)]
 pub struct WriteConfig {
     /// How `submitCandidateToHire` writes upstream.
-    pub strategy: super::mutations::submit::Strategy,
+    pub strategy: super::mutations::write::Strategy,
     /// Where idempotency keys are kept (`None`: in memory).
     pub state_db: Option<std::path::PathBuf>,
     /// How long idempotency keys are kept after their first use.
@@ -149,7 +217,7 @@ pub struct WriteConfig {
 impl Default for WriteConfig {
     fn default() -> Self {
         WriteConfig {
-            strategy: super::mutations::submit::Strategy::Batch,
+            strategy: super::mutations::write::Strategy::Batch,
             state_db: None,
             idempotency_ttl: super::idempotency::DEFAULT_TTL,
         }
@@ -170,6 +238,30 @@ pub struct GatewayState {
     pub reference_cache: Cache<CacheKey, Arc<Page>>,
     /// Reads in flight and the read cache, per upstream identity (see `budget`).
     pub reads: super::budget::Reads,
+    /// The upstream's `$metadata` held against the model at start (for `/readyz`).
+    pub metadata: MetadataStatus,
+    /// Whether a deep insert written as a `$batch` for want of a navigation property upstream
+    /// was logged (once per gateway).
+    pub deep_insert_fallback_logged: std::sync::atomic::AtomicBool,
+}
+
+/// What the `$metadata` read at start gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetadataStatus {
+    /// Not read (yet, or the gateway has no token of its own to read it with): `why`.
+    NotRead { why: String },
+    /// Read and held against the model; the upstream client translates by its naming.
+    Reconciled(crate::odata::metadata::Reconciliation),
+    /// The read failed (`why`): the model is used as it is.
+    Failed { why: String },
+}
+
+impl Default for MetadataStatus {
+    fn default() -> Self {
+        MetadataStatus::NotRead {
+            why: "not read at start".into(),
+        }
+    }
 }
 
 impl GatewayState {
@@ -194,6 +286,8 @@ impl GatewayState {
             config,
             reference_cache,
             reads,
+            metadata: MetadataStatus::default(),
+            deep_insert_fallback_logged: Default::default(),
         }
     }
 
@@ -271,8 +365,10 @@ impl GatewayState {
             .await
     }
 
-    /// Fetches every page of a query (following `@odata.nextLink`), refusing more than `limit` rows
-    /// rather than truncating them silently.
+    /// Every row of the query `url` (built by the gateway), page by page through the request
+    /// memo and the reference cache, paged as [`ReadConfig::paging`] says; more than `limit`
+    /// rows is a `TooManyRows` error, never a silent truncation (see
+    /// [`crate::odata::calls::collect_all`], which also guards against paging that never ends).
     pub async fn get_all(
         self: &Arc<Self>,
         entity: &'static Entity,
@@ -280,25 +376,8 @@ impl GatewayState {
         rq: &RequestCtx,
         limit: usize,
     ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, UpstreamError> {
-        let page_size = Some(crate::odata::client::MAX_PAGE_SIZE);
-        let mut page = self.fetch_page(entity, url, rq, page_size).await?;
-        let mut rows = std::mem::take(&mut page.value);
-        while let Some(next) = page.next_link.take() {
-            let next: String = next;
-            if rows.len() > limit {
-                return Err(UpstreamError::new(
-                    crate::odata::error::UpstreamErrorKind::TooManyRows,
-                    None,
-                    format!(
-                        "More than {limit} {} records match; narrow the filter.",
-                        entity.entity_set
-                    ),
-                ));
-            }
-            page = self.fetch_page(entity, &next, rq, page_size).await?;
-            rows.append(&mut page.value);
-        }
-        Ok(rows)
+        let fetch = |link: String, size: Option<usize>| async move { self.fetch_page(entity, &link, rq, size).await };
+        crate::odata::calls::collect_all(url, self.config.paging, limit, &entity.entity_set, fetch).await
     }
 
     /// Fetches one page, through the cache for reference data.

@@ -20,6 +20,10 @@
 //! SHA-256, covered by the tag like the rest) only chooses the error message: a cursor of another
 //! query is told apart from one that was altered or issued under another key.
 //!
+//! Against an upstream that ignores `odata.maxpagesize` (`--upstream-paging top`) a cursor
+//! carries the query's own link and the number of rows before the position instead
+//! ([`Cursor::offset`]): the gateway continues with `$skip` and `$top` added to that signed link.
+//!
 //! A signed cursor is still checked for sense: its page size is one the upstream serves (1 to
 //! [`MAX_PAGE_SIZE`]), its index lies inside such a page, and its link is a query on the list's
 //! own entity set relative to the service root, so that no cursor can make the gateway call
@@ -140,6 +144,12 @@ pub struct Cursor {
     /// row of the previous page).
     #[serde(rename = "i", skip_serializing_if = "Option::is_none", default)]
     pub index: Option<usize>,
+    /// Top paging ([`crate::odata::calls::Paging::Top`]): how many rows of the query come before
+    /// the position. The link is then the query itself (no `$top`, `$skip` or `$skiptoken`),
+    /// continued with `$skip` set to this and a `$top`; `index` is `None` and `size` is the `$top`
+    /// of the read the cursor came from.
+    #[serde(rename = "o", skip_serializing_if = "Option::is_none", default)]
+    pub offset: Option<usize>,
 }
 
 impl Cursor {
@@ -189,7 +199,7 @@ impl Cursor {
                 c.size
             ));
         }
-        if !Self::link_is_on(&c.link, entity_set) {
+        if !Self::link_is_on(&c.link, entity_set) || (c.offset.is_some() && !Self::is_plain_query(&c.link)) {
             return Err(not_ours());
         }
         Ok(c)
@@ -202,6 +212,13 @@ impl Cursor {
             Some(rest) => rest.is_empty() || rest.starts_with('?'),
             None => false,
         }
+    }
+
+    /// Whether `link` is a query without paging options (`$top`, `$skip`, `$skiptoken`): what a
+    /// top-paging cursor carries, to which the gateway adds its own `$top` and `$skip`.
+    fn is_plain_query(link: &str) -> bool {
+        let query = link.split_once('?').map_or("", |(_, q)| q);
+        form_urlencoded::parse(query.as_bytes()).all(|(k, _)| !matches!(&*k, "$top" | "$skip" | "$skiptoken"))
     }
 
     /// How many rows of the cursor's page come before the resume point.
@@ -246,6 +263,7 @@ mod tests {
             link: format!("{}?$select=a&$skiptoken=abc", set()),
             size: 10,
             index: Some(3),
+            offset: None,
         }
     }
 
@@ -273,6 +291,7 @@ mod tests {
             link: format!("{}?$skiptoken=n", set()),
             size: 10,
             index: None,
+            offset: None,
         };
         let s = page_start.encode(&key(1), &q);
         assert_eq!(Cursor::decode(&s, &key(1), &q, set()).unwrap(), page_start);
@@ -358,6 +377,7 @@ mod tests {
             link: set().to_string(),
             size,
             index,
+            offset: None,
         };
         for c in [
             at(0, None),
@@ -402,6 +422,7 @@ mod tests {
                 link: link.clone(),
                 size: 5,
                 index: None,
+                offset: None,
             };
             let err = Cursor::decode(&signed(&c, &q), &key(1), &q, set()).unwrap_err();
             assert!(err.contains("not a cursor this gateway issued"), "{link}: {err}");
@@ -414,6 +435,7 @@ mod tests {
                 link,
                 size: 5,
                 index: None,
+                offset: None,
             };
             assert!(Cursor::decode(&signed(&c, &q), &key(1), &q, set()).is_ok());
         }
@@ -459,5 +481,28 @@ mod tests {
         let err = CursorKey::from_file(&dir).unwrap_err();
         assert!(err.contains("at least 32 bytes") && !err.contains("short\n"), "{err}");
         std::fs::remove_file(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_top_paging_cursor_carries_the_plain_query_and_an_offset() {
+        let q = QueryId::of(&model().entities[0], None, &[]);
+        let top = Cursor {
+            link: format!("{}?$select=a&$count=true", set()),
+            size: 4,
+            index: None,
+            offset: Some(9),
+        };
+        let s = top.encode(&key(1), &q);
+        assert_eq!(Cursor::decode(&s, &key(1), &q, set()).unwrap(), top);
+        // The gateway adds its own $top and $skip: a signed link that already pages is not one
+        // it issued.
+        for link in ["?$top=3", "?$skip=3", "?$select=a&$skiptoken=x", "?%24skip=3"] {
+            let c = Cursor {
+                link: format!("{}{link}", set()),
+                ..top.clone()
+            };
+            let err = Cursor::decode(&c.encode(&key(1), &q), &key(1), &q, set()).unwrap_err();
+            assert!(err.contains("not a cursor this gateway issued"), "{link}: {err}");
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The upstream twin of the cost limit: how many upstream requests a query may cost, estimated
 //! from its selection before it runs, and refused above `--max-upstream-requests-per-operation`
-//! (code [`super::errors::TOO_MANY_UPSTREAM_REQUESTS`], with the estimate in the error).
+//! (code [`super::errors::ErrorCode::TooManyUpstreamRequests`], with the estimate in the error).
 //!
 //! The estimate follows how the gateway reads (`resolve`, `loaders`, `prefetch`):
 //!
@@ -139,11 +139,13 @@ impl Estimator<'_> {
 pub fn refusal(estimate: u64, limit: u64) -> async_graphql::ServerError {
     use async_graphql::ErrorExtensions;
     let message = format!(
-        "The query may cost {estimate} upstream requests (a list's page, plus one per relation and level, split by {KEYS_PER_REQUEST} parents); at most {limit} are accepted per operation. Ask for fewer records with `first`, or fewer relations."
+        "The query may cost {estimate} upstream request{} (a list's page, plus one per relation and level, split by {KEYS_PER_REQUEST} parents per request); at most {limit} {} accepted per operation. Ask for fewer records with `first`, or fewer relations.",
+        if estimate == 1 { "" } else { "s" },
+        if limit == 1 { "is" } else { "are" },
     );
-    async_graphql::Error::new(message)
+    super::errors::ErrorCode::TooManyUpstreamRequests
+        .error(message)
         .extend_with(|_, e| {
-            e.set("code", super::errors::TOO_MANY_UPSTREAM_REQUESTS);
             e.set("estimatedUpstreamRequests", estimate);
             e.set("maxUpstreamRequests", limit);
         })

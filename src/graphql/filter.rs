@@ -78,6 +78,7 @@ fn to_filter(entity: &Entity, v: &Value, depth: usize) -> Result<Filter, Error> 
     })
 }
 
+/// The conditions of one field's operators (`{eq: …, in: […], isNull: true}`), each a filter.
 fn field_conditions(entity: &Entity, p: &Property, ops: &Value) -> Result<Vec<Filter>, Error> {
     let mut out = Vec::new();
     for (op, value) in object(ops)? {
@@ -99,21 +100,7 @@ fn field_conditions(entity: &Entity, p: &Property, ops: &Value) -> Result<Vec<Fi
             "ge" => cmp(CmpOp::Ge)?,
             "lt" => cmp(CmpOp::Lt)?,
             "le" => cmp(CmpOp::Le)?,
-            "in" => {
-                let list = list(value)?;
-                if list.len() > MAX_IN_VALUES {
-                    return Err(bad_input(format!(
-                        "`{}.in` lists {} values; at most {MAX_IN_VALUES} are allowed.",
-                        p.graphql_field,
-                        list.len()
-                    )));
-                }
-                let values = list
-                    .iter()
-                    .map(|x| literal(entity, p, x))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Filter::In { property: prop, values }
-            }
+            "in" => in_condition(entity, p, value)?,
             "contains" | "startsWith" | "endsWith" => Filter::Str {
                 property: prop,
                 func: match op.as_str() {
@@ -123,37 +110,7 @@ fn field_conditions(entity: &Entity, p: &Property, ops: &Value) -> Result<Vec<Fi
                 },
                 value: string(value)?.to_string(),
             },
-            "isNull" => {
-                let is_null = boolean(value)?;
-                // In a blank-yes-no set, "Blank" is the empty value too.
-                let blank = p
-                    .option_set
-                    .as_deref()
-                    .and_then(|s| model().option_set(s))
-                    .and_then(|s| s.values.iter().find(|v| v.graphql_value == "null"));
-                match blank {
-                    Some(b) => {
-                        let blank_cmp = Filter::Cmp {
-                            property: prop.clone(),
-                            op: if is_null { CmpOp::Eq } else { CmpOp::Ne },
-                            value: Literal::Option(b.value),
-                        };
-                        let null_cmp = Filter::IsNull {
-                            property: prop,
-                            is_null,
-                        };
-                        if is_null {
-                            Filter::Or(vec![null_cmp, blank_cmp])
-                        } else {
-                            Filter::And(vec![null_cmp, blank_cmp])
-                        }
-                    }
-                    None => Filter::IsNull {
-                        property: prop,
-                        is_null,
-                    },
-                }
-            }
+            "isNull" => is_null_condition(p, boolean(value)?),
             other => {
                 return Err(bad_input(format!(
                     "Unknown filter operator `{other}` on `{}`.",
@@ -163,6 +120,56 @@ fn field_conditions(entity: &Entity, p: &Property, ops: &Value) -> Result<Vec<Fi
         });
     }
     Ok(out)
+}
+
+/// `in`: at most [`MAX_IN_VALUES`] values, each a literal of the property's type.
+fn in_condition(entity: &Entity, p: &Property, value: &Value) -> Result<Filter, Error> {
+    let list = list(value)?;
+    if list.len() > MAX_IN_VALUES {
+        return Err(bad_input(format!(
+            "`{}.in` lists {} values; at most {MAX_IN_VALUES} are allowed.",
+            p.graphql_field,
+            list.len()
+        )));
+    }
+    let values = list
+        .iter()
+        .map(|x| literal(entity, p, x))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Filter::In {
+        property: p.name.clone(),
+        values,
+    })
+}
+
+/// `isNull`: in a blank-yes-no set, "Blank" is the empty value too.
+fn is_null_condition(p: &Property, is_null: bool) -> Filter {
+    let prop = p.name.clone();
+    let blank = p
+        .option_set
+        .as_deref()
+        .and_then(|s| model().option_set(s))
+        .and_then(|s| s.values.iter().find(|v| v.graphql_value == "null"));
+    let Some(b) = blank else {
+        return Filter::IsNull {
+            property: prop,
+            is_null,
+        };
+    };
+    let blank_cmp = Filter::Cmp {
+        property: prop.clone(),
+        op: if is_null { CmpOp::Eq } else { CmpOp::Ne },
+        value: Literal::Option(b.value),
+    };
+    let null_cmp = Filter::IsNull {
+        property: prop,
+        is_null,
+    };
+    if is_null {
+        Filter::Or(vec![null_cmp, blank_cmp])
+    } else {
+        Filter::And(vec![null_cmp, blank_cmp])
+    }
 }
 
 fn literal(entity: &Entity, p: &Property, v: &Value) -> Result<Literal, Error> {

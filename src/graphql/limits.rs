@@ -13,12 +13,13 @@
 //! one more would cost a layer on the hot path.
 
 use super::depth::depth;
+use super::errors::ErrorCode;
 use super::execution::Executed;
 use crate::model::{model, Cardinality};
 use crate::telemetry::Metrics;
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery};
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
-use async_graphql::{Error, ErrorExtensions, Response, ServerError, ServerResult, Value, Variables};
+use async_graphql::{Response, ServerError, ServerResult, Value, Variables};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -107,10 +108,8 @@ struct LimitsRun {
     relations: Arc<HashSet<String>>,
 }
 
-fn refuse(code: &'static str, message: String) -> ServerError {
-    Error::new(message)
-        .extend_with(|_, e| e.set("code", code))
-        .into_server_error(Default::default())
+fn refuse(code: ErrorCode, message: String) -> ServerError {
+    code.error(message).into_server_error(Default::default())
 }
 
 impl LimitsRun {
@@ -196,7 +195,7 @@ impl Extension for LimitsRun {
         let chars = query.chars().count();
         if chars > self.limits.max_document_chars {
             return Err(refuse(
-                "QUERY_TOO_LARGE",
+                ErrorCode::QueryTooLarge,
                 format!(
                     "The query is {chars} characters long; at most {} are accepted.",
                     self.limits.max_document_chars
@@ -217,7 +216,7 @@ impl Extension for LimitsRun {
         }
         if aliases > self.limits.max_aliases {
             return Err(refuse(
-                "TOO_MANY_ALIASES",
+                ErrorCode::TooManyAliases,
                 format!(
                     "The query uses {aliases} aliases; at most {} are accepted.",
                     self.limits.max_aliases
@@ -226,7 +225,7 @@ impl Extension for LimitsRun {
         }
         if cost > self.limits.max_cost {
             return Err(refuse(
-                "QUERY_TOO_COSTLY",
+                ErrorCode::QueryTooCostly,
                 format!("The query's cost is {cost} (each field 1, times the items of the lists above it); at most {} is accepted. Ask for smaller pages with `first`.", self.limits.max_cost),
             ));
         }
@@ -267,7 +266,7 @@ impl Extension for LimitsRun {
         let resp = match tokio::time::timeout(self.limits.deadline, run).await {
             Ok(r) => r,
             Err(_) => Response::from_errors(vec![refuse(
-                "DEADLINE_EXCEEDED",
+                ErrorCode::DeadlineExceeded,
                 format!(
                     "The operation did not finish within its deadline of {} ms.",
                     self.limits.deadline.as_millis()

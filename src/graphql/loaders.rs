@@ -4,15 +4,21 @@
 //! group, filtering the children's readable key on all the parents' values. Requests split only to
 //! stay under URL length limits. Loads are cached within a request, so identical loads are fetched
 //! once.
+//!
+//! Two ways in. Field resolvers enqueue keys one by one through async-graphql's `DataLoader`,
+//! which waits `--batch-delay` after the first key of a level for the others. The look-ahead
+//! prefetch knows every key of a level at once, so it does not wait: [`load_now`] sends the level
+//! straight through the loader's own [`Loader::load`] (the same grouping, so the same requests)
+//! and feeds what it found into the `DataLoader`'s cache, where the resolvers find it.
 
 use super::context::{GatewayState, RequestCtx};
 use crate::model::Entity;
 use crate::odata::query::children_of;
 use crate::odata::UpstreamError;
-use async_graphql::dataloader::Loader;
+use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use futures::future::try_join_all;
 use serde_json::{Map, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -100,6 +106,33 @@ pub struct RecordLoader {
 pub struct ChildLoader {
     pub state: Arc<GatewayState>,
     pub request: RequestCtx,
+}
+
+/// Loads a level whose keys are all known now: through `loader`'s own [`Loader::load`], at once
+/// (no batch delay: no other key of this level is coming), and feeds what it found into the
+/// loader's cache. Keys are sent once each, in their first order, so that two identical levels
+/// make identical upstream URLs (which the request memo then shares).
+///
+/// The load runs in the caller's future, not in a task: an operation that is dropped drops it and
+/// its upstream calls with it.
+pub async fn load_now<K, L>(
+    loader: &DataLoader<L, HashMapCache>,
+    keys: impl IntoIterator<Item = K>,
+) -> Result<HashMap<K, L::Value>, L::Error>
+where
+    K: Send + Sync + Hash + Eq + Clone + 'static,
+    L: Loader<K>,
+{
+    let mut seen = HashSet::new();
+    let keys: Vec<K> = keys.into_iter().filter(|k| seen.insert(k.clone())).collect();
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let found = loader.loader().load(&keys).await?;
+    loader
+        .feed_many(found.iter().map(|(k, v)| (k.clone(), v.clone())))
+        .await;
+    Ok(found)
 }
 
 fn group_by<K: Clone, G: Hash + Eq + Clone>(keys: &[K], group: impl Fn(&K) -> G) -> HashMap<G, Vec<K>> {
@@ -219,5 +252,75 @@ impl Loader<ChildKey> for ChildLoader {
             out.extend(found);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    /// The batches a loader was asked for, in order.
+    type Batches = Arc<Mutex<Vec<Vec<u32>>>>;
+
+    /// Answers every key with itself, writing down the batches it was asked for.
+    #[derive(Default)]
+    struct Echo {
+        batches: Batches,
+    }
+
+    impl Loader<u32> for Echo {
+        type Value = u32;
+        type Error = ();
+
+        async fn load(&self, keys: &[u32]) -> Result<HashMap<u32, u32>, ()> {
+            self.batches.lock().unwrap().push(keys.to_vec());
+            Ok(keys.iter().map(|k| (*k, *k)).collect())
+        }
+    }
+
+    /// A loader whose batch delay never ends within a test.
+    fn slow_loader() -> (DataLoader<Echo, HashMapCache>, Batches) {
+        let echo = Echo::default();
+        let batches = echo.batches.clone();
+        let loader =
+            DataLoader::with_cache(echo, tokio::spawn, HashMapCache::default()).delay(Duration::from_secs(3600));
+        (loader, batches)
+    }
+
+    #[tokio::test]
+    async fn a_known_level_is_sent_at_once_and_lands_in_the_cache() {
+        let (loader, batches) = slow_loader();
+        // Ready at its first poll: no batch delay, no task.
+        let found = load_now(&loader, [3, 1, 3, 2])
+            .now_or_never()
+            .expect("loaded without waiting")
+            .unwrap();
+        assert_eq!(found.len(), 3);
+        assert_eq!(
+            *batches.lock().unwrap(),
+            vec![vec![3, 1, 2]],
+            "one batch, each key once, in order"
+        );
+        // The resolvers' loads are cache hits: answered at once, with no second batch.
+        let cached = loader
+            .load_many([1, 2, 3])
+            .now_or_never()
+            .expect("served from the cache")
+            .unwrap();
+        assert_eq!(cached, found);
+        assert_eq!(batches.lock().unwrap().len(), 1);
+        // A key the level did not have still waits for the batch delay, as before.
+        assert!(loader.load_one(4).now_or_never().is_none());
+    }
+
+    #[tokio::test]
+    async fn an_empty_level_sends_nothing() {
+        let (loader, batches) = slow_loader();
+        let found = load_now(&loader, Vec::<u32>::new()).now_or_never().unwrap().unwrap();
+        assert!(found.is_empty());
+        assert!(batches.lock().unwrap().is_empty());
     }
 }

@@ -8,7 +8,8 @@
 //! - `cursor`: opaque, signed, query-bound cursors that carry the upstream `@odata.nextLink` position.
 //! - `budget`: the upstream budget: reads coalesced and cached per upstream identity.
 //! - `context`: shared state (upstream, labels, caches, settings) and the caller of a request.
-//! - `errors`: GraphQL errors with stable `extensions.code`.
+//! - `errors`: GraphQL errors with stable `extensions.code`; `warnings`: the operation's
+//!   `extensions.warnings` (fields whose property the upstream lacks).
 //! - `execution`: whether an operation was executed or stopped at parsing or validation.
 //! - `depth`: the depth limit, which introspection does not count against.
 //! - `tasks`: the loader batches an operation spawns, aborted when it ends or is dropped.
@@ -36,6 +37,7 @@ pub mod prefetch;
 pub mod resolve;
 pub mod tasks;
 pub mod types;
+pub mod warnings;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache};
 use async_graphql::dynamic::{Object, Schema, SchemaError};
@@ -80,6 +82,7 @@ pub fn build_schema(state: Option<Arc<GatewayState>>, limits: &SchemaLimits) -> 
         limits.depth,
         metrics,
     ));
+    builder = builder.extension(warnings::WarningsExtension);
     if let Some(state) = state {
         builder = builder.data(state);
     }

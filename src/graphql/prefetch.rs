@@ -7,16 +7,26 @@
 //! for all records at once, concurrently, level by level. The loaders cache what they load, so when
 //! the field resolvers run they find the records already there. The keys are built exactly as the
 //! resolvers build them (same selection, same compiled filter and order), or the cache would miss.
+//!
+//! A level is sent as soon as its parents are known. By then every key of the level is known too
+//! (the keys of all its relations, under all its parents), so nothing is gained by the loaders'
+//! batch delay: the level's to-one keys go out in one [`load_now`] through the record loader and
+//! its to-many keys in one through the child loader, concurrently. That is one upstream request
+//! per group of the level (split only by URL length), as the delayed batches would make, without
+//! the wait. The next level is the records the level brought, with the selections under its
+//! relations (relations at the same depth share their loads). Relations the upstream already
+//! brought inline (`$expand` pushdown) are fed to the caches and cost no load at all.
 
 use super::context::GatewayState;
 use super::filter::{compile_filter, compile_order};
-use super::loaders::{ChildGroup, ChildKey, ChildLoader, Record, RecordGroup, RecordKey, RecordLoader};
+use super::loaders::{load_now, ChildGroup, ChildKey, ChildLoader, Record, RecordGroup, RecordKey, RecordLoader};
 use super::resolve::select_for;
 use crate::model::{model, Entity, LookupSide, Relation};
 use async_graphql::dataloader::{DataLoader, HashMapCache};
 use async_graphql::{Context, SelectionField};
-use futures::future::{join_all, BoxFuture, FutureExt};
+use futures::future::{BoxFuture, FutureExt};
 use serde_json::Value as Json;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// What prefetching needs from the request.
@@ -46,89 +56,171 @@ pub fn prefetch<'a>(
     records: Vec<Record>,
 ) -> BoxFuture<'a, ()> {
     async move {
-        if records.is_empty() {
-            return;
+        let mut level = vec![Parents {
+            entity,
+            selection,
+            records,
+        }];
+        while !level.is_empty() {
+            level = load_level(loaders, level).await;
         }
-        let work = selection.into_iter().filter_map(|f| {
-            let r = entity.graphql.relations.iter().find(|r| r.field == f.name())?;
-            Some(prefetch_relation(loaders, entity, r, f, &records))
-        });
-        join_all(work.collect::<Vec<_>>()).await;
     }
     .boxed()
 }
 
-fn prefetch_relation<'a>(
-    loaders: Loaders<'a>,
+/// Records of one entity whose selected relations are to be loaded.
+struct Parents<'a> {
     entity: &'static Entity,
-    r: &'static Relation,
-    field: SelectionField<'a>,
-    records: &[Record],
-) -> BoxFuture<'a, ()> {
-    let target = model().by_logical_name(&r.target).expect("relation target in model");
-    let nested: Vec<SelectionField<'a>> = field.selection_set().collect();
-    match r.lookup_on {
-        LookupSide::This => {
-            let group = Arc::new(RecordGroup {
-                entity: target,
-                select: select_for(target, nested.iter().copied()),
-            });
-            let keys: Vec<RecordKey> = records
-                .iter()
-                .filter_map(|rec| rec.get(&r.lookup_property).and_then(Json::as_str))
-                .map(|id| RecordKey {
-                    group: group.clone(),
-                    id: id.to_ascii_lowercase(),
-                })
-                .collect();
-            let inline = expanded(records, &r.navigation_property);
-            let records_owned: Vec<Record> = if inline { records.to_vec() } else { Vec::new() };
-            async move {
-                if inline {
-                    // The upstream already sent them ($expand pushdown): feed the loader's cache.
-                    let found = records_of(&records_owned, r, &group);
-                    let rows: Vec<Record> = found.iter().map(|(_, v)| v.clone()).collect();
-                    loaders.records.feed_many(found).await;
-                    prefetch(loaders, target, nested, rows).await;
-                } else if let Ok(found) = loaders.records.load_many(keys).await {
-                    prefetch(loaders, target, nested, found.into_values().collect()).await;
-                }
-            }
-            .boxed()
-        }
-        LookupSide::Target => {
-            let Some(group) = child_group(loaders.state, target, r, &field, &nested) else {
-                return async {}.boxed();
-            };
-            let parent_key = r.parent_readable_key.clone().unwrap_or_default();
-            let keys: Vec<ChildKey> = records
-                .iter()
-                .filter_map(|rec| rec.get(&parent_key).and_then(Json::as_str).filter(|s| !s.is_empty()))
-                .map(|v| ChildKey {
-                    group: group.clone(),
-                    parent: v.to_string(),
-                })
-                .collect();
-            let _ = entity;
-            let inline = expanded(records, &r.navigation_property) && group.orderby.is_empty();
-            let fed: Vec<(ChildKey, Arc<Vec<Record>>)> = if inline {
-                children_of_expanded(records, r, &parent_key, &group)
-            } else {
-                Vec::new()
-            };
-            async move {
-                if inline {
-                    let rows: Vec<Record> = fed.iter().flat_map(|(_, v)| v.as_ref().clone()).collect();
-                    loaders.children.feed_many(fed).await;
-                    prefetch(loaders, target, nested, rows).await;
-                } else if let Ok(found) = loaders.children.load_many(keys).await {
-                    let rows: Vec<Record> = found.into_values().flat_map(|v| v.as_ref().clone()).collect();
-                    prefetch(loaders, target, nested, rows).await;
-                }
-            }
-            .boxed()
-        }
+    selection: Vec<SelectionField<'a>>,
+    records: Vec<Record>,
+}
+
+/// One selected relation of a level: where its records come from, and what is selected on them.
+struct Step<'a> {
+    target: &'static Entity,
+    nested: Vec<SelectionField<'a>>,
+    source: Source,
+}
+
+/// Where a relation's records come from.
+enum Source {
+    /// Brought inline by an `$expand` (already fed to the loader's cache).
+    Inline(Vec<Record>),
+    /// To-one records, by key.
+    Records(Vec<RecordKey>),
+    /// To-many children, by their parents' keys.
+    Children(Vec<ChildKey>),
+}
+
+/// Loads one level (all of it at once) and returns the next one.
+async fn load_level<'a>(loaders: Loaders<'a>, level: Vec<Parents<'a>>) -> Vec<Parents<'a>> {
+    let mut steps: Vec<Step<'a>> = Vec::new();
+    for parents in level.into_iter().filter(|p| !p.records.is_empty()) {
+        steps.extend(steps_of(loaders, parents).await);
     }
+    let record_keys = steps.iter().flat_map(|s| match &s.source {
+        Source::Records(keys) => keys.clone(),
+        _ => Vec::new(),
+    });
+    let child_keys = steps.iter().flat_map(|s| match &s.source {
+        Source::Children(keys) => keys.clone(),
+        _ => Vec::new(),
+    });
+    let (records, children) = futures::join!(
+        load_now(loaders.records, record_keys.collect::<Vec<_>>()),
+        load_now(loaders.children, child_keys.collect::<Vec<_>>()),
+    );
+    // A failed load leaves its relations to the resolvers (and their levels unloaded).
+    let (records, children) = (records.unwrap_or_default(), children.unwrap_or_default());
+    steps
+        .into_iter()
+        .map(|s| {
+            let rows = rows_of(s.source, &records, &children);
+            Parents {
+                entity: s.target,
+                selection: s.nested,
+                records: rows,
+            }
+        })
+        .filter(|p| !p.records.is_empty())
+        .collect()
+}
+
+/// The records a relation brought, from the level's loads.
+fn rows_of(
+    source: Source,
+    records: &HashMap<RecordKey, Record>,
+    children: &HashMap<ChildKey, Arc<Vec<Record>>>,
+) -> Vec<Record> {
+    match source {
+        Source::Inline(rows) => rows,
+        Source::Records(keys) => keys.iter().filter_map(|k| records.get(k).cloned()).collect(),
+        Source::Children(keys) => keys
+            .iter()
+            .filter_map(|k| children.get(k))
+            .flat_map(|rows| rows.iter().cloned())
+            .collect(),
+    }
+}
+
+/// The relations selected on `parents`, each with the keys it needs (or fed from an `$expand`).
+async fn steps_of<'a>(loaders: Loaders<'a>, parents: Parents<'a>) -> Vec<Step<'a>> {
+    let mut steps = Vec::new();
+    for field in parents.selection {
+        let Some(r) = parents
+            .entity
+            .graphql
+            .relations
+            .iter()
+            .find(|r| r.field == field.name())
+        else {
+            continue;
+        };
+        let target = model().by_logical_name(&r.target).expect("relation target in model");
+        let nested: Vec<SelectionField<'a>> = field.selection_set().collect();
+        let source = match r.lookup_on {
+            LookupSide::This => to_one(loaders, r, target, &nested, &parents.records).await,
+            LookupSide::Target => {
+                let Some(group) = child_group(loaders.state, target, r, &field, &nested) else {
+                    continue; // arguments the resolver will refuse, with its own error
+                };
+                to_many(loaders, r, group, &parents.records).await
+            }
+        };
+        steps.push(Step { target, nested, source });
+    }
+    steps
+}
+
+/// A to-one relation's keys under `records`, or its records when the upstream sent them inline.
+async fn to_one(
+    loaders: Loaders<'_>,
+    r: &'static Relation,
+    target: &'static Entity,
+    nested: &[SelectionField<'_>],
+    records: &[Record],
+) -> Source {
+    let group = Arc::new(RecordGroup {
+        entity: target,
+        select: select_for(target, nested.iter().copied()),
+    });
+    if expanded(records, &r.navigation_property) {
+        // The upstream already sent them ($expand pushdown): feed the loader's cache.
+        let found = records_of(records, r, &group);
+        let rows = found.iter().map(|(_, v)| v.clone()).collect();
+        loaders.records.feed_many(found).await;
+        return Source::Inline(rows);
+    }
+    let keys = records
+        .iter()
+        .filter_map(|rec| rec.get(&r.lookup_property).and_then(Json::as_str))
+        .map(|id| RecordKey {
+            group: group.clone(),
+            id: id.to_ascii_lowercase(),
+        })
+        .collect();
+    Source::Records(keys)
+}
+
+/// A to-many relation's parent keys under `records`, or its children when the upstream sent them
+/// inline (never with an order: an `$expand` is not asked for then).
+async fn to_many(loaders: Loaders<'_>, r: &'static Relation, group: Arc<ChildGroup>, records: &[Record]) -> Source {
+    let parent_key = r.parent_readable_key.clone().unwrap_or_default();
+    if expanded(records, &r.navigation_property) && group.orderby.is_empty() {
+        let fed = children_of_expanded(records, r, &parent_key, &group);
+        let rows = fed.iter().flat_map(|(_, v)| v.iter().cloned()).collect();
+        loaders.children.feed_many(fed).await;
+        return Source::Inline(rows);
+    }
+    let keys = records
+        .iter()
+        .filter_map(|rec| rec.get(&parent_key).and_then(Json::as_str).filter(|s| !s.is_empty()))
+        .map(|v| ChildKey {
+            group: group.clone(),
+            parent: v.to_string(),
+        })
+        .collect();
+    Source::Children(keys)
 }
 
 /// Whether every record carries the navigation property inline (an `$expand` answer).
@@ -154,9 +246,10 @@ fn records_of(records: &[Record], r: &Relation, group: &Arc<RecordGroup>) -> Vec
         .collect()
 }
 
-/// The `$expand` options that bring a page's first-level relations along with it, when the
-/// `expand_pushdown` setting is on: to-one relations, and to-many ones without `orderBy`
-/// (Dataverse allows `$select` and `$filter` inside a collection expand).
+/// The `$expand` options that bring a page's first-level relations along with it, as the
+/// pushdown plan decided at start allows (`ReadConfig::pushdown`) and only through navigation
+/// properties the upstream has: to-one relations, and to-many ones without `orderBy` (Dataverse
+/// allows `$select` and `$filter` inside a collection expand).
 pub fn pushdown_expands(
     state: &GatewayState,
     entity: &'static Entity,
@@ -169,6 +262,13 @@ pub fn pushdown_expands(
         };
         if out.iter().any(|e| e.navigation == r.navigation_property) {
             continue; // the same relation twice (aliases): the loader serves the second
+        }
+        let planned = match r.kind {
+            crate::model::Cardinality::One => state.config.pushdown.to_one,
+            crate::model::Cardinality::Many => state.config.pushdown.to_many,
+        };
+        if !planned || !state.upstream.naming().has_navigation(entity, &r.navigation_property) {
+            continue;
         }
         let target = model().by_logical_name(&r.target).expect("relation target in model");
         let nested: Vec<SelectionField<'_>> = f.selection_set().collect();

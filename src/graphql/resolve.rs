@@ -9,6 +9,7 @@ use super::loaders::{ChildGroup, ChildKey, ChildLoader, RecordGroup, RecordKey, 
 use super::prefetch::{prefetch, Loaders};
 use super::types::names;
 use crate::model::{model, Entity, LookupSide, PropType, Property, Relation};
+use crate::odata::calls::{with_top_skip, Paging};
 use crate::odata::client::MAX_PAGE_SIZE;
 use crate::odata::query::ODataQuery;
 use async_graphql::dataloader::{DataLoader, HashMapCache};
@@ -147,116 +148,7 @@ pub fn list_field(e: &'static Entity) -> Field {
     Field::new(
         &e.graphql.list_field,
         TypeRef::named_nn(names::connection(ty)),
-        move |ctx| {
-            FieldFuture::new(async move {
-                let st = state(&ctx)?;
-                let rq = request(&ctx)?;
-                let first = match ctx.args.get("first") {
-                    Some(v) if !v.is_null() => v.i64()?,
-                    _ => st.config.default_first as i64,
-                };
-                if first < 0 || first as usize > st.config.max_first {
-                    return Err(bad_input(format!(
-                        "`first` must be between 0 and {} (got {first}); page with `after` for more.",
-                        st.config.max_first
-                    )));
-                }
-                let first = first as usize;
-                let filter = match ctx.args.get("filter") {
-                    Some(v) if !v.is_null() => Some(compile_filter(e, v.as_value(), &st.labels(), st.config.dialect)?),
-                    _ => None,
-                };
-                let orderby = match ctx.args.get("orderBy") {
-                    Some(v) if !v.is_null() => compile_order(e, v.as_value())?,
-                    _ => Vec::new(),
-                };
-                let orderby = with_id_tiebreak(e, orderby);
-                let selection = ctx.field();
-                let select = select_for(e, node_selections(selection).into_iter());
-                let wants_total = selection.selection_set().any(|f| f.name() == "totalCount");
-                let query_id = QueryId::of(e, filter.as_deref(), &orderby);
-                let key = ctx.data::<Arc<CursorKey>>()?;
-                // Checked before anything goes upstream: a cursor this gateway did not issue for
-                // this query costs no request.
-                let start = match ctx.args.get("after") {
-                    Some(v) if !v.is_null() => {
-                        Some(Cursor::decode(v.string()?, key, &query_id, &e.entity_set).map_err(bad_input)?)
-                    }
-                    _ => None,
-                };
-                let q = ODataQuery {
-                    entity: e,
-                    key: None,
-                    select: select.clone(),
-                    filter: filter.clone(),
-                    orderby: orderby.clone(),
-                    top: None,
-                    expand: if st.config.expand_pushdown {
-                        super::prefetch::pushdown_expands(st, e, &node_selections(selection))
-                    } else {
-                        Vec::new()
-                    },
-                    count: wants_total,
-                };
-                // The page size is chosen once per chain (by its first page) and travels in the
-                // cursors: every link of the chain is requested with the size it was made with.
-                let (link, size, skip) = match &start {
-                    None => (q.to_relative_url(), first.clamp(1, MAX_PAGE_SIZE), 0),
-                    Some(c) => (c.link.clone(), c.size, c.resume_skip()),
-                };
-                let read = read_rows(st, rq, e, link, size, skip, first)
-                    .await
-                    .map_err(|err| upstream_error(&err))?;
-                let mut rows: Vec<Row> = Vec::with_capacity(read.rows.len());
-                let mut cursors = Vec::with_capacity(read.rows.len());
-                for (record, position) in read.rows {
-                    rows.push(Row {
-                        entity: e,
-                        record: Arc::new(record),
-                    });
-                    cursors.push(position.encode(key, &query_id));
-                }
-                // A continuation follows the link of its chain's first query, whose `$select` and
-                // `$count` may be narrower than this selection: what is missing is read again by id
-                // (one request), and the count asked for separately.
-                if start.is_some() {
-                    let linked = link_select(read.first_link.as_str());
-                    let missing = select.iter().any(|p| !linked.iter().any(|l| l == p));
-                    if missing && !rows.is_empty() {
-                        rows = reread_by_id(&ctx, e, &select, rows).await?;
-                    }
-                }
-                let total_count = match (wants_total, read.count) {
-                    (true, None) => {
-                        let counted = ODataQuery {
-                            select: vec![e.primary_key.clone()],
-                            expand: Vec::new(),
-                            count: true,
-                            ..q.clone()
-                        };
-                        st.fetch_page(e, &counted.to_relative_url(), rq, Some(1))
-                            .await
-                            .map_err(|err| upstream_error(&err))?
-                            .count
-                    }
-                    (_, count) => count,
-                };
-                let page_info = PageInfoValue {
-                    has_next_page: read.has_next_page,
-                    end_cursor: cursors.last().cloned(),
-                };
-                if let Some(loaders) = Loaders::from_context(&ctx) {
-                    let records = rows.iter().map(|r| r.record.clone()).collect();
-                    prefetch(loaders, e, node_selections(selection), records).await;
-                }
-                Ok(Some(FieldValue::owned_any(ConnectionValue {
-                    rows,
-                    cursors,
-                    page_info,
-                    total_count,
-                })))
-            })
-        },
+        move |ctx| FieldFuture::new(async move { resolve_list(&ctx, e).await.map(Some) }),
     )
     .argument(InputValue::new("filter", TypeRef::named(names::filter(ty))).description("Only the records that match."))
     .argument(
@@ -272,6 +164,177 @@ pub fn list_field(e: &'static Entity) -> Field {
             .description("A cursor from a previous page of the same query."),
     )
     .description(format!("{} records, a page at a time.", e.name))
+}
+
+/// A list field's arguments, checked and compiled, and what its selection needs.
+struct ListArgs {
+    first: usize,
+    filter: Option<String>,
+    orderby: Vec<(String, bool)>,
+    select: Vec<String>,
+    wants_total: bool,
+    query_id: QueryId,
+    /// The position to continue after (`after`), checked before anything goes upstream.
+    start: Option<Cursor>,
+}
+
+/// The rows of one page of a list field: read upstream, continued where a cursor says, completed
+/// (columns and count a continuation's chain did not ask for), then prefetched for the relations.
+async fn resolve_list<'a>(ctx: &ResolverContext<'a>, e: &'static Entity) -> async_graphql::Result<FieldValue<'a>> {
+    let st = state(ctx)?;
+    let rq = request(ctx)?;
+    let key = ctx.data::<Arc<CursorKey>>()?;
+    let args = list_args(ctx, st, e, key)?;
+    let selection = ctx.field();
+    let q = list_query(st, e, &args, selection);
+    let read = read_list(st, rq, e, &q, &args)
+        .await
+        .map_err(|err| upstream_error(&err))?;
+    let mut rows: Vec<Row> = Vec::with_capacity(read.rows.len());
+    let mut cursors = Vec::with_capacity(read.rows.len());
+    for (record, position) in read.rows {
+        rows.push(Row {
+            entity: e,
+            record: Arc::new(record),
+        });
+        cursors.push(position.encode(key, &args.query_id));
+    }
+    // A continuation follows the link of its chain's first query, whose `$select` may be
+    // narrower than this selection: what is missing is read again by id (one request).
+    if args.start.is_some() {
+        let linked = link_select(read.first_link.as_str());
+        let missing = args.select.iter().any(|p| !linked.iter().any(|l| l == p));
+        if missing && !rows.is_empty() {
+            rows = reread_by_id(ctx, e, &args.select, rows).await?;
+        }
+    }
+    let total_count = match (args.wants_total, read.count) {
+        (true, None) => count_only(st, rq, e, &q).await?,
+        (_, count) => count,
+    };
+    let page_info = PageInfoValue {
+        has_next_page: read.has_next_page,
+        end_cursor: cursors.last().cloned(),
+    };
+    if let Some(loaders) = Loaders::from_context(ctx) {
+        let records = rows.iter().map(|r| r.record.clone()).collect();
+        prefetch(loaders, e, node_selections(selection), records).await;
+    }
+    Ok(FieldValue::owned_any(ConnectionValue {
+        rows,
+        cursors,
+        page_info,
+        total_count,
+    }))
+}
+
+/// Checks and compiles a list field's arguments. A cursor this gateway did not issue for this
+/// query is refused here, so it costs no upstream request.
+fn list_args(
+    ctx: &ResolverContext<'_>,
+    st: &GatewayState,
+    e: &'static Entity,
+    key: &CursorKey,
+) -> async_graphql::Result<ListArgs> {
+    let first = match ctx.args.get("first") {
+        Some(v) if !v.is_null() => v.i64()?,
+        _ => st.config.default_first as i64,
+    };
+    if first < 0 || first as usize > st.config.max_first {
+        return Err(bad_input(format!(
+            "`first` must be between 0 and {} (got {first}); page with `after` for more.",
+            st.config.max_first
+        )));
+    }
+    let filter = match ctx.args.get("filter") {
+        Some(v) if !v.is_null() => Some(compile_filter(e, v.as_value(), &st.labels(), st.config.dialect)?),
+        _ => None,
+    };
+    let orderby = match ctx.args.get("orderBy") {
+        Some(v) if !v.is_null() => compile_order(e, v.as_value())?,
+        _ => Vec::new(),
+    };
+    super::warnings::refuse_missing(&st.upstream.naming(), e, filter.as_deref(), &orderby)?;
+    let orderby = with_id_tiebreak(e, orderby);
+    let selection = ctx.field();
+    let query_id = QueryId::of(e, filter.as_deref(), &orderby);
+    let start = match ctx.args.get("after") {
+        Some(v) if !v.is_null() => Some(Cursor::decode(v.string()?, key, &query_id, &e.entity_set).map_err(bad_input)?),
+        _ => None,
+    };
+    let select = select_for(e, node_selections(selection).into_iter());
+    let wants_total = selection.selection_set().any(|f| f.name() == "totalCount");
+    Ok(ListArgs {
+        first: first as usize,
+        filter,
+        orderby,
+        select,
+        wants_total,
+        query_id,
+        start,
+    })
+}
+
+/// The upstream query of a list field's first page.
+fn list_query(st: &GatewayState, e: &'static Entity, args: &ListArgs, selection: SelectionField<'_>) -> ODataQuery {
+    ODataQuery {
+        entity: e,
+        key: None,
+        select: args.select.clone(),
+        filter: args.filter.clone(),
+        orderby: args.orderby.clone(),
+        top: None,
+        expand: if st.config.pushdown.any() {
+            super::prefetch::pushdown_expands(st, e, &node_selections(selection))
+        } else {
+            Vec::new()
+        },
+        count: args.wants_total,
+    }
+}
+
+/// Reads a list field's rows: from the first page, or from where the cursor says, by next links
+/// with the chain's page size, or (a service that ignores `odata.maxpagesize`, or a cursor made
+/// against one) by `$top` and `$skip`.
+async fn read_list(
+    st: &Arc<GatewayState>,
+    rq: &RequestCtx,
+    e: &'static Entity,
+    q: &ODataQuery,
+    args: &ListArgs,
+) -> Result<ReadRows, crate::odata::UpstreamError> {
+    let first = args.first;
+    match &args.start {
+        None if st.config.paging == Paging::Top => read_rows_top(st, rq, e, q.to_relative_url(), 0, first).await,
+        // The page size is chosen once per chain (by its first page) and travels in the
+        // cursors: every link of the chain is requested with the size it was made with.
+        None => read_rows(st, rq, e, q.to_relative_url(), first.clamp(1, MAX_PAGE_SIZE), 0, first).await,
+        Some(c) => match c.offset {
+            Some(offset) => read_rows_top(st, rq, e, c.link.clone(), offset, first).await,
+            None => read_rows(st, rq, e, c.link.clone(), c.size, c.resume_skip(), first).await,
+        },
+    }
+}
+
+/// `@odata.count` of a list query, asked separately (a continuation whose chain did not count).
+async fn count_only(
+    st: &Arc<GatewayState>,
+    rq: &RequestCtx,
+    e: &'static Entity,
+    q: &ODataQuery,
+) -> async_graphql::Result<Option<u64>> {
+    let counted = ODataQuery {
+        select: vec![e.primary_key.clone()],
+        expand: Vec::new(),
+        count: true,
+        ..q.clone()
+    };
+    let (link, size) = st.config.paging.first_rows(&counted.to_relative_url(), 1);
+    Ok(st
+        .fetch_page(e, &link, rq, size)
+        .await
+        .map_err(|err| upstream_error(&err))?
+        .count)
 }
 
 /// The client's order with the primary key added as the last sort key, unless it is already one.
@@ -332,16 +395,7 @@ async fn read_rows(
         if page_no == 0 {
             out.count = page.count;
         }
-        let next = match &page.next_link {
-            None => None,
-            Some(n) => Some(Cursor::relative_link(&root, n).ok_or_else(|| {
-                crate::odata::UpstreamError::new(
-                    crate::odata::UpstreamErrorKind::InvalidResponse,
-                    None,
-                    "the upstream's @odata.nextLink is not under its service root; not following it",
-                )
-            })?),
-        };
+        let next = page.next_link.as_deref().map(|n| relative_next(&root, n)).transpose()?;
         let len = page.value.len();
         let wanted = first - out.rows.len();
         for (index, record) in page.value.into_iter().enumerate().skip(skip).take(wanted) {
@@ -350,11 +404,13 @@ async fn read_rows(
                     link: n.clone(),
                     size,
                     index: None,
+                    offset: None,
                 },
                 _ => Cursor {
                     link: link.clone(),
                     size,
                     index: Some(index),
+                    offset: None,
                 },
             };
             out.rows.push((record, position));
@@ -372,11 +428,80 @@ async fn read_rows(
             }
         }
     }
-    Err(crate::odata::UpstreamError::new(
+    Err(paging_does_not_end())
+}
+
+fn paging_does_not_end() -> crate::odata::UpstreamError {
+    crate::odata::UpstreamError::new(
         crate::odata::UpstreamErrorKind::InvalidResponse,
         None,
         "upstream paging does not end (a next link repeats or pages never run out)",
-    ))
+    )
+}
+
+/// An upstream `@odata.nextLink` relative to the service root `root`; one elsewhere is not
+/// followed.
+fn relative_next(root: &str, next: &str) -> Result<String, crate::odata::UpstreamError> {
+    Cursor::relative_link(root, next).ok_or_else(|| {
+        crate::odata::UpstreamError::new(
+            crate::odata::UpstreamErrorKind::InvalidResponse,
+            None,
+            "the upstream's @odata.nextLink is not under its service root; not following it",
+        )
+    })
+}
+
+/// Reads `first` rows of the query `query` (relative to the service root, without paging
+/// options) after its first `offset` rows, from a service that ignores `odata.maxpagesize`: one
+/// request with `$top` = `first + 1` (the extra row tells whether more follow) and `$skip` =
+/// `offset`, then the service's own next links if it pages by itself. Each row's cursor is the
+/// query and the number of rows up to and including it, so continuing costs one request again.
+async fn read_rows_top(
+    st: &Arc<GatewayState>,
+    rq: &RequestCtx,
+    e: &'static Entity,
+    query: String,
+    offset: usize,
+    first: usize,
+) -> Result<ReadRows, crate::odata::UpstreamError> {
+    let root = st.upstream.config().service_root.clone();
+    let top = first.saturating_add(1);
+    let mut link = with_top_skip(&query, top, offset);
+    let (mut records, mut count, mut seen) = (Vec::new(), None, std::collections::HashSet::new());
+    // Every page but an empty last one yields a row: more pages than rows is paging that does not end.
+    for page_no in 0..=top {
+        if !seen.insert(link.clone()) {
+            break;
+        }
+        let page = st.fetch_page(e, &link, rq, None).await?;
+        if page_no == 0 {
+            count = page.count;
+        }
+        records.extend(page.value);
+        match page.next_link {
+            Some(n) if records.len() < top => link = relative_next(&root, &n)?,
+            _ => {
+                let has_next_page = records.len() > first;
+                records.truncate(first);
+                let rows = records.into_iter().enumerate().map(|(i, record)| {
+                    let position = Cursor {
+                        link: query.clone(),
+                        size: top.clamp(1, MAX_PAGE_SIZE),
+                        index: None,
+                        offset: Some(offset + i + 1),
+                    };
+                    (record, position)
+                });
+                return Ok(ReadRows {
+                    rows: rows.collect(),
+                    has_next_page,
+                    count,
+                    first_link: query,
+                });
+            }
+        }
+    }
+    Err(paging_does_not_end())
 }
 
 /// The `$select` of a relative link, decoded (empty without one).
@@ -503,7 +628,10 @@ pub fn property_field(e: &'static Entity, p: &'static Property, ty: TypeRef) -> 
     Field::new(&p.graphql_field, ty, move |ctx| {
         FieldFuture::new(async move {
             let row = ctx.parent_value.try_downcast_ref::<Row>()?;
-            let raw = row.record.get(&p.name).unwrap_or(&Json::Null);
+            let Some(raw) = row.record.get(&p.name) else {
+                note_if_missing_upstream(&ctx, e, p)?;
+                return Ok(None);
+            };
             // Only option sets need the labels (a lock and a refcount per field otherwise).
             let value = match p.option_set {
                 Some(_) => to_graphql(e, p, raw, &state(&ctx)?.labels())?,
@@ -512,6 +640,16 @@ pub fn property_field(e: &'static Entity, p: &'static Property, ty: TypeRef) -> 
             Ok(value.map(FieldValue::value))
         })
     })
+}
+
+/// Notes a field whose property the upstream lacks, for the operation's one warning.
+fn note_if_missing_upstream(ctx: &ResolverContext<'_>, e: &Entity, p: &Property) -> async_graphql::Result<()> {
+    if state(ctx)?.upstream.naming().is_missing(e, &p.name) {
+        if let Some(fields) = ctx.data_opt::<super::warnings::MissingFields>() {
+            fields.note(&e.graphql.type_name, &p.graphql_field);
+        }
+    }
+    Ok(())
 }
 
 /// What `to_graphql` gets for properties that are not option sets.
@@ -539,7 +677,7 @@ pub fn to_graphql(
             "The upstream returned {raw} for `{}` of {}, which is not {what}.",
             p.graphql_field, e.graphql.type_name
         ))
-        .extend_with(|_, x| x.set("code", "UPSTREAM_INVALID_RESPONSE"))
+        .extend_with(|_, x| x.set("code", super::errors::ErrorCode::UpstreamInvalidResponse.as_str()))
     };
     if matches!(raw, Json::Array(_) | Json::Object(_)) {
         return Err(bad("a single value"));
@@ -647,6 +785,7 @@ pub fn to_many_field(e: &'static Entity, r: &'static Relation, ty: TypeRef) -> F
                 Some(v) if !v.is_null() => compile_order(target, v.as_value())?,
                 _ => Vec::new(),
             };
+            super::warnings::refuse_missing(&st.upstream.naming(), target, filter.as_deref(), &orderby)?;
             let nested: Vec<SelectionField<'_>> = ctx.field().selection_set().collect();
             let select = super::prefetch::child_select(target, child_key, &nested);
             let loader = ctx.data::<DataLoader<ChildLoader, HashMapCache>>()?;

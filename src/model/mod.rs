@@ -6,6 +6,10 @@
 //! - [`Model`] parses it at first use and offers lookups by entity set, logical name and GraphQL
 //!   type. Everything else (the emulator's tables and `$metadata`, the gateway's schema and its
 //!   OData queries) is derived from it: adding a property means editing the JSON, nothing else.
+//! - [`naming::Naming`] says how one upstream spells the model (renamed, missing and extra
+//!   properties, missing navigation properties) and translates names between the two.
+
+pub mod naming;
 
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -197,6 +201,11 @@ pub struct Property {
     /// Longest value the docs allow, where they say (most string lengths are undocumented).
     #[serde(default)]
     pub max_length: Option<usize>,
+    /// Other spellings an upstream may serve this property under (disputed in the docs, such as
+    /// `mshr_ismobile` for `mshr_ismobilephone`); the gateway picks the one its upstream's
+    /// `$metadata` has (see [`naming`]). The GraphQL field never changes.
+    #[serde(default)]
+    pub alternative_names: Vec<String>,
 }
 
 /// A GUID lookup to another table.

@@ -273,36 +273,30 @@ impl TokenSource {
         }
     }
 
-    /// One request to the token endpoint.
+    /// One request to the token endpoint: post the grant's form, then read a token or the
+    /// endpoint's refusal.
     async fn request_token_once(&self, app: &EntraApp, assertion: Option<&str>) -> Result<Arc<Token>, UpstreamError> {
         self.requested.fetch_add(1, Ordering::Relaxed);
-        let mut form: Vec<(&str, &str)> = vec![
-            ("client_id", &app.client_id),
-            ("client_secret", app.client_secret.expose()),
-            ("scope", &app.scope),
-        ];
-        match assertion {
-            None => form.push(("grant_type", "client_credentials")),
-            Some(a) => form.extend([
-                ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
-                ("requested_token_use", "on_behalf_of"),
-                ("assertion", a),
-            ]),
-        }
         let grant = if assertion.is_some() {
             "on-behalf-of"
         } else {
             "client-credentials"
         };
-        let body = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(&form)
-            .finish();
+        let (status, body) = self.post_form(app, token_form(app, assertion), grant).await?;
+        if (200..300).contains(&status) {
+            return token_from(status, &body, assertion);
+        }
+        Err(refusal(status, &body, assertion))
+    }
+
+    /// Posts a token request's form; the answer's status and body.
+    async fn post_form(&self, app: &EntraApp, form: String, grant: &str) -> Result<(u16, bytes::Bytes), UpstreamError> {
         let started = Instant::now();
         let resp = self
             .http
             .post(&app.token_url)
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
+            .body(form)
             .send()
             .await
             .map_err(|e| {
@@ -329,61 +323,90 @@ impl TokenSource {
             duration_ms = started.elapsed().as_millis() as u64,
             "token request"
         );
-        if (200..300).contains(&status) {
-            let t: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
-                UpstreamError::new(
-                    UpstreamErrorKind::InvalidResponse,
-                    Some(status),
-                    format!("the token endpoint's answer is not a token response: {e}"),
-                )
-            })?;
-            if !t
-                .token_type
-                .as_deref()
-                .unwrap_or("Bearer")
-                .eq_ignore_ascii_case("bearer")
-                || t.access_token.is_empty()
-            {
-                return Err(UpstreamError::new(
-                    UpstreamErrorKind::InvalidResponse,
-                    Some(status),
-                    "the token endpoint did not return a bearer token",
-                ));
-            }
-            let lifetime = Duration::from_secs(t.expires_in);
-            return Ok(Arc::new(Token {
-                bearer: Secret::new(format!("Bearer {}", t.access_token)),
-                renew_in: keep_for(lifetime, assertion.and_then(seconds_left)),
-            }));
-        }
-        let parsed = serde_json::from_slice::<TokenError>(&body).ok();
-        if let Some(e) = parsed
-            .as_ref()
-            .filter(|e| e.error == "interaction_required" && assertion.is_some())
-        {
-            return Err(UpstreamError::new(
-                UpstreamErrorKind::InteractionRequired { claims: e.claims.clone() },
-                Some(status),
-                format!(
-                    "the user must sign in again before the gateway may act on their behalf (Conditional Access): {}; send the `claims` of this error with the next sign-in",
-                    first_line(&e.error_description)
-                ),
-            ));
-        }
-        let detail = parsed
-            .map(|e| format!("{}: {}", e.error, first_line(&e.error_description)))
-            .unwrap_or_else(|| format!("HTTP {status}"));
-        let kind = if status >= 500 || status == 429 {
-            UpstreamErrorKind::Unavailable
-        } else {
-            UpstreamErrorKind::Unauthorized
-        };
-        let whose = match assertion {
-            None => "the token endpoint refused the gateway's client credentials",
-            Some(_) => "the token endpoint refused to exchange the caller's token for an upstream token (on-behalf-of)",
-        };
-        Err(UpstreamError::new(kind, Some(status), format!("{whose}: {detail}")))
+        Ok((status, body))
     }
+}
+
+/// The form of a token request: client credentials, or (with the caller's token as `assertion`)
+/// the on-behalf-of exchange.
+fn token_form(app: &EntraApp, assertion: Option<&str>) -> String {
+    let mut form: Vec<(&str, &str)> = vec![
+        ("client_id", &app.client_id),
+        ("client_secret", app.client_secret.expose()),
+        ("scope", &app.scope),
+    ];
+    match assertion {
+        None => form.push(("grant_type", "client_credentials")),
+        Some(a) => form.extend([
+            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+            ("requested_token_use", "on_behalf_of"),
+            ("assertion", a),
+        ]),
+    }
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&form)
+        .finish()
+}
+
+/// The bearer token of a 2xx answer, cached for [`keep_for`].
+fn token_from(status: u16, body: &[u8], assertion: Option<&str>) -> Result<Arc<Token>, UpstreamError> {
+    let t: TokenResponse = serde_json::from_slice(body).map_err(|e| {
+        UpstreamError::new(
+            UpstreamErrorKind::InvalidResponse,
+            Some(status),
+            format!("the token endpoint's answer is not a token response: {e}"),
+        )
+    })?;
+    if !t
+        .token_type
+        .as_deref()
+        .unwrap_or("Bearer")
+        .eq_ignore_ascii_case("bearer")
+        || t.access_token.is_empty()
+    {
+        return Err(UpstreamError::new(
+            UpstreamErrorKind::InvalidResponse,
+            Some(status),
+            "the token endpoint did not return a bearer token",
+        ));
+    }
+    let lifetime = Duration::from_secs(t.expires_in);
+    Ok(Arc::new(Token {
+        bearer: Secret::new(format!("Bearer {}", t.access_token)),
+        renew_in: keep_for(lifetime, assertion.and_then(seconds_left)),
+    }))
+}
+
+/// The error of a refused token request: the user must sign in again (on-behalf-of, with the
+/// claims challenge), the endpoint is down (5xx, 429), or the credentials were refused.
+fn refusal(status: u16, body: &[u8], assertion: Option<&str>) -> UpstreamError {
+    let parsed = serde_json::from_slice::<TokenError>(body).ok();
+    if let Some(e) = parsed
+        .as_ref()
+        .filter(|e| e.error == "interaction_required" && assertion.is_some())
+    {
+        return UpstreamError::new(
+            UpstreamErrorKind::InteractionRequired { claims: e.claims.clone() },
+            Some(status),
+            format!(
+                "the user must sign in again before the gateway may act on their behalf (Conditional Access): {}; send the `claims` of this error with the next sign-in",
+                first_line(&e.error_description)
+            ),
+        );
+    }
+    let detail = parsed
+        .map(|e| format!("{}: {}", e.error, first_line(&e.error_description)))
+        .unwrap_or_else(|| format!("HTTP {status}"));
+    let kind = if status >= 500 || status == 429 {
+        UpstreamErrorKind::Unavailable
+    } else {
+        UpstreamErrorKind::Unauthorized
+    };
+    let whose = match assertion {
+        None => "the token endpoint refused the gateway's client credentials",
+        Some(_) => "the token endpoint refused to exchange the caller's token for an upstream token (on-behalf-of)",
+    };
+    UpstreamError::new(kind, Some(status), format!("{whose}: {detail}"))
 }
 
 /// How long a token of `lifetime` stays cached: until a quarter of its lifetime (at most five

@@ -46,6 +46,7 @@ impl Upstream {
         if items.is_empty() {
             return Ok(Vec::new());
         }
+        let (items, entities) = self.spelled_batch(items)?;
         for item in &items {
             let parts = match item {
                 BatchRequestItem::Request(p) => std::slice::from_ref(p),
@@ -72,13 +73,17 @@ impl Upstream {
             .header("content-type")
             .and_then(|ct| batch::boundary_from_content_type(ct).ok());
         match multipart {
-            Some(boundary) => batch::read_batch_response(&boundary, &raw.body).map_err(|e| {
-                UpstreamError::new(
-                    UpstreamErrorKind::InvalidResponse,
-                    Some(raw.status),
-                    format!("upstream $batch response is not valid multipart: {}", e.message),
-                )
-            }),
+            Some(boundary) => {
+                let mut parts = batch::read_batch_response(&boundary, &raw.body).map_err(|e| {
+                    UpstreamError::new(
+                        UpstreamErrorKind::InvalidResponse,
+                        Some(raw.status),
+                        format!("upstream $batch response is not valid multipart: {}", e.message),
+                    )
+                })?;
+                self.batch_rows_to_model(&entities, &mut parts);
+                Ok(parts)
+            }
             None if (200..300).contains(&raw.status) => Err(UpstreamError::invalid_response(
                 Some(raw.status),
                 "to $batch is not multipart/mixed",

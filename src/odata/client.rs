@@ -31,8 +31,6 @@ pub const MAX_PAGE_SIZE: usize = 5000;
 pub struct UpstreamConfig {
     /// Such as `https://org.crm.dynamics.com/api/data/v9.2/`; a missing final `/` is added.
     pub service_root: String,
-    /// `Prefer: odata.maxpagesize` for [`Upstream::get_all`] (capped at 5000).
-    pub max_page_size: usize,
     /// Timeout of one attempt, from sending to the end of the body.
     pub timeout: Duration,
     /// Timeout of opening a connection.
@@ -45,12 +43,11 @@ pub struct UpstreamConfig {
 }
 
 impl UpstreamConfig {
-    /// Defaults: pages of 1000, 60 s per request (F&O virtual tables are slow, contract §13),
+    /// Defaults: 60 s per request (F&O virtual tables are slow, contract §13),
     /// 10 s to connect, and [`ResilienceConfig::default`].
     pub fn new(service_root: impl Into<String>) -> Self {
         UpstreamConfig {
             service_root: service_root.into(),
-            max_page_size: 1000,
             timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
             user_agent: concat!("ats-gateway/", env!("CARGO_PKG_VERSION")).to_string(),
@@ -72,6 +69,8 @@ pub struct Upstream {
     breaker: CircuitBreaker,
     gates: Gates,
     tokens: super::auth::TokenSource,
+    /// How the upstream spells the model (from its `$metadata`; see [`super::spelling`]).
+    naming: std::sync::RwLock<std::sync::Arc<crate::model::naming::Naming>>,
 }
 
 /// Holds the observer; `Debug` says only whether one is set.
@@ -145,7 +144,18 @@ impl Upstream {
             requests: AtomicU64::new(0),
             per_set: Mutex::new(BTreeMap::new()),
             observer: std::sync::OnceLock::new(),
+            naming: Default::default(),
         })
+    }
+
+    /// How the upstream spells the model (the model's own names until [`Upstream::set_naming`]).
+    pub fn naming(&self) -> std::sync::Arc<crate::model::naming::Naming> {
+        self.naming.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Sets how the upstream spells the model (after `$metadata` reconciliation at start).
+    pub fn set_naming(&self, naming: crate::model::naming::Naming) {
+        *self.naming.write().unwrap_or_else(|p| p.into_inner()) = std::sync::Arc::new(naming);
     }
 
     pub fn config(&self) -> &UpstreamConfig {
@@ -249,25 +259,9 @@ impl Upstream {
     ) -> Result<Raw, UpstreamError> {
         let started = Instant::now();
         let deadline = resilience::current_deadline().unwrap_or(started + self.config.timeout);
-        let mut headers = HeaderMap::new();
-        headers.insert("accept", HeaderValue::from_static("application/json"));
-        headers.insert("odata-maxversion", HeaderValue::from_static("4.0"));
-        headers.insert("odata-version", HeaderValue::from_static("4.0"));
-        if method == Method::GET {
-            // Avoids stale cached collection expands (contract §2, §12).
-            headers.insert("if-none-match", HeaderValue::from_static("null"));
-        }
-        let mut credential = self.credential(auth, deadline).await?;
+        let mut headers = request_headers(&method, extra, body.as_ref().map(|(ct, _)| ct.as_str()));
+        let credential = self.credential(auth, deadline).await?;
         set_authorization(&mut headers, &credential)?;
-        for (name, value) in extra {
-            let name = HeaderName::from_bytes(name.as_bytes()).expect("header names here are constants");
-            let value = HeaderValue::from_str(value).expect("header values here are built from ASCII");
-            headers.append(name, value);
-        }
-        if let Some((content_type, _)) = &body {
-            let value = HeaderValue::from_str(content_type).expect("content types here are ASCII");
-            headers.insert(CONTENT_TYPE, value);
-        }
         let body = body.map(|(_, bytes)| bytes::Bytes::from(bytes));
         let admission = self.breaker.admit().map_err(|retry_in| {
             UpstreamError::not_sent(
@@ -278,25 +272,40 @@ impl Upstream {
                 ),
             )
         })?;
+        let call = Call {
+            method: &method,
+            url,
+            auth,
+            body,
+            policy,
+            deadline,
+        };
+        self.attempts(&call, headers, credential, admission).await
+    }
+
+    /// The attempts of one call: each in a slot of the caller's gate; a 401 refreshes the token
+    /// once; other failures are retried as the policy, the retry budget, the breaker and the
+    /// deadline allow. The admission is finished with the call's health.
+    async fn attempts(
+        &self,
+        call: &Call<'_>,
+        mut headers: HeaderMap,
+        mut credential: super::auth::Credential,
+        admission: resilience::Admission<'_>,
+    ) -> Result<Raw, UpstreamError> {
         let gate = self.gates.gate(&credential.identity);
-        let cfg = &self.config.resilience;
-        let (mut retries, mut throttled) = (0u32, 0u32);
-        let mut refreshed = false;
-        let mut held = None;
+        let mut tries = Tries::default();
         for attempt in 1.. {
-            let entered = match held.take() {
-                Some(permit) => gate.wait_out_pause(deadline).await.map(|()| permit),
-                None => gate.enter(deadline).await,
+            let entered = match tries.held.take() {
+                Some(permit) => gate.wait_out_pause(call.deadline).await.map(|()| permit),
+                None => gate.enter(call.deadline).await,
             };
             let permit = match entered {
                 Ok(p) => p,
-                Err(e) => {
-                    admission.finish(Health::Neutral);
-                    return Err(e);
-                }
+                Err(e) => return finish(admission, Health::Neutral, Err(e)),
             };
             let outcome = self
-                .exchange(&method, url, headers.clone(), body.clone(), attempt)
+                .exchange(call.method, call.url, headers.clone(), call.body.clone(), attempt)
                 .await;
             let failure = match &outcome {
                 Ok(raw) if (200..300).contains(&raw.status) => None,
@@ -304,62 +313,27 @@ impl Upstream {
                 Err(e) => Some(e.clone()),
             };
             let Some(err) = failure else {
-                admission.finish(Health::Healthy);
-                return outcome;
+                return finish(admission, Health::Healthy, outcome);
             };
-            if err.status == Some(401) && !refreshed && self.tokens.can_refresh() {
+            if err.status == Some(401) && !tries.refreshed && self.tokens.can_refresh() {
                 // An expired or revoked token: one new token, one more attempt.
-                refreshed = true;
+                tries.refreshed = true;
                 drop(permit);
                 self.tokens.rejected(&credential).await;
-                match self.credential(auth, deadline).await {
+                match self.credential(call.auth, call.deadline).await {
                     Ok(c) => credential = c,
-                    Err(e) => {
-                        admission.finish(Health::Neutral);
-                        return Err(e);
-                    }
+                    Err(e) => return finish(admission, Health::Neutral, Err(e)),
                 }
                 set_authorization(&mut headers, &credential)?;
                 continue;
             }
-            let throttle = match err.kind {
-                UpstreamErrorKind::Throttled { retry_after } => Some(retry_after),
-                _ => None,
+            let Some((wait, throttled)) = self.retry_wait(call, &gate, &err, &tries, &admission) else {
+                self.log_failure(call, &err, attempt);
+                return finish(admission, Health::of(&err), outcome);
             };
-            let wait = match throttle {
-                Some(retry_after) => {
-                    let wait = resilience::throttle_wait(cfg, retry_after, throttled + 1);
-                    gate.pause(Instant::now() + retry_after.unwrap_or(wait));
-                    wait
-                }
-                None => resilience::backoff(cfg, retries + 1),
-            };
-            let within_budget = match throttle {
-                Some(_) => throttled < resilience::MAX_THROTTLED_RETRIES,
-                None => retries < cfg.max_retries,
-            };
-            let breaker_allows = admission.is_probe() || !self.breaker.is_open();
-            let retry = policy.allows(&err) && within_budget && breaker_allows && Instant::now() + wait < deadline;
-            if !retry {
-                // An outage or a broken answer is the operator's business (a refusal is the
-                // caller's); the URL's literal values are hidden.
-                if err.is_retryable() || err.kind == UpstreamErrorKind::InvalidResponse {
-                    tracing::warn!(
-                        %method,
-                        entity_set = %first_segment(&self.config.service_root, url),
-                        url = %super::redact::redact_url(url),
-                        upstream.status = err.status,
-                        error.code = err.code(),
-                        attempts = attempt,
-                        "upstream call failed"
-                    );
-                }
-                admission.finish(Health::of(&err));
-                return outcome;
-            }
             tracing::debug!(
-                %method,
-                url = %super::redact::redact_url(url),
+                method = %call.method,
+                url = %super::redact::redact_url(call.url),
                 upstream.status = err.status,
                 error.code = err.code(),
                 attempt,
@@ -368,16 +342,65 @@ impl Upstream {
             );
             // A throttled caller keeps its slot while it waits (the whole identity is paused
             // anyway), so that it goes first when the pause ends; other failures give it up.
-            if throttle.is_some() {
-                held = Some(permit);
-                throttled += 1;
+            if throttled {
+                tries.held = Some(permit);
+                tries.throttled += 1;
             } else {
                 drop(permit);
-                retries += 1;
+                tries.retries += 1;
             }
             tokio::time::sleep(wait).await;
         }
         unreachable!("the attempts loop returns")
+    }
+
+    /// How long to wait before retrying `err`, and whether it was a throttle (which pauses the
+    /// caller's whole gate until its `Retry-After`); `None`: not retried (the policy, the retry
+    /// budget, an open breaker or the deadline says no).
+    fn retry_wait(
+        &self,
+        call: &Call<'_>,
+        gate: &resilience::Gate,
+        err: &UpstreamError,
+        tries: &Tries,
+        admission: &resilience::Admission<'_>,
+    ) -> Option<(Duration, bool)> {
+        let cfg = &self.config.resilience;
+        let throttle = match err.kind {
+            UpstreamErrorKind::Throttled { retry_after } => Some(retry_after),
+            _ => None,
+        };
+        let wait = match throttle {
+            Some(retry_after) => {
+                let wait = resilience::throttle_wait(cfg, retry_after, tries.throttled + 1);
+                gate.pause(Instant::now() + retry_after.unwrap_or(wait));
+                wait
+            }
+            None => resilience::backoff(cfg, tries.retries + 1),
+        };
+        let within_budget = match throttle {
+            Some(_) => tries.throttled < resilience::MAX_THROTTLED_RETRIES,
+            None => tries.retries < cfg.max_retries,
+        };
+        let breaker_allows = admission.is_probe() || !self.breaker.is_open();
+        let retry = call.policy.allows(err) && within_budget && breaker_allows && Instant::now() + wait < call.deadline;
+        retry.then_some((wait, throttle.is_some()))
+    }
+
+    /// Logs a call that failed for good: an outage or a broken answer is the operator's business
+    /// (a refusal is the caller's); the URL's literal values are hidden.
+    fn log_failure(&self, call: &Call<'_>, err: &UpstreamError, attempts: u32) {
+        if err.is_retryable() || err.kind == UpstreamErrorKind::InvalidResponse {
+            tracing::warn!(
+                method = %call.method,
+                entity_set = %first_segment(&self.config.service_root, call.url),
+                url = %super::redact::redact_url(call.url),
+                upstream.status = err.status,
+                error.code = err.code(),
+                attempts,
+                "upstream call failed"
+            );
+        }
     }
 
     /// The readiness probe: one GET of the service document with the gateway's own credential,
@@ -488,6 +511,54 @@ impl Upstream {
             body: body.to_vec(),
         })
     }
+}
+
+/// One call as [`Upstream::send`] received it.
+struct Call<'a> {
+    method: &'a Method,
+    url: &'a str,
+    auth: Option<&'a str>,
+    body: Option<bytes::Bytes>,
+    policy: RetryPolicy,
+    deadline: Instant,
+}
+
+/// What the attempts of one call have used so far.
+#[derive(Default)]
+struct Tries {
+    retries: u32,
+    throttled: u32,
+    refreshed: bool,
+    /// The slot a throttled attempt kept for the next one.
+    held: Option<resilience::Slot>,
+}
+
+/// Finishes the breaker's admission of a call with `health` and returns its result.
+fn finish<T>(admission: resilience::Admission<'_>, health: Health, result: T) -> T {
+    admission.finish(health);
+    result
+}
+
+/// The OData headers of contract §12 for a request, the call's own (`extra`) and its content type.
+fn request_headers(method: &Method, extra: &[(&str, String)], content_type: Option<&str>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert("accept", HeaderValue::from_static("application/json"));
+    headers.insert("odata-maxversion", HeaderValue::from_static("4.0"));
+    headers.insert("odata-version", HeaderValue::from_static("4.0"));
+    if method == Method::GET {
+        // Avoids stale cached collection expands (contract §2, §12).
+        headers.insert("if-none-match", HeaderValue::from_static("null"));
+    }
+    for (name, value) in extra {
+        let name = HeaderName::from_bytes(name.as_bytes()).expect("header names here are constants");
+        let value = HeaderValue::from_str(value).expect("header values here are built from ASCII");
+        headers.append(name, value);
+    }
+    if let Some(content_type) = content_type {
+        let value = HeaderValue::from_str(content_type).expect("content types here are ASCII");
+        headers.insert(CONTENT_TYPE, value);
+    }
+    headers
 }
 
 /// Puts the credential's `Authorization` header (marked sensitive) on a request, or none.

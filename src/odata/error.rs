@@ -38,7 +38,7 @@ pub enum UpstreamErrorKind {
     Timeout,
     /// A 2xx whose body is not what OData promises (invalid JSON, truncated, wrong shape).
     InvalidResponse,
-    /// More rows match than the caller allowed (see [`super::Upstream::get_all`]).
+    /// More rows match than the caller allowed (see [`super::calls::collect_all`]).
     TooManyRows,
     Other,
 }

@@ -10,40 +10,21 @@
 //!
 //! Typed literals (GUIDs, dates, date-times, numbers) are validated and written bare, as OData
 //! 4.0 wants them; a malformed one is refused rather than passed through, so it cannot carry text
-//! into the filter either.
+//! into the filter either. Their formats (and string quoting) are the OData vocabulary shared with
+//! the emulator ([`crate::vocabulary::literals`]); this module says what the gateway accepts.
 
 use super::filter::Literal;
 use crate::model::PropType;
+use crate::vocabulary::literals::{self, DateTimeSyntax};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
-/// A single-quoted OData string literal: `O'Bryan` becomes `'O''Bryan'`.
-pub fn string_literal(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('\'');
-    for c in value.chars() {
-        if c == '\'' {
-            out.push('\'');
-        }
-        out.push(c);
-    }
-    out.push('\'');
-    out
-}
+/// A single-quoted OData string literal (`O'Bryan` becomes `'O''Bryan'`): the shared vocabulary's.
+pub use crate::vocabulary::string_literal;
 
-/// Escapes SQL Server `LIKE` wildcards for the value of `contains`, `startswith` or `endswith`:
-/// `%` -> `[%]`, `_` -> `[_]`, `[` -> `[[]`. The result still needs [`string_literal`].
-pub fn like_escape(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '%' => out.push_str("[%]"),
-            '_' => out.push_str("[_]"),
-            '[' => out.push_str("[[]"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
+/// Escapes SQL Server `LIKE` wildcards for the value of `contains`, `startswith` or `endswith`
+/// (`%` -> `[%]`, `_` -> `[_]`, `[` -> `[[]`): the shared vocabulary's. The result still needs
+/// [`string_literal`].
+pub use crate::vocabulary::literals::like_escape;
 
 /// Characters encoded in a query option value. The brief's set (`% & + # / ? = ; space ' " [ ]`)
 /// plus everything a URL may not carry raw (controls, `< > \ ^ ` { | }`); non-ASCII is always
@@ -113,30 +94,24 @@ pub fn guid(value: &str) -> Result<String, String> {
         .strip_prefix('{')
         .and_then(|v| v.strip_suffix('}'))
         .unwrap_or(value);
-    let ok = inner.len() == 36
-        && inner.char_indices().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => c == '-',
-            _ => c.is_ascii_hexdigit(),
-        });
-    if ok {
-        Ok(inner.to_ascii_lowercase())
-    } else {
-        Err(format!("{value:?} is not a GUID (expected 8-4-4-4-12 hex digits)"))
-    }
+    literals::guid(inner).ok_or_else(|| format!("{value:?} is not a GUID (expected 8-4-4-4-12 hex digits)"))
 }
 
 /// A date-only literal, `YYYY-MM-DD`, checked against the calendar.
 pub fn date(value: &str) -> Result<String, String> {
-    parse_date(value)
-        .map(|(y, m, d)| format!("{y:04}-{m:02}-{d:02}"))
+    literals::date(value)
+        .map(literals::date_text)
         .ok_or_else(|| format!("{value:?} is not a date (expected YYYY-MM-DD)"))
 }
 
 /// A date-time literal in UTC, `YYYY-MM-DDTHH:MM:SSZ`. Accepts an ISO 8601 / RFC 3339 value
 /// with `Z` or a `±HH:MM` offset (converted to UTC, because Dataverse stores UTC) and optional
-/// fractional seconds (kept: dropping them would move a `gt` / `lt` boundary).
+/// fractional seconds (kept: dropping them would move a `gt` / `lt` boundary). The spelling is
+/// RFC 3339's ([`DateTimeSyntax::Rfc3339`]: seconds and the offset are required).
 pub fn datetime(value: &str) -> Result<String, String> {
-    parse_datetime(value).ok_or_else(|| format!("{value:?} is not a date-time (expected YYYY-MM-DDTHH:MM:SSZ)"))
+    literals::datetime(value, DateTimeSyntax::Rfc3339)
+        .map(literals::utc_text)
+        .ok_or_else(|| format!("{value:?} is not a date-time (expected YYYY-MM-DDTHH:MM:SSZ)"))
 }
 
 /// A number literal; NaN and infinities have no OData spelling. Rust's `Display` for `f64`
@@ -165,120 +140,10 @@ pub fn typed_literal(ty: PropType, lit: &Literal) -> Result<String, String> {
         (PropType::Decimal | PropType::Double, Literal::Float(x)) => float(*x),
         (PropType::Date, Literal::Date(s)) => date(s),
         (PropType::Datetime, Literal::DateTime(s)) => datetime(s),
-        (PropType::Datetime, Literal::Date(s)) => date(s).map(|d| format!("{d}T00:00:00Z")),
+        (PropType::Datetime, Literal::Date(s)) => date(s).map(|d| literals::midnight_utc(&d)),
         (PropType::OptionSet, Literal::Option(n)) => Ok(n.to_string()),
         (ty, lit) => Err(format!("{} does not fit a {ty:?} property", lit.kind())),
     }
-}
-
-fn digits(s: &str) -> Option<u32> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
-}
-
-fn days_in_month(y: i64, m: u32) -> u32 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        _ => 28,
-    }
-}
-
-fn parse_date(s: &str) -> Option<(i64, u32, u32)> {
-    let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let y = digits(&s[0..4])? as i64;
-    let m = digits(&s[5..7])?;
-    let d = digits(&s[8..10])?;
-    if y == 0 || !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
-        return None;
-    }
-    Some((y, m, d))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = m as i64;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
-}
-
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-fn parse_datetime(s: &str) -> Option<String> {
-    let (date_part, rest) = (s.get(..10)?, s.get(10..)?);
-    let (y, mo, d) = parse_date(date_part)?;
-    let rest = rest.strip_prefix(['T', 't'])?;
-    let b = rest.as_bytes();
-    if b.len() < 9 || b[2] != b':' || b[5] != b':' {
-        return None;
-    }
-    let (h, mi, sec) = (digits(&rest[0..2])?, digits(&rest[3..5])?, digits(&rest[6..8])?);
-    if h > 23 || mi > 59 || sec > 59 {
-        return None;
-    }
-    let mut tail = &rest[8..];
-    let mut fraction = "";
-    if let Some(f) = tail.strip_prefix('.') {
-        let n = f.bytes().take_while(u8::is_ascii_digit).count();
-        if n == 0 || n > 9 {
-            return None;
-        }
-        fraction = &f[..n];
-        tail = &f[n..];
-    }
-    let offset_minutes: i64 = match tail {
-        "Z" | "z" => 0,
-        _ => {
-            let sign = match tail.as_bytes().first()? {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            let o = &tail[1..];
-            if o.len() != 5 || o.as_bytes()[2] != b':' {
-                return None;
-            }
-            let (oh, om) = (digits(&o[0..2])?, digits(&o[3..5])?);
-            if oh > 23 || om > 59 {
-                return None;
-            }
-            sign * (oh as i64 * 60 + om as i64)
-        }
-    };
-    let minutes = days_from_civil(y, mo, d) * 1440 + h as i64 * 60 + mi as i64 - offset_minutes;
-    let (y, mo, d) = civil_from_days(minutes.div_euclid(1440));
-    if !(1..=9999).contains(&y) {
-        return None;
-    }
-    let m = minutes.rem_euclid(1440);
-    let fraction = fraction.trim_end_matches('0');
-    let dot = if fraction.is_empty() { "" } else { "." };
-    Some(format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{sec:02}{dot}{fraction}Z",
-        m / 60,
-        m % 60
-    ))
 }
 
 #[cfg(test)]
@@ -345,6 +210,25 @@ mod tests {
         assert!(datetime("2024-01-01T00:00:00").is_err());
         assert!(datetime("0001-01-01T00:00:00+01:00").is_err());
         assert!(datetime("2024-01-01T00:00:00Zx").is_err());
+    }
+
+    #[test]
+    fn datetime_edges_leap_days_year_9999_offsets_and_fractions() {
+        assert_eq!(datetime("2024-02-29T12:00:00Z").unwrap(), "2024-02-29T12:00:00Z");
+        assert!(datetime("2023-02-29T12:00:00Z").is_err());
+        assert_eq!(datetime("9999-12-31T23:59:59Z").unwrap(), "9999-12-31T23:59:59Z");
+        assert!(datetime("9999-12-31T23:59:59-00:01").is_err());
+        assert_eq!(datetime("2024-03-01T00:30:00+01:00").unwrap(), "2024-02-29T23:30:00Z");
+        assert_eq!(datetime("2024-01-01t00:00:00z").unwrap(), "2024-01-01T00:00:00Z");
+        // Seven digits, as .NET writes ticks; more than nine is refused rather than rounded.
+        assert_eq!(
+            datetime("2024-01-01T00:00:00.1234500Z").unwrap(),
+            "2024-01-01T00:00:00.12345Z"
+        );
+        assert!(datetime("2024-01-01T00:00:00.1234567890Z").is_err());
+        assert!(datetime("2024-01-01T00:00Z").is_err());
+        assert_eq!(date("9999-12-31").unwrap(), "9999-12-31");
+        assert!(date("0000-12-31").is_err());
     }
 
     #[test]

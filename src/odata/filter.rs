@@ -32,6 +32,7 @@ use super::escape;
 use super::options::OptionSetLabels;
 use super::query::Dialect;
 use crate::model::{model, Entity, PropType, Property};
+pub use crate::vocabulary::{CmpOp, StrFunc};
 use std::fmt::Write;
 
 /// A filter on one entity's properties (OData names, as in the model).
@@ -58,47 +59,6 @@ pub enum Filter {
         property: String,
         is_null: bool,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CmpOp {
-    Eq,
-    Ne,
-    Gt,
-    Ge,
-    Lt,
-    Le,
-}
-
-impl CmpOp {
-    fn keyword(self) -> &'static str {
-        match self {
-            CmpOp::Eq => "eq",
-            CmpOp::Ne => "ne",
-            CmpOp::Gt => "gt",
-            CmpOp::Ge => "ge",
-            CmpOp::Lt => "lt",
-            CmpOp::Le => "le",
-        }
-    }
-}
-
-/// The three string functions Dataverse supports (contract §2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StrFunc {
-    Contains,
-    StartsWith,
-    EndsWith,
-}
-
-impl StrFunc {
-    fn name(self) -> &'static str {
-        match self {
-            StrFunc::Contains => "contains",
-            StrFunc::StartsWith => "startswith",
-            StrFunc::EndsWith => "endswith",
-        }
-    }
 }
 
 /// A value in a filter. Dates are `YYYY-MM-DD`, date-times ISO 8601 with `Z` or an offset,
@@ -183,6 +143,7 @@ struct Compiler<'a> {
 }
 
 impl Compiler<'_> {
+    /// Writes one node of the tree: checks the depth, then the node's own step.
     fn node(&self, f: &Filter, path: &str, depth: usize, out: &mut String) -> Result<(), FilterError> {
         if depth > MAX_DEPTH {
             return Err(err(
@@ -192,98 +153,130 @@ impl Compiler<'_> {
             ));
         }
         match f {
-            Filter::And(items) | Filter::Or(items) => {
-                let (word, empty) = match f {
-                    Filter::And(_) => ("and", "ne"),
-                    _ => ("or", "eq"),
-                };
-                match items.as_slice() {
-                    [] => write!(out, "{} {empty} null", self.entity.primary_key).unwrap(),
-                    [only] => self.node(only, &format!("{path}.{word}[0]"), depth + 1, out)?,
-                    _ => {
-                        out.push('(');
-                        for (i, item) in items.iter().enumerate() {
-                            if i > 0 {
-                                write!(out, " {word} ").unwrap();
-                            }
-                            self.node(item, &format!("{path}.{word}[{i}]"), depth + 1, out)?;
-                        }
-                        out.push(')');
-                    }
-                }
-            }
+            Filter::And(items) => self.junction(items, "and", path, depth, out),
+            Filter::Or(items) => self.junction(items, "or", path, depth, out),
             Filter::Not(inner) => {
                 // `not` binds tighter than `eq` in OData: always parenthesise the operand.
                 out.push_str("not (");
                 self.node(inner, &format!("{path}.not"), depth + 1, out)?;
                 out.push(')');
+                Ok(())
             }
-            Filter::Cmp { property, op, value } => {
-                let p = self.property(property, path)?;
-                let ordering = !matches!(op, CmpOp::Eq | CmpOp::Ne);
-                if ordering && matches!(p.ty, PropType::Guid | PropType::OptionSet) {
-                    return Err(err(
-                        path,
-                        Some(property),
-                        format!("'{}' cannot be compared with {}", p.name, op.keyword()),
-                    ));
-                }
-                let text = self.value(p, value, path)?;
-                comparison(out, p, *op, &text);
-            }
-            Filter::In { property, values } => {
-                let p = self.property(property, path)?;
-                if values.is_empty() {
-                    write!(out, "{} eq null", self.entity.primary_key).unwrap();
-                } else if p.ty == PropType::String && self.dialect == Dialect::Dataverse {
-                    let mut strings = Vec::with_capacity(values.len());
-                    for (i, v) in values.iter().enumerate() {
-                        match v {
-                            Literal::String(s) => strings.push(s.as_str()),
-                            other => return Err(mismatch(&format!("{path}.values[{i}]"), p, other)),
-                        }
-                    }
-                    write!(
-                        out,
-                        "Microsoft.Dynamics.CRM.In(PropertyName={},PropertyValues={})",
-                        escape::string_literal(&p.name),
-                        escape::in_values(&strings)
-                    )
-                    .unwrap();
-                } else {
-                    if values.len() > 1 {
-                        out.push('(');
-                    }
-                    for (i, v) in values.iter().enumerate() {
-                        if i > 0 {
-                            out.push_str(" or ");
-                        }
-                        let text = self.value(p, v, &format!("{path}.values[{i}]"))?;
-                        comparison(out, p, CmpOp::Eq, &text);
-                    }
-                    if values.len() > 1 {
-                        out.push(')');
-                    }
-                }
-            }
-            Filter::Str { property, func, value } => {
-                let p = self.property(property, path)?;
-                if p.ty != PropType::String {
-                    return Err(err(
-                        path,
-                        Some(property),
-                        format!("{} needs a string property; '{}' is {:?}", func.name(), p.name, p.ty),
-                    ));
-                }
-                let literal = escape::string_literal(&escape::like_escape(value));
-                write!(out, "{}({},{literal})", func.name(), p.name).unwrap();
-            }
+            Filter::Cmp { property, op, value } => self.compare(property, *op, value, path, out),
+            Filter::In { property, values } => self.in_list(property, values, path, out),
+            Filter::Str { property, func, value } => self.string_function(property, *func, value, path, out),
             Filter::IsNull { property, is_null } => {
                 let p = self.property(property, path)?;
                 let op = if *is_null { "eq" } else { "ne" };
                 write!(out, "{} {op} null", p.name).unwrap();
+                Ok(())
             }
         }
+    }
+
+    /// `and` / `or` over `items`: an empty one is always true (`and`) or always false (`or`), a
+    /// single item stands alone, more are parenthesised.
+    fn junction(
+        &self,
+        items: &[Filter],
+        word: &str,
+        path: &str,
+        depth: usize,
+        out: &mut String,
+    ) -> Result<(), FilterError> {
+        match items {
+            [] => {
+                let empty = if word == "and" { "ne" } else { "eq" };
+                write!(out, "{} {empty} null", self.entity.primary_key).unwrap();
+            }
+            [only] => self.node(only, &format!("{path}.{word}[0]"), depth + 1, out)?,
+            _ => {
+                out.push('(');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        write!(out, " {word} ").unwrap();
+                    }
+                    self.node(item, &format!("{path}.{word}[{i}]"), depth + 1, out)?;
+                }
+                out.push(')');
+            }
+        }
+        Ok(())
+    }
+
+    /// `property op value`; ordering operators are refused on GUIDs and option sets.
+    fn compare(
+        &self,
+        property: &str,
+        op: CmpOp,
+        value: &Literal,
+        path: &str,
+        out: &mut String,
+    ) -> Result<(), FilterError> {
+        let p = self.property(property, path)?;
+        if op.is_ordering() && matches!(p.ty, PropType::Guid | PropType::OptionSet) {
+            return Err(err(
+                path,
+                Some(property),
+                format!("'{}' cannot be compared with {}", p.name, op.keyword()),
+            ));
+        }
+        let text = self.value(p, value, path)?;
+        comparison(out, p, op, &text);
+        Ok(())
+    }
+
+    /// `In`: always false when empty, `Microsoft.Dynamics.CRM.In` on a string property for
+    /// Dataverse, else an `or` chain of `eq`s.
+    fn in_list(&self, property: &str, values: &[Literal], path: &str, out: &mut String) -> Result<(), FilterError> {
+        let p = self.property(property, path)?;
+        if values.is_empty() {
+            write!(out, "{} eq null", self.entity.primary_key).unwrap();
+            Ok(())
+        } else if p.ty == PropType::String && self.dialect == Dialect::Dataverse {
+            in_function(p, values, path, out)
+        } else {
+            self.eq_chain(p, values, path, out)
+        }
+    }
+
+    /// `(p eq v1 or p eq v2 …)`, without parentheses for a single value.
+    fn eq_chain(&self, p: &Property, values: &[Literal], path: &str, out: &mut String) -> Result<(), FilterError> {
+        if values.len() > 1 {
+            out.push('(');
+        }
+        for (i, v) in values.iter().enumerate() {
+            if i > 0 {
+                out.push_str(" or ");
+            }
+            let text = self.value(p, v, &format!("{path}.values[{i}]"))?;
+            comparison(out, p, CmpOp::Eq, &text);
+        }
+        if values.len() > 1 {
+            out.push(')');
+        }
+        Ok(())
+    }
+
+    /// `contains` / `startswith` / `endswith` on a string property, its `LIKE` wildcards escaped.
+    fn string_function(
+        &self,
+        property: &str,
+        func: StrFunc,
+        value: &str,
+        path: &str,
+        out: &mut String,
+    ) -> Result<(), FilterError> {
+        let p = self.property(property, path)?;
+        if p.ty != PropType::String {
+            return Err(err(
+                path,
+                Some(property),
+                format!("{} needs a string property; '{}' is {:?}", func.name(), p.name, p.ty),
+            ));
+        }
+        let literal = escape::string_literal(&escape::like_escape(value));
+        write!(out, "{}({},{literal})", func.name(), p.name).unwrap();
         Ok(())
     }
 
@@ -334,6 +327,25 @@ impl Compiler<'_> {
         };
         Ok(upstream.to_string())
     }
+}
+
+/// `Microsoft.Dynamics.CRM.In(PropertyName='p',PropertyValues=["v1",…])`: every value must be a string.
+fn in_function(p: &Property, values: &[Literal], path: &str, out: &mut String) -> Result<(), FilterError> {
+    let mut strings = Vec::with_capacity(values.len());
+    for (i, v) in values.iter().enumerate() {
+        match v {
+            Literal::String(s) => strings.push(s.as_str()),
+            other => return Err(mismatch(&format!("{path}.values[{i}]"), p, other)),
+        }
+    }
+    write!(
+        out,
+        "Microsoft.Dynamics.CRM.In(PropertyName={},PropertyValues={})",
+        escape::string_literal(&p.name),
+        escape::in_values(&strings)
+    )
+    .unwrap();
+    Ok(())
 }
 
 /// Writes `property op literal`; a date-time literal with a fraction of a second becomes whole

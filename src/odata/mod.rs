@@ -9,8 +9,8 @@
 //! - [`query`]: [`ODataQuery`] / [`Expand`] to relative URLs, and [`children_of`] for batched
 //!   "children of these parents" reads within a URL length budget.
 //! - [`client`]: [`Upstream`], the pooled HTTP client: one `send` for every exchange (headers,
-//!   credentials, retries, the 401 refresh), request counters. [`calls`]: pages, `get_all` with
-//!   `nextLink`, JSON documents, writes; [`batch_calls`]: `$batch`.
+//!   credentials, retries, the 401 refresh), request counters. [`calls`]: pages, paging
+//!   ([`calls::collect_all`]: by `nextLink` or by `$top`), JSON documents, writes; [`batch_calls`]: `$batch`.
 //! - [`auth`]: the upstream credentials by mode ([`UpstreamAuth`]): tokens cached and refreshed.
 //! - [`response`]: body parsing shared by top-level calls and `$batch` parts ([`Page`],
 //!   [`WriteResult`], [`part_result`], ...).
@@ -21,6 +21,9 @@
 //! - [`redact`]: upstream URLs as they may be logged, every literal value hidden.
 //! - [`shared_reads`]: identical reads in flight share one request; [`read_cache`]: the
 //!   short-lived read cache per upstream identity (both keyed and used by `graphql::budget`).
+//! - [`metadata`]: the upstream's `$metadata` held against the model at start
+//!   ([`metadata::read_and_reconcile`]); [`spelling`]: the upstream's names in the URLs and
+//!   bodies sent and the model's in the rows read.
 //! - [`options`]: [`OptionSetLabels`], documented option values <-> the environment's integers.
 //!
 //! Entity and property names never appear in this code: they all come from [`crate::model`].
@@ -32,6 +35,7 @@ pub mod client;
 pub mod error;
 pub mod escape;
 pub mod filter;
+pub mod metadata;
 pub mod options;
 pub mod query;
 pub mod read_cache;
@@ -39,6 +43,7 @@ pub mod redact;
 pub mod resilience;
 pub mod response;
 pub mod shared_reads;
+pub mod spelling;
 
 #[cfg(test)]
 mod tests;

@@ -4,8 +4,10 @@
 //!   GraphQL over HTTP specification, with automatic persisted queries (`graphql_http`).
 //! - `GET /` (and a browser's `GET /graphql`): the GraphiQL playground (`playground`).
 //! - `GET /healthz`: the process is up; `GET /readyz`: the gateway can serve (the upstream
-//!   answers and accepts its credentials, the breaker is closed; option-set labels not read are
-//!   a warning); `GET /metrics`: Prometheus text (`ops`).
+//!   answers and accepts its credentials, the breaker is closed; option-set labels or
+//!   `$metadata` not read are a warning; the `$metadata` differences and the `$expand` pushdown
+//!   decided at start are listed); `GET /metrics`: Prometheus text (`ops`).
+//! - `startup`: what is decided once at start (dialect, `$metadata` reconciliation, pushdown).
 //! - Layers: CORS (a setting; same origin only by default), a request body limit.
 //!
 //! Each GraphQL request gets its caller (authenticated by `auth`) and fresh request-scoped loaders;
@@ -22,6 +24,7 @@ pub mod auth;
 pub mod graphql_http;
 pub mod ops;
 pub mod playground;
+pub mod startup;
 
 /// What the routes share.
 #[derive(Clone)]
@@ -175,6 +178,15 @@ fn reread_labels(state: std::sync::Weak<GatewayState>, every: std::time::Duratio
 /// `Microsoft.Dynamics.CRM.In` filter on a small entity set: accepted → dataverse, refused with a
 /// 400 → odata4. `Err` says why the answer was inconclusive (unreachable, 401, 5xx, ...).
 pub async fn probe_dialect(upstream: &crate::odata::Upstream) -> Result<crate::odata::Dialect, String> {
+    probe_dialect_as(upstream, None).await
+}
+
+/// [`probe_dialect`] sent with a caller's `Authorization` value (`ats-gateway doctor` with a
+/// caller token, for the pass-through and on-behalf-of modes).
+pub async fn probe_dialect_as(
+    upstream: &crate::odata::Upstream,
+    auth: Option<&str>,
+) -> Result<crate::odata::Dialect, String> {
     use crate::odata::{Dialect, UpstreamErrorKind};
     let entities = &crate::model::model().entities;
     let entity = entities
@@ -190,9 +202,29 @@ pub async fn probe_dialect(upstream: &crate::odata::Upstream) -> Result<crate::o
         crate::odata::escape::string_literal(&entity.primary_key),
         crate::odata::escape::in_values(&["00000000-0000-0000-0000-000000000000"])
     ));
-    match upstream.get_json_once(&q.to_relative_url(), None).await {
+    match upstream.get_json_once(&q.to_relative_url(), auth).await {
         Ok(_) => Ok(Dialect::Dataverse),
         Err(e) if e.kind == UpstreamErrorKind::BadRequest => Ok(Dialect::Odata4),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Whether the upstream honours `Prefer: odata.maxpagesize`, from one request (no retry) for the
+/// ids of a small entity set with `$top=2` and a page size of 1: honoured when
+/// `Preference-Applied` says so or no more than one row comes back (Dataverse ignores `$top`
+/// when a page size is sent), else paged with `$top`. `Err` says why the answer was inconclusive.
+pub async fn probe_paging(upstream: &crate::odata::Upstream) -> Result<crate::odata::calls::Paging, String> {
+    let entities = &crate::model::model().entities;
+    let entity = entities
+        .iter()
+        .find(|e| e.reference_data)
+        .or(entities.first())
+        .ok_or("no entity to probe")?;
+    let mut q = crate::odata::ODataQuery::new(entity);
+    q.select = vec![entity.primary_key.clone()];
+    q.top = Some(2);
+    match upstream.probe_paging(&q.to_relative_url()).await {
+        Ok(seen) => Ok(seen.paging()),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -216,8 +248,44 @@ impl RunningGateway {
     }
 }
 
-/// Connects to the upstream (reading its option-set labels), binds `listen` and serves.
+/// Connects to the upstream (reading its option-set labels and its `$metadata`, deciding the
+/// dialect and the `$expand` pushdown), binds `listen` and serves.
 pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Result<RunningGateway, StartError> {
+    let (upstream, callers, metrics) = connect(config)?;
+    let acts_only_for_callers = config.upstream_auth.acts_only_for_callers();
+    let labels = read_labels(&upstream, acts_only_for_callers).await;
+    let idempotency = crate::graphql::idempotency::IdempotencyStore::open(
+        config.write.state_db.as_deref(),
+        config.write.idempotency_ttl,
+    )
+    .map_err(|e| StartError::Upstream(format!("cannot open the state database: {e}")))?;
+    let mut read = config.read.clone();
+    startup::decide_dialect(&upstream, acts_only_for_callers, &mut read).await;
+    startup::decide_paging(&upstream, acts_only_for_callers, &mut read).await;
+    let metadata = startup::reconcile_metadata(&upstream, acts_only_for_callers).await;
+    read.pushdown = startup::decide_pushdown(&upstream, read.expand_pushdown, &metadata).await;
+    let mut state = GatewayState::new(upstream, labels, read, config.write.clone(), idempotency);
+    state.metrics = metrics;
+    state.metadata = metadata;
+    let state = Arc::new(state);
+    if !state.labels().fallbacks().is_empty() {
+        reread_labels(Arc::downgrade(&state), config.read.labels_retry);
+    }
+    serve(listen, config, state, callers).await
+}
+
+/// The upstream client (observed by the metrics from its first call on: the labels' reads and
+/// their token request count too) and the callers' authentication.
+fn connect(
+    config: &GatewayConfig,
+) -> Result<
+    (
+        crate::odata::Upstream,
+        Arc<auth::CallerAuth>,
+        Arc<crate::telemetry::Metrics>,
+    ),
+    StartError,
+> {
     let mut upstream_config = crate::odata::UpstreamConfig::new(config.upstream.clone());
     upstream_config.timeout = config.upstream_timeout;
     upstream_config.connect_timeout = config.upstream_connect_timeout;
@@ -231,7 +299,6 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
         "authentication"
     );
     let upstream = crate::odata::Upstream::new(upstream_config).map_err(|e| StartError::Upstream(e.message))?;
-    // Observed from the first call on: the labels' reads and their token request count too.
     let metrics = Arc::new(crate::telemetry::Metrics::default());
     let observed = metrics.clone();
     upstream.set_observer(Arc::new(move |e: &crate::odata::client::UpstreamEvent<'_>| {
@@ -240,52 +307,27 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
             observed.retry();
         }
     }));
+    Ok((upstream, callers, metrics))
+}
+
+/// The option-set labels, read from the upstream (documented integers where it cannot give them).
+async fn read_labels(upstream: &crate::odata::Upstream, acts_only_for_callers: bool) -> crate::odata::OptionSetLabels {
     // Acting only for callers, the gateway has no token of its own to read the labels with.
-    let labels = if config.upstream_auth.acts_only_for_callers() {
+    if acts_only_for_callers {
         tracing::info!("option sets: documented integers (no token of the gateway's own to read the labels with)");
         crate::odata::OptionSetLabels::documented()
     } else {
-        crate::odata::OptionSetLabels::load(&upstream, None).await
-    };
-    let idempotency = crate::graphql::idempotency::IdempotencyStore::open(
-        config.write.state_db.as_deref(),
-        config.write.idempotency_ttl,
-    )
-    .map_err(|e| StartError::Upstream(format!("cannot open the state database: {e}")))?;
-    let mut read = config.read.clone();
-    if read.dialect_source == crate::graphql::context::DialectSource::Auto {
-        // Acting only for callers, the gateway has no token of its own to probe with.
-        let probed = if config.upstream_auth.acts_only_for_callers() {
-            Err("no token of the gateway's own to probe with".to_string())
-        } else {
-            probe_dialect(&upstream).await
-        };
-        match probed {
-            Ok(d) => {
-                read.dialect = d;
-                read.dialect_source = crate::graphql::context::DialectSource::Probed;
-            }
-            Err(why) => {
-                tracing::warn!(
-                    error = %why,
-                    "upstream dialect: the probe was inconclusive; assuming dataverse (not probed again)"
-                );
-                read.dialect = crate::odata::Dialect::Dataverse;
-                read.dialect_source = crate::graphql::context::DialectSource::Assumed { why };
-            }
-        }
+        crate::odata::OptionSetLabels::load(upstream, None).await
     }
-    tracing::info!(
-        dialect = read.dialect.name(),
-        decided = read.dialect_source.name(),
-        "upstream dialect"
-    );
-    let mut state = GatewayState::new(upstream, labels, read, config.write.clone(), idempotency);
-    state.metrics = metrics;
-    let state = Arc::new(state);
-    if !state.labels().fallbacks().is_empty() {
-        reread_labels(Arc::downgrade(&state), config.read.labels_retry);
-    }
+}
+
+/// Builds the router over `state` with the HTTP layers, binds `listen` and serves.
+async fn serve(
+    listen: std::net::SocketAddr,
+    config: &GatewayConfig,
+    state: Arc<GatewayState>,
+    callers: Arc<auth::CallerAuth>,
+) -> Result<RunningGateway, StartError> {
     let cursor_key = config
         .cursor_key
         .clone()

@@ -90,6 +90,12 @@ async fn readyz(State(app): State<AppState>) -> Response {
             "upstream dialect: dataverse assumed, the probe at start was inconclusive: {why}"
         ));
     }
+    if let crate::graphql::context::DialectSource::Assumed { why } = &read.paging_source {
+        warnings.push(format!(
+            "upstream paging: maxpagesize assumed, the probe at start was inconclusive: {why}"
+        ));
+    }
+    let metadata = super::startup::metadata_report(&app.gateway.metadata, &mut warnings);
     let body = serde_json::json!({
         "status": if upstream.is_ok() { "ready" } else { "not ready" },
         "upstream": upstream.as_ref().err().cloned().unwrap_or_else(|| "ok".into()),
@@ -99,6 +105,10 @@ async fn readyz(State(app): State<AppState>) -> Response {
         "upstreamAuth": up.tokens().mode(),
         "upstreamDialect": read.dialect.name(),
         "upstreamDialectDecided": read.dialect_source.name(),
+        "upstreamPaging": read.paging.name(),
+        "upstreamPagingDecided": read.paging_source.name(),
+        "metadata": metadata,
+        "expandPushdown": super::startup::pushdown_report(read),
     });
     let status = if upstream.is_ok() {
         StatusCode::OK

@@ -6,7 +6,7 @@ use crate::gateway_writes::{counts, full_input, submit};
 use crate::harness::{emulator_dialect, Dialect, Emu, Gateway};
 use ats_gateway::emulator::{EmulatorConfig, Seed};
 use ats_gateway::graphql::context::WriteConfig;
-use ats_gateway::graphql::mutations::submit::Strategy;
+use ats_gateway::graphql::mutations::write::Strategy;
 use serde_json::{json, Value};
 
 fn emulator(dialect: Dialect, atomic_change_sets: bool) -> Emu {

@@ -1,7 +1,7 @@
 //! Cursors are signed: only cursors a gateway (or a replica sharing its `--cursor-key-file`)
 //! issued for the same query are accepted, and a refused cursor costs no upstream request.
 
-use crate::harness::{Emu, Gateway};
+use crate::harness::{Emu, Gateway, Profile};
 use base64::Engine;
 use serde_json::{json, Value};
 
@@ -211,9 +211,22 @@ fn page(d: &Value) -> (Vec<String>, Vec<String>, bool, Value) {
     )
 }
 
-#[tokio::test]
-async fn cursors_follow_next_links_across_page_sizes_without_gaps() {
-    let gw = Gateway::start(40);
+// Against the strict emulator of every profile: by next links with the chain's page size, or by
+// `$top` and `$skip` (and the service's own next links) where the page size is ignored.
+in_every_upstream!(cursors_follow_next_links_across_page_sizes_without_gaps);
+async fn cursors_follow_next_links_across_page_sizes_without_gaps(profile: Profile) {
+    // A service that pages by itself does so here by 7 rows, so that reads span its pages.
+    let profile = Profile {
+        server_page_size: profile.server_page_size.map(|_| 7),
+        ..profile
+    };
+    let gw = Gateway::start_profile(profile, 40);
+    // Rows 18..28 after pages of 6: two 6-row upstream pages; by `$top`, one request for 11 rows,
+    // or two where the service pages by 7.
+    let continued = match (profile.ignores_maxpagesize, profile.server_page_size) {
+        (true, None) => 1,
+        _ => 2,
+    };
     let all = ids(&gw.data(PAGE, json!({"first": 40})).await);
     assert_eq!(all.len(), 40);
     // Three pages of 6: each continuation after a whole upstream page is one request.
@@ -237,7 +250,7 @@ async fn cursors_follow_next_links_across_page_sizes_without_gaps() {
     let (got, cursors, more, _) = page(&v["data"]);
     assert_eq!(got, all[18..28], "no gap, no repeat");
     assert!(more);
-    assert_eq!(requests, 2, "rows 18..28 are two 6-row pages: {v}");
+    assert_eq!(requests, continued, "rows 18..28: {v}");
     // From a cursor in the middle of an upstream page, with a smaller `first`.
     let (requests, v) = gw
         .upstream_requests(gw.query(PAGE, json!({"first": 3, "after": cursors[1]})))
@@ -260,9 +273,9 @@ async fn cursors_follow_next_links_across_page_sizes_without_gaps() {
     assert!(!more, "exactly the 12 rows that were left");
 }
 
-#[tokio::test]
-async fn a_continuation_may_select_more_than_its_first_page() {
-    let gw = Gateway::start(12);
+in_every_upstream!(a_continuation_may_select_more_than_its_first_page);
+async fn a_continuation_may_select_more_than_its_first_page(profile: Profile) {
+    let gw = Gateway::start_profile(profile, 12);
     let q = "query($after: String) { recruitingRequests(first: 4, after: $after, orderBy: [{recruitingRequestId: ASC}]) { totalCount pageInfo { endCursor } nodes { recruitingRequestId description } } }";
     let all = gw.data(q, json!({"after": null})).await;
     let full = gw
@@ -279,9 +292,13 @@ async fn a_continuation_may_select_more_than_its_first_page() {
     assert_eq!(all["recruitingRequests"]["totalCount"], 12);
 }
 
-#[tokio::test]
-async fn ties_of_a_non_unique_order_are_broken_by_id_across_pages() {
-    let gw = Gateway::start(40);
+in_every_upstream!(ties_of_a_non_unique_order_are_broken_by_id_across_pages);
+async fn ties_of_a_non_unique_order_are_broken_by_id_across_pages(profile: Profile) {
+    let profile = Profile {
+        server_page_size: profile.server_page_size.map(|_| 5),
+        ..profile
+    };
+    let gw = Gateway::start_profile(profile, 40);
     let q = "query($first: Int, $after: String) { recruitingRequests(first: $first, after: $after, orderBy: [{status: ASC}]) { pageInfo { hasNextPage endCursor } edges { cursor node { recruitingRequestId status id } } } }";
     let one = gw.data(q, json!({"first": 40})).await;
     let nodes = one["recruitingRequests"]["edges"].as_array().unwrap();
@@ -306,4 +323,43 @@ async fn ties_of_a_non_unique_order_are_broken_by_id_across_pages() {
         }
         assert_eq!(seen, all, "pages of {size}: every row once, in the one-page order");
     }
+}
+
+/// `first: 3` against a service that ignores `odata.maxpagesize` (200 recruiting requests): one
+/// upstream request, with `$top`, that reads 4 rows (the fourth says a next page exists), and the
+/// next page is one more such request. Paged by the preference instead, the same query would read
+/// every row.
+#[tokio::test]
+async fn first_3_against_an_upstream_that_ignores_the_page_size_reads_4_rows() {
+    let emu = Emu::start(Profile::ODATA4_TOP.emulator(200));
+    let gw = Gateway::over_profile(Profile::ODATA4_TOP, emu);
+    let (_, readyz) = gw.get("/readyz").await;
+    let readyz: Value = serde_json::from_str(&readyz).unwrap();
+    assert_eq!(readyz["upstreamPaging"], "top", "{readyz}");
+    let (requests, v) = gw.upstream_requests(gw.query(PAGE, json!({"first": 3}))).await;
+    let (got, _, more, end) = page(&v["data"]);
+    assert_eq!((got.len(), more), (3, true), "{v}");
+    let stats = gw.emu.stats().await;
+    assert_eq!(requests, 1, "{stats}");
+    assert_eq!(stats["topReads"], 1, "the request carried $top: {stats}");
+    assert!(stats["rowsServed"].as_u64().unwrap() <= 4, "{stats}");
+    let (requests, v) = gw
+        .upstream_requests(gw.query(PAGE, json!({"first": 3, "after": end})))
+        .await;
+    let (next, _, _, _) = page(&v["data"]);
+    let stats = gw.emu.stats().await;
+    assert_eq!(requests, 1, "{stats}");
+    assert!(stats["rowsServed"].as_u64().unwrap() <= 4, "{stats}");
+    let all = ids(&gw.data(PAGE, json!({"first": 6})).await);
+    assert_eq!([got, next].concat(), all, "no gap, no repeat");
+
+    // The same query paged by the preference the service ignores reads all 200 rows.
+    let by_preference = Gateway::with_config(same(&gw.emu), |c| {
+        c.read.dialect = ats_gateway::odata::Dialect::Odata4;
+        c.read.paging = ats_gateway::odata::calls::Paging::Maxpagesize;
+    });
+    by_preference
+        .upstream_requests(by_preference.query(PAGE, json!({"first": 3})))
+        .await;
+    assert!(gw.emu.stats().await["rowsServed"].as_u64().unwrap() >= 200);
 }

@@ -1,14 +1,14 @@
 //! The read path: the real gateway over the real emulator, over HTTP.
 
-use crate::harness::{client, shared_gateway, shared_gateway_in, Dialect, Emu, Gateway};
+use crate::harness::{client, shared_gateway, shared_gateway_for, shared_gateway_in, Dialect, Emu, Gateway, Profile};
 use ats_gateway::model::{model, Cardinality, LookupSide};
 use serde_json::{json, Value};
 
 const DOC_RR_ID: &str = "00000d6b-0000-0000-0000-005001000000";
 
-in_both_dialects!(every_entity_has_a_working_single_and_list_field);
-async fn every_entity_has_a_working_single_and_list_field(dialect: Dialect) {
-    let gw = shared_gateway_in(dialect);
+in_every_upstream!(every_entity_has_a_working_single_and_list_field);
+async fn every_entity_has_a_working_single_and_list_field(profile: Profile) {
+    let gw = shared_gateway_for(profile);
     for e in &model().entities {
         let q = format!(
             "{{ {}(first: 2) {{ totalCount nodes {{ id }} }} }}",
@@ -25,9 +25,9 @@ async fn every_entity_has_a_working_single_and_list_field(dialect: Dialect) {
     }
 }
 
-in_both_dialects!(every_relation_resolves_in_both_directions);
-async fn every_relation_resolves_in_both_directions(dialect: Dialect) {
-    let gw = shared_gateway_in(dialect);
+in_every_upstream!(every_relation_resolves_in_both_directions);
+async fn every_relation_resolves_in_both_directions(profile: Profile) {
+    let gw = shared_gateway_for(profile);
     for e in &model().entities {
         for r in &e.graphql.relations {
             let target = model().by_logical_name(&r.target).unwrap();
@@ -96,8 +96,8 @@ async fn every_relation_resolves_in_both_directions(dialect: Dialect) {
     }
 }
 
-in_both_dialects!(documented_recruiting_request_in_one_query_carries_every_documented_field);
-async fn documented_recruiting_request_in_one_query_carries_every_documented_field(dialect: Dialect) {
+in_every_upstream!(documented_recruiting_request_in_one_query_carries_every_documented_field);
+async fn documented_recruiting_request_in_one_query_carries_every_documented_field(profile: Profile) {
     let doc: Value = serde_json::from_str(include_str!("fixtures/documented-recruiting-request.json")).unwrap();
     let rr = model().by_entity_set("mshr_hcmrecruitingrequestentities").unwrap();
     let fields_of = |entity: &ats_gateway::model::Entity, sample: &Value| -> Vec<String> {
@@ -120,7 +120,7 @@ async fn documented_recruiting_request_in_one_query_carries_every_documented_fie
         }
     }
     let q = format!("query($id: ID!) {{ recruitingRequest(id: $id) {{ {selection} }} }}");
-    let gw = shared_gateway_in(dialect);
+    let gw = shared_gateway_for(profile);
     let d = gw.data(&q, json!({"id": DOC_RR_ID})).await;
     let got = &d["recruitingRequest"];
     for (key, value) in doc.as_object().unwrap() {
@@ -163,9 +163,9 @@ async fn unknown_ids_are_null_and_malformed_ids_are_refused() {
     assert_eq!(v["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{v}");
 }
 
-#[tokio::test]
-async fn ordering_paging_and_total_count() {
-    let gw = shared_gateway();
+in_every_upstream!(ordering_paging_and_total_count);
+async fn ordering_paging_and_total_count(profile: Profile) {
+    let gw = shared_gateway_for(profile);
     let d = gw.data("{ recruitingRequests(first: 5, orderBy: [{recruitingRequestId: DESC}]) { nodes { recruitingRequestId } } }", json!({})).await;
     let ids: Vec<&str> = d["recruitingRequests"]["nodes"]
         .as_array()
@@ -275,12 +275,8 @@ const TRICKY: [&str; 8] = [
     "under_score",
 ];
 
-async fn tricky_gateway(dialect: Dialect) -> Gateway {
-    let emu = Emu::start(ats_gateway::emulator::EmulatorConfig {
-        seed_size: 5,
-        dialect: crate::harness::emulator_dialect(dialect),
-        ..Default::default()
-    });
+async fn tricky_gateway(profile: Profile) -> Gateway {
+    let emu = Emu::start(profile.emulator(5));
     for (i, k) in TRICKY.iter().enumerate() {
         let (s, _, v) = emu
             .post(
@@ -290,7 +286,7 @@ async fn tricky_gateway(dialect: Dialect) -> Gateway {
             .await;
         assert_eq!(s, 204, "{v}");
     }
-    Gateway::with_config(emu, |c| c.read.dialect = dialect)
+    Gateway::over_profile(profile, emu)
 }
 
 async fn known_as(gw: &Gateway, filter: Value) -> Vec<String> {
@@ -312,9 +308,9 @@ async fn known_as(gw: &Gateway, filter: Value) -> Vec<String> {
     out
 }
 
-in_both_dialects!(every_filter_operator_with_escaping);
-async fn every_filter_operator_with_escaping(dialect: Dialect) {
-    let gw = tricky_gateway(dialect).await;
+in_every_upstream!(every_filter_operator_with_escaping);
+async fn every_filter_operator_with_escaping(profile: Profile) {
+    let gw = tricky_gateway(profile).await;
     for k in TRICKY {
         assert_eq!(known_as(&gw, json!({"knownAs": {"eq": k}})).await, [k], "eq {k:?}");
         assert_eq!(
@@ -402,21 +398,63 @@ const CANONICAL: &str = "query($n: Int) { recruitingRequests(first: $n) { nodes 
     positions { positionId status description } skills { skillId ratingLevelId } educations { educationLevelId educationDisciplineId }
     location { description city } recruiter { name partyNumber } } } }";
 
-in_both_dialects!(canonical_nested_query_costs_at_most_six_upstream_requests_at_10_and_50_parents);
-async fn canonical_nested_query_costs_at_most_six_upstream_requests_at_10_and_50_parents(dialect: Dialect) {
-    let gw = Gateway::start_in(dialect, 60);
+// One request per level and relation (six); against a service that pages by itself, each of
+// those six chains takes one request more per page of its own size.
+in_every_upstream!(canonical_nested_query_costs_at_most_six_upstream_requests_at_10_and_50_parents);
+async fn canonical_nested_query_costs_at_most_six_upstream_requests_at_10_and_50_parents(profile: Profile) {
+    let gw = Gateway::start_profile(profile, 60);
     for n in [10, 50] {
         let (requests, v) = gw.upstream_requests(gw.query(CANONICAL, json!({"n": n}))).await;
         assert!(v.get("errors").is_none(), "{v}");
         let nodes = v["data"]["recruitingRequests"]["nodes"].as_array().unwrap();
         assert_eq!(nodes.len(), n);
         assert!(nodes.iter().any(|r| !r["positions"].as_array().unwrap().is_empty()));
-        eprintln!("{dialect:?}: the canonical query at {n} parents cost {requests} upstream requests");
+        let rows = gw.emu.stats().await["rowsServed"].as_u64().unwrap();
+        let bound = match profile.server_page_size {
+            None => 6,
+            Some(page) => 6 + rows / page as u64,
+        };
+        eprintln!("{profile:?}: the canonical query at {n} parents cost {requests} upstream requests ({rows} rows)");
         assert!(
-            requests <= 6,
-            "{dialect:?}: {n} parents cost {requests} upstream requests"
+            requests <= bound,
+            "{profile:?}: {n} parents cost {requests} upstream requests"
         );
     }
+}
+
+#[tokio::test]
+async fn levels_the_prefetch_knows_are_sent_without_waiting_for_the_batch_delay() {
+    // A batch delay far past the operation's deadline (30 s): a level that waited for it would
+    // end in DEADLINE_EXCEEDED instead of data.
+    let gw = Gateway::over_with(
+        Emu::start(ats_gateway::emulator::EmulatorConfig {
+            seed_size: 60,
+            ..Default::default()
+        }),
+        ats_gateway::graphql::context::ReadConfig {
+            batch_delay_ms: 3_600_000,
+            ..Default::default()
+        },
+    );
+    let (requests, v) = gw.upstream_requests(gw.query(CANONICAL, json!({"n": 50}))).await;
+    assert!(v.get("errors").is_none(), "{v}");
+    assert_eq!(v["data"]["recruitingRequests"]["nodes"].as_array().unwrap().len(), 50);
+    assert!(requests <= 6, "{requests} upstream requests");
+    // Three levels under the page, each sent when the one above it arrived.
+    let q = "{ candidatesToHire(first: 5) { nodes { person { name educations { educationLevelId } skills { skillId ratingLevel { ratingLevelId } } } } } }";
+    let (requests, v) = gw.upstream_requests(gw.query(q, json!({}))).await;
+    assert!(v.get("errors").is_none(), "{v}");
+    let nodes = v["data"]["candidatesToHire"]["nodes"].as_array().unwrap();
+    assert!(
+        nodes
+            .iter()
+            .any(|n| !n["person"]["skills"].as_array().unwrap().is_empty()),
+        "{v}"
+    );
+    assert!(
+        requests <= 5,
+        "{requests} upstream requests: the page, then one per relation and level"
+    );
 }
 
 #[tokio::test]
@@ -524,7 +562,7 @@ async fn expand_pushdown_brings_the_canonical_query_to_one_request_with_the_same
     let pushed = Gateway::over_with(
         emu,
         ats_gateway::graphql::context::ReadConfig {
-            expand_pushdown: true,
+            expand_pushdown: ats_gateway::graphql::context::ExpandPushdown::On,
             ..Default::default()
         },
     );
@@ -543,9 +581,9 @@ async fn expand_pushdown_brings_the_canonical_query_to_one_request_with_the_same
     assert_eq!(with["data"], without);
 }
 
-in_both_dialects!(children_whose_join_key_differs_in_case_are_found);
-async fn children_whose_join_key_differs_in_case_are_found(dialect: Dialect) {
-    let gw = Gateway::start_in(dialect, 5);
+in_every_upstream!(children_whose_join_key_differs_in_case_are_found);
+async fn children_whose_join_key_differs_in_case_are_found(profile: Profile) {
+    let gw = Gateway::start_profile(profile, 5);
     let rr = gw
         .emu
         .first("mshr_hcmrecruitingrequestentities?$filter=mshr_recruitingrequestid eq 'USMF-000001'&$expand=mshr_FK_HcmRecruitingRequestPositionEntity_RecruitingRequest($select=mshr_positionid,mshr_status)")
@@ -640,6 +678,38 @@ async fn an_inconclusive_dialect_probe_assumes_dataverse_with_a_warning() {
         body["warnings"]
             .to_string()
             .contains("upstream dialect: dataverse assumed"),
+        "{body}"
+    );
+}
+
+// `--upstream-paging auto`: one probe at start decides between `odata.maxpagesize` and `$top`,
+// reported in `/readyz`.
+in_every_upstream!(the_auto_paging_is_probed_at_start);
+async fn the_auto_paging_is_probed_at_start(profile: Profile) {
+    let gw = Gateway::start_profile(profile, 5);
+    let (status, body) = gw.get("/readyz").await;
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["upstreamPaging"], profile.paging().name(), "{body}");
+    assert_eq!(body["upstreamPagingDecided"], "probed", "{body}");
+    assert!(!body["warnings"].to_string().contains("upstream paging"), "{body}");
+}
+
+/// `auto` paging with an upstream that does not answer: maxpagesize, with a warning.
+#[tokio::test]
+async fn an_inconclusive_paging_probe_assumes_maxpagesize_with_a_warning() {
+    let gw = Gateway::with_config(Emu::fresh(), |c| {
+        c.upstream = format!("http://127.0.0.1:{}/api/data/v9.2/", crate::harness::free_port());
+        c.resilience.max_retries = 0;
+        c.read.paging_source = ats_gateway::graphql::context::DialectSource::Auto;
+    });
+    let (_, body) = gw.get("/readyz").await;
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["upstreamPaging"], "maxpagesize", "{body}");
+    assert!(
+        body["warnings"]
+            .to_string()
+            .contains("upstream paging: maxpagesize assumed"),
         "{body}"
     );
 }

@@ -3,7 +3,7 @@
 
 use crate::harness::{client, Dialect, Emu, Gateway};
 use ats_gateway::graphql::context::WriteConfig;
-use ats_gateway::graphql::mutations::submit::Strategy;
+use ats_gateway::graphql::mutations::write::Strategy;
 use serde_json::{json, Value};
 
 pub(crate) const SUBMIT: &str = "mutation($input: CandidateToHireSubmissionInput!, $key: String) {

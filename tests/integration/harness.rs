@@ -592,3 +592,86 @@ pub fn shared_gateway_in(dialect: Dialect) -> &'static Gateway {
         Dialect::Odata4 => GW.get_or_init(|| Gateway::start_in(Dialect::Odata4, 200)),
     }
 }
+
+/// An upstream the read suite runs against (`in_every_upstream!` in main.rs): a dialect, and
+/// whether the emulator ignores `Prefer: odata.maxpagesize` (serving every row, or pages of its
+/// own size with its own strict next links), so that the gateway must page with `$top`. The
+/// gateway decides its paging by probing (`--upstream-paging auto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Profile {
+    pub dialect: Dialect,
+    pub ignores_maxpagesize: bool,
+    pub server_page_size: Option<usize>,
+}
+
+impl Profile {
+    pub const DATAVERSE: Profile = Profile {
+        dialect: Dialect::Dataverse,
+        ignores_maxpagesize: false,
+        server_page_size: None,
+    };
+    pub const ODATA4: Profile = Profile {
+        dialect: Dialect::Odata4,
+        ignores_maxpagesize: false,
+        server_page_size: None,
+    };
+    /// Plain OData v4 that ignores the page size and serves every row (`$top` limits).
+    pub const ODATA4_TOP: Profile = Profile {
+        dialect: Dialect::Odata4,
+        ignores_maxpagesize: true,
+        server_page_size: None,
+    };
+    /// Plain OData v4 that ignores the page size and pages by 50 rows with its own next links
+    /// (joins span several of them; tests of list pages choose smaller server pages).
+    pub const ODATA4_TOP_PAGED: Profile = Profile {
+        dialect: Dialect::Odata4,
+        ignores_maxpagesize: true,
+        server_page_size: Some(50),
+    };
+
+    /// The paging the gateway should decide on against this upstream.
+    pub fn paging(self) -> ats_gateway::odata::calls::Paging {
+        match self.ignores_maxpagesize {
+            true => ats_gateway::odata::calls::Paging::Top,
+            false => ats_gateway::odata::calls::Paging::Maxpagesize,
+        }
+    }
+
+    /// An emulator configuration of this profile with the demo seed of `seed_size`.
+    pub fn emulator(self, seed_size: usize) -> EmulatorConfig {
+        EmulatorConfig {
+            seed: Seed::Demo,
+            seed_size,
+            dialect: emulator_dialect(self.dialect),
+            ignore_maxpagesize: self.ignores_maxpagesize,
+            server_page_size: self.server_page_size,
+            ..EmulatorConfig::default()
+        }
+    }
+}
+
+impl Gateway {
+    /// A gateway over `emu` (which should be of `profile`), in its dialect, its paging probed.
+    pub fn over_profile(profile: Profile, emu: Emu) -> Gateway {
+        Self::with_config(emu, |c| {
+            c.read.dialect = profile.dialect;
+            c.read.paging_source = ats_gateway::graphql::context::DialectSource::Auto;
+        })
+    }
+
+    /// A gateway over a fresh emulator of `profile` seeded with `seed_size` recruiting requests.
+    pub fn start_profile(profile: Profile, seed_size: usize) -> Gateway {
+        Self::over_profile(profile, Emu::start(profile.emulator(seed_size)))
+    }
+}
+
+/// The shared read-only gateway of `profile` (the default demo seed).
+pub fn shared_gateway_for(profile: Profile) -> &'static Gateway {
+    static TOP: OnceLock<Gateway> = OnceLock::new();
+    static TOP_PAGED: OnceLock<Gateway> = OnceLock::new();
+    match profile {
+        Profile::ODATA4_TOP => TOP.get_or_init(|| Gateway::start_profile(profile, 200)),
+        Profile::ODATA4_TOP_PAGED => TOP_PAGED.get_or_init(|| Gateway::start_profile(profile, 200)),
+        other => shared_gateway_in(other.dialect),
+    }
+}

@@ -22,13 +22,43 @@ macro_rules! in_both_dialects {
     };
 }
 
+/// Runs the read test `name(profile: Profile)` against every upstream profile
+/// (`harness::Profile`): Dataverse, plain OData v4, and plain OData v4 ignoring
+/// `Prefer: odata.maxpagesize` (every row, or its own pages of 50), as the tests `name::dataverse`,
+/// `name::odata4`, `name::odata4_top` and `name::odata4_top_paged`.
+macro_rules! in_every_upstream {
+    ($name:ident) => {
+        mod $name {
+            use super::*;
+            #[tokio::test]
+            async fn dataverse() {
+                super::$name(Profile::DATAVERSE).await
+            }
+            #[tokio::test]
+            async fn odata4() {
+                super::$name(Profile::ODATA4).await
+            }
+            #[tokio::test]
+            async fn odata4_top() {
+                super::$name(Profile::ODATA4_TOP).await
+            }
+            #[tokio::test]
+            async fn odata4_top_paged() {
+                super::$name(Profile::ODATA4_TOP_PAGED).await
+            }
+        }
+    };
+}
+
 mod cli;
+mod doctor;
 mod emulator_batch;
 mod emulator_dialects;
 mod emulator_errors;
 mod emulator_faults;
 mod emulator_reads;
 mod emulator_writes;
+mod error_codes;
 mod filter_props;
 mod gateway_auth;
 mod gateway_budget;
@@ -38,6 +68,7 @@ mod gateway_cursors;
 mod gateway_faults;
 mod gateway_http;
 mod gateway_logs;
+mod gateway_metadata;
 mod gateway_ops;
 mod gateway_reads;
 mod gateway_schema;

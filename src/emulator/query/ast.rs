@@ -8,6 +8,8 @@
 //! `Display` prints valid OData filter text (strings with `''` escaping, `In` values as JSON), and
 //! parsing that text gives back an equal tree: the property test in `tests/props.rs` checks it.
 
+use crate::vocabulary::string_literal;
+pub use crate::vocabulary::{CmpOp, StrFunc};
 use std::fmt;
 
 /// A boolean `$filter` expression.
@@ -37,25 +39,6 @@ pub enum Expr {
     },
 }
 
-/// A comparison operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CmpOp {
-    Eq,
-    Ne,
-    Gt,
-    Ge,
-    Lt,
-    Le,
-}
-
-/// One of the three string functions Dataverse supports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum StrFunc {
-    Contains,
-    StartsWith,
-    EndsWith,
-}
-
 /// One side of a comparison.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operand {
@@ -80,66 +63,6 @@ pub enum Literal {
     Date(String),
     /// UTC, to the second: `YYYY-MM-DDTHH:MM:SSZ`.
     DateTimeOffset(String),
-}
-
-impl CmpOp {
-    /// The OData keyword.
-    pub fn keyword(self) -> &'static str {
-        match self {
-            CmpOp::Eq => "eq",
-            CmpOp::Ne => "ne",
-            CmpOp::Gt => "gt",
-            CmpOp::Ge => "ge",
-            CmpOp::Lt => "lt",
-            CmpOp::Le => "le",
-        }
-    }
-
-    pub(crate) fn from_keyword(word: &str) -> Option<CmpOp> {
-        [CmpOp::Eq, CmpOp::Ne, CmpOp::Gt, CmpOp::Ge, CmpOp::Lt, CmpOp::Le]
-            .into_iter()
-            .find(|op| op.keyword() == word)
-    }
-
-    /// The name OData Lib uses in its type errors ("operator kind 'Equal'").
-    pub(crate) fn kind_name(self) -> &'static str {
-        match self {
-            CmpOp::Eq => "Equal",
-            CmpOp::Ne => "NotEqual",
-            CmpOp::Gt => "GreaterThan",
-            CmpOp::Ge => "GreaterThanOrEqual",
-            CmpOp::Lt => "LessThan",
-            CmpOp::Le => "LessThanOrEqual",
-        }
-    }
-
-    /// The operator that gives the same result with the operands swapped (`1 lt x` is `x gt 1`).
-    pub(crate) fn flipped(self) -> CmpOp {
-        match self {
-            CmpOp::Gt => CmpOp::Lt,
-            CmpOp::Ge => CmpOp::Le,
-            CmpOp::Lt => CmpOp::Gt,
-            CmpOp::Le => CmpOp::Ge,
-            same => same,
-        }
-    }
-}
-
-impl StrFunc {
-    /// The OData function name.
-    pub fn name(self) -> &'static str {
-        match self {
-            StrFunc::Contains => "contains",
-            StrFunc::StartsWith => "startswith",
-            StrFunc::EndsWith => "endswith",
-        }
-    }
-
-    pub(crate) fn from_name(name: &str) -> Option<StrFunc> {
-        [StrFunc::Contains, StrFunc::StartsWith, StrFunc::EndsWith]
-            .into_iter()
-            .find(|f| f.name() == name)
-    }
 }
 
 impl Literal {
@@ -187,19 +110,13 @@ fn json_string(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
 }
 
-impl fmt::Display for CmpOp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.keyword())
-    }
-}
-
 impl fmt::Display for Literal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Literal::Null => f.write_str("null"),
             Literal::Bool(b) => write!(f, "{b}"),
             Literal::Int(n) => write!(f, "{n}"),
-            Literal::String(s) => write!(f, "'{}'", s.replace('\'', "''")),
+            Literal::String(s) => f.write_str(&string_literal(s)),
             Literal::Decimal(s) | Literal::Guid(s) | Literal::Date(s) | Literal::DateTimeOffset(s) => f.write_str(s),
         }
     }

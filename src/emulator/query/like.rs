@@ -13,6 +13,10 @@ use rusqlite::functions::FunctionFlags;
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 
+/// `text` with `%`, `_` and `[` escaped (`[%]`, `[_]`, `[[]`), so that it matches itself only:
+/// the shared vocabulary's rule, which the gateway applies to its `contains` values.
+pub use crate::vocabulary::literals::like_escape as escape_like;
+
 /// One element of a compiled pattern; each but `Any` matches exactly one character.
 #[derive(Debug, Clone, PartialEq)]
 enum Elem {
@@ -149,22 +153,6 @@ fn elem_matches(elem: &Elem, c: char) -> bool {
 /// Whether `value` matches the SQL Server `LIKE` `pattern`, case-insensitively.
 pub fn like_matches(value: &str, pattern: &str) -> bool {
     Pattern::new(pattern).matches(value)
-}
-
-/// `text` with `%`, `_` and `[` escaped (`[%]`, `[_]`, `[[]`), so that it matches itself only.
-pub fn escape_like(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '%' | '_' | '[' => {
-                out.push('[');
-                out.push(c);
-                out.push(']');
-            }
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// The text of a SQLite value, for matching; NULL and BLOBs have none.

@@ -3,8 +3,10 @@
 //!
 //! - `lexer` turns option text into tokens and reports positions the way Dataverse (OData
 //!   Lib, a .NET library) counts them: in UTF-16 code units.
-//! - `temporal` reads and normalises GUID, date and date-time literals to their stored form.
-//! - `ast` is the filter tree ([`Expr`]) and its `Display`, which prints valid OData again.
+//! - `temporal` reads and normalises GUID, date and date-time literals to their stored form
+//!   (the grammar and calendar are [`crate::vocabulary`]'s, which the gateway shares).
+//! - `ast` is the filter tree ([`Expr`]) and its `Display`, which prints valid OData again; its
+//!   operators ([`CmpOp`], [`StrFunc`]) are the shared vocabulary's.
 //! - `filter` is the `$filter` parser ([`parse_filter`]).
 //! - `options` parses `$orderby`, `$select` and `$expand` against an [`Entity`] of the model.
 //! - `sql` type-checks a filter against an entity and compiles it to a parameterised SQL

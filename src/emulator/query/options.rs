@@ -14,8 +14,7 @@ use super::sql::compile_filter;
 use super::QueryError;
 use crate::model::{model, Cardinality, Entity, Relation};
 
-/// The most `$expand` options one query may have, nested ones included (Dataverse's limit).
-pub const MAX_EXPANDS: usize = 15;
+pub use crate::vocabulary::MAX_EXPANDS;
 
 /// One `$orderby` term.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,6 +20,7 @@ use super::ast::{CmpOp, Expr, Literal, Operand, StrFunc};
 use super::temporal::{parse_date, parse_datetime, parse_guid};
 use super::{OrderBy, QueryError};
 use crate::model::{Entity, PropType, Property};
+use crate::vocabulary::literals::midnight_utc;
 
 /// A piece of SQL and the values of its `?` placeholders, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -297,7 +298,7 @@ fn comparison_value(lit: &Literal, ty: PropType) -> Option<Value> {
         (T::Int | T::Decimal | T::Double, Literal::Decimal(d)) => real(d),
         (T::Date, Literal::Date(d)) => Some(Value::Text(d.clone())),
         (T::Datetime, Literal::DateTimeOffset(d)) => Some(Value::Text(d.clone())),
-        (T::Datetime, Literal::Date(d)) => Some(Value::Text(format!("{d}T00:00:00Z"))),
+        (T::Datetime, Literal::Date(d)) => Some(Value::Text(midnight_utc(d))),
         _ => None,
     }
 }
@@ -324,7 +325,7 @@ fn in_value(lit: &Literal, ty: PropType) -> Option<Value> {
         },
         T::Date => parse_date(s).map(Value::Text),
         T::Datetime => parse_datetime(s)
-            .or_else(|| parse_date(s).map(|d| format!("{d}T00:00:00Z")))
+            .or_else(|| parse_date(s).map(|d| midnight_utc(&d)))
             .map(Value::Text),
     }
 }

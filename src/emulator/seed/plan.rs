@@ -90,6 +90,9 @@ pub(super) struct Plan {
 }
 
 impl Plan {
+    /// Plans every entity of `model` under `policy`: each entity's own plan, then what only the
+    /// whole set tells (details, reference keys and counts, co-references of picks), then the
+    /// output and generation orders.
     pub fn new(model: &Model, policy: &Policy) -> Plan {
         let index: HashMap<&str, usize> = model
             .entities
@@ -108,65 +111,11 @@ impl Plan {
                     .collect()
             })
             .collect();
-        let primary_field = primary_field_name(model);
-        let mut entities: Vec<EntityPlan> = model
-            .entities
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                let links = links(model, e, &index, &by_name, &by_name[i], primary_field);
-                let owner = links.iter().position(|l| l.kind == LinkKind::Owner);
-                let roots = if let Some(&[n, d]) = policy.per_request.get(&e.logical_name) {
-                    Roots::PerRequest(n, d)
-                } else if let Some(&n) = policy.pools.get(&e.logical_name) {
-                    Roots::Pool(n)
-                } else if links.is_empty() && e.sequences.is_empty() && owner.is_none() {
-                    Roots::Reference(0) // counted below, once every entity's links are known
-                } else {
-                    Roots::None
-                };
-                EntityPlan {
-                    key: by_name[i][&e.primary_key],
-                    roots,
-                    owner,
-                    fanout: *policy.details.get(&e.logical_name).unwrap_or(&policy.default_details),
-                    links,
-                    details: Vec::new(),
-                    company: company(e),
-                    groups: groups(e),
-                    primary_field: primary_field.and_then(|n| by_name[i].get(n).copied()),
-                    reference_key: None,
-                    sequences: e
-                        .sequences
-                        .iter()
-                        .map(|(p, f)| (by_name[i][p], f.clone()))
-                        .collect::<BTreeSet<_>>()
-                        .into_iter()
-                        .collect(),
-                    by_name: by_name[i].clone(),
-                }
-            })
+        let mut entities: Vec<EntityPlan> = (0..model.entities.len())
+            .map(|i| entity_plan(model, policy, i, &index, &by_name))
             .collect();
-        for i in 0..entities.len() {
-            for l in 0..entities[i].links.len() {
-                let (target, parent_key, kind) = {
-                    let link = &entities[i].links[l];
-                    (link.target, link.parent_key, link.kind)
-                };
-                if kind == LinkKind::Owner {
-                    entities[target].details.push(i);
-                }
-                if entities[target].reference_key.is_none() {
-                    entities[target].reference_key = parent_key;
-                }
-            }
-        }
-        for (i, e) in model.entities.iter().enumerate() {
-            let plan = &mut entities[i];
-            if let (Roots::Reference(_), Some(key)) = (plan.roots, plan.reference_key) {
-                plan.roots = Roots::Reference(e.properties[key].samples.len());
-            }
-        }
+        connect_details(&mut entities);
+        count_references(model, &mut entities);
         for i in 0..entities.len() {
             for l in 0..entities[i].links.len() {
                 let link = &entities[i].links[l];
@@ -176,28 +125,106 @@ impl Plan {
                 }
             }
         }
-        let direct: Vec<BTreeSet<usize>> = entities
-            .iter()
-            .map(|e| e.links.iter().map(|l| l.target).collect())
-            .collect();
-        let order = topological(&direct);
-        let needs: Vec<BTreeSet<usize>> = (0..entities.len())
-            .map(|i| {
-                let family = family(&entities, i);
-                family
-                    .iter()
-                    .flat_map(|&f| direct[f].iter().copied())
-                    .filter(|t| !family.contains(t))
-                    .collect()
-            })
-            .collect();
-        let generation = topological(&needs);
+        let (order, generation) = orders(&entities);
         Plan {
             entities,
             order,
             generation,
         }
     }
+}
+
+/// The plan of entity `i` on its own: links, roots (per request, a pool, reference data), the
+/// details per owner, company, sample groups, primary field and number sequences.
+fn entity_plan(
+    model: &Model,
+    policy: &Policy,
+    i: usize,
+    index: &HashMap<&str, usize>,
+    by_name: &[HashMap<String, usize>],
+) -> EntityPlan {
+    let e = &model.entities[i];
+    let primary_field = primary_field_name(model);
+    let links = links(model, e, index, by_name, &by_name[i], primary_field);
+    let owner = links.iter().position(|l| l.kind == LinkKind::Owner);
+    let roots = if let Some(&[n, d]) = policy.per_request.get(&e.logical_name) {
+        Roots::PerRequest(n, d)
+    } else if let Some(&n) = policy.pools.get(&e.logical_name) {
+        Roots::Pool(n)
+    } else if links.is_empty() && e.sequences.is_empty() && owner.is_none() {
+        Roots::Reference(0) // counted by `count_references`, once every entity's links are known
+    } else {
+        Roots::None
+    };
+    EntityPlan {
+        key: by_name[i][&e.primary_key],
+        roots,
+        owner,
+        fanout: *policy.details.get(&e.logical_name).unwrap_or(&policy.default_details),
+        links,
+        details: Vec::new(),
+        company: company(e),
+        groups: groups(e),
+        primary_field: primary_field.and_then(|n| by_name[i].get(n).copied()),
+        reference_key: None,
+        sequences: e
+            .sequences
+            .iter()
+            .map(|(p, f)| (by_name[i][p], f.clone()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+        by_name: by_name[i].clone(),
+    }
+}
+
+/// Each owner learns its details, and each link target the key its rows are referred to by.
+fn connect_details(entities: &mut [EntityPlan]) {
+    for i in 0..entities.len() {
+        for l in 0..entities[i].links.len() {
+            let (target, parent_key, kind) = {
+                let link = &entities[i].links[l];
+                (link.target, link.parent_key, link.kind)
+            };
+            if kind == LinkKind::Owner {
+                entities[target].details.push(i);
+            }
+            if entities[target].reference_key.is_none() {
+                entities[target].reference_key = parent_key;
+            }
+        }
+    }
+}
+
+/// Reference data gets one row per sample of the key it is referred to by.
+fn count_references(model: &Model, entities: &mut [EntityPlan]) {
+    for (i, e) in model.entities.iter().enumerate() {
+        let plan = &mut entities[i];
+        if let (Roots::Reference(_), Some(key)) = (plan.roots, plan.reference_key) {
+            plan.roots = Roots::Reference(e.properties[key].samples.len());
+        }
+    }
+}
+
+/// The output order (every link target first) and the generation order (an entity after every
+/// target its rows, their details and the rows made with them link to).
+fn orders(entities: &[EntityPlan]) -> (Vec<usize>, Vec<usize>) {
+    let direct: Vec<BTreeSet<usize>> = entities
+        .iter()
+        .map(|e| e.links.iter().map(|l| l.target).collect())
+        .collect();
+    let order = topological(&direct);
+    let needs: Vec<BTreeSet<usize>> = (0..entities.len())
+        .map(|i| {
+            let family = family(entities, i);
+            family
+                .iter()
+                .flat_map(|&f| direct[f].iter().copied())
+                .filter(|t| !family.contains(t))
+                .collect()
+        })
+        .collect();
+    (order, topological(&needs))
 }
 
 /// The property that `primary_field_parts` are joined into: the one name shared by every entity

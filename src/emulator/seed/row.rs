@@ -38,18 +38,38 @@ impl<'a> Gen<'a> {
     /// Builds, stores and returns a row of entity `e`, creating the rows it is created with
     /// before it and its details after it.
     pub fn make(&mut self, e: usize, ctx: Ctx) -> usize {
-        let (model, plan): (&'static Model, &'a Plan) = (self.model, self.plan);
-        let this = &plan.entities[e];
-        let props = &model.entities[e].properties;
+        let props = &self.model.entities[e].properties;
         let mut draft: Vec<Slot> = match ctx.pinned {
             Some(p) => p.into_iter().map(|v| v.map_or(Slot::Unset, Slot::Pinned)).collect(),
             None => vec![Slot::Unset; props.len()],
         };
+        self.sample(&mut draft, e, ctx.draws.as_deref());
+        let owner_row = self.link(&mut draft, e, ctx.owner);
+        self.number(&mut draft, e);
+        self.fill_placeholders(&mut draft, e, owner_row);
+        self.key_and_defaults(&mut draft, e);
+        self.primary_field(&mut draft, e);
+        let values = draft
+            .into_iter()
+            .map(|s| match s {
+                Slot::Pinned(v) | Slot::Set(v) => v,
+                Slot::Template(s) => Value::String(s),
+                Slot::Unset => Value::Null,
+            })
+            .collect();
+        let row = self.store(e, values);
+        self.details(e, row);
+        row
+    }
 
-        // Samples: one index per group, all dates of the row moved by the same offset.
+    /// Samples: one index per group (`draws`, or at random), all dates of the row moved by the
+    /// same offset.
+    fn sample(&mut self, draft: &mut [Slot], e: usize, draws: Option<&[usize]>) {
+        let this = &self.plan.entities[e];
+        let props = &self.model.entities[e].properties;
         let jitter = self.rng.random_range(0..=self.policy.date_jitter_days);
         for (g, group) in this.groups.iter().enumerate() {
-            let i = match &ctx.draws {
+            let i = match draws {
                 Some(draws) => draws[g],
                 None => self.rng.random_range(0..group.len),
             };
@@ -62,12 +82,17 @@ impl<'a> Gen<'a> {
                 }
             }
         }
+    }
 
-        // Links: the owner first (it decides the company), then rows made for this one, then picks.
+    /// Links: the owner first (it decides the company), then rows made for this one, then picks.
+    /// The owner's entity and row, for placeholders.
+    fn link(&mut self, draft: &mut [Slot], e: usize, owner: Option<usize>) -> Option<(usize, usize)> {
+        let plan: &'a Plan = self.plan;
+        let this = &plan.entities[e];
         let mut owner_row = None;
         for link in this.links.iter().filter(|l| l.kind == LinkKind::Owner) {
-            let row = ctx.owner.expect("a detail is made by its owner");
-            self.connect(&mut draft, link, row);
+            let row = owner.expect("a detail is made by its owner");
+            self.connect(draft, link, row);
             owner_row = Some((link.target, row));
         }
         for link in this.links.iter().filter(|l| l.kind == LinkKind::CreatedWith) {
@@ -80,16 +105,21 @@ impl<'a> Gen<'a> {
                         ..Ctx::default()
                     },
                 );
-                self.connect(&mut draft, link, row);
+                self.connect(draft, link, row);
             }
         }
         for link in &this.links {
             if let LinkKind::Pick { always } = link.kind {
-                self.pick(&mut draft, e, link, always);
+                self.pick(draft, e, link, always);
             }
         }
+        owner_row
+    }
 
-        // Number sequences, per company where the format says so.
+    /// Number sequences, per company where the format says so.
+    fn number(&mut self, draft: &mut [Slot], e: usize) {
+        let plan: &'a Plan = self.plan;
+        let this = &plan.entities[e];
         for (p, format) in &this.sequences {
             if matches!(draft[*p], Slot::Unset) {
                 let company = this.company.and_then(|(c, _)| draft[c].value()).map(text);
@@ -97,8 +127,12 @@ impl<'a> Gen<'a> {
                 draft[*p] = Slot::Set(Value::String(value));
             }
         }
+    }
 
-        // Placeholders, from this row or else its owner; numbered values skip the fixture's.
+    /// Placeholders, from this row or else its owner; numbered values skip the fixture's.
+    fn fill_placeholders(&mut self, draft: &mut [Slot], e: usize, owner_row: Option<(usize, usize)>) {
+        let plan: &'a Plan = self.plan;
+        let this = &plan.entities[e];
         for p in 0..draft.len() {
             let Slot::Template(template) = &draft[p] else {
                 continue;
@@ -111,7 +145,7 @@ impl<'a> Gen<'a> {
                 } else {
                     0
                 };
-                let (own, tables) = (&draft, &self.tables);
+                let (own, tables) = (&*draft, &self.tables);
                 let resolve = |name: &str| {
                     if let Some(&q) = this.by_name.get(name) {
                         return own[q].value().map(text);
@@ -127,7 +161,14 @@ impl<'a> Gen<'a> {
             };
             draft[p] = Slot::Set(Value::String(value));
         }
+    }
 
+    /// The primary key (an F&O-style GUID) and the type defaults of what is still open (the
+    /// primary field aside).
+    fn key_and_defaults(&mut self, draft: &mut [Slot], e: usize) {
+        let (model, plan): (&'static Model, &'a Plan) = (self.model, self.plan);
+        let this = &plan.entities[e];
+        let props = &model.entities[e].properties;
         if matches!(draft[this.key], Slot::Unset) {
             draft[this.key] = Slot::Set(Value::String(fno_guid(self.ordinals[e], self.rec_ids[e])));
             self.rec_ids[e] += 1;
@@ -137,31 +178,20 @@ impl<'a> Gen<'a> {
                 draft[p] = Slot::Set(self.default_value(model, &props[p]));
             }
         }
-        let parts = &model.entities[e].primary_field_parts;
+    }
+
+    /// The primary field: its parts joined with ` | `.
+    fn primary_field(&self, draft: &mut [Slot], e: usize) {
+        let this = &self.plan.entities[e];
+        let parts = &self.model.entities[e].primary_field_parts;
         if let (Some(pf), false) = (this.primary_field, parts.is_empty()) {
             let joined: Vec<String> = parts
                 .iter()
                 .map(|n| draft[this.by_name[n]].value().map(text).unwrap_or_default())
                 .collect();
             // At most 255 characters, as the emulator's writes keep it.
-            set(
-                &mut draft,
-                pf,
-                Value::String(joined.join(" | ").chars().take(255).collect()),
-            );
+            set(draft, pf, Value::String(joined.join(" | ").chars().take(255).collect()));
         }
-
-        let values = draft
-            .into_iter()
-            .map(|s| match s {
-                Slot::Pinned(v) | Slot::Set(v) => v,
-                Slot::Template(s) => Value::String(s),
-                Slot::Unset => Value::Null,
-            })
-            .collect();
-        let row = self.store(e, values);
-        self.details(e, row);
-        row
     }
 
     /// Points a row's lookup (and readable key) at a row of the link's target and copies the

@@ -1,56 +1,52 @@
 //! Turning samples and derived facts into OData wire values: dates, placeholders, text forms.
+//!
+//! Dates are read and written with the shared literal formats ([`crate::vocabulary::literals`]);
+//! moving a sample date by a row's jitter is day arithmetic on jiff dates.
 
 use crate::model::{PropType, Property};
+use crate::vocabulary::literals;
+use jiff::civil::Date;
+use jiff::Span;
 use rand::Rng;
 use serde_json::Value;
 
-/// Days since 1970-01-01 of a civil date (proleptic Gregorian; H. Hinnant's algorithm).
-pub(super) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (i64::from(m) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// 1970-01-01, day 0 of the day numbers below.
+const EPOCH: Date = Date::constant(1970, 1, 1);
+
+/// Days since 1970-01-01 of a date.
+pub(super) fn day_number(date: Date) -> i64 {
+    // A day difference between two valid dates always fits a span of days.
+    i64::from(date.since(EPOCH).expect("days between two valid dates").get_days())
 }
 
-/// The civil date of a day number (inverse of [`days_from_civil`]).
-pub(super) fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+/// The date of a day number, if it falls within jiff's calendar (years -9999 to 9999).
+pub(super) fn date_of_day(day: i64) -> Option<Date> {
+    EPOCH.checked_add(Span::new().try_days(day).ok()?).ok()
 }
 
 /// The day number of a `YYYY-MM-DD…` string (the time part, if any, is ignored).
 pub(super) fn parse_day(s: &str) -> Option<i64> {
-    let (y, rest) = s.get(..10)?.split_once('-')?;
-    let (m, d) = rest.split_once('-')?;
-    Some(days_from_civil(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?))
+    literals::date(s.get(..10)?).map(day_number)
 }
 
-/// A day in the wire form of a date type: `Edm.Date` is `YYYY-MM-DD`, a date-time is midnight UTC.
-pub(super) fn wire_day(ty: PropType, day: i64) -> Value {
-    let (y, m, d) = civil_from_days(day);
-    let date = format!("{y:04}-{m:02}-{d:02}");
-    Value::String(if ty == PropType::Datetime {
-        format!("{date}T00:00:00Z")
+/// A day in the wire form of a date type: `Edm.Date` is `YYYY-MM-DD`, a date-time is midnight UTC;
+/// `None` for a day out of the calendar's range.
+pub(super) fn wire_day(ty: PropType, day: i64) -> Option<Value> {
+    let date = literals::date_text(date_of_day(day)?);
+    Some(Value::String(if ty == PropType::Datetime {
+        literals::midnight_utc(&date)
     } else {
         date
-    })
+    }))
 }
 
 /// A pinned (fixture) value in the model's wire form for its property: dates re-written for the
 /// property's type (the docs print some `Edm.Date` values as date-times), GUIDs lower-case.
 pub(super) fn normalize(p: &Property, v: Value) -> Value {
     match (&v, p.ty) {
-        (Value::String(s), PropType::Date | PropType::Datetime) => parse_day(s).map_or(v, |day| wire_day(p.ty, day)),
+        (Value::String(s), PropType::Date | PropType::Datetime) => {
+            parse_day(s).and_then(|day| wire_day(p.ty, day)).unwrap_or(v)
+        }
         (Value::String(s), PropType::Guid) => Value::String(s.to_lowercase()),
         _ => v,
     }
@@ -59,9 +55,9 @@ pub(super) fn normalize(p: &Property, v: Value) -> Value {
 /// A sample value for a row: dates moved by the row's `jitter` days and written for the type.
 pub(super) fn from_sample(p: &Property, sample: &Value, jitter: i64) -> Value {
     match (sample, p.ty) {
-        (Value::String(s), PropType::Date | PropType::Datetime) => {
-            parse_day(s).map_or_else(|| sample.clone(), |day| wire_day(p.ty, day + jitter))
-        }
+        (Value::String(s), PropType::Date | PropType::Datetime) => parse_day(s)
+            .and_then(|day| wire_day(p.ty, day + jitter))
+            .unwrap_or_else(|| sample.clone()),
         _ => sample.clone(),
     }
 }
@@ -163,20 +159,27 @@ mod tests {
 
     #[test]
     fn civil_dates_round_trip() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(day_number(Date::constant(1970, 1, 1)), 0);
         assert_eq!(parse_day("2021-01-04T00:00:00Z"), Some(18_631));
         for day in [-800_000, -1, 0, 59, 60, 11_016, 18_631, 2_932_896] {
-            let (y, m, d) = civil_from_days(day);
-            assert_eq!(days_from_civil(y, m, d), day);
+            assert_eq!(date_of_day(day).map(day_number), Some(day));
         }
-        assert_eq!(civil_from_days(days_from_civil(2024, 2, 28) + 1), (2024, 2, 29));
+        let feb28 = day_number(Date::constant(2024, 2, 28));
+        assert_eq!(date_of_day(feb28 + 1), Some(Date::constant(2024, 2, 29)));
+        assert_eq!(date_of_day(2_932_896), Some(Date::constant(9999, 12, 31)));
+        assert_eq!(date_of_day(2_932_897), None);
+        assert_eq!(parse_day("2023-02-29"), None);
     }
 
     #[test]
     fn days_are_written_per_type() {
         let day = parse_day("2021-03-18").unwrap();
-        assert_eq!(wire_day(PropType::Date, day), Value::from("2021-03-18"));
-        assert_eq!(wire_day(PropType::Datetime, day), Value::from("2021-03-18T00:00:00Z"));
+        assert_eq!(wire_day(PropType::Date, day), Some(Value::from("2021-03-18")));
+        assert_eq!(
+            wire_day(PropType::Datetime, day),
+            Some(Value::from("2021-03-18T00:00:00Z"))
+        );
+        assert_eq!(wire_day(PropType::Date, 2_932_897), None);
     }
 
     #[test]

@@ -3,23 +3,26 @@
 //! entity with writable properties.
 //!
 //! - `inputs`: input types derived from the model, conversion to OData bodies, field rules.
-//! - `submit`: validation of a submission, into a plan; `write`: the three strategies that write
-//!   a plan.
-//! - `submission`: one run of a submission: the idempotency key's life around validate and write.
+//! - `validate`: validation of a submission, into a plan (and the submission's shape, plan and
+//!   errors); `write`: the three strategies that write a plan.
+//! - `idempotent_run`: one run of a submission: the idempotency key's life around validate and
+//!   write.
 //! - `recovery`: a submission under an idempotency key whose upstream answer was lost: looking
 //!   for the candidate before writing again.
 //!
 //! Problems come back in the payload's `errors` with a stable `code` (`VALIDATION_FAILED` with the
-//! input path, `UPSTREAM_REJECTED` with the upstream's message and the failing part, …); GraphQL
-//! errors are left for what the schema itself refuses.
+//! input path, `UPSTREAM_REJECTED` with the upstream's message and the failing part, …: every
+//! code is a [`crate::graphql::errors::ErrorCode`]); GraphQL errors are left for what the schema
+//! itself refuses.
 
+mod idempotent_run;
 pub mod inputs;
 pub mod recovery;
-mod submission;
-pub mod submit;
+pub mod validate;
 pub mod write;
 
 use super::context::{GatewayState, RequestCtx};
+use super::errors::ErrorCode;
 use super::resolve::{select_for, Row};
 use crate::model::{model, Entity};
 use crate::odata::{Method, ODataQuery, UpstreamErrorKind};
@@ -30,7 +33,8 @@ use async_graphql::dynamic::{
 use async_graphql::Value;
 use serde_json::{Map, Value as Json};
 use std::sync::Arc;
-use submit::{Strategy, SubmissionError, SHAPE};
+use validate::{SubmissionError, SHAPE};
+use write::Strategy;
 
 const ERROR_TYPE: &str = "MutationError";
 const STRATEGY_ENUM: &str = "SubmissionStrategy";
@@ -111,7 +115,7 @@ fn error_type() -> Object {
             FieldFuture::new(async move {
                 let e = ctx.parent_value.try_downcast_ref::<SubmissionError>()?;
                 Ok(match key.as_str() {
-                    "code" => Some(FieldValue::value(e.code)),
+                    "code" => Some(FieldValue::value(e.code.as_str())),
                     "message" => Some(FieldValue::value(e.message.clone())),
                     "path" => e.path.clone().map(FieldValue::value),
                     _ => e.part.map(|p| FieldValue::value(p as i64)),
@@ -232,7 +236,7 @@ fn id_arg(ctx: &ResolverContext<'_>) -> Result<String, Vec<SubmissionError>> {
         .unwrap_or_default();
     crate::odata::escape::guid(&raw).map_err(|_| {
         vec![SubmissionError {
-            code: "VALIDATION_FAILED",
+            code: ErrorCode::ValidationFailed,
             message: format!("id `{raw}` is not a GUID"),
             path: Some("id".into()),
             part: None,
@@ -249,7 +253,7 @@ fn body_of(e: &'static Entity, input: &Value, st: &GatewayState) -> Result<Map<S
         Err(problems
             .into_iter()
             .map(|p| SubmissionError {
-                code: "VALIDATION_FAILED",
+                code: ErrorCode::ValidationFailed,
                 message: format!("{} {}", p.path, p.message),
                 path: Some(p.path),
                 part: None,
@@ -384,7 +388,7 @@ fn submission_input() -> InputObject {
             .description("The new person behind an external candidate."),
         )
         .field(
-            InputValue::new(submit::party_number_field(), TypeRef::named(TypeRef::STRING))
+            InputValue::new(validate::party_number_field(), TypeRef::named(TypeRef::STRING))
                 .description("The party number of an existing person (an internal candidate), instead of `person`."),
         );
     for (rel, detail, _) in &shape.details {
@@ -422,7 +426,7 @@ fn submit_field() -> Field {
             let rq = ctx.data::<RequestCtx>()?;
             let input = ctx.args.try_get("input")?.as_value().clone();
             let key = ctx.args.get("idempotencyKey").and_then(|v| v.string().ok().map(str::to_owned)).filter(|k| !k.is_empty());
-            payload(submission::run(st, rq, &input, key.as_deref()).await?)
+            payload(idempotent_run::run(st, rq, &input, key.as_deref()).await?)
         })
     })
     .argument(InputValue::new("input", TypeRef::named_nn(SUBMISSION_INPUT)))

@@ -18,7 +18,8 @@
 //! 5xx from a proxy) may still be running upstream, so it is not re-run in the same request: the
 //! key stays `unknown` and the client's retry looks again later.
 
-use super::submit::{self, Plan, Strategy, WriteFailure, Written, SHAPE};
+use super::validate::{Plan, SubmissionError, SHAPE};
+use super::write::{self, Strategy, WriteFailure, Written};
 use crate::graphql::context::{GatewayState, RequestCtx};
 use crate::graphql::idempotency::Probe;
 use crate::odata::filter::{compile, CmpOp, Filter, Literal};
@@ -124,18 +125,18 @@ pub enum Outcome {
     /// Written by this call; `found` when its answer was lost and the candidate was found.
     Written { written: Written, found: bool },
     /// Not written: report the errors and release the key.
-    Failed(Vec<super::submit::SubmissionError>),
+    Failed(Vec<SubmissionError>),
     /// Perhaps written: report the errors and keep the key `unknown`.
-    Unknown(Vec<super::submit::SubmissionError>),
+    Unknown(Vec<SubmissionError>),
 }
 
 /// Writes `plan` under an idempotency key: failures that certainly did nothing are retried by the
 /// upstream client; a lost answer is resolved by [`look`], and the write runs again (up to the
 /// upstream's retry budget) only when it certainly did not happen.
 pub async fn write_protected(state: &GatewayState, rq: &RequestCtx, plan: Plan, strategy: Strategy) -> Outcome {
-    let strategy = submit::effective_strategy(&plan, strategy);
+    let strategy = write::effective_strategy(&plan, strategy);
     if !strategy.is_atomic() {
-        return match submit::write(state, rq, plan, strategy, RetryPolicy::Never).await {
+        return match write::write(state, rq, plan, strategy, RetryPolicy::Never).await {
             Ok(written) => Outcome::Written { written, found: false },
             Err(f) => Outcome::Failed(f.errors),
         };
@@ -143,7 +144,7 @@ pub async fn write_protected(state: &GatewayState, rq: &RequestCtx, plan: Plan, 
     let reruns = state.upstream.config().resilience.max_retries;
     for run in 0..=reruns {
         let failure: WriteFailure =
-            match submit::write(state, rq, plan.clone(), strategy, RetryPolicy::UnlessProcessed).await {
+            match write::write(state, rq, plan.clone(), strategy, RetryPolicy::UnlessProcessed).await {
                 Ok(written) => return Outcome::Written { written, found: false },
                 Err(f) if !f.outcome_unknown() => return Outcome::Failed(f.errors),
                 Err(f) => f,

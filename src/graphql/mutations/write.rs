@@ -1,11 +1,50 @@
-//! Writing a validated submission ([`Plan`]) by each strategy (see [`super::submit`]).
+//! Writing a validated submission ([`Plan`]) by each strategy, all or nothing.
+//!
+//! Strategies (a setting; the payload says which ran):
+//! - `batch`: one `$batch` with one change set; the person is `$1`, everything else binds to it.
+//! - `deep-insert`: one POST of the candidate with the person and its details nested, as the ATS
+//!   documentation's example does (external candidates only; internal ones use `batch`).
+//! - `flat`: the documented separate POSTs in order; on a failure the records already created are
+//!   deleted again, newest first, so nothing half-written remains.
+//!
+//! Under an idempotency key, `batch` and `deep-insert` writes (atomic: the candidate exists if
+//! and only if everything was written) are retried when the upstream certainly did nothing, and
+//! a lost response is resolved by looking for the candidate (see `recovery`). `flat` is not
+//! atomic and is never retried. A refused atomic write is checked for what the upstream kept
+//! anyway, which is deleted again (`compensate_landed`).
 
-use super::submit::{Plan, Strategy, SubmissionError, SHAPE};
+use super::validate::{Plan, Planned, SubmissionError, SHAPE};
 use crate::batch::{BatchRequestItem, BatchResponseItem};
 use crate::graphql::context::{GatewayState, RequestCtx};
+use crate::graphql::errors::ErrorCode;
 use crate::model::{Entity, Relation};
 use crate::odata::{part_write, Method, RetryPolicy, UpstreamError};
 use serde_json::{Map, Value as Json};
+
+/// How a submission is written upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Strategy {
+    Batch,
+    DeepInsert,
+    Flat,
+}
+
+impl Strategy {
+    /// The GraphQL enum value.
+    pub fn graphql(self) -> &'static str {
+        match self {
+            Strategy::Batch => "BATCH",
+            Strategy::DeepInsert => "DEEP_INSERT",
+            Strategy::Flat => "FLAT",
+        }
+    }
+
+    /// Whether a submission is written all or nothing (so the candidate's existence says
+    /// whether it was written).
+    pub fn is_atomic(self) -> bool {
+        self != Strategy::Flat
+    }
+}
 
 /// What a successful write produced.
 pub struct Written {
@@ -33,7 +72,7 @@ impl WriteFailure {
         let e = UpstreamError::new(crate::odata::UpstreamErrorKind::InvalidResponse, Some(200), message);
         WriteFailure {
             errors: vec![SubmissionError {
-                code: "UPSTREAM_INVALID_RESPONSE",
+                code: ErrorCode::UpstreamInvalidResponse,
                 message: message.to_string(),
                 path: None,
                 part: None,
@@ -65,6 +104,43 @@ pub fn effective_strategy(plan: &Plan, strategy: Strategy) -> Strategy {
     }
 }
 
+/// Deep insert goes through navigation properties (candidate → person → details): when the
+/// upstream's `$metadata` lacks one this plan needs, the submission is written as a `$batch`
+/// change set instead (logged once per gateway).
+fn upstream_strategy(state: &GatewayState, plan: &Plan, strategy: Strategy) -> Strategy {
+    if strategy != Strategy::DeepInsert {
+        return strategy;
+    }
+    let naming = state.upstream.naming();
+    let shape = &*SHAPE;
+    let needed = shape
+        .details
+        .iter()
+        .filter(|(_, e, _)| {
+            plan.details
+                .iter()
+                .any(|(_, d)| d.entity.logical_name == e.logical_name)
+        })
+        .map(|(r, _, _)| (shape.person, *r));
+    let missing = std::iter::once((shape.candidate, shape.person_relation))
+        .chain(needed)
+        .find(|(e, r)| !naming.has_navigation(e, &r.navigation_property));
+    let Some((entity, relation)) = missing else {
+        return strategy;
+    };
+    if !state
+        .deep_insert_fallback_logged
+        .swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
+        tracing::warn!(
+            entity = %entity.logical_name,
+            navigation = %relation.navigation_property,
+            "deep insert: the upstream's $metadata lacks a navigation property it needs; such submissions are written as a $batch change set"
+        );
+    }
+    Strategy::Batch
+}
+
 /// Writes a validated plan with `strategy`; `policy` says which failures of an atomic write
 /// may be sent again (`flat` never retries).
 pub async fn write(
@@ -74,7 +150,7 @@ pub async fn write(
     strategy: Strategy,
     policy: RetryPolicy,
 ) -> Result<Written, WriteFailure> {
-    match effective_strategy(&plan, strategy) {
+    match upstream_strategy(state, &plan, effective_strategy(&plan, strategy)) {
         Strategy::Batch => write_batch(state, rq, plan, policy).await,
         Strategy::DeepInsert => write_deep(state, rq, plan, policy).await,
         Strategy::Flat => write_flat(state, rq, plan)
@@ -115,77 +191,30 @@ enum PersonRef {
     PartyNumber(String),
 }
 
+/// The batch strategy: one `$batch` with one change set (the person is `$1`, everything else
+/// binds to it); a refused change set is checked for what the upstream kept anyway.
 async fn write_batch(
     state: &GatewayState,
     rq: &RequestCtx,
     plan: Plan,
     policy: RetryPolicy,
 ) -> Result<Written, WriteFailure> {
-    let shape = &*SHAPE;
-    let up = &state.upstream;
     let landing = Landing::of(&plan);
-    let mut parts = Vec::new();
-    let mut paths = Vec::new();
-    let person_ref = match (&plan.person, &plan.party_number) {
-        (Some(p), _) => {
-            parts.push(up.batch_write_part(
-                &Method::POST,
-                &p.entity.entity_set,
-                &Json::Object(p.body.clone()),
-                Some("1".into()),
-            ));
-            paths.push(p.path.clone());
-            PersonRef::ContentId("$1".into())
-        }
-        (None, Some(pn)) => PersonRef::PartyNumber(pn.clone()),
-        (None, None) => unreachable!("validated"),
-    };
-    let candidate_body = linked(plan.candidate.body.clone(), shape.person_relation, &person_ref);
-    let candidate_cid = (parts.len() + 1).to_string();
-    parts.push(up.batch_write_part(
-        &Method::POST,
-        &shape.candidate.entity_set,
-        &Json::Object(candidate_body),
-        Some(candidate_cid.clone()),
-    ));
-    paths.push("candidate".into());
-    for (_, d) in &plan.details {
-        let back = back_relation(d.entity);
-        let body = linked(d.body.clone(), back, &person_ref);
-        parts.push(up.batch_write_part(
-            &Method::POST,
-            &d.entity.entity_set,
-            &Json::Object(body),
-            Some((parts.len() + 1).to_string()),
-        ));
-        paths.push(d.path.clone());
-    }
+    let change_set = change_set(state, &plan);
     let responses = state
-        .batch(rq, vec![BatchRequestItem::ChangeSet(parts)], false, Some(policy))
+        .batch(
+            rq,
+            vec![BatchRequestItem::ChangeSet(change_set.parts)],
+            false,
+            Some(policy),
+        )
         .await
         .map_err(|e| WriteFailure::upstream(e, None))?;
     match responses.into_iter().next() {
-        Some(BatchResponseItem::ChangeSet(done)) => {
-            let part = done
-                .iter()
-                .find(|p| p.content_id.as_deref() == Some(&candidate_cid))
-                .ok_or_else(|| WriteFailure::unreadable("The change set's response has no part for the candidate."))?;
-            // The change set succeeded: a part that cannot be read hides a written candidate.
-            let w = part_write(part, &shape.candidate.entity_set).map_err(|e| {
-                let e = UpstreamError::new(e.kind, Some(200), e.message);
-                WriteFailure::upstream(e, None)
-            })?;
-            let id = w
-                .entity_id
-                .ok_or_else(|| WriteFailure::unreadable("The upstream did not say which candidate it created."))?;
-            Ok(Written {
-                candidate_id: id,
-                strategy: Strategy::Batch,
-            })
-        }
+        Some(BatchResponseItem::ChangeSet(done)) => change_set_written(&done, &change_set.candidate_cid),
         Some(BatchResponseItem::Response(failed)) => {
             let n = failed.content_id.as_deref().and_then(|c| c.parse::<usize>().ok());
-            let what = n.and_then(|n| paths.get(n - 1).cloned());
+            let what = n.and_then(|n| change_set.paths.get(n - 1).cloned());
             let e = crate::odata::part_result(&failed).err().unwrap_or_else(|| {
                 UpstreamError::new(
                     crate::odata::UpstreamErrorKind::Other,
@@ -201,6 +230,69 @@ async fn write_batch(
         }
         None => Err(WriteFailure::unreadable("The $batch response was empty.")),
     }
+}
+
+/// A submission's change set: its parts, the input path of each, and the candidate's content id.
+struct ChangeSet {
+    parts: Vec<crate::batch::HttpRequestPart>,
+    paths: Vec<String>,
+    candidate_cid: String,
+}
+
+/// The change set's POSTs: the new person (`$1`) if any, the candidate, then the details, each
+/// linked to the person.
+fn change_set(state: &GatewayState, plan: &Plan) -> ChangeSet {
+    let shape = &*SHAPE;
+    let up = &state.upstream;
+    let mut parts = Vec::new();
+    let mut paths = Vec::new();
+    let mut post = |entity: &Entity, body: Map<String, Json>, path: String| {
+        let cid = (parts.len() + 1).to_string();
+        parts.push(up.batch_write_part(
+            &Method::POST,
+            &entity.entity_set,
+            &Json::Object(body),
+            Some(cid.clone()),
+        ));
+        paths.push(path);
+        cid
+    };
+    let person_ref = match (&plan.person, &plan.party_number) {
+        (Some(p), _) => PersonRef::ContentId(format!("${}", post(p.entity, p.body.clone(), p.path.clone()))),
+        (None, Some(pn)) => PersonRef::PartyNumber(pn.clone()),
+        (None, None) => unreachable!("validated"),
+    };
+    let candidate_body = linked(plan.candidate.body.clone(), shape.person_relation, &person_ref);
+    let candidate_cid = post(shape.candidate, candidate_body, "candidate".into());
+    for (_, d) in &plan.details {
+        let body = linked(d.body.clone(), back_relation(d.entity), &person_ref);
+        post(d.entity, body, d.path.clone());
+    }
+    ChangeSet {
+        parts,
+        paths,
+        candidate_cid,
+    }
+}
+
+/// The candidate's id from a change set that succeeded: a part that cannot be read hides a
+/// written candidate.
+fn change_set_written(done: &[crate::batch::HttpResponsePart], candidate_cid: &str) -> Result<Written, WriteFailure> {
+    let part = done
+        .iter()
+        .find(|p| p.content_id.as_deref() == Some(candidate_cid))
+        .ok_or_else(|| WriteFailure::unreadable("The change set's response has no part for the candidate."))?;
+    let w = part_write(part, &SHAPE.candidate.entity_set).map_err(|e| {
+        let e = UpstreamError::new(e.kind, Some(200), e.message);
+        WriteFailure::upstream(e, None)
+    })?;
+    let id = w
+        .entity_id
+        .ok_or_else(|| WriteFailure::unreadable("The upstream did not say which candidate it created."))?;
+    Ok(Written {
+        candidate_id: id,
+        strategy: Strategy::Batch,
+    })
 }
 
 async fn write_deep(
@@ -288,104 +380,122 @@ fn no_id(entity: &Entity, status: u16) -> UpstreamError {
     )
 }
 
+/// The flat strategy: the person (unless it exists), the candidate, then each detail, one POST
+/// each; on a failure, what was created is deleted again ([`compensate`]).
 async fn write_flat(state: &GatewayState, rq: &RequestCtx, plan: Plan) -> Result<Written, Vec<SubmissionError>> {
-    let shape = &*SHAPE;
-    let mut created: Vec<Created> = Vec::new();
-    // The party number of the person this submission created: every record linked to it is
-    // the submission's own.
-    let mut new_person: Option<String> = None;
-    let mut step = 0;
-    let result: Result<String, (UpstreamError, usize, String)> = async {
-        let party_number = match (&plan.person, &plan.party_number) {
-            (Some(p), _) => {
-                step += 1;
-                let w = state
-                    .send_write(
-                        rq,
-                        Method::POST,
-                        &p.entity.entity_set,
-                        &Json::Object(p.body.clone()),
-                        true,
-                    )
-                    .await
-                    .map_err(|e| (e, step, p.path.clone()))?;
-                let key = shape.person_relation.parent_readable_key.as_deref().unwrap_or_default();
-                let party_number = w.body.as_ref().and_then(|b| b.get(key)).and_then(Json::as_str);
-                new_person = party_number.map(str::to_owned);
-                created.push(Created {
-                    entity: shape.person,
-                    id: w.entity_id.clone(),
-                    person_key: Some(key.to_string()),
-                });
-                if w.entity_id.is_none() {
-                    return Err((no_id(shape.person, w.status), step, p.path.clone()));
-                }
-                party_number.map(str::to_owned).ok_or_else(|| {
-                    (
-                        UpstreamError::new(
-                            crate::odata::UpstreamErrorKind::InvalidResponse,
-                            None,
-                            "The created person came back without its party number.",
-                        ),
-                        step,
-                        p.path.clone(),
-                    )
-                })?
-            }
-            (None, Some(pn)) => pn.clone(),
-            (None, None) => unreachable!("validated"),
-        };
-        let person_ref = PersonRef::PartyNumber(party_number);
-        step += 1;
-        let body = linked(plan.candidate.body.clone(), shape.person_relation, &person_ref);
-        let w = state
-            .send_write(
-                rq,
-                Method::POST,
-                &shape.candidate.entity_set,
-                &Json::Object(body),
-                false,
-            )
-            .await
-            .map_err(|e| (e, step, "candidate".to_string()))?;
-        created.push(Created {
-            entity: shape.candidate,
-            id: w.entity_id.clone(),
-            person_key: shape.person_relation.child_readable_key.clone(),
-        });
-        let candidate_id = w
-            .entity_id
-            .ok_or_else(|| (no_id(shape.candidate, w.status), step, "candidate".to_string()))?;
-        for (_, d) in &plan.details {
-            step += 1;
-            let back = back_relation(d.entity);
-            let body = linked(d.body.clone(), back, &person_ref);
-            let w = state
-                .send_write(rq, Method::POST, &d.entity.entity_set, &Json::Object(body), false)
-                .await
-                .map_err(|e| (e, step, d.path.clone()))?;
-            created.push(Created {
-                entity: d.entity,
-                id: w.entity_id.clone(),
-                person_key: back.child_readable_key.clone(),
-            });
-            if w.entity_id.is_none() {
-                return Err((no_id(d.entity, w.status), step, d.path.clone()));
-            }
-        }
-        Ok(candidate_id)
-    }
-    .await;
-    match result {
+    let mut run = FlatRun {
+        state,
+        rq,
+        created: Vec::new(),
+        new_person: None,
+        step: 0,
+    };
+    match run.write(&plan).await {
         Ok(candidate_id) => Ok(Written {
             candidate_id,
             strategy: Strategy::Flat,
         }),
         Err((e, n, what)) => {
             let mut errors = vec![SubmissionError::upstream(&e, Some(n), Some(what))];
-            compensate(state, rq, &created, new_person.as_deref(), &mut errors).await;
+            compensate(state, rq, &run.created, run.new_person.as_deref(), &mut errors).await;
             Err(errors)
         }
+    }
+}
+
+/// A failed flat POST: the error, its 1-based request number and the input path it wrote.
+type FlatFailure = (UpstreamError, usize, String);
+
+/// A flat write under way: what it created so far (for compensation).
+struct FlatRun<'a> {
+    state: &'a GatewayState,
+    rq: &'a RequestCtx,
+    created: Vec<Created>,
+    /// The party number of the person this submission created: every record linked to it is
+    /// the submission's own.
+    new_person: Option<String>,
+    /// The number of the current request.
+    step: usize,
+}
+
+impl FlatRun<'_> {
+    /// The POSTs in order; the candidate's id.
+    async fn write(&mut self, plan: &Plan) -> Result<String, FlatFailure> {
+        let party_number = match (&plan.person, &plan.party_number) {
+            (Some(p), _) => self.post_person(p).await?,
+            (None, Some(pn)) => pn.clone(),
+            (None, None) => unreachable!("validated"),
+        };
+        let person_ref = PersonRef::PartyNumber(party_number);
+        let shape = &*SHAPE;
+        let body = linked(plan.candidate.body.clone(), shape.person_relation, &person_ref);
+        let child_key = shape.person_relation.child_readable_key.clone();
+        let w = self.post(shape.candidate, body, "candidate", false, child_key).await?;
+        let candidate_id = w
+            .entity_id
+            .ok_or_else(|| (no_id(shape.candidate, w.status), self.step, "candidate".to_string()))?;
+        for (_, d) in &plan.details {
+            let back = back_relation(d.entity);
+            let body = linked(d.body.clone(), back, &person_ref);
+            let w = self
+                .post(d.entity, body, &d.path, false, back.child_readable_key.clone())
+                .await?;
+            if w.entity_id.is_none() {
+                return Err((no_id(d.entity, w.status), self.step, d.path.clone()));
+            }
+        }
+        Ok(candidate_id)
+    }
+
+    /// Creates the new person; its party number, which links everything else to it.
+    async fn post_person(&mut self, p: &Planned) -> Result<String, FlatFailure> {
+        let shape = &*SHAPE;
+        let key = shape.person_relation.parent_readable_key.as_deref().unwrap_or_default();
+        let w = self
+            .post(shape.person, p.body.clone(), &p.path, true, Some(key.to_string()))
+            .await?;
+        let party_number = w.body.as_ref().and_then(|b| b.get(key)).and_then(Json::as_str);
+        self.new_person = party_number.map(str::to_owned);
+        if w.entity_id.is_none() {
+            return Err((no_id(shape.person, w.status), self.step, p.path.clone()));
+        }
+        party_number.map(str::to_owned).ok_or_else(|| {
+            let e = UpstreamError::new(
+                crate::odata::UpstreamErrorKind::InvalidResponse,
+                None,
+                "The created person came back without its party number.",
+            );
+            (e, self.step, p.path.clone())
+        })
+    }
+
+    /// One POST, as the next request; what it created is remembered (also without an id).
+    async fn post(
+        &mut self,
+        entity: &'static Entity,
+        body: Map<String, Json>,
+        path: &str,
+        representation: bool,
+        person_key: Option<String>,
+    ) -> Result<crate::odata::WriteResult, FlatFailure> {
+        self.step += 1;
+        let w = self
+            .state
+            .send_write(
+                self.rq,
+                Method::POST,
+                &entity.entity_set,
+                &Json::Object(body),
+                representation,
+            )
+            .await
+            .map_err(|e| (e, self.step, path.to_string()))?;
+        self.created.push(Created {
+            entity,
+            id: w.entity_id.clone(),
+            person_key,
+        });
+        Ok(w)
     }
 }
 
@@ -483,7 +593,6 @@ async fn compensate_landed(
     landing: &Landing,
     errors: &mut Vec<SubmissionError>,
 ) {
-    let shape = &*SHAPE;
     let candidate_id = match super::recovery::look(state, rq, landing.probe.as_ref()).await {
         super::recovery::Found::NotWritten => return,
         super::recovery::Found::Written(id) => id,
@@ -494,21 +603,44 @@ async fn compensate_landed(
         }
     };
     tracing::warn!(candidate.id = %candidate_id, "the upstream refused a change set but kept part of it; compensating");
-    let candidate = Created {
-        entity: shape.candidate,
-        id: Some(candidate_id.clone()),
-        person_key: shape.person_relation.child_readable_key.clone(),
+    let Some(kept) = kept_records(state, rq, landing, &candidate_id, errors).await else {
+        return;
     };
+    let failures_before = errors.len();
+    compensate(state, rq, &kept.created, kept.new_person.as_deref(), errors).await;
+    if errors.len() == failures_before {
+        errors.push(compensated(&kept.created));
+    }
+}
+
+/// What of a refused atomic write the upstream kept, in the order [`compensate`] takes.
+struct Kept {
+    created: Vec<Created>,
+    /// The party number of the new person it kept.
+    new_person: Option<String>,
+}
+
+/// The records kept with the candidate `candidate_id`: the new person (by the party number the
+/// candidate links to), the candidate, and the details linked to the new person. `None` when
+/// they make up the whole submission: that is another, identical submission that succeeded,
+/// not this write's remains.
+async fn kept_records(
+    state: &GatewayState,
+    rq: &RequestCtx,
+    landing: &Landing,
+    candidate_id: &str,
+    errors: &mut Vec<SubmissionError>,
+) -> Option<Kept> {
+    let shape = &*SHAPE;
     let mut created: Vec<Created> = Vec::new();
     let mut new_person: Option<String> = None;
     if landing.new_person {
-        match candidate_party_number(state, rq, &candidate_id).await {
+        match candidate_party_number(state, rq, candidate_id).await {
             Some(pn) => {
-                let key = shape.person_relation.parent_readable_key.clone();
                 let person = Created {
                     entity: shape.person,
                     id: None,
-                    person_key: key,
+                    person_key: shape.person_relation.parent_readable_key.clone(),
                 };
                 created.extend(resolve(state, rq, &person, Some(&pn), errors).await);
                 new_person = Some(pn);
@@ -516,7 +648,11 @@ async fn compensate_landed(
             None => errors.push(SubmissionError::compensation_failed(format!("The upstream kept the candidate {candidate_id} of the refused write; its person and details could not be found and may remain."))),
         }
     }
-    created.push(candidate);
+    created.push(Created {
+        entity: shape.candidate,
+        id: Some(candidate_id.to_string()),
+        person_key: shape.person_relation.child_readable_key.clone(),
+    });
     if new_person.is_some() {
         for d in &landing.details {
             let c = Created {
@@ -531,33 +667,34 @@ async fn compensate_landed(
         // identical submission that succeeded meanwhile, and deleting it would lose its data.
         if created.len() >= landing.records {
             tracing::warn!(candidate.id = %candidate_id, records = created.len(), "a refused change set: the look-alike found is complete, so it is another submission's; nothing deleted");
-            return;
+            return None;
         }
     } else if !landing.details.is_empty() && !landing.new_person {
         let sets: Vec<&str> = landing.details.iter().map(|d| d.entity_set.as_str()).collect();
         errors.push(SubmissionError::compensation_failed(format!("The upstream kept part of the refused write; details of the existing person written before the failing part cannot be told from the person's older ones and may remain in {}.", sets.join(", "))));
     }
-    let failures_before = errors.len();
-    compensate(state, rq, &created, new_person.as_deref(), errors).await;
-    if errors.len() == failures_before {
-        let mut by_set: Vec<(&str, usize)> = Vec::new();
-        for c in &created {
-            match by_set.iter_mut().find(|(s, _)| *s == c.entity.entity_set) {
-                Some((_, n)) => *n += 1,
-                None => by_set.push((&c.entity.entity_set, 1)),
-            }
+    Some(Kept { created, new_person })
+}
+
+/// The report of a compensation that deleted everything the upstream kept.
+fn compensated(created: &[Created]) -> SubmissionError {
+    let mut by_set: Vec<(&str, usize)> = Vec::new();
+    for c in created {
+        match by_set.iter_mut().find(|(s, _)| *s == c.entity.entity_set) {
+            Some((_, n)) => *n += 1,
+            None => by_set.push((&c.entity.entity_set, 1)),
         }
-        let list: Vec<String> = by_set.iter().map(|(s, n)| format!("{n} {s}")).collect();
-        errors.push(SubmissionError {
-            code: "COMPENSATED",
-            message: format!(
-                "The upstream did not roll back the refused write: it kept {} records, which the gateway deleted ({}).",
-                created.len(),
-                list.join(", ")
-            ),
-            path: None,
-            part: None,
-        });
+    }
+    let list: Vec<String> = by_set.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    SubmissionError {
+        code: ErrorCode::Compensated,
+        message: format!(
+            "The upstream did not roll back the refused write: it kept {} records, which the gateway deleted ({}).",
+            created.len(),
+            list.join(", ")
+        ),
+        path: None,
+        part: None,
     }
 }
 

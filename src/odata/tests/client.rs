@@ -12,22 +12,34 @@ const AUTH: &str = "Bearer secret-token-value";
 fn upstream(root: &str) -> Upstream {
     let mut config = UpstreamConfig::new(root.trim_end_matches('/'));
     config.timeout = Duration::from_millis(1500);
-    config.max_page_size = 2;
     config.auth = crate::odata::UpstreamAuth::PassThrough;
     Upstream::new(config).unwrap()
 }
 
+/// Every row of `q` through [`calls::collect_all`], page by page with `up.get_page`.
+async fn collect(
+    up: &Upstream,
+    q: &ODataQuery,
+    paging: calls::Paging,
+    auth: Option<&str>,
+    limit: usize,
+) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, UpstreamError> {
+    let url = q.to_relative_url();
+    let fetch = |link: String, size: Option<usize>| async move { up.get_page(&link, auth, size).await };
+    calls::collect_all(&url, paging, limit, &q.entity.entity_set, fetch).await
+}
+
 #[tokio::test]
-async fn get_all_follows_next_links_with_the_same_headers() {
+async fn collect_all_follows_next_links_with_the_same_headers() {
     let (fake, root) = fake::start().await;
     let up = upstream(&root);
     let mut q = ODataQuery::new(entity());
     q.select = vec![entity().primary_key.clone()];
     q.count = true;
-    let page = up.get_all(&q, Some(AUTH), 100).await.unwrap();
-    assert_eq!(page.value.len(), 5);
-    assert_eq!(page.count, Some(5));
-    assert_eq!(page.next_link, None);
+    let rows = collect(&up, &q, calls::Paging::Maxpagesize, Some(AUTH), 100)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 5);
     let seen = fake.seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 3);
     assert!(seen[1].target.ends_with("$skiptoken=2") && seen[2].target.ends_with("$skiptoken=3"));
@@ -37,7 +49,8 @@ async fn get_all_follows_next_links_with_the_same_headers() {
         assert_eq!(s.header("odata-maxversion"), Some("4.0"));
         assert_eq!(s.header("odata-version"), Some("4.0"));
         assert_eq!(s.header("if-none-match"), Some("null"));
-        assert_eq!(s.header("prefer"), Some("odata.maxpagesize=2"));
+        // The page size is the limit and one more row, and the same on every page.
+        assert_eq!(s.header("prefer"), Some("odata.maxpagesize=101"));
         assert_eq!(s.header("authorization"), Some(AUTH));
         assert!(s.header("user-agent").unwrap().starts_with("ats-gateway/"));
     }
@@ -46,25 +59,38 @@ async fn get_all_follows_next_links_with_the_same_headers() {
 }
 
 #[tokio::test]
-async fn get_all_refuses_to_truncate() {
-    let (_fake, root) = fake::start().await;
+async fn collect_all_refuses_to_truncate_and_never_reads_past_the_limit() {
+    let (fake, root) = fake::start().await;
     let up = upstream(&root);
-    let e = up.get_all(&ODataQuery::new(entity()), None, 3).await.unwrap_err();
+    let q = ODataQuery::new(entity());
+    let e = collect(&up, &q, calls::Paging::Maxpagesize, None, 3).await.unwrap_err();
     assert_eq!(e.code(), "UPSTREAM_TOO_MANY_ROWS");
     assert!(e.message.contains("more than 3 rows"), "{}", e.message);
+    // Refused at the first page past the limit (pages of 2: the second), the third never read.
+    assert_eq!(fake.seen.lock().unwrap().len(), 2);
     // Exactly at the limit is fine.
     assert_eq!(
-        up.get_all(&ODataQuery::new(entity()), None, 5)
+        collect(&up, &q, calls::Paging::Maxpagesize, None, 5)
             .await
             .unwrap()
-            .value
             .len(),
         5
     );
-    // `$top` is honoured client-side and sends no page size (Dataverse would ignore $top).
-    let mut q = ODataQuery::new(entity());
-    q.top = Some(3);
-    assert_eq!(up.get_all(&q, None, 100).await.unwrap().value.len(), 3);
+}
+
+#[tokio::test]
+async fn collect_all_by_top_sends_top_and_no_page_size() {
+    let (fake, root) = fake::start().await;
+    let up = upstream(&root);
+    let q = ODataQuery::new(entity());
+    // The fake pages by itself (2, 2, 1): its next links are followed unchanged.
+    let rows = collect(&up, &q, calls::Paging::Top, None, 100).await.unwrap();
+    assert_eq!(rows.len(), 5);
+    let seen = fake.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3);
+    assert!(seen[0].target.ends_with("$top=101"), "{}", seen[0].target);
+    assert!(seen[1].target.ends_with("$skiptoken=2"), "{}", seen[1].target);
+    assert!(seen.iter().all(|s| s.header("prefer").is_none()));
 }
 
 #[tokio::test]
@@ -127,7 +153,9 @@ async fn links_to_other_hosts_and_endless_paging_are_refused() {
     assert_eq!(fake.seen.lock().unwrap().len(), 1, "nothing was sent to the other host");
     let mut q = ODataQuery::new(entity());
     q.filter = Some("loop".into());
-    let e = up.get_all(&q, None, 100).await.unwrap_err();
+    let e = collect(&up, &q, calls::Paging::Maxpagesize, None, 100)
+        .await
+        .unwrap_err();
     assert!(
         e.code() == "UPSTREAM_INVALID_RESPONSE" && e.message.contains("repeats"),
         "{}",
@@ -262,7 +290,7 @@ fn the_client_and_its_futures_are_send() {
     shared::<OptionSetLabels>();
     let up = upstream("http://127.0.0.1:9/api/data/v9.2/");
     let q = ODataQuery::new(entity());
-    send(&up.get_all(&q, None, 1));
+    send(&collect(&up, &q, calls::Paging::Top, None, 1));
     send(&up.get_page("x", None, None));
     send(&up.get_json("x", None));
     send(&up.batch(vec![], None, false));

@@ -97,7 +97,44 @@ pub async fn start_on(addr: std::net::SocketAddr) -> (Arc<Fake>, String) {
     (fake, root)
 }
 
+/// Records the request, then answers it: a named scenario (`throttled`, `flaky`, `gauge`, …) or
+/// the entity set's service.
 async fn handle(State(fake): State<Arc<Fake>>, req: Request) -> Response {
+    let seen = record(&fake, req).await;
+    let base = fake.base.lock().unwrap().clone();
+    let path = seen.target.strip_prefix(ROOT_PATH).unwrap_or(&seen.target).to_string();
+    let (resource, query) = path.split_once('?').unwrap_or((path.as_str(), ""));
+    let call = Call {
+        fake: &fake,
+        method: seen.method.as_str(),
+        resource,
+        query,
+        base: &base,
+        hits: fake.hits(resource),
+        seen: &seen,
+    };
+    match scenario(&call).await {
+        Some(response) => response,
+        None => service(&call),
+    }
+}
+
+/// A request the fake answers, with what it knows about it.
+struct Call<'a> {
+    fake: &'a Fake,
+    method: &'a str,
+    /// The path under the service root, without the query.
+    resource: &'a str,
+    query: &'a str,
+    /// The service root URL.
+    base: &'a str,
+    /// Requests seen so far to this resource, this one included.
+    hits: usize,
+    seen: &'a Seen,
+}
+
+/// Reads the request and adds it to [`Fake::seen`].
+async fn record(fake: &Fake, req: Request) -> Seen {
     let method = req.method().to_string();
     let raw_target = req
         .uri()
@@ -112,51 +149,20 @@ async fn handle(State(fake): State<Arc<Fake>>, req: Request) -> Response {
         .await
         .unwrap()
         .to_vec();
-    fake.seen.lock().unwrap().push(Seen {
-        method: method.clone(),
-        target: target.clone(),
-        headers: headers.clone(),
-        body: body.clone(),
-    });
-    let base = fake.base.lock().unwrap().clone();
-    let path = target.strip_prefix(ROOT_PATH).unwrap_or(&target).to_string();
-    let hits = fake.hits(path.split('?').next().unwrap_or(""));
-    let set = entity().entity_set.as_str();
-    let (resource, query) = path.split_once('?').unwrap_or((path.as_str(), ""));
-    match (method.as_str(), resource) {
-        ("GET", r) if r == set && query.contains("loop") => json_response(
-            200,
-            json!({"value": [row(1)], "@odata.nextLink": format!("{base}{set}?loop")}),
-        ),
-        ("GET", r) if r == set => {
-            // Three pages of 2, 2 and 1 rows, whatever the page size asked.
-            let page: usize = query
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("$skiptoken="))
-                .map_or(1, |t| t.parse().unwrap());
-            let rows: Vec<Value> = match page {
-                1 => vec![row(1), row(2)],
-                2 => vec![row(3), row(4)],
-                _ => vec![row(5)],
-            };
-            let mut body = json!({ "@odata.context": format!("{base}$metadata#{set}"), "value": rows });
-            if query.contains("$count=true") {
-                body["@odata.count"] = json!(5);
-            }
-            if page < 3 {
-                // Opaque, already-encoded token: the client must send it back unchanged.
-                body["@odata.nextLink"] = json!(format!("{base}{set}?$select=x&$skiptoken={}", page + 1));
-            }
-            json_response(200, body)
-        }
-        ("GET", r) if r == format!("{set}({KNOWN_ID})") => {
-            let mut body = row(7);
-            body["@odata.context"] = json!(format!("{base}$metadata#{set}/$entity"));
-            json_response(200, body)
-        }
-        ("GET", r) if r.starts_with(&format!("{set}(")) => {
-            error(404, &format!("{} With Id = x Does Not Exist", entity().logical_name))
-        }
+    let seen = Seen {
+        method,
+        target,
+        headers,
+        body,
+    };
+    fake.seen.lock().unwrap().push(seen.clone());
+    seen
+}
+
+/// The named resources that play a failure or a behaviour; `None` for anything else.
+async fn scenario(call: &Call<'_>) -> Option<Response> {
+    let hits = call.hits;
+    Some(match (call.method, call.resource) {
         ("GET", "throttled") => {
             let mut r = error(
                 429,
@@ -180,10 +186,10 @@ async fn handle(State(fake): State<Arc<Fake>>, req: Request) -> Response {
         // Counts how many of these are in flight at once.
         ("GET", "gauge") => {
             use std::sync::atomic::Ordering::SeqCst;
-            let now = fake.in_flight.fetch_add(1, SeqCst) + 1;
-            fake.max_in_flight.fetch_max(now, SeqCst);
+            let now = call.fake.in_flight.fetch_add(1, SeqCst) + 1;
+            call.fake.max_in_flight.fetch_max(now, SeqCst);
             tokio::time::sleep(Duration::from_millis(30)).await;
-            fake.in_flight.fetch_sub(1, SeqCst);
+            call.fake.in_flight.fetch_sub(1, SeqCst);
             json_response(200, json!({"value": []}))
         }
         // A token endpoint that fails twice, then issues `tok`; and a resource that wants it.
@@ -192,7 +198,7 @@ async fn handle(State(fake): State<Arc<Fake>>, req: Request) -> Response {
             200,
             json!({"token_type": "Bearer", "expires_in": 3600, "access_token": "tok"}),
         ),
-        ("GET", "needs-token") if headers.get("authorization").is_some_and(|v| v == "Bearer tok") => {
+        ("GET", "needs-token") if call.seen.header("authorization") == Some("Bearer tok") => {
             json_response(200, json!({"value": []}))
         }
         ("GET", "needs-token") => error(401, "not authenticated"),
@@ -206,8 +212,30 @@ async fn handle(State(fake): State<Arc<Fake>>, req: Request) -> Response {
             tokio::time::sleep(Duration::from_secs(3)).await;
             json_response(200, json!({"value": []}))
         }
+        _ => return None,
+    })
+}
+
+/// The entity set's service: reads (paged, a loop, one record), option sets, `$batch` and writes.
+fn service(call: &Call<'_>) -> Response {
+    let (base, set) = (call.base, entity().entity_set.as_str());
+    let (resource, query, headers) = (call.resource, call.query, &call.seen.headers);
+    match (call.method, resource) {
+        ("GET", r) if r == set && query.contains("loop") => json_response(
+            200,
+            json!({"value": [row(1)], "@odata.nextLink": format!("{base}{set}?loop")}),
+        ),
+        ("GET", r) if r == set => pages(base, query),
+        ("GET", r) if r == format!("{set}({KNOWN_ID})") => {
+            let mut body = row(7);
+            body["@odata.context"] = json!(format!("{base}$metadata#{set}/$entity"));
+            json_response(200, body)
+        }
+        ("GET", r) if r.starts_with(&format!("{set}(")) => {
+            error(404, &format!("{} With Id = x Does Not Exist", entity().logical_name))
+        }
         ("GET", r) if r.starts_with("GlobalOptionSetDefinitions(") => option_set(r),
-        ("POST", "$batch") => batch_response(&headers, &body),
+        ("POST", "$batch") => batch_response(headers, &call.seen.body),
         ("POST", r) if r == set => {
             let mut resp = StatusCode::NO_CONTENT.into_response();
             let id = format!("{base}{set}({NEW_ID})");
@@ -216,13 +244,36 @@ async fn handle(State(fake): State<Arc<Fake>>, req: Request) -> Response {
         }
         ("PATCH", _) if headers.get("if-match").is_none() => error(400, "PATCH without If-Match"),
         ("PATCH", _) => {
-            let mut body: Value = serde_json::from_slice(&body).unwrap();
+            let mut body: Value = serde_json::from_slice(&call.seen.body).unwrap();
             body[entity().primary_key.as_str()] = json!(KNOWN_ID);
             json_response(200, body)
         }
         ("DELETE", _) => StatusCode::NO_CONTENT.into_response(),
         _ => error(404, &format!("Resource not found for the segment '{resource}'.")),
     }
+}
+
+/// Three pages of 2, 2 and 1 rows, whatever the page size asked.
+fn pages(base: &str, query: &str) -> Response {
+    let set = entity().entity_set.as_str();
+    let page: usize = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("$skiptoken="))
+        .map_or(1, |t| t.parse().unwrap());
+    let rows: Vec<Value> = match page {
+        1 => vec![row(1), row(2)],
+        2 => vec![row(3), row(4)],
+        _ => vec![row(5)],
+    };
+    let mut body = json!({ "@odata.context": format!("{base}$metadata#{set}"), "value": rows });
+    if query.contains("$count=true") {
+        body["@odata.count"] = json!(5);
+    }
+    if page < 3 {
+        // Opaque, already-encoded token: the client must send it back unchanged.
+        body["@odata.nextLink"] = json!(format!("{base}{set}?$select=x&$skiptoken={}", page + 1));
+    }
+    json_response(200, body)
 }
 
 /// The first option set of the model, each value shifted by 1000; every other set is missing.

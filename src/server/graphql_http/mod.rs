@@ -24,6 +24,7 @@ pub mod params;
 use super::AppState;
 use crate::graphql;
 use crate::graphql::context::RequestCtx;
+use crate::graphql::errors::ErrorCode;
 use crate::graphql::execution::Executed;
 use apq::ApqError;
 use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
@@ -180,7 +181,7 @@ fn claims_challenge(response: &async_graphql::Response) -> Option<String> {
     use base64::Engine;
     response.errors.iter().find_map(|e| {
         let ext = e.extensions.as_ref()?;
-        if ext.get("code") != Some(&async_graphql::Value::from("INTERACTION_REQUIRED")) {
+        if ext.get("code") != Some(&async_graphql::Value::from(ErrorCode::InteractionRequired.as_str())) {
             return None;
         }
         let mut challenge = "Bearer realm=\"ats-gateway\", error=\"insufficient_claims\"".to_string();
@@ -301,7 +302,7 @@ impl Answer {
                 if let Some(v) = refusal.challenge.as_deref().and_then(|c| HeaderValue::from_str(c).ok()) {
                     headers.insert(header::WWW_AUTHENTICATE, v);
                 }
-                json!({"errors": [{"message": refusal.message, "extensions": {"code": refusal.code}}]})
+                json!({"errors": [{"message": refusal.message, "extensions": {"code": refusal.code.as_str()}}]})
             }
         };
         (status, headers, body.to_string()).into_response()
@@ -317,7 +318,7 @@ struct Refusal {
     /// request errors.
     legacy_status: StatusCode,
     /// The error's `extensions.code`.
-    code: &'static str,
+    code: ErrorCode,
     message: String,
     /// Answer with `Allow: POST`.
     allow_post: bool,
@@ -326,7 +327,7 @@ struct Refusal {
 }
 
 impl Refusal {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Refusal {
+    fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Refusal {
         Refusal {
             status,
             legacy_status: status,
@@ -341,20 +342,24 @@ impl Refusal {
     fn unauthenticated(e: crate::server::auth::Unauthenticated) -> Refusal {
         Refusal {
             challenge: Some(e.challenge),
-            ..Refusal::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", e.message)
+            ..Refusal::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated, e.message)
         }
     }
 
     fn not_acceptable() -> Refusal {
         Refusal::new(
             StatusCode::NOT_ACCEPTABLE,
-            "NOT_ACCEPTABLE",
+            ErrorCode::NotAcceptable,
             "the client accepts neither application/graphql-response+json nor application/json",
         )
     }
 
     fn unsupported_media_type(message: &str) -> Refusal {
-        Refusal::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE", message)
+        Refusal::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::UnsupportedMediaType,
+            message,
+        )
     }
 
     fn mutation_over_get() -> Refusal {
@@ -362,7 +367,7 @@ impl Refusal {
             allow_post: true,
             ..Refusal::new(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "METHOD_NOT_ALLOWED",
+                ErrorCode::MethodNotAllowed,
                 "mutations are not run over GET: send them with POST",
             )
         }
@@ -371,7 +376,7 @@ impl Refusal {
 
 impl From<Malformed> for Refusal {
     fn from(Malformed(message): Malformed) -> Refusal {
-        Refusal::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+        Refusal::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message)
     }
 }
 
@@ -383,14 +388,14 @@ impl From<ApqError> for Refusal {
             ApqError::Malformed(message) => Refusal::from(Malformed(message)),
             ApqError::HashMismatch => Refusal::new(
                 StatusCode::BAD_REQUEST,
-                "PERSISTED_QUERY_HASH_MISMATCH",
+                ErrorCode::PersistedQueryHashMismatch,
                 "provided sha does not match query",
             ),
             ApqError::NotSupported => Refusal {
                 legacy_status: StatusCode::OK,
                 ..Refusal::new(
                     StatusCode::BAD_REQUEST,
-                    "PERSISTED_QUERY_NOT_SUPPORTED",
+                    ErrorCode::PersistedQueryNotSupported,
                     "PersistedQueryNotSupported",
                 )
             },
@@ -399,7 +404,7 @@ impl From<ApqError> for Refusal {
                 legacy_status: StatusCode::OK,
                 ..Refusal::new(
                     StatusCode::NOT_FOUND,
-                    "PERSISTED_QUERY_NOT_FOUND",
+                    ErrorCode::PersistedQueryNotFound,
                     "PersistedQueryNotFound",
                 )
             },
