@@ -26,6 +26,12 @@ pub struct BudgetArgs {
     /// starts, with the estimate (TOO_MANY_UPSTREAM_REQUESTS). The upstream twin of --max-cost.
     #[arg(long, env = "ATS_GATEWAY_MAX_UPSTREAM_REQUESTS_PER_OPERATION", default_value_t = 50)]
     pub max_upstream_requests_per_operation: u64,
+    /// The upstream budget per upstream identity, as <requests>/<window> such as 6000/5m
+    /// (Dataverse's service-protection limit per user). A request over it waits for the window
+    /// if that fits the operation's deadline, else fails unsent (UPSTREAM_BUDGET_EXHAUSTED);
+    /// /readyz warns above 80%. Counted by this process alone: with n replicas, give each 1/n.
+    #[arg(long, env = "ATS_GATEWAY_UPSTREAM_RATE_LIMIT")]
+    pub upstream_rate_limit: Option<crate::odata::rate_limit::RateLimit>,
 }
 
 /// Reads `recruitingRequests=30s` into the entity set and its time-to-live.

@@ -403,6 +403,7 @@ impl ServeArgs {
                 concurrency_per_identity: self.upstream_concurrency.max(1),
                 breaker_threshold: self.breaker_threshold.max(1),
                 breaker_cooldown: self.breaker_cooldown,
+                rate_limit: self.budget.upstream_rate_limit,
             },
             write: crate::graphql::context::WriteConfig {
                 strategy: self.submission_strategy,
@@ -699,5 +700,45 @@ mod paging_flag_tests {
             panic!("--upstream-paging parses");
         };
         assert_eq!(s.upstream_paging, UpstreamPaging::Top);
+    }
+}
+
+#[cfg(test)]
+mod budget_flag_tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn the_budget_flags_parse_into_the_settings() {
+        let parsed = |args: &[&str]| Cli::try_parse_from(std::iter::once("ats-gateway").chain(args.iter().copied()));
+        let Ok(Cli {
+            command: Some(Command::Serve(s)),
+            ..
+        }) = parsed(&[
+            "serve",
+            "--upstream-rate-limit",
+            "6000/5m",
+            "--max-upstream-requests-per-operation",
+            "20",
+        ])
+        else {
+            panic!("the budget flags parse");
+        };
+        let limit = s.budget.upstream_rate_limit.expect("a limit");
+        assert_eq!(
+            (limit.requests, limit.window),
+            (6000, std::time::Duration::from_secs(300))
+        );
+        assert_eq!(s.budget.max_upstream_requests_per_operation, 20);
+        assert!(parsed(&["serve", "--upstream-rate-limit", "6000"]).is_err());
+        let Ok(Cli {
+            command: Some(Command::Serve(s)),
+            ..
+        }) = parsed(&["serve"])
+        else {
+            panic!("serve parses");
+        };
+        assert_eq!(s.budget.upstream_rate_limit, None, "no limit by default");
+        assert_eq!(s.budget.max_upstream_requests_per_operation, 50);
     }
 }

@@ -81,6 +81,11 @@ error_codes! {
     UpstreamUnavailable = "UPSTREAM_UNAVAILABLE",
     /// GraphQL error or payload: the upstream did not answer in time. Retry later.
     UpstreamTimeout = "UPSTREAM_TIMEOUT",
+    /// GraphQL error or payload: the gateway's own budget of upstream requests for this upstream
+    /// identity (`--upstream-rate-limit`, per gateway process) is spent until after the
+    /// operation's deadline, so nothing was sent. Retry later (a GraphQL error's `retryAfterMs` says
+    /// when).
+    UpstreamBudgetExhausted = "UPSTREAM_BUDGET_EXHAUSTED",
     /// GraphQL error or payload: the upstream's answer is not what OData promises (invalid JSON,
     /// truncated, wrong type). A write may have happened; report it to the operator.
     UpstreamInvalidResponse = "UPSTREAM_INVALID_RESPONSE",
@@ -154,6 +159,7 @@ impl ErrorCode {
             UpstreamErrorKind::Throttled { .. } => ErrorCode::UpstreamThrottled,
             UpstreamErrorKind::Unavailable | UpstreamErrorKind::CircuitOpen { .. } => ErrorCode::UpstreamUnavailable,
             UpstreamErrorKind::Timeout => ErrorCode::UpstreamTimeout,
+            UpstreamErrorKind::BudgetSpent { .. } => ErrorCode::UpstreamBudgetExhausted,
             UpstreamErrorKind::InvalidResponse => ErrorCode::UpstreamInvalidResponse,
             UpstreamErrorKind::TooManyRows => ErrorCode::UpstreamTooManyRows,
             UpstreamErrorKind::Other => ErrorCode::UpstreamError,
@@ -185,6 +191,10 @@ pub fn upstream_error(err: &UpstreamError) -> Error {
         UpstreamErrorKind::InteractionRequired { claims } => claims.clone(),
         _ => None,
     };
+    let retry_after = match err.kind {
+        UpstreamErrorKind::BudgetSpent { retry_in } => Some(retry_in.as_millis() as u64),
+        _ => None,
+    };
     code.error(err.message.clone()).extend_with(|_, e| {
         if let Some(s) = status {
             e.set("upstreamStatus", s);
@@ -192,6 +202,9 @@ pub fn upstream_error(err: &UpstreamError) -> Error {
         // The claims challenge the client passes to its next sign-in (MSAL: `claims`).
         if let Some(c) = &claims {
             e.set("claims", c.as_str());
+        }
+        if let Some(ms) = retry_after {
+            e.set("retryAfterMs", ms);
         }
     })
 }
@@ -237,6 +250,9 @@ mod tests {
                 retry_in: Duration::from_secs(1),
             },
             UpstreamErrorKind::Timeout,
+            UpstreamErrorKind::BudgetSpent {
+                retry_in: Duration::from_secs(1),
+            },
             UpstreamErrorKind::InvalidResponse,
             UpstreamErrorKind::TooManyRows,
             UpstreamErrorKind::Other,

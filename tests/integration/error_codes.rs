@@ -180,6 +180,12 @@ async fn provoke(code: ErrorCode, gws: &Gateways) -> Via {
         }
         ErrorCode::UpstreamUnavailable => with_faults(gw, json!({"errorRate": 1.0}), LIST).await,
         ErrorCode::UpstreamTimeout => with_faults(gw, json!({"errorRate": 1.0, "errorStatus": 408}), LIST).await,
+        ErrorCode::UpstreamBudgetExhausted => {
+            // Built: over HTTP the wait left varies (gateway_budget provokes it over HTTP).
+            let limit = "6000/5m".parse().unwrap();
+            let e = upstream_error(&ats_gateway::odata::rate_limit::spent_error(limit, Duration::from_millis(1500)));
+            Via::Built(json!({"message": e.message, "extensions": e.extensions}))
+        }
         ErrorCode::UpstreamInvalidResponse => {
             with_faults(gw, json!({"garbage": {"rate": 1.0, "kind": "invalidJson"}}), LIST).await
         }

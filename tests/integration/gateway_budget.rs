@@ -238,3 +238,143 @@ async fn an_operation_over_the_upstream_request_limit_is_refused_before_any_requ
     assert!(v.get("errors").is_none(), "{v}");
     assert!((1..=6).contains(&requests), "{requests}");
 }
+
+/// A list without relations: one upstream request, a different URL for each `n`.
+const ONE_REQUEST: &str = "query($n: Int) { recruitingRequests(first: $n) { nodes { id } } }";
+
+/// The value of the `/metrics` sample `name{identity="…"}`, for each identity.
+fn by_identity(metrics: &str, name: &str) -> std::collections::BTreeMap<String, f64> {
+    let prefix = format!("{name}{{identity=\"");
+    metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|rest| {
+            let (identity, value) = rest.split_once("\"} ")?;
+            Some((identity.to_string(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn metrics_show_each_identitys_requests_and_share_of_the_budget_never_a_token() {
+    let emu = Emu::with_auth(Duration::from_secs(3600));
+    let app = entra_app(&emu, "user_impersonation");
+    let jwt = JwtConfig {
+        keys: JwtKeys::JwksUrl(format!("{}/t/discovery/v2.0/keys", emu.origin())),
+        issuer: format!("{}/t/v2.0", emu.origin()),
+        audiences: vec!["api://ats-gateway".into()],
+        leeway: Duration::from_secs(5),
+    };
+    let gw = Gateway::with_config(emu, move |c| {
+        c.upstream_auth = UpstreamAuth::OnBehalfOf(app);
+        c.caller_auth = CallerAuthConfig {
+            mode: CallerAuthMode::Jwt(jwt),
+            allow_anonymous: false,
+        };
+        c.resilience.rate_limit = Some("1000/5m".parse().unwrap());
+    });
+    let alice = gw.emu.user_token("alice", "api://ats-gateway/access_as_user").await;
+    let bob = gw.emu.user_token("bob", "api://ats-gateway/access_as_user").await;
+    post(&gw, LIST, &[("authorization", &format!("Bearer {alice}"))]).await;
+    for _ in 0..3 {
+        post(&gw, CANONICAL, &[("authorization", &format!("Bearer {bob}"))]).await;
+    }
+    let stats = gw.emu.stats().await;
+    let (_, metrics) = gw.get("/metrics").await;
+    assert!(
+        !metrics.contains(&alice) && !metrics.contains(&bob),
+        "no token in /metrics"
+    );
+    let requests = by_identity(&metrics, "ats_gateway_upstream_budget_requests");
+    let users: Vec<(&String, &f64)> = requests.iter().filter(|(i, _)| i.starts_with("user:")).collect();
+    assert_eq!(users.len(), 2, "one line per user: {metrics}");
+    let mut counted: Vec<u64> = users.iter().map(|(_, n)| **n as u64).collect();
+    let mut upstream: Vec<u64> = ["user:alice", "user:bob"]
+        .iter()
+        .map(|u| stats["byCaller"][u].as_u64().unwrap())
+        .collect();
+    counted.sort();
+    upstream.sort();
+    assert_eq!(
+        counted, upstream,
+        "the gateway counts what the upstream received: {stats}\n{metrics}"
+    );
+    let used = by_identity(&metrics, "ats_gateway_upstream_budget_used_ratio");
+    for (identity, n) in users {
+        assert_eq!(used[identity], n / 1000.0, "{metrics}");
+        assert_eq!(identity.len(), "user:".len() + 16, "a fingerprint: {identity}");
+    }
+    assert!(
+        metrics.contains("ats_gateway_upstream_budget_limit_requests 1000"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ats_gateway_upstream_budget_window_seconds 300"),
+        "{metrics}"
+    );
+    let (_, ready) = gw.get("/readyz").await;
+    assert!(!ready.contains("upstream budget"), "well under 80%: {ready}");
+}
+
+#[tokio::test]
+async fn over_the_rate_limit_a_request_waits_for_the_window_when_the_deadline_allows() {
+    let gw = Gateway::with_config(Emu::fresh(), |c| {
+        c.resilience.rate_limit = Some("8/2s".parse().unwrap())
+    });
+    tokio::time::sleep(Duration::from_millis(2100)).await; // the start's requests leave the window
+    let started = std::time::Instant::now();
+    let (requests, answers) = costs(&gw.emu, async {
+        let mut answers = Vec::new();
+        for n in 1..=16 {
+            answers.push(gw.query(ONE_REQUEST, json!({ "n": n })).await);
+        }
+        answers
+    })
+    .await;
+    let took = started.elapsed();
+    for a in &answers {
+        assert!(a.get("errors").is_none(), "every query waited and succeeded: {a}");
+    }
+    assert_eq!(requests, 16);
+    // 16 requests at 8 per 2 s: the second eight wait for the first to leave the window.
+    assert!(took >= Duration::from_millis(900), "took {took:?}");
+    let (_, ready) = gw.get("/readyz").await;
+    let ready: Value = serde_json::from_str(&ready).unwrap();
+    assert_eq!(ready["status"], "ready", "a warning, not unready: {ready}");
+    let warnings = ready["warnings"].to_string();
+    assert!(warnings.contains("upstream budget: identity gateway used"), "{ready}");
+}
+
+#[tokio::test]
+async fn over_the_rate_limit_a_request_that_cannot_wait_fails_unsent() {
+    let gw = Gateway::with_config(Emu::fresh(), |c| {
+        c.resilience.rate_limit = Some("20/1m".parse().unwrap());
+        c.limits.operation.deadline = Duration::from_secs(1);
+    });
+    let (_, metrics) = gw.get("/metrics").await;
+    let at_start = by_identity(&metrics, "ats_gateway_upstream_budget_requests")
+        .get("gateway")
+        .copied()
+        .unwrap_or(0.0) as u64;
+    assert!(at_start < 20, "the start spent {at_start}");
+    gw.emu.reset_stats().await;
+    let mut served = 0;
+    let refused = loop {
+        let v = gw.query(ONE_REQUEST, json!({ "n": served + 1 })).await;
+        match v.get("errors") {
+            None => served += 1,
+            Some(_) => break v,
+        }
+        assert!(served <= 20, "never refused");
+    };
+    assert_eq!(served, 20 - at_start, "the budget left after the start: {refused}");
+    assert_eq!(gw.emu.stats().await["total"], served, "the refused query sent nothing");
+    let error = &refused["errors"][0];
+    assert_eq!(error["extensions"]["code"], "UPSTREAM_BUDGET_EXHAUSTED", "{refused}");
+    let retry = error["extensions"]["retryAfterMs"].as_u64().unwrap();
+    assert!(retry > 1000 && retry <= 60_000, "{refused}");
+    assert!(error["message"].as_str().unwrap().contains("20/1m"), "{refused}");
+    let (_, metrics) = gw.get("/metrics").await;
+    let used = by_identity(&metrics, "ats_gateway_upstream_budget_used_ratio");
+    assert!(used["gateway"] >= 1.0, "{metrics}");
+}
