@@ -21,6 +21,10 @@ pub struct BudgetArgs {
     /// Most bytes the read cache holds (estimated JSON size of the pages).
     #[arg(long, env = "ATS_GATEWAY_READ_CACHE_MAX_BYTES", default_value_t = ReadCacheConfig::DEFAULT_MAX_BYTES)]
     pub read_cache_max_bytes: u64,
+    /// Whether identical upstream reads in flight at the same time, as the same upstream
+    /// identity, share one request. On by default; off only to measure what it saves.
+    #[arg(long, env = "ATS_GATEWAY_READ_COALESCING", default_value_t = true, action = clap::ArgAction::Set)]
+    pub read_coalescing: bool,
     /// Most upstream requests one query may be estimated to cost (a list's page, one request per
     /// relation and level, split by URL length and pages); a query over it is refused before it
     /// starts, with the estimate (TOO_MANY_UPSTREAM_REQUESTS). The upstream twin of --max-cost.

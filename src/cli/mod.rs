@@ -369,6 +369,7 @@ impl ServeArgs {
                 batch_delay_ms: self.batch_delay.as_millis() as u64,
                 expand_pushdown: self.expand_pushdown,
                 read_cache: self.budget.read_cache(),
+                coalesce_reads: self.budget.read_coalescing,
                 dialect: match self.upstream_dialect {
                     UpstreamDialect::Auto | UpstreamDialect::Dataverse => crate::odata::Dialect::Dataverse,
                     UpstreamDialect::Odata4 => crate::odata::Dialect::Odata4,

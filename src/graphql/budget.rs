@@ -144,6 +144,49 @@ fn entity_set_of(url: &str, service_root: &str) -> Option<String> {
         .then(|| set.to_string())
 }
 
+/// The records one GraphQL request has read so far, by entity and primary key (lower case): a
+/// to-one relation whose target is here with every property its selection needs costs nothing
+/// (see `loaders::RecordLoader`). Per request, so per caller: nothing crosses callers. A write
+/// through the gateway empties it (the records may have changed).
+#[derive(Debug, Default)]
+pub struct RecordMemo {
+    records: std::sync::Mutex<std::collections::HashMap<(&'static str, String), crate::graphql::loaders::Record>>,
+}
+
+impl RecordMemo {
+    /// Keeps `records` of `entity` (those with a primary key), replacing older copies.
+    pub fn remember<'r>(
+        &self,
+        entity: &'static Entity,
+        records: impl IntoIterator<Item = &'r crate::graphql::loaders::Record>,
+    ) {
+        let mut map = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        for r in records {
+            if let Some(id) = r.get(&entity.primary_key).and_then(serde_json::Value::as_str) {
+                map.insert((entity.logical_name.as_str(), id.to_ascii_lowercase()), r.clone());
+            }
+        }
+    }
+
+    /// The record of `entity` with primary key `id` (lower case), if it was read with every
+    /// property in `select`.
+    pub fn find(
+        &self,
+        entity: &'static Entity,
+        id: &str,
+        select: &[String],
+    ) -> Option<crate::graphql::loaders::Record> {
+        let map = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        let r = map.get(&(entity.logical_name.as_str(), id.to_string()))?;
+        select.iter().all(|p| r.contains_key(p)).then(|| r.clone())
+    }
+
+    /// Forgets every record (a write may have changed them).
+    pub fn clear(&self) {
+        self.records.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
 /// What one GraphQL request reused instead of asking the upstream.
 #[derive(Debug, Default)]
 pub struct ReadReuse {
@@ -242,6 +285,11 @@ impl GatewayState {
                 rq.reuse.cache_hit(hit.read_at.elapsed());
                 return Ok(hit.page.clone());
             }
+        }
+        if !self.config.coalesce_reads {
+            let page = self.get_page_fresh(rq, url, page_size).await?;
+            self.reads.cache.put(key, &page).await;
+            return Ok(page);
         }
         let (read, joined) = self.reads.inflight.join_or_start(key.clone(), || {
             let (state, url, auth) = (self.clone(), url.to_string(), rq.authorization.clone());

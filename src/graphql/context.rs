@@ -39,6 +39,9 @@ pub struct ReadConfig {
     pub dialect_source: DialectSource,
     /// The short-lived read cache per upstream identity (off by default; see `budget`).
     pub read_cache: crate::odata::read_cache::ReadCacheConfig,
+    /// Whether identical reads in flight of one upstream identity share one request (on by
+    /// default; `--read-coalescing false` is for measuring what it saves).
+    pub coalesce_reads: bool,
     /// How upstream reads are limited: by `Prefer: odata.maxpagesize` and next links, or by
     /// `$top` and `$skip` for a service that ignores the preference (`--upstream-paging`).
     pub paging: crate::odata::calls::Paging,
@@ -142,6 +145,7 @@ impl Default for ReadConfig {
             dialect: crate::odata::Dialect::Dataverse,
             dialect_source: DialectSource::Configured,
             read_cache: Default::default(),
+            coalesce_reads: true,
             paging: crate::odata::calls::Paging::Maxpagesize,
             paging_source: DialectSource::Configured,
         }
@@ -163,6 +167,8 @@ pub struct RequestCtx {
     pub memo: Arc<std::sync::Mutex<PageMemo>>,
     /// Cache hits and coalesced reads of this request, and whether it bypasses the read cache.
     pub reuse: Arc<super::budget::ReadReuse>,
+    /// The records this request has read, which to-one relations are served from.
+    pub records: Arc<super::budget::RecordMemo>,
 }
 
 impl RequestCtx {
@@ -190,6 +196,7 @@ impl RequestCtx {
             upstream_requests: Arc::default(),
             memo: Arc::default(),
             reuse: Arc::default(),
+            records: Arc::default(),
         }
     }
 }
@@ -327,6 +334,7 @@ impl GatewayState {
         let _clears = self
             .reads
             .write_started(url, &self.upstream.config().service_root, body);
+        rq.records.clear();
         rq.count_upstream();
         self.upstream
             .send_write_with(method, url, body, rq.authorization.as_deref(), representation, policy)
@@ -343,6 +351,7 @@ impl GatewayState {
         policy: Option<crate::odata::RetryPolicy>,
     ) -> Result<Vec<crate::batch::BatchResponseItem>, UpstreamError> {
         let _clears = self.reads.batch_started(&items, &self.upstream.config().service_root);
+        rq.records.clear();
         rq.count_upstream();
         let auth = rq.authorization.as_deref();
         match policy {

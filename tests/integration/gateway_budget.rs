@@ -378,3 +378,54 @@ async fn over_the_rate_limit_a_request_that_cannot_wait_fails_unsent() {
     let used = by_identity(&metrics, "ats_gateway_upstream_budget_used_ratio");
     assert!(used["gateway"] >= 1.0, "{metrics}");
 }
+
+#[tokio::test]
+async fn a_to_one_target_the_operation_already_read_costs_nothing() {
+    let gw = Gateway::over(Emu::fresh()); // no $expand pushdown: every relation is a request
+    let outer = "recruitingRequests(first: 5) { nodes { id description positions { positionId";
+    // Each position's recruiting request is one of the five the list read, with every field asked.
+    let known = format!("{{ {outer} recruitingRequest {{ id description }} }} }} }} }}");
+    let (requests, v) = costs(&gw.emu, gw.query(&known, json!({}))).await;
+    assert!(v.get("errors").is_none(), "{v}");
+    let nodes = v["data"]["recruitingRequests"]["nodes"].as_array().unwrap();
+    let with_positions = nodes.iter().filter(|n| !n["positions"].as_array().unwrap().is_empty());
+    for n in with_positions.clone() {
+        for p in n["positions"].as_array().unwrap() {
+            assert_eq!(p["recruitingRequest"]["id"], n["id"], "{v}");
+            assert_eq!(p["recruitingRequest"]["description"], n["description"], "{v}");
+        }
+    }
+    assert!(with_positions.count() > 0, "some request has positions: {v}");
+    assert_eq!(
+        requests, 2,
+        "the list and the positions; the recruiting requests were read: {v}"
+    );
+    // A field the list did not read (status) is read upstream: one more request.
+    let unknown = format!("{{ {outer} recruitingRequest {{ id status }} }} }} }} }}");
+    let (requests, v) = costs(&gw.emu, gw.query(&unknown, json!({}))).await;
+    assert!(v.get("errors").is_none(), "{v}");
+    assert_eq!(requests, 3, "{v}");
+    // Two to-one relations to the same targets: the second costs nothing.
+    let twice = "{ recruitingRequests(first: 5) { nodes { a: location { city } b: location { city } } } }";
+    let (requests, v) = costs(&gw.emu, gw.query(twice, json!({}))).await;
+    assert!(v.get("errors").is_none(), "{v}");
+    assert_eq!(requests, 2, "{v}");
+}
+
+#[tokio::test]
+async fn without_coalescing_identical_reads_in_flight_each_go_upstream() {
+    let gw = Gateway::over_with(
+        Emu::fresh(),
+        ReadConfig {
+            coalesce_reads: false,
+            ..Default::default()
+        },
+    );
+    gw.emu.set_faults(json!({"latencyMs": 300})).await;
+    let runs = (0..4).map(|_| gw.query(LIST, json!({})));
+    let (requests, answers) = costs(&gw.emu, futures::future::join_all(runs)).await;
+    for a in &answers {
+        assert!(a.get("errors").is_none(), "{a}");
+    }
+    assert_eq!(requests, 8, "four lists and four position reads");
+}
