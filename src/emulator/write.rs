@@ -37,10 +37,49 @@ pub fn create(
             entity.logical_name
         ))
     })?;
-    let mut row = Record::new();
-    let mut children: Vec<(&Relation, &Vec<Value>)> = Vec::new();
-    let mut linked_parents: Vec<(&Relation, Record)> = Vec::new();
+    let Body {
+        mut row,
+        children,
+        linked_parents,
+    } = read_body(conn, entity, obj, refs)?;
 
+    // Parents given by nesting or binding set the lookup and the readable key.
+    for (rel, parent) in &linked_parents {
+        link_to_parent(entity, rel, parent, &mut row);
+    }
+    resolve_readable_keys(conn, entity, &mut row, refs)?;
+    create_implicit_parents(conn, entity, &mut row, refs)?;
+    fill_defaults(entity, &mut row);
+    check_required(entity, &row)?;
+    assign_system_values(conn, entity, &mut row)?;
+
+    let id = store::new_primary_key(conn, entity)?;
+    row.insert(entity.primary_key.clone(), Value::String(id.clone()));
+    store::insert_row(conn, entity, &row)?;
+
+    create_children(conn, entity, &row, &id, children, refs)?;
+    Ok(id)
+}
+
+/// A create's body, read: the record's own properties, the nested children to create after it,
+/// and the parents it is bound or nested into.
+struct Body<'a> {
+    row: Record,
+    children: Vec<(&'static Relation, &'a Vec<Value>)>,
+    linked_parents: Vec<(&'static Relation, Record)>,
+}
+
+/// Reads a create's body: binds and nested parents (created first), nested children (kept for
+/// later), and the properties, refusing unknown and read-only ones.
+fn read_body<'a>(
+    conn: &Connection,
+    entity: &'static Entity,
+    obj: &'a serde_json::Map<String, Value>,
+    refs: &ContentIds,
+) -> Result<Body<'a>, ODataError> {
+    let mut row = Record::new();
+    let mut children: Vec<(&'static Relation, &'a Vec<Value>)> = Vec::new();
+    let mut linked_parents: Vec<(&'static Relation, Record)> = Vec::new();
     for (k, v) in obj {
         if k.starts_with("@odata.") {
             continue;
@@ -96,21 +135,22 @@ pub fn create(
         store::to_sql(entity, p, v)?;
         row.insert(k.clone(), v.clone());
     }
+    Ok(Body {
+        row,
+        children,
+        linked_parents,
+    })
+}
 
-    // Parents given by nesting or binding set the lookup and the readable key.
-    for (rel, parent) in &linked_parents {
-        link_to_parent(entity, rel, parent, &mut row);
-    }
-    resolve_readable_keys(conn, entity, &mut row, refs)?;
-    create_implicit_parents(conn, entity, &mut row, refs)?;
-    fill_defaults(entity, &mut row);
-    check_required(entity, &row)?;
-    assign_system_values(conn, entity, &mut row)?;
-
-    let id = store::new_primary_key(conn, entity)?;
-    row.insert(entity.primary_key.clone(), Value::String(id.clone()));
-    store::insert_row(conn, entity, &row)?;
-
+/// Creates the children nested in a deep insert, each bound to the parent `id` just created.
+fn create_children(
+    conn: &Connection,
+    entity: &'static Entity,
+    row: &Record,
+    id: &str,
+    children: Vec<(&'static Relation, &Vec<Value>)>,
+    refs: &ContentIds,
+) -> Result<(), ODataError> {
     for (rel, items) in children {
         let target = model().by_logical_name(&rel.target).expect("relation target in model");
         let back = target
@@ -140,7 +180,7 @@ pub fn create(
             create(conn, target, &Value::Object(child), refs)?;
         }
     }
-    Ok(id)
+    Ok(())
 }
 
 /// Reads `"/set(<guid>)"`, `"set(<guid>)"` or `"$n"`.
