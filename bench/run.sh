@@ -4,7 +4,8 @@
 # BENCH_SECONDS is also the seconds per path of the unloaded canonical query (one client);
 # CHURN_SECONDS (60), CHURN_CONNECTIONS (64) and CHURN_LATENCY_MS (15) the churn run (clients that
 # hang up). BENCH_ONLY picks parts (comma-separated: ops, unloaded, churn; all by default) and
-# rewrites only those parts.
+# rewrites only those parts. BENCH_ONLY=dashboard (only when named) runs the dashboard of issue
+# #17: 100 users for 60 s against three gateways, into bench/results/dashboard.md and .json.
 # Results: bench/results/latest.md and bench/results/latest.json, or in BENCH_RESULTS_DIR (for a
 # trial run that must not replace the committed results).
 set -euo pipefail

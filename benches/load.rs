@@ -11,10 +11,17 @@
 //!   request for the same data: the p50s, the difference and ratio to that baseline, against the
 //!   targets of issue #12 (+2 ms with pushdown, +4 ms without).
 //! - `churn`: clients that hang up (see [`churn`]).
+//! - `dashboard`: 100 users refreshing a dashboard through one application user, and the upstream
+//!   requests per minute that costs with and without coalescing and the read cache (see
+//!   [`dashboard`]). It runs only when `BENCH_ONLY` names it (about 3½ minutes), and writes
+//!   `dashboard.md` and `dashboard.json`, never `latest.*`.
 //!
 //! Upstream requests per operation are always read from the emulator's request counter for one
 //! operation, for the gateway and the direct requests alike. Writes `latest.md` and `latest.json`
 //! in `bench/results/` (or `BENCH_RESULTS_DIR`), rewriting only the parts that ran.
+
+#[path = "load/dashboard.rs"]
+mod dashboard;
 
 use rand::Rng;
 use serde_json::{json, Value};
@@ -1234,15 +1241,23 @@ async fn main() {
     let concurrency: usize = env_or("BENCH_CONCURRENCY", 8);
     // BENCH_ONLY: some of the parts (comma-separated); all of them without it.
     let only = std::env::var("BENCH_ONLY").unwrap_or_else(|_| PARTS.join(","));
-    let parts: Vec<&str> = only.split(',').map(str::trim).collect();
+    let mut parts: Vec<&str> = only.split(',').map(str::trim).collect();
     assert!(
-        parts.iter().all(|p| PARTS.contains(p)),
-        "BENCH_ONLY takes some of {PARTS:?} (comma-separated), not {only:?}"
+        parts.iter().all(|p| PARTS.contains(p) || *p == "dashboard"),
+        "BENCH_ONLY takes some of {PARTS:?} or dashboard (comma-separated), not {only:?}"
     );
-    // BENCH_RESULTS_DIR: where latest.md and latest.json are read and written.
+    // BENCH_RESULTS_DIR: where latest.md and latest.json (and dashboard.*) are read and written.
     let dir = std::env::var("BENCH_RESULTS_DIR")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/bench/results").into());
     std::fs::create_dir_all(&dir).unwrap();
+    if parts.contains(&"dashboard") {
+        // Its own processes and its own results file; latest.* stay as they are.
+        dashboard::dashboard(&binary(), &dir).await;
+        parts.retain(|p| *p != "dashboard");
+        if parts.is_empty() {
+            return;
+        }
+    }
     let old_md = std::fs::read_to_string(format!("{dir}/latest.md")).unwrap_or_default();
     let mut md = sections(&old_md);
     let mut out: Value = std::fs::read_to_string(format!("{dir}/latest.json"))

@@ -40,6 +40,12 @@ struct EntitySet {
     entity_set: String,
 }
 
+/// An upstream identity as the budget counts it (never a token: see `odata::rate_limit`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Identity {
+    identity: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CacheResult {
     cache: String,
@@ -58,7 +64,42 @@ pub struct Metrics {
     throttled: Counter,
     slots_in_use: Gauge,
     slots_waiting: Gauge,
+    budget: BudgetMetrics,
     names: Mutex<HashSet<String>>,
+}
+
+/// The upstream budget per identity (see `odata::rate_limit`), set before each rendering.
+#[derive(Default)]
+struct BudgetMetrics {
+    requests: Family<Identity, Gauge>,
+    used: Family<Identity, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    limit: Gauge,
+    window: Gauge,
+}
+
+impl BudgetMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "upstream_budget_requests",
+            "Upstream requests per upstream identity over the last 5 minutes (the busiest 50; the rest as other)",
+            self.requests.clone(),
+        );
+        registry.register(
+            "upstream_budget_used_ratio",
+            "Share of --upstream-rate-limit used per upstream identity over the limit's window (1 = spent)",
+            self.used.clone(),
+        );
+        registry.register(
+            "upstream_budget_limit_requests",
+            "Requests per upstream identity and window that --upstream-rate-limit allows this process (0: no limit)",
+            self.limit.clone(),
+        );
+        registry.register(
+            "upstream_budget_window_seconds",
+            "The window of --upstream-rate-limit (0: no limit)",
+            self.window.clone(),
+        );
+    }
 }
 
 impl Default for Metrics {
@@ -83,6 +124,8 @@ impl Metrics {
         let throttled = Counter::default();
         let slots_in_use = Gauge::default();
         let slots_waiting = Gauge::default();
+        let budget = BudgetMetrics::default();
+        budget.register(&mut registry);
         registry.register(
             "graphql_requests",
             "GraphQL requests by operation name and outcome (ok, error)",
@@ -135,6 +178,7 @@ impl Metrics {
             throttled,
             slots_in_use,
             slots_waiting,
+            budget,
             names: Mutex::default(),
         }
     }
@@ -213,6 +257,24 @@ impl Metrics {
     pub fn set_slots(&self, in_use: i64, waiting: i64) {
         self.slots_in_use.set(in_use);
         self.slots_waiting.set(waiting);
+    }
+
+    /// Records the upstream budget's state (read before rendering): each identity's requests
+    /// and share of the limit, replacing the identities of the last rendering.
+    pub fn set_budget(&self, budget: &crate::odata::rate_limit::UpstreamBudget) {
+        let b = &self.budget;
+        b.requests.clear();
+        b.used.clear();
+        for u in budget.usage() {
+            let label = Identity { identity: u.identity };
+            b.requests.get_or_create(&label).set(u.requests as i64);
+            if let Some(share) = u.share {
+                b.used.get_or_create(&label).set(share);
+            }
+        }
+        let limit = budget.limit();
+        b.limit.set(limit.map_or(0, |l| l.requests as i64));
+        b.window.set(limit.map_or(0, |l| l.window.as_secs() as i64));
     }
 
     /// The metrics in Prometheus text format.

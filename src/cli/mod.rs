@@ -3,6 +3,7 @@
 //! authentication flags `serve` and `doctor` share.
 
 pub mod auth;
+pub mod budget;
 
 use crate::emulator::{
     self,
@@ -314,6 +315,9 @@ pub struct ServeArgs {
     /// Authentication toward the upstream and of callers.
     #[command(flatten)]
     pub auth: auth::AuthArgs,
+    /// The upstream budget: the read cache per upstream identity.
+    #[command(flatten)]
+    pub budget: budget::BudgetArgs,
 }
 
 /// `--upstream-paging`: a way of paging, or `auto` (probe the upstream at start).
@@ -365,6 +369,8 @@ impl ServeArgs {
                 cache_capacity: self.cache_capacity,
                 batch_delay_ms: self.batch_delay.as_millis() as u64,
                 expand_pushdown: self.expand_pushdown,
+                read_cache: self.budget.read_cache(),
+                coalesce_reads: self.budget.read_coalescing,
                 dialect: match self.upstream_dialect {
                     UpstreamDialect::Auto | UpstreamDialect::Dataverse => crate::odata::Dialect::Dataverse,
                     UpstreamDialect::Odata4 => crate::odata::Dialect::Odata4,
@@ -386,6 +392,7 @@ impl ServeArgs {
                     max_cost: self.max_cost,
                     default_first: self.default_page_size as u64,
                     deadline: self.deadline,
+                    max_upstream_requests: self.budget.max_upstream_requests_per_operation,
                     ..Default::default()
                 },
             },
@@ -398,6 +405,7 @@ impl ServeArgs {
                 concurrency_per_identity: self.upstream_concurrency.max(1),
                 breaker_threshold: self.breaker_threshold.max(1),
                 breaker_cooldown: self.breaker_cooldown,
+                rate_limit: self.budget.upstream_rate_limit,
             },
             write: crate::graphql::context::WriteConfig {
                 strategy: self.submission_strategy,
@@ -694,5 +702,45 @@ mod paging_flag_tests {
             panic!("--upstream-paging parses");
         };
         assert_eq!(s.upstream_paging, UpstreamPaging::Top);
+    }
+}
+
+#[cfg(test)]
+mod budget_flag_tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn the_budget_flags_parse_into_the_settings() {
+        let parsed = |args: &[&str]| Cli::try_parse_from(std::iter::once("ats-gateway").chain(args.iter().copied()));
+        let Ok(Cli {
+            command: Some(Command::Serve(s)),
+            ..
+        }) = parsed(&[
+            "serve",
+            "--upstream-rate-limit",
+            "6000/5m",
+            "--max-upstream-requests-per-operation",
+            "20",
+        ])
+        else {
+            panic!("the budget flags parse");
+        };
+        let limit = s.budget.upstream_rate_limit.expect("a limit");
+        assert_eq!(
+            (limit.requests, limit.window),
+            (6000, std::time::Duration::from_secs(300))
+        );
+        assert_eq!(s.budget.max_upstream_requests_per_operation, 20);
+        assert!(parsed(&["serve", "--upstream-rate-limit", "6000"]).is_err());
+        let Ok(Cli {
+            command: Some(Command::Serve(s)),
+            ..
+        }) = parsed(&["serve"])
+        else {
+            panic!("serve parses");
+        };
+        assert_eq!(s.budget.upstream_rate_limit, None, "no limit by default");
+        assert_eq!(s.budget.max_upstream_requests_per_operation, 50);
     }
 }

@@ -37,6 +37,11 @@ pub struct ReadConfig {
     /// How `dialect` was (or is to be) decided; with [`DialectSource::Auto`] the gateway probes
     /// the upstream once at start and sets `dialect` before serving.
     pub dialect_source: DialectSource,
+    /// The short-lived read cache per upstream identity (off by default; see `budget`).
+    pub read_cache: crate::odata::read_cache::ReadCacheConfig,
+    /// Whether identical reads in flight of one upstream identity share one request (on by
+    /// default; `--read-coalescing false` is for measuring what it saves).
+    pub coalesce_reads: bool,
     /// How upstream reads are limited: by `Prefer: odata.maxpagesize` and next links, or by
     /// `$top` and `$skip` for a service that ignores the preference (`--upstream-paging`).
     pub paging: crate::odata::calls::Paging,
@@ -139,6 +144,8 @@ impl Default for ReadConfig {
             pushdown: PushdownPlan::default(),
             dialect: crate::odata::Dialect::Dataverse,
             dialect_source: DialectSource::Configured,
+            read_cache: Default::default(),
+            coalesce_reads: true,
             paging: crate::odata::calls::Paging::Maxpagesize,
             paging_source: DialectSource::Configured,
         }
@@ -158,6 +165,10 @@ pub struct RequestCtx {
     pub upstream_requests: Arc<std::sync::atomic::AtomicU64>,
     /// Upstream pages fetched (or being fetched) for this request, by URL and page size.
     pub memo: Arc<std::sync::Mutex<PageMemo>>,
+    /// Cache hits and coalesced reads of this request, and whether it bypasses the read cache.
+    pub reuse: Arc<super::budget::ReadReuse>,
+    /// The records this request has read, which to-one relations are served from.
+    pub records: Arc<super::budget::RecordMemo>,
 }
 
 impl RequestCtx {
@@ -184,6 +195,8 @@ impl RequestCtx {
             identity,
             upstream_requests: Arc::default(),
             memo: Arc::default(),
+            reuse: Arc::default(),
+            records: Arc::default(),
         }
     }
 }
@@ -230,6 +243,8 @@ pub struct GatewayState {
     /// Reference data (entities nothing else hangs off), per caller identity and URL, so that no
     /// caller is served data fetched with another caller's credentials.
     pub reference_cache: Cache<CacheKey, Arc<Page>>,
+    /// Reads in flight and the read cache, per upstream identity (see `budget`).
+    pub reads: super::budget::Reads,
     /// The upstream's `$metadata` held against the model at start (for `/readyz`).
     pub metadata: MetadataStatus,
     /// Whether a deep insert written as a `$batch` for want of a navigation property upstream
@@ -264,6 +279,7 @@ impl GatewayState {
         write: WriteConfig,
         idempotency: super::idempotency::IdempotencyStore,
     ) -> Self {
+        let reads = super::budget::Reads::new(config.read_cache.clone());
         let reference_cache = Cache::builder()
             .max_capacity(config.cache_capacity)
             .time_to_live(config.cache_ttl)
@@ -276,6 +292,7 @@ impl GatewayState {
             labels: std::sync::RwLock::new(Arc::new(labels)),
             config,
             reference_cache,
+            reads,
             metadata: MetadataStatus::default(),
             deep_insert_fallback_logged: Default::default(),
         }
@@ -314,6 +331,10 @@ impl GatewayState {
         representation: bool,
         policy: crate::odata::RetryPolicy,
     ) -> Result<crate::odata::WriteResult, UpstreamError> {
+        let _clears = self
+            .reads
+            .write_started(url, &self.upstream.config().service_root, body);
+        rq.records.clear();
         rq.count_upstream();
         self.upstream
             .send_write_with(method, url, body, rq.authorization.as_deref(), representation, policy)
@@ -329,6 +350,8 @@ impl GatewayState {
         continue_on_error: bool,
         policy: Option<crate::odata::RetryPolicy>,
     ) -> Result<Vec<crate::batch::BatchResponseItem>, UpstreamError> {
+        let _clears = self.reads.batch_started(&items, &self.upstream.config().service_root);
+        rq.records.clear();
         rq.count_upstream();
         let auth = rq.authorization.as_deref();
         match policy {
@@ -393,14 +416,14 @@ impl GatewayState {
     }
 
     async fn fetch_page_uncached(
-        &self,
+        self: &Arc<Self>,
         entity: &Entity,
         url: &str,
         rq: &RequestCtx,
         page_size: Option<usize>,
     ) -> Result<Page, UpstreamError> {
         if !entity.reference_data {
-            return self.get_page_fresh(rq, url, page_size).await;
+            return self.read_shared(entity, url, rq, page_size).await;
         }
         let key = (rq.identity.clone(), url.to_string(), page_size);
         let missed = std::sync::atomic::AtomicBool::new(false);
@@ -408,7 +431,7 @@ impl GatewayState {
             .reference_cache
             .try_get_with(key, async {
                 missed.store(true, std::sync::atomic::Ordering::Relaxed);
-                self.get_page_fresh(rq, url, page_size).await.map(Arc::new)
+                self.read_shared(entity, url, rq, page_size).await.map(Arc::new)
             })
             .await
             .map_err(|e: Arc<UpstreamError>| (*e).clone())?;

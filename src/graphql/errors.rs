@@ -53,6 +53,10 @@ error_codes! {
     /// GraphQL error: the query's cost (each field 1, times the items of the lists above it) is
     /// over `--max-cost`. Ask for smaller pages with `first`.
     QueryTooCostly = "QUERY_TOO_COSTLY",
+    /// GraphQL error: the query may cost more upstream requests than
+    /// `--max-upstream-requests-per-operation` (`estimatedUpstreamRequests`, `maxUpstreamRequests`);
+    /// refused before any upstream request. Ask for fewer records with `first`, or fewer relations.
+    TooManyUpstreamRequests = "TOO_MANY_UPSTREAM_REQUESTS",
     /// GraphQL error: the operation did not finish within `--deadline`. Retry later, or ask for
     /// less.
     DeadlineExceeded = "DEADLINE_EXCEEDED",
@@ -77,6 +81,11 @@ error_codes! {
     UpstreamUnavailable = "UPSTREAM_UNAVAILABLE",
     /// GraphQL error or payload: the upstream did not answer in time. Retry later.
     UpstreamTimeout = "UPSTREAM_TIMEOUT",
+    /// GraphQL error or payload: the gateway's own budget of upstream requests for this upstream
+    /// identity (`--upstream-rate-limit`, per gateway process) is spent until after the
+    /// operation's deadline, so nothing was sent. Retry later (a GraphQL error's `retryAfterMs` says
+    /// when).
+    UpstreamBudgetExhausted = "UPSTREAM_BUDGET_EXHAUSTED",
     /// GraphQL error or payload: the upstream's answer is not what OData promises (invalid JSON,
     /// truncated, wrong type). A write may have happened; report it to the operator.
     UpstreamInvalidResponse = "UPSTREAM_INVALID_RESPONSE",
@@ -150,6 +159,7 @@ impl ErrorCode {
             UpstreamErrorKind::Throttled { .. } => ErrorCode::UpstreamThrottled,
             UpstreamErrorKind::Unavailable | UpstreamErrorKind::CircuitOpen { .. } => ErrorCode::UpstreamUnavailable,
             UpstreamErrorKind::Timeout => ErrorCode::UpstreamTimeout,
+            UpstreamErrorKind::BudgetSpent { .. } => ErrorCode::UpstreamBudgetExhausted,
             UpstreamErrorKind::InvalidResponse => ErrorCode::UpstreamInvalidResponse,
             UpstreamErrorKind::TooManyRows => ErrorCode::UpstreamTooManyRows,
             UpstreamErrorKind::Other => ErrorCode::UpstreamError,
@@ -181,6 +191,10 @@ pub fn upstream_error(err: &UpstreamError) -> Error {
         UpstreamErrorKind::InteractionRequired { claims } => claims.clone(),
         _ => None,
     };
+    let retry_after = match err.kind {
+        UpstreamErrorKind::BudgetSpent { retry_in } => Some(retry_in.as_millis() as u64),
+        _ => None,
+    };
     code.error(err.message.clone()).extend_with(|_, e| {
         if let Some(s) = status {
             e.set("upstreamStatus", s);
@@ -188,6 +202,9 @@ pub fn upstream_error(err: &UpstreamError) -> Error {
         // The claims challenge the client passes to its next sign-in (MSAL: `claims`).
         if let Some(c) = &claims {
             e.set("claims", c.as_str());
+        }
+        if let Some(ms) = retry_after {
+            e.set("retryAfterMs", ms);
         }
     })
 }
@@ -233,6 +250,9 @@ mod tests {
                 retry_in: Duration::from_secs(1),
             },
             UpstreamErrorKind::Timeout,
+            UpstreamErrorKind::BudgetSpent {
+                retry_in: Duration::from_secs(1),
+            },
             UpstreamErrorKind::InvalidResponse,
             UpstreamErrorKind::TooManyRows,
             UpstreamErrorKind::Other,

@@ -35,6 +35,8 @@ pub struct Limits {
     /// The number of children a to-many relation is costed at without `first`.
     pub relation_estimate: u64,
     pub deadline: Duration,
+    /// Most upstream requests one operation may be estimated to cost (see `estimate`).
+    pub max_upstream_requests: u64,
 }
 
 impl Default for Limits {
@@ -46,6 +48,7 @@ impl Default for Limits {
             default_first: 100,
             relation_estimate: 10,
             deadline: Duration::from_secs(30),
+            max_upstream_requests: 50,
         }
     }
 }
@@ -225,6 +228,15 @@ impl Extension for LimitsRun {
                 ErrorCode::QueryTooCostly,
                 format!("The query's cost is {cost} (each field 1, times the items of the lists above it); at most {} is accepted. Ask for smaller pages with `first`.", self.limits.max_cost),
             ));
+        }
+        let estimator = super::estimate::Estimator {
+            default_first: self.limits.default_first,
+            relation_estimate: self.limits.relation_estimate,
+            variables,
+        };
+        let upstream = estimator.operation(&doc);
+        if upstream > self.limits.max_upstream_requests {
+            return Err(super::estimate::refusal(upstream, self.limits.max_upstream_requests));
         }
         if depth(&doc) > self.max_depth {
             // The message async-graphql's own limit gives.

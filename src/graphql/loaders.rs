@@ -171,7 +171,20 @@ impl Loader<RecordKey> for RecordLoader {
         let mut out = HashMap::new();
         let groups = group_by(keys, |k| k.group.clone());
         let work = groups.into_iter().map(|(group, keys)| async move {
-            let ids: Vec<String> = keys.iter().map(|k| k.id.clone()).collect();
+            // Targets this request has read already, with every property asked for, cost nothing.
+            let memo = &self.request.records;
+            let (known, keys): (Vec<RecordKey>, Vec<RecordKey>) = keys
+                .into_iter()
+                .partition(|k| memo.find(group.entity, &k.id, &group.select).is_some());
+            let mut found: Vec<(RecordKey, Record)> = known
+                .into_iter()
+                .filter_map(|k| memo.find(group.entity, &k.id, &group.select).map(|r| (k, r)))
+                .collect();
+            if keys.is_empty() {
+                return Ok(found);
+            }
+            let mut ids: Vec<String> = keys.iter().map(|k| k.id.clone()).collect();
+            ids.sort_unstable(); // the same keys make the same URL (shared reads, read cache)
             let queries = children_of(
                 group.entity,
                 &group.entity.primary_key,
@@ -193,11 +206,12 @@ impl Loader<RecordKey> for RecordLoader {
                     Some((id, Arc::new(r)))
                 })
                 .collect();
-            Ok::<_, UpstreamError>(
+            memo.remember(group.entity, by_id.values());
+            found.extend(
                 keys.into_iter()
-                    .filter_map(|k| by_id.get(&k.id).cloned().map(|r| (k, r)))
-                    .collect::<Vec<_>>(),
-            )
+                    .filter_map(|k| by_id.get(&k.id).cloned().map(|r| (k, r))),
+            );
+            Ok::<_, UpstreamError>(found)
         });
         for found in try_join_all(work).await? {
             out.extend(found);
@@ -215,7 +229,8 @@ impl Loader<ChildKey> for ChildLoader {
         let groups = group_by(keys, |k| k.group.clone());
         let work = groups.into_iter().map(|(group, keys)| async move {
             // As read: only a case-insensitive upstream would find children by a folded key.
-            let values: Vec<String> = keys.iter().map(|k| k.parent.clone()).collect();
+            let mut values: Vec<String> = keys.iter().map(|k| k.parent.clone()).collect();
+            values.sort_unstable(); // the same keys make the same URL (shared reads, read cache)
             let mut queries = children_of(
                 group.entity,
                 &group.key_property,
@@ -237,6 +252,9 @@ impl Loader<ChildKey> for ChildLoader {
                     by_parent.entry(k).or_default().push(Arc::new(r));
                 }
             }
+            self.request
+                .records
+                .remember(group.entity, by_parent.values().flatten());
             Ok::<_, UpstreamError>(
                 keys.into_iter()
                     .map(|k| {

@@ -6,12 +6,14 @@
 //! - `loaders`: batched to-one and to-many loads (no N+1).
 //! - `filter`: typed filters and orders compiled to OData, refused early when inexpressible.
 //! - `cursor`: opaque, signed, query-bound cursors that carry the upstream `@odata.nextLink` position.
+//! - `budget`: the upstream budget: reads coalesced and cached per upstream identity.
 //! - `context`: shared state (upstream, labels, caches, settings) and the caller of a request.
 //! - `errors`: GraphQL errors with stable `extensions.code`; `warnings`: the operation's
 //!   `extensions.warnings` (fields whose property the upstream lacks).
 //! - `execution`: whether an operation was executed or stopped at parsing or validation.
 //! - `depth`: the depth limit, which introspection does not count against.
 //! - `tasks`: the loader batches an operation spawns, aborted when it ends or is dropped.
+//! - `estimate`: the upstream requests a query may cost, refused above the per-operation limit.
 //! - `limits`: size, aliases, cost, depth and the deadline of an operation.
 //! - `idempotency`: the store of `submitCandidateToHire`'s idempotency keys.
 //! - `mutations`: the submission, and create/update/delete for every writable entity.
@@ -19,10 +21,12 @@
 //!
 //! Never imports axum: the HTTP side lives in `server`.
 
+pub mod budget;
 pub mod context;
 pub mod cursor;
 pub mod depth;
 pub mod errors;
+pub mod estimate;
 pub mod execution;
 pub mod filter;
 pub mod idempotency;

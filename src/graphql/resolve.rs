@@ -127,6 +127,7 @@ pub fn single_field(e: &'static Entity) -> Field {
                         let Some(record) = page.value.into_iter().next().map(Arc::new) else {
                             return Ok(None);
                         };
+                        rq.records.remember(e, [&record]);
                         if let Some(loaders) = Loaders::from_context(&ctx) {
                             prefetch(loaders, e, ctx.field().selection_set().collect(), vec![record.clone()]).await;
                         }
@@ -208,6 +209,7 @@ async fn resolve_list<'a>(ctx: &ResolverContext<'a>, e: &'static Entity) -> asyn
             rows = reread_by_id(ctx, e, &args.select, rows).await?;
         }
     }
+    rq.records.remember(e, rows.iter().map(|r| &r.record));
     let total_count = match (args.wants_total, read.count) {
         (true, None) => count_only(st, rq, e, &q).await?,
         (_, count) => count,

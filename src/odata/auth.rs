@@ -220,6 +220,21 @@ impl TokenSource {
         }
     }
 
+    /// The upstream identity a call for `caller` is made as, without asking for a token: the
+    /// same as [`TokenSource::credential`]'s `identity` (`None` when that would fail: on behalf
+    /// of a caller without a bearer token). Coalescing and the read cache key by it.
+    pub fn identity_of(&self, caller: Option<&str>) -> Option<String> {
+        match &self.auth {
+            UpstreamAuth::None => Some("gateway".to_string()),
+            UpstreamAuth::PassThrough => Some(caller.map(fingerprint).unwrap_or_else(|| "anonymous".to_string())),
+            UpstreamAuth::ClientCredentials(app) => Some(format!("app:{}", app.client_id)),
+            UpstreamAuth::OnBehalfOf(_) if caller.is_none() => Some("anonymous".to_string()),
+            UpstreamAuth::OnBehalfOf(_) => caller
+                .and_then(bearer_token)
+                .map(|t| format!("user:{}", fingerprint(t))),
+        }
+    }
+
     /// The upstream refused `used` (401): forget its token unless a newer one replaced it already.
     pub async fn rejected(&self, used: &Credential) {
         let Some(key) = &used.cache_key else { return };
@@ -476,5 +491,38 @@ mod tests {
         assert_eq!(c.header.unwrap().expose(), "Bearer x");
         assert_ne!(c.identity, pass.credential(Some("Bearer y")).await.unwrap().identity);
         assert_eq!(pass.token_requests(), 0);
+    }
+
+    #[tokio::test]
+    async fn identity_of_names_the_identity_credential_would_use() {
+        let http = reqwest::Client::new();
+        for auth in [UpstreamAuth::None, UpstreamAuth::PassThrough] {
+            let tokens = TokenSource::new(auth, http.clone(), Default::default());
+            for caller in [None, Some("Bearer x"), Some("Bearer y")] {
+                let c = tokens.credential(caller).await.unwrap();
+                assert_eq!(tokens.identity_of(caller), Some(c.identity));
+            }
+        }
+        let app = EntraApp {
+            token_url: "http://127.0.0.1:9/t/oauth2/v2.0/token".into(),
+            client_id: "the-app".into(),
+            client_secret: Secret::new("s"),
+            scope: "http://x/.default".into(),
+        };
+        let cc = TokenSource::new(
+            UpstreamAuth::ClientCredentials(app.clone()),
+            http.clone(),
+            Default::default(),
+        );
+        assert_eq!(cc.identity_of(Some("Bearer x")), cc.identity_of(Some("Bearer y")));
+        let obo = TokenSource::new(UpstreamAuth::OnBehalfOf(app), http, Default::default());
+        let (x, y) = (obo.identity_of(Some("Bearer x")), obo.identity_of(Some("Bearer y")));
+        assert_eq!(x, Some(format!("user:{}", fingerprint("x"))));
+        assert_ne!(x, y, "two users are two identities");
+        assert_eq!(obo.identity_of(Some("Basic x")), None);
+        assert_eq!(
+            obo.identity_of(None),
+            Some(obo.credential(None).await.unwrap().identity)
+        );
     }
 }

@@ -68,6 +68,8 @@ pub struct Upstream {
     observer: std::sync::OnceLock<ObserverSlot>,
     breaker: CircuitBreaker,
     gates: Gates,
+    /// Requests per upstream identity in the window, and `--upstream-rate-limit`.
+    budget: super::rate_limit::UpstreamBudget,
     tokens: super::auth::TokenSource,
     /// How the upstream spells the model (from its `$metadata`; see [`super::spelling`]).
     naming: std::sync::RwLock<std::sync::Arc<crate::model::naming::Naming>>,
@@ -139,6 +141,7 @@ impl Upstream {
             http,
             breaker: CircuitBreaker::new(r.breaker_threshold, r.breaker_cooldown),
             gates: Gates::new(r.concurrency_per_identity),
+            budget: super::rate_limit::UpstreamBudget::new(r.rate_limit),
             config,
             root,
             requests: AtomicU64::new(0),
@@ -165,6 +168,11 @@ impl Upstream {
     /// Upstream slots in use and calls waiting for one (for `/metrics`).
     pub fn slot_usage(&self) -> &resilience::SlotUsage {
         self.gates.usage()
+    }
+
+    /// Requests per upstream identity in the window, and the budget they are held to.
+    pub fn budget(&self) -> &super::rate_limit::UpstreamBudget {
+        &self.budget
     }
 
     /// The circuit breaker's state (for `/readyz`).
@@ -300,6 +308,11 @@ impl Upstream {
                 Some(permit) => gate.wait_out_pause(call.deadline).await.map(|()| permit),
                 None => gate.enter(call.deadline).await,
             };
+            // Each attempt spends the identity's budget (Dataverse counts retries too).
+            let entered = match entered {
+                Ok(p) => self.budget.admit(&credential.identity, call.deadline).await.map(|()| p),
+                Err(e) => Err(e),
+            };
             let permit = match entered {
                 Ok(p) => p,
                 Err(e) => return finish(admission, Health::Neutral, Err(e)),
@@ -425,6 +438,7 @@ impl Upstream {
             let mut credential = self.credential(None, deadline).await?;
             for attempt in 1..=2 {
                 set_authorization(&mut headers, &credential)?;
+                self.budget.record(&credential.identity);
                 let raw = self
                     .exchange(&Method::GET, &url, headers.clone(), None, attempt)
                     .await?;

@@ -36,6 +36,12 @@ pub enum UpstreamErrorKind {
         retry_in: Duration,
     },
     Timeout,
+    /// Not sent: this gateway's own budget for the identity (`--upstream-rate-limit`) is spent
+    /// and frees up only after the operation's deadline (see [`super::rate_limit`]).
+    BudgetSpent {
+        /// When the next request of the identity fits in the budget.
+        retry_in: Duration,
+    },
     /// A 2xx whose body is not what OData promises (invalid JSON, truncated, wrong shape).
     InvalidResponse,
     /// More rows match than the caller allowed (see [`super::calls::collect_all`]).
@@ -110,6 +116,7 @@ impl UpstreamError {
             UpstreamErrorKind::Throttled { .. } => "UPSTREAM_THROTTLED",
             UpstreamErrorKind::Unavailable | UpstreamErrorKind::CircuitOpen { .. } => "UPSTREAM_UNAVAILABLE",
             UpstreamErrorKind::Timeout => "UPSTREAM_TIMEOUT",
+            UpstreamErrorKind::BudgetSpent { .. } => "UPSTREAM_BUDGET_EXHAUSTED",
             UpstreamErrorKind::InvalidResponse => "UPSTREAM_INVALID_RESPONSE",
             UpstreamErrorKind::TooManyRows => "UPSTREAM_TOO_MANY_ROWS",
             UpstreamErrorKind::Other => "UPSTREAM_ERROR",

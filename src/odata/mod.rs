@@ -19,6 +19,10 @@
 //! - [`resilience`]: deadline, retries and backoff, concurrency per caller, circuit breaker
 //!   ([`ResilienceConfig`]), applied to every exchange.
 //! - [`redact`]: upstream URLs as they may be logged, every literal value hidden.
+//! - [`shared_reads`]: identical reads in flight share one request; [`read_cache`]: the
+//!   short-lived read cache per upstream identity (both keyed and used by `graphql::budget`).
+//! - [`rate_limit`]: requests per upstream identity in a sliding window (`/metrics`), and
+//!   `--upstream-rate-limit`, held by this process alone.
 //! - [`metadata`]: the upstream's `$metadata` held against the model at start
 //!   ([`metadata::read_and_reconcile`]); [`spelling`]: the upstream's names in the URLs and
 //!   bodies sent and the model's in the rows read.
@@ -36,9 +40,12 @@ pub mod filter;
 pub mod metadata;
 pub mod options;
 pub mod query;
+pub mod rate_limit;
+pub mod read_cache;
 pub mod redact;
 pub mod resilience;
 pub mod response;
+pub mod shared_reads;
 pub mod spelling;
 
 #[cfg(test)]

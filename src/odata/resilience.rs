@@ -50,6 +50,9 @@ pub struct ResilienceConfig {
     pub breaker_threshold: u32,
     /// How long an open breaker fails calls at once before it lets a probe through.
     pub breaker_cooldown: Duration,
+    /// The budget of requests per upstream identity and window (`--upstream-rate-limit`), held
+    /// by this process alone (see [`super::rate_limit`]); none by default.
+    pub rate_limit: Option<super::rate_limit::RateLimit>,
 }
 
 impl Default for ResilienceConfig {
@@ -61,6 +64,7 @@ impl Default for ResilienceConfig {
             concurrency_per_identity: 8,
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_secs(10),
+            rate_limit: None,
         }
     }
 }
@@ -151,7 +155,9 @@ impl Health {
     pub fn of(e: &UpstreamError) -> Health {
         match e.kind {
             UpstreamErrorKind::Unavailable | UpstreamErrorKind::Timeout => Health::Failed,
-            UpstreamErrorKind::Throttled { .. } | UpstreamErrorKind::CircuitOpen { .. } => Health::Neutral,
+            UpstreamErrorKind::Throttled { .. }
+            | UpstreamErrorKind::CircuitOpen { .. }
+            | UpstreamErrorKind::BudgetSpent { .. } => Health::Neutral,
             _ => Health::Healthy,
         }
     }

@@ -95,6 +95,7 @@ async fn readyz(State(app): State<AppState>) -> Response {
             "upstream paging: maxpagesize assumed, the probe at start was inconclusive: {why}"
         ));
     }
+    budget_warning(up.budget(), &mut warnings);
     let metadata = super::startup::metadata_report(&app.gateway.metadata, &mut warnings);
     let body = serde_json::json!({
         "status": if upstream.is_ok() { "ready" } else { "not ready" },
@@ -118,9 +119,29 @@ async fn readyz(State(app): State<AppState>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// Share of `--upstream-rate-limit` above which `/readyz` warns.
+pub const BUDGET_WARNING_SHARE: f64 = 0.8;
+
+/// A warning for each upstream identity that used more than [`BUDGET_WARNING_SHARE`] of the
+/// budget in its window (still ready: calls wait for the window or fail, one by one).
+fn budget_warning(budget: &crate::odata::rate_limit::UpstreamBudget, warnings: &mut Vec<String>) {
+    let Some(limit) = budget.limit() else { return };
+    for u in budget.usage() {
+        match u.share {
+            Some(share) if share > BUDGET_WARNING_SHARE => warnings.push(format!(
+                "upstream budget: identity {} used {:.0}% of --upstream-rate-limit {limit} (this process's count)",
+                u.identity,
+                share * 100.0
+            )),
+            _ => {}
+        }
+    }
+}
+
 async fn metrics(State(app): State<AppState>) -> Response {
     let slots = app.gateway.upstream.slot_usage();
     app.gateway.metrics.set_slots(slots.in_use(), slots.waiting());
+    app.gateway.metrics.set_budget(app.gateway.upstream.budget());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         app.gateway.metrics.render(),

@@ -149,6 +149,11 @@ async fn provoke(code: ErrorCode, gws: &Gateways) -> Via {
             post(gw, json!({"query": format!("{{ {} }}", aliases.join(" "))})).await
         }
         ErrorCode::QueryTooCostly => post(gw, json!({"query": "{ recruitingRequests(first: 500) { nodes { positions(first: 500) { id } } } }"})).await,
+        ErrorCode::TooManyUpstreamRequests => {
+            // LIST is one upstream request: over a limit of none.
+            let strict = Gateway::with_config(Emu::fresh(), |c| c.limits.operation.max_upstream_requests = 0);
+            post(&strict, json!({"query": LIST})).await
+        }
         ErrorCode::DeadlineExceeded => {
             let emu = Emu::with_faults(ats_gateway::emulator::faults::Faults {
                 latency_ms: 1_500,
@@ -175,6 +180,12 @@ async fn provoke(code: ErrorCode, gws: &Gateways) -> Via {
         }
         ErrorCode::UpstreamUnavailable => with_faults(gw, json!({"errorRate": 1.0}), LIST).await,
         ErrorCode::UpstreamTimeout => with_faults(gw, json!({"errorRate": 1.0, "errorStatus": 408}), LIST).await,
+        ErrorCode::UpstreamBudgetExhausted => {
+            // Built: over HTTP the wait left varies (gateway_budget provokes it over HTTP).
+            let limit = "6000/5m".parse().unwrap();
+            let e = upstream_error(&ats_gateway::odata::rate_limit::spent_error(limit, Duration::from_millis(1500)));
+            Via::Built(json!({"message": e.message, "extensions": e.extensions}))
+        }
         ErrorCode::UpstreamInvalidResponse => {
             with_faults(gw, json!({"garbage": {"rate": 1.0, "kind": "invalidJson"}}), LIST).await
         }

@@ -99,7 +99,9 @@ async fn a_burst_beyond_the_throttling_window_fails_fast_with_upstream_throttled
     set_faults(&gw.emu, json!({"throttle": {"requests": 30, "windowSeconds": 60}})).await;
     gw.emu.reset_stats().await;
     let started = Instant::now();
-    let burst = futures::future::join_all((0..200).map(|_| gw.query(READ, json!({}))));
+    // 200 different queries: identical ones in flight together would share one upstream request.
+    let distinct = "query($n: Int) { recruitingRequests(first: $n) { nodes { id recruitingRequestId } } }";
+    let burst = futures::future::join_all((0..200).map(|i| gw.query(distinct, json!({"n": i + 1}))));
     let responses = tokio::time::timeout(Duration::from_secs(60), burst)
         .await
         .expect("the burst ends");

@@ -436,9 +436,14 @@ async fn readiness_answers_promptly_while_every_caller_slot_is_busy() {
     });
     let gw = Gateway::over(emu);
     let started = Instant::now();
-    let queries = futures::future::join_all((0..24).map(|_| async {
+    // 24 different queries: identical ones in flight together would share one upstream request.
+    let gw = &gw;
+    let queries = futures::future::join_all((0..24).map(|i| async move {
         let v = gw
-            .query("{ recruitingRequests(first: 1) { nodes { id } } }", json!({}))
+            .query(
+                "query($n: Int) { recruitingRequests(first: $n) { nodes { id } } }",
+                json!({"n": i + 1}),
+            )
             .await;
         assert!(v.get("errors").is_none(), "{v}");
         started.elapsed()

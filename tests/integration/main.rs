@@ -61,6 +61,7 @@ mod emulator_writes;
 mod error_codes;
 mod filter_props;
 mod gateway_auth;
+mod gateway_budget;
 mod gateway_change_sets;
 mod gateway_churn;
 mod gateway_cursors;

@@ -84,6 +84,8 @@ async fn serve(app: &AppState, headers: &HeaderMap, method: Method, params: Resu
         caller = answer.caller.as_deref().unwrap_or("-"),
         graphql.errors = answer.errors,
         upstream.requests = answer.upstream_requests,
+        upstream.cache_hits = answer.reuse.as_ref().map_or(0, |r| r.cache_hits()),
+        upstream.coalesced = answer.reuse.as_ref().map_or(0, |r| r.coalesced()),
         http.status = answer.status(media).as_u16(),
         duration_ms = started.elapsed().as_millis() as u64,
         "graphql request"
@@ -144,7 +146,8 @@ async fn execute(app: &AppState, headers: &HeaderMap, method: Method, params: Re
     let identity = caller.identity.clone();
     let (caller, records, children) =
         graphql::request_data(&app.gateway, RequestCtx::new(caller.authorization, caller.identity));
-    let upstream = caller.upstream_requests.clone();
+    let (upstream, reuse) = (caller.upstream_requests.clone(), caller.reuse.clone());
+    reuse.bypass_cache_if(cache_control(headers));
     let executed = Executed::default();
     let request = request
         .data(caller)
@@ -152,7 +155,8 @@ async fn execute(app: &AppState, headers: &HeaderMap, method: Method, params: Re
         .data(children)
         .data(executed.clone())
         .data(app.cursor_key.clone());
-    let response = app.schema.execute(request).await;
+    let mut response = app.schema.execute(request).await;
+    reuse.annotate(&mut response);
     let executed = executed.get();
     // Kept only once it ran: a document that does not parse or validate takes no room.
     if let (Some((hash, query)), true) = (to_register, executed) {
@@ -165,6 +169,7 @@ async fn execute(app: &AppState, headers: &HeaderMap, method: Method, params: Re
         challenge,
         errors: response.errors.len(),
         upstream_requests: upstream.load(std::sync::atomic::Ordering::Relaxed),
+        reuse: Some(reuse),
         body: Body::Graphql { response, executed },
     }
 }
@@ -188,6 +193,14 @@ fn claims_challenge(response: &async_graphql::Response) -> Option<String> {
     })
 }
 
+/// The request's `Cache-Control` values (`no-cache` bypasses the read cache: `graphql::budget`).
+fn cache_control(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+}
+
 /// Whether the operation that `operation_name` picks out of `document` is a mutation. `false`
 /// when it picks none: the schema then reports why.
 fn is_mutation(document: &ExecutableDocument, operation_name: Option<&str>) -> bool {
@@ -209,6 +222,8 @@ struct Answer {
     challenge: Option<String>,
     errors: usize,
     upstream_requests: u64,
+    /// Cache hits and coalesced reads (see `graphql::budget`), once executed.
+    reuse: Option<std::sync::Arc<graphql::budget::ReadReuse>>,
     body: Body,
 }
 
@@ -230,6 +245,7 @@ impl Answer {
             challenge: None,
             errors: 1,
             upstream_requests: 0,
+            reuse: None,
             body: Body::Refused(refusal),
         }
     }
