@@ -1,6 +1,7 @@
 //! The command line: `ats-gateway [serve]`, `ats-gateway emulator` and `ats-gateway doctor`
 //! (`crate::doctor`), each flag with an `ATS_GATEWAY_*` environment twin; `auth`: the
 //! authentication flags `serve` and `doctor` share.
+//! `budget`: the upstream-budget flags of `serve` (read cache, per-operation limit, rate limit).
 
 pub mod auth;
 pub mod budget;
