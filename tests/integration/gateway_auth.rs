@@ -26,7 +26,8 @@ fn api_keys(names: &[&str]) -> CallerAuthConfig {
     }
 }
 
-fn entra_app(emu: &Emu, scope: &str) -> EntraApp {
+/// The emulator's demo Entra application, asking for `scope` of the emulator.
+pub(crate) fn entra_app(emu: &Emu, scope: &str) -> EntraApp {
     EntraApp {
         token_url: emu.token_url(),
         client_id: ats_gateway::emulator::auth::DEMO_CLIENT_ID.into(),
