@@ -164,6 +164,11 @@ async fn short_lived_tokens_are_renewed_before_they_expire() {
 /// A gateway that checks callers' JWTs against the emulator's JWKS and calls the emulator on
 /// their behalf.
 fn on_behalf_of_gateway() -> Gateway {
+    on_behalf_of_gateway_with(|_| {})
+}
+
+/// [`on_behalf_of_gateway`], with `tune` adjusting the rest of its configuration.
+pub(crate) fn on_behalf_of_gateway_with(tune: impl FnOnce(&mut ats_gateway::server::GatewayConfig)) -> Gateway {
     let emu = Emu::with_auth(Duration::from_secs(3600));
     let app = entra_app(&emu, "user_impersonation");
     let jwt = JwtConfig {
@@ -178,6 +183,7 @@ fn on_behalf_of_gateway() -> Gateway {
             mode: CallerAuthMode::Jwt(jwt),
             allow_anonymous: false,
         };
+        tune(c);
     })
 }
 

@@ -2,13 +2,13 @@
 //! upstream request per upstream identity (never across identities), the short-lived read cache
 //! (TTL, writes, `no-cache`, `extensions.cache`).
 
-use crate::gateway_auth::entra_app;
+use crate::gateway_auth::{entra_app, on_behalf_of_gateway_with};
 use crate::harness::{client, Emu, Gateway};
 use ats_gateway::graphql::context::ReadConfig;
 use ats_gateway::odata::read_cache::ReadCacheConfig;
 use ats_gateway::odata::UpstreamAuth;
 use ats_gateway::secret::sha256_hex;
-use ats_gateway::server::auth::{ApiKey, CallerAuthConfig, CallerAuthMode, JwtConfig, JwtKeys};
+use ats_gateway::server::auth::{ApiKey, CallerAuthConfig, CallerAuthMode};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -20,27 +20,6 @@ const CANONICAL: &str = "{ recruitingRequests(first: 10) { nodes { id recruiting
 /// A list and its positions: no reference data, so every read goes through the read cache.
 const LIST: &str =
     "{ recruitingRequests(first: 5) { nodes { recruitingRequestId positions { id positionId status } } } }";
-
-/// A gateway calling the emulator on behalf of its callers, who sign in with the emulator's JWTs;
-/// `tune` adjusts the rest of its configuration.
-fn on_behalf_of(tune: impl FnOnce(&mut ats_gateway::server::GatewayConfig)) -> Gateway {
-    let emu = Emu::with_auth(Duration::from_secs(3600));
-    let app = entra_app(&emu, "user_impersonation");
-    let jwt = JwtConfig {
-        keys: JwtKeys::JwksUrl(format!("{}/t/discovery/v2.0/keys", emu.origin())),
-        issuer: format!("{}/t/v2.0", emu.origin()),
-        audiences: vec!["api://ats-gateway".into()],
-        leeway: Duration::from_secs(5),
-    };
-    Gateway::with_config(emu, move |c| {
-        c.upstream_auth = UpstreamAuth::OnBehalfOf(app);
-        c.caller_auth = CallerAuthConfig {
-            mode: CallerAuthMode::Jwt(jwt),
-            allow_anonymous: false,
-        };
-        tune(c);
-    })
-}
 
 /// Callers `caller-0` … `caller-{n-1}`, each with the API key `key-of-caller-i`.
 fn api_keys(n: usize) -> CallerAuthConfig {
@@ -114,7 +93,7 @@ async fn fifty_callers_under_client_credentials_cost_what_one_costs() {
 
 #[tokio::test]
 async fn under_on_behalf_of_two_users_are_never_coalesced() {
-    let gw = on_behalf_of(|_| {});
+    let gw = on_behalf_of_gateway_with(|_| {});
     let alice = format!(
         "Bearer {}",
         gw.emu.user_token("alice", "api://ats-gateway/access_as_user").await
@@ -256,7 +235,7 @@ fn by_identity(metrics: &str, name: &str) -> std::collections::BTreeMap<String, 
 
 #[tokio::test]
 async fn metrics_show_each_identitys_requests_and_share_of_the_budget_never_a_token() {
-    let gw = on_behalf_of(|c| c.resilience.rate_limit = Some("1000/5m".parse().unwrap()));
+    let gw = on_behalf_of_gateway_with(|c| c.resilience.rate_limit = Some("1000/5m".parse().unwrap()));
     let alice = gw.emu.user_token("alice", "api://ats-gateway/access_as_user").await;
     let bob = gw.emu.user_token("bob", "api://ats-gateway/access_as_user").await;
     post(&gw, LIST, &[("authorization", &format!("Bearer {alice}"))]).await;
