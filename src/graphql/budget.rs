@@ -264,10 +264,10 @@ impl GatewayState {
         url: &str,
         rq: &RequestCtx,
         page_size: Option<usize>,
-    ) -> Result<Page, UpstreamError> {
+    ) -> Result<Arc<Page>, UpstreamError> {
         let auth = rq.authorization.as_deref();
         let Some(identity) = self.upstream.tokens().identity_of(auth) else {
-            return self.get_page_fresh(rq, url, page_size).await;
+            return self.get_page_fresh(rq, url, page_size).await.map(Arc::new);
         };
         let set = entity.entity_set.clone();
         let key = ReadKey {
@@ -287,16 +287,16 @@ impl GatewayState {
             }
         }
         if !self.config.coalesce_reads {
-            let page = self.get_page_fresh(rq, url, page_size).await?;
+            let page = Arc::new(self.get_page_fresh(rq, url, page_size).await?);
             self.reads.cache.put(key, &page).await;
             return Ok(page);
         }
         let (read, joined) = self.reads.inflight.join_or_start(key.clone(), || {
             let (state, url, auth) = (self.clone(), url.to_string(), rq.authorization.clone());
             async move {
-                let page = state.upstream.get_page(&url, auth.as_deref(), page_size).await?;
+                let page = Arc::new(state.upstream.get_page(&url, auth.as_deref(), page_size).await?);
                 state.reads.cache.put(key, &page).await;
-                Ok(Arc::new(page))
+                Ok(page)
             }
             .boxed()
         });
@@ -305,7 +305,7 @@ impl GatewayState {
             true => rq.reuse.joined(),
             false => rq.count_upstream(),
         }
-        read.await.map(|p| (*p).clone())
+        read.await
     }
 }
 

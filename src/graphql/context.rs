@@ -202,7 +202,7 @@ impl RequestCtx {
 }
 
 /// An upstream page load shared by every identical load of one request.
-pub type PageFuture = futures::future::Shared<futures::future::BoxFuture<'static, Result<Page, UpstreamError>>>;
+pub type PageFuture = futures::future::Shared<futures::future::BoxFuture<'static, Result<Arc<Page>, UpstreamError>>>;
 
 /// The pages of one request, by URL and page size.
 pub type PageMemo = std::collections::HashMap<(String, Option<usize>), PageFuture>;
@@ -412,7 +412,9 @@ impl GatewayState {
                 })
                 .clone()
         };
-        shared.await
+        // The memo, the caches and coalescing share one `Arc<Page>`: the caller's copy is the
+        // only one made.
+        shared.await.map(|page| (*page).clone())
     }
 
     async fn fetch_page_uncached(
@@ -421,7 +423,7 @@ impl GatewayState {
         url: &str,
         rq: &RequestCtx,
         page_size: Option<usize>,
-    ) -> Result<Page, UpstreamError> {
+    ) -> Result<Arc<Page>, UpstreamError> {
         if !entity.reference_data {
             return self.read_shared(entity, url, rq, page_size).await;
         }
@@ -431,12 +433,12 @@ impl GatewayState {
             .reference_cache
             .try_get_with(key, async {
                 missed.store(true, std::sync::atomic::Ordering::Relaxed);
-                self.read_shared(entity, url, rq, page_size).await.map(Arc::new)
+                self.read_shared(entity, url, rq, page_size).await
             })
             .await
             .map_err(|e: Arc<UpstreamError>| (*e).clone())?;
         self.metrics
             .cache_lookup("reference", !missed.load(std::sync::atomic::Ordering::Relaxed));
-        Ok((*page).clone())
+        Ok(page)
     }
 }

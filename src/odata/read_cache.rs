@@ -61,7 +61,8 @@ impl ReadCacheConfig {
 /// A cached page and when it was read.
 #[derive(Debug)]
 pub struct Cached {
-    pub page: Page,
+    /// Shared with the read that put it and every hit: never copied into the cache.
+    pub page: Arc<Page>,
     pub read_at: Instant,
     ttl: Duration,
     weight: u32,
@@ -130,13 +131,13 @@ impl ReadCache {
     }
 
     /// Keeps `page` under `key` for its entity set's time-to-live (nothing when it has none).
-    pub async fn put(&self, key: ReadKey, page: &Page) {
+    pub async fn put(&self, key: ReadKey, page: &Arc<Page>) {
         let Some(ttl) = self.config.ttl_for(&key.entity_set) else {
             return;
         };
         let weight = page_weight(&key, page);
         let cached = Cached {
-            page: page.clone(),
+            page: Arc::clone(page),
             read_at: Instant::now(),
             ttl,
             weight,
@@ -187,13 +188,13 @@ mod tests {
         }
     }
 
-    fn page(n: usize) -> Page {
+    fn page(n: usize) -> Arc<Page> {
         let row = json!({"a": "x".repeat(n)});
-        Page {
+        Arc::new(Page {
             value: vec![row.as_object().unwrap().clone()],
             next_link: None,
             count: None,
-        }
+        })
     }
 
     fn cache(ttl: Option<u64>, by_set: &[(&str, u64)], max_bytes: u64) -> ReadCache {
