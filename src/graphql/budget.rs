@@ -62,14 +62,7 @@ impl Reads {
     /// deep insert or update (`body` holding objects or arrays), to every entity set: clears them
     /// now and once more when the returned guard is dropped (after the write, or when abandoned).
     pub fn write_started(&self, url: &str, service_root: &str, body: &serde_json::Value) -> WriteTouch<'_> {
-        let deep = body
-            .as_object()
-            .is_some_and(|o| o.values().any(|v| v.is_object() || v.is_array()));
-        let sets = match deep {
-            true => model().entities.iter().map(|e| e.entity_set.clone()).collect(),
-            false => entity_set_of(url, service_root).into_iter().collect(),
-        };
-        WriteTouch::new(&self.cache, sets)
+        WriteTouch::new(&self.cache, sets_written(url, service_root, body))
     }
 
     /// [`Reads::write_started`] for a `$batch`: every entity set a write part addresses.
@@ -81,14 +74,13 @@ impl Reads {
                 BatchRequestItem::ChangeSet(ps) => ps.as_slice(),
             };
             for p in parts.iter().filter(|p| !p.method.eq_ignore_ascii_case("GET")) {
-                let body = serde_json::from_slice(&p.body).unwrap_or(serde_json::Value::Null);
-                let deep = body
-                    .as_object()
-                    .is_some_and(|o| o.values().any(|v| v.is_object() || v.is_array()));
-                match deep || p.url.starts_with('$') {
-                    // A `$n` reference or a deep write: which sets it reaches is not in its URL.
-                    true => sets.extend(model().entities.iter().map(|e| e.entity_set.clone())),
-                    false => sets.extend(entity_set_of(&p.url, service_root)),
+                match p.url.starts_with('$') {
+                    // A `$n` reference: which set it reaches is not in its URL.
+                    true => sets.extend(every_entity_set()),
+                    false => {
+                        let body = serde_json::from_slice(&p.body).unwrap_or(serde_json::Value::Null);
+                        sets.extend(sets_written(&p.url, service_root, &body));
+                    }
                 }
             }
         }
@@ -96,6 +88,22 @@ impl Reads {
         sets.dedup();
         WriteTouch::new(&self.cache, sets)
     }
+}
+
+/// The entity sets a write to `url` with `body` touches: its own, or every one for a deep insert
+/// or update (`body` holding objects or arrays), whose nested records may be of any set.
+fn sets_written(url: &str, service_root: &str, body: &serde_json::Value) -> Vec<String> {
+    let deep = body
+        .as_object()
+        .is_some_and(|o| o.values().any(|v| v.is_object() || v.is_array()));
+    match deep {
+        true => every_entity_set().collect(),
+        false => entity_set_of(url, service_root).into_iter().collect(),
+    }
+}
+
+fn every_entity_set() -> impl Iterator<Item = String> {
+    model().entities.iter().map(|e| e.entity_set.clone())
 }
 
 /// Clears entity sets from the read cache when made and again when dropped (see
