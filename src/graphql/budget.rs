@@ -133,23 +133,8 @@ impl Drop for WriteTouch<'_> {
 /// The entity set a URL addresses: its first path segment after the service root, when that is
 /// an entity set of the model.
 fn entity_set_of(url: &str, service_root: &str) -> Option<String> {
-    // The path of an absolute URL (`http://h/api/…`); an origin-relative path stays as it is.
-    let path_of = |u: &str| match u.split_once("://") {
-        Some((_, r)) => r.find('/').map_or("", |i| &r[i..]).to_string(),
-        None => u.to_string(),
-    };
-    let rest = match url.contains("://") || url.starts_with('/') {
-        true => path_of(url).strip_prefix(&path_of(service_root))?.to_string(),
-        false => url.to_string(),
-    };
-    let rest = rest.trim_start_matches('/');
-    let end = rest.find(['(', '?', '/', '#']).unwrap_or(rest.len());
-    let set = &rest[..end];
-    model()
-        .entities
-        .iter()
-        .any(|e| e.entity_set == set)
-        .then(|| set.to_string())
+    let segment = crate::odata::client::first_segment(service_root, url);
+    model().by_entity_set(&segment).map(|e| e.entity_set.clone())
 }
 
 /// The records one GraphQL request has read so far, by entity and primary key (lower case): a

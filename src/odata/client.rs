@@ -591,14 +591,21 @@ fn set_authorization(headers: &mut HeaderMap, credential: &super::auth::Credenti
     Ok(())
 }
 
-/// The first path segment after the service root (`mshr_x` from `.../mshr_x(id)?$select=a`).
-pub(super) fn first_segment(root: &str, absolute: &str) -> String {
+/// The first path segment after the service root (`mshr_x` from `.../mshr_x(id)?$select=a`), of
+/// an absolute URL, an origin-relative path (`/api/data/v9.2/mshr_x`, as `$batch` parts may
+/// have) or a URL relative to the root (`mshr_x(id)`); `(root)` for the root itself.
+pub fn first_segment(root: &str, url: &str) -> String {
     let by_path = || -> Option<String> {
-        let (r, a) = (Url::parse(root).ok()?, Url::parse(absolute).ok()?);
-        a.path().strip_prefix(r.path()).map(str::to_string)
+        let root_path = Url::parse(root).ok()?.path().to_string();
+        let path = match url.starts_with('/') {
+            true => url.to_string(),
+            false => Url::parse(url).ok()?.path().to_string(),
+        };
+        path.strip_prefix(&root_path).map(str::to_string)
     };
-    let rest = match absolute.strip_prefix(root) {
+    let rest = match url.strip_prefix(root) {
         Some(r) => r.to_string(),
+        None if !url.contains("://") && !url.starts_with('/') => url.to_string(),
         None => by_path().unwrap_or_default(),
     };
     let end = rest.find(['(', '?', '/', '#']).unwrap_or(rest.len());
