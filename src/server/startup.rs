@@ -9,26 +9,9 @@ use crate::odata::{ODataQuery, Upstream, UpstreamErrorKind};
 /// Decides the dialect by probe when configured `auto` (see [`super::probe_dialect`]).
 pub async fn decide_dialect(upstream: &Upstream, acts_only_for_callers: bool, read: &mut ReadConfig) {
     if read.dialect_source == DialectSource::Auto {
-        // Acting only for callers, the gateway has no token of its own to probe with.
-        let probed = if acts_only_for_callers {
-            Err("no token of the gateway's own to probe with".to_string())
-        } else {
-            super::probe_dialect(upstream).await
-        };
-        match probed {
-            Ok(d) => {
-                read.dialect = d;
-                read.dialect_source = DialectSource::Probed;
-            }
-            Err(why) => {
-                tracing::warn!(
-                    error = %why,
-                    "upstream dialect: the probe was inconclusive; assuming dataverse (not probed again)"
-                );
-                read.dialect = crate::odata::Dialect::Dataverse;
-                read.dialect_source = DialectSource::Assumed { why };
-            }
-        }
+        let probe = || super::probe_dialect(upstream);
+        let dataverse = (crate::odata::Dialect::Dataverse, "dataverse");
+        (read.dialect, read.dialect_source) = probe_or_assume("dialect", dataverse, acts_only_for_callers, probe).await;
     }
     tracing::info!(
         dialect = read.dialect.name(),
@@ -37,35 +20,46 @@ pub async fn decide_dialect(upstream: &Upstream, acts_only_for_callers: bool, re
     );
 }
 
-/// Decides `--upstream-paging auto` once, before serving: probed, or maxpagesize assumed with a
-/// warning when the probe is inconclusive (or the gateway has no token of its own to probe with).
+/// Decides `--upstream-paging auto` once, before serving (see [`super::probe_paging`]).
 pub async fn decide_paging(upstream: &Upstream, acts_only_for_callers: bool, read: &mut ReadConfig) {
-    use crate::graphql::context::DialectSource;
     if read.paging_source == DialectSource::Auto {
-        let probed = match acts_only_for_callers {
-            true => Err("no token of the gateway's own to probe with".to_string()),
-            false => super::probe_paging(upstream).await,
-        };
-        match probed {
-            Ok(p) => {
-                read.paging = p;
-                read.paging_source = DialectSource::Probed;
-            }
-            Err(why) => {
-                tracing::warn!(
-                    error = %why,
-                    "upstream paging: the probe was inconclusive; assuming maxpagesize (not probed again)"
-                );
-                read.paging = crate::odata::calls::Paging::Maxpagesize;
-                read.paging_source = DialectSource::Assumed { why };
-            }
-        }
+        let probe = || super::probe_paging(upstream);
+        let maxpagesize = (crate::odata::calls::Paging::Maxpagesize, "maxpagesize");
+        (read.paging, read.paging_source) = probe_or_assume("paging", maxpagesize, acts_only_for_callers, probe).await;
     }
     tracing::info!(
         paging = read.paging.name(),
         decided = read.paging_source.name(),
         "upstream paging"
     );
+}
+
+/// An `auto` setting's value, from one probe; `assumed` (a value and its name) with a warning when
+/// the probe is inconclusive, or not run because the gateway has no token of its own to probe with.
+async fn probe_or_assume<T, F>(
+    what: &str,
+    (assumed, assumed_name): (T, &str),
+    acts_only_for_callers: bool,
+    probe: impl FnOnce() -> F,
+) -> (T, DialectSource)
+where
+    F: std::future::Future<Output = Result<T, String>>,
+{
+    // Acting only for callers, the gateway has no token of its own to probe with.
+    let probed = match acts_only_for_callers {
+        true => Err("no token of the gateway's own to probe with".to_string()),
+        false => probe().await,
+    };
+    match probed {
+        Ok(value) => (value, DialectSource::Probed),
+        Err(why) => {
+            tracing::warn!(
+                error = %why,
+                "upstream {what}: the probe was inconclusive; assuming {assumed_name} (not probed again)"
+            );
+            (assumed, DialectSource::Assumed { why })
+        }
+    }
 }
 
 /// Reads the upstream's `$metadata` once and, when it can, sets the upstream client's naming
