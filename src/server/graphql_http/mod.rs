@@ -277,12 +277,6 @@ impl Answer {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media.content_type()));
         let body = match self.body {
             Body::Graphql { response, executed } => {
-                let mut body = serde_json::to_value(&response).unwrap_or_else(|_| json!({}));
-                if !executed {
-                    if let Some(body) = body.as_object_mut() {
-                        body.remove("data");
-                    }
-                }
                 if executed && response.is_ok() {
                     if let Some(value) = response
                         .cache_control
@@ -292,8 +286,17 @@ impl Answer {
                         headers.insert(header::CACHE_CONTROL, value);
                     }
                 }
+                // Written straight from the response: no intermediate JSON tree (a large
+                // answer's biggest cost after resolving it).
+                let body = match executed {
+                    true => serde_json::to_vec(&response),
+                    false => serde_json::to_vec(&NotExecuted {
+                        errors: &response.errors,
+                        extensions: &response.extensions,
+                    }),
+                };
                 headers.extend(response.http_headers);
-                body
+                body.unwrap_or_else(|_| b"{}".to_vec())
             }
             Body::Refused(refusal) => {
                 if refusal.allow_post {
@@ -303,10 +306,21 @@ impl Answer {
                     headers.insert(header::WWW_AUTHENTICATE, v);
                 }
                 json!({"errors": [{"message": refusal.message, "extensions": {"code": refusal.code.as_str()}}]})
+                    .to_string()
+                    .into_bytes()
             }
         };
-        (status, headers, body.to_string()).into_response()
+        (status, headers, body).into_response()
     }
+}
+
+/// The body of an operation that never ran: no `data` entry (GraphQL over HTTP).
+#[derive(serde::Serialize)]
+struct NotExecuted<'a> {
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    extensions: &'a std::collections::BTreeMap<String, async_graphql::Value>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    errors: &'a [async_graphql::ServerError],
 }
 
 /// A request refused before any operation ran, with the status it gets under each media type.
