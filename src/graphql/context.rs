@@ -412,8 +412,8 @@ impl GatewayState {
                 })
                 .clone()
         };
-        // The memo, the caches and coalescing share one `Arc<Page>`: the caller's copy is the
-        // only one made.
+        // The memo, the caches and coalescing share one `Arc<Page>`; the caller's copy shares
+        // its rows.
         shared.await.map(|page| (*page).clone())
     }
 

@@ -7,8 +7,9 @@
 //! - depth, with introspection left out (see `depth`),
 //! - a deadline for the whole operation.
 //!
-//! The extension also records each operation's outcome and latency in the metrics, and marks the
-//! request's [`Executed`] flag when execution starts (see `execution`). It is the schema's only
+//! The extension also records each operation's outcome and latency in the metrics, marks the
+//! request's [`Executed`] flag when execution starts (see `execution`), and adds the operation's
+//! warnings to its response (see `warnings`). It is the schema's only
 //! extension: async-graphql runs every extension's per-field hook around every field, so each
 //! one more would cost a layer on the hot path.
 
@@ -17,9 +18,11 @@ use super::errors::ErrorCode;
 use super::execution::Executed;
 use crate::model::{model, Cardinality};
 use crate::telemetry::Metrics;
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery};
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest,
+};
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
-use async_graphql::{Response, ServerError, ServerResult, Value, Variables};
+use async_graphql::{Request, Response, ServerError, ServerResult, Value, Variables};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -185,6 +188,16 @@ impl LimitsRun {
 
 #[async_trait::async_trait]
 impl Extension for LimitsRun {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        next.run(ctx, request.data(super::warnings::MissingFields::default()))
+            .await
+    }
+
     async fn parse_query(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -276,6 +289,8 @@ impl Extension for LimitsRun {
         if let Some(m) = &self.metrics {
             m.graphql_request(operation_name, resp.is_ok(), started.elapsed());
         }
+        let mut resp = resp;
+        super::warnings::attach(ctx.data_opt(), &mut resp);
         resp
     }
 }

@@ -24,14 +24,15 @@ use std::sync::Arc;
 
 pub type Record = Arc<Map<String, Value>>;
 
-/// What a batch of to-one loads shares.
+/// What a batch of to-one loads shares. Built with `RecordGroup::new`, which hashes it once.
 #[derive(Debug)]
 pub struct RecordGroup {
     pub entity: &'static Entity,
     pub select: Vec<String>,
+    hash: u64,
 }
 
-/// What a batch of to-many loads shares.
+/// What a batch of to-many loads shares. Built with `ChildGroup::new`, which hashes it once.
 #[derive(Debug)]
 pub struct ChildGroup {
     pub entity: &'static Entity,
@@ -40,26 +41,37 @@ pub struct ChildGroup {
     pub select: Vec<String>,
     pub filter: Option<String>,
     pub orderby: Vec<(String, bool)>,
+    hash: u64,
 }
 
+/// A group's constructor and identity: its entity and fields. The hash is computed once, in
+/// `new`: every parent's load looks its key up, and a group is a dozen strings.
 macro_rules! group_identity {
-    ($t:ty, $($f:ident),*) => {
+    ($t:ident { $($f:ident: $ty:ty),* }) => {
+        impl $t {
+            pub fn new(entity: &'static Entity, $($f: $ty),*) -> $t {
+                let mut h = std::hash::DefaultHasher::new();
+                entity.logical_name.hash(&mut h);
+                $($f.hash(&mut h);)*
+                $t { entity, $($f,)* hash: h.finish() }
+            }
+        }
         impl PartialEq for $t {
             fn eq(&self, o: &Self) -> bool {
-                self.entity.logical_name == o.entity.logical_name $(&& self.$f == o.$f)*
+                std::ptr::eq(self, o)
+                    || (self.hash == o.hash && self.entity.logical_name == o.entity.logical_name $(&& self.$f == o.$f)*)
             }
         }
         impl Eq for $t {}
         impl Hash for $t {
             fn hash<H: Hasher>(&self, h: &mut H) {
-                self.entity.logical_name.hash(h);
-                $(self.$f.hash(h);)*
+                h.write_u64(self.hash);
             }
         }
     };
 }
-group_identity!(RecordGroup, select);
-group_identity!(ChildGroup, key_property, select, filter, orderby);
+group_identity!(RecordGroup { select: Vec<String> });
+group_identity!(ChildGroup { key_property: String, select: Vec<String>, filter: Option<String>, orderby: Vec<(String, bool)> });
 
 /// A to-one load: one record by primary key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -75,18 +87,27 @@ pub struct RecordKey {
 pub struct ChildKey {
     pub group: Arc<ChildGroup>,
     pub parent: String,
+    /// `fold(parent)`, what the key compares and hashes by.
+    folded: String,
+}
+
+impl ChildKey {
+    pub fn new(group: Arc<ChildGroup>, parent: String) -> ChildKey {
+        let folded = fold(&parent);
+        ChildKey { group, parent, folded }
+    }
 }
 
 impl PartialEq for ChildKey {
     fn eq(&self, o: &Self) -> bool {
-        self.group == o.group && fold(&self.parent) == fold(&o.parent)
+        self.group == o.group && self.folded == o.folded
     }
 }
 impl Eq for ChildKey {}
 impl Hash for ChildKey {
     fn hash<H: Hasher>(&self, h: &mut H) {
         self.group.hash(h);
-        fold(&self.parent).hash(h);
+        self.folded.hash(h);
     }
 }
 
@@ -100,12 +121,49 @@ pub fn fold(key: &str) -> String {
 pub struct RecordLoader {
     pub state: Arc<GatewayState>,
     pub request: RequestCtx,
+    /// The group of each to-one field of the operation.
+    pub plans: Plans<RecordGroup>,
 }
 
 /// Loads children by their parent's readable key.
 pub struct ChildLoader {
     pub state: Arc<GatewayState>,
     pub request: RequestCtx,
+    /// The plan of each to-many field of the operation (see [`ChildPlan`]).
+    pub plans: Plans<ChildPlan>,
+}
+
+/// How one to-many field of an operation loads: its arguments checked and compiled, its group
+/// built and hashed. The same for every parent (a field's arguments and variables do not change
+/// within an operation), so it is made once per field, not once per parent.
+#[derive(Debug)]
+pub struct ChildPlan {
+    pub group: Arc<ChildGroup>,
+    pub first: Option<usize>,
+}
+
+/// What each relation field of an operation plans, made by the field's first parent and used by
+/// the others: a field's arguments and selection are the same for every parent.
+pub struct Plans<T>(std::sync::Mutex<HashMap<(usize, usize), Arc<T>>>);
+
+impl<T> Default for Plans<T> {
+    fn default() -> Self {
+        Plans(Default::default())
+    }
+}
+
+impl<T> Plans<T> {
+    /// The plan of the field whose query node is at `node` (its address: the document outlives
+    /// the operation) under the relation at `relation`, made by `make` the first time.
+    pub fn get_or<E>(&self, node: usize, relation: usize, make: impl FnOnce() -> Result<T, E>) -> Result<Arc<T>, E> {
+        let key = (node, relation);
+        if let Some(p) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(p.clone());
+        }
+        let plan = Arc::new(make()?);
+        let mut plans = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(plans.entry(key).or_insert(plan).clone())
+    }
 }
 
 /// Loads a level whose keys are all known now: through `loader`'s own [`Loader::load`], at once
@@ -258,7 +316,7 @@ impl Loader<ChildKey> for ChildLoader {
             Ok::<_, UpstreamError>(
                 keys.into_iter()
                     .map(|k| {
-                        let rows = by_parent.get(&fold(&k.parent)).cloned().unwrap_or_default();
+                        let rows = by_parent.get(&k.folded).cloned().unwrap_or_default();
                         (k, Arc::new(rows))
                     })
                     .collect::<Vec<_>>(),
@@ -277,6 +335,56 @@ mod tests {
     use futures::FutureExt;
     use std::sync::Mutex;
     use std::time::Duration;
+
+    fn hash_of<T: Hash>(t: &T) -> u64 {
+        let mut h = std::hash::DefaultHasher::new();
+        t.hash(&mut h);
+        h.finish()
+    }
+
+    #[test]
+    fn groups_built_apart_are_one_key_and_keys_match_in_any_case() {
+        let e = crate::model::model()
+            .by_entity_set("mshr_hcmrecruitingrequestentities")
+            .expect("recruiting requests");
+        let group = |select: &[&str]| {
+            Arc::new(ChildGroup::new(
+                e,
+                "mshr_recruitingid".into(),
+                select.iter().map(|s| s.to_string()).collect(),
+                None,
+                Vec::new(),
+            ))
+        };
+        let (a, b) = (group(&["mshr_positionid"]), group(&["mshr_positionid"]));
+        assert!(!Arc::ptr_eq(&a, &b));
+        assert_eq!(a, b);
+        assert_eq!(hash_of(&a), hash_of(&b));
+        assert_ne!(a, group(&["mshr_positionid", "mshr_description"]));
+        let (k1, k2) = (
+            ChildKey::new(a, "USRT-000001".into()),
+            ChildKey::new(b, "usrt-000001".into()),
+        );
+        assert_eq!(k1, k2);
+        assert_eq!(hash_of(&k1), hash_of(&k2));
+        assert_eq!(k2.parent, "usrt-000001", "the key is kept as read, to be sent so");
+    }
+
+    #[test]
+    fn a_plan_is_made_once_per_field_and_relation_and_errors_are_not_kept() {
+        let plans: Plans<u32> = Plans::default();
+        let made = std::sync::atomic::AtomicU32::new(0);
+        let make = || {
+            made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok::<_, ()>(7)
+        };
+        assert_eq!(*plans.get_or(1, 2, make).unwrap(), 7);
+        assert_eq!(*plans.get_or(1, 2, make).unwrap(), 7);
+        assert_eq!(made.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(*plans.get_or(1, 3, make).unwrap(), 7, "another relation, another plan");
+        assert_eq!(plans.get_or(4, 2, || Err::<u32, _>("bad")), Err("bad"));
+        assert_eq!(*plans.get_or(4, 2, make).unwrap(), 7, "a failed plan is not kept");
+    }
 
     /// The batches a loader was asked for, in order.
     type Batches = Arc<Mutex<Vec<Vec<u32>>>>;

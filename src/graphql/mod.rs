@@ -82,7 +82,6 @@ pub fn build_schema(state: Option<Arc<GatewayState>>, limits: &SchemaLimits) -> 
         limits.depth,
         metrics,
     ));
-    builder = builder.extension(warnings::WarningsExtension);
     if let Some(state) = state {
         builder = builder.data(state);
     }
@@ -117,6 +116,7 @@ pub fn request_data(
         RecordLoader {
             state: state.clone(),
             request: caller.clone(),
+            plans: Default::default(),
         },
         spawner.clone(),
         HashMapCache::default(),
@@ -126,6 +126,7 @@ pub fn request_data(
         ChildLoader {
             state: state.clone(),
             request: caller.clone(),
+            plans: Default::default(),
         },
         spawner,
         HashMapCache::default(),

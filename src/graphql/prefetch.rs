@@ -180,10 +180,7 @@ async fn to_one(
     nested: &[SelectionField<'_>],
     records: &[Record],
 ) -> Source {
-    let group = Arc::new(RecordGroup {
-        entity: target,
-        select: select_for(target, nested.iter().copied()),
-    });
+    let group = Arc::new(RecordGroup::new(target, select_for(target, nested.iter().copied())));
     if expanded(records, &r.navigation_property) {
         // The upstream already sent them ($expand pushdown): feed the loader's cache.
         let found = records_of(records, r, &group);
@@ -215,10 +212,7 @@ async fn to_many(loaders: Loaders<'_>, r: &'static Relation, group: Arc<ChildGro
     let keys = records
         .iter()
         .filter_map(|rec| rec.get(&parent_key).and_then(Json::as_str).filter(|s| !s.is_empty()))
-        .map(|v| ChildKey {
-            group: group.clone(),
-            parent: v.to_string(),
-        })
+        .map(|v| ChildKey::new(group.clone(), v.to_string()))
         .collect();
     Source::Children(keys)
 }
@@ -306,14 +300,14 @@ fn children_of_expanded(
     parent_key: &str,
     group: &Arc<ChildGroup>,
 ) -> Vec<(ChildKey, Arc<Vec<Record>>)> {
-    // Keyed by the folded key (the loader's matching), holding the first key as read.
-    let mut out: std::collections::HashMap<String, (String, Vec<Record>)> = std::collections::HashMap::new();
+    // Keyed as the loader matches keys (case-insensitively), holding the first key as read.
+    let mut out: std::collections::HashMap<ChildKey, Arc<Vec<Record>>> = std::collections::HashMap::new();
     for rec in records {
         let Some(parent) = rec.get(parent_key).and_then(Json::as_str).filter(|s| !s.is_empty()) else {
             continue;
         };
-        let folded = super::loaders::fold(parent);
-        if out.contains_key(&folded) {
+        let key = ChildKey::new(group.clone(), parent.to_string());
+        if out.contains_key(&key) {
             continue; // the same parent key (in any case) brought the same children
         }
         let rows = match rec.get(&r.navigation_property) {
@@ -324,19 +318,9 @@ fn children_of_expanded(
                 .collect(),
             _ => Vec::new(),
         };
-        out.insert(folded, (parent.to_string(), rows));
+        out.insert(key, Arc::new(rows));
     }
-    out.into_values()
-        .map(|(parent, rows)| {
-            (
-                ChildKey {
-                    group: group.clone(),
-                    parent,
-                },
-                Arc::new(rows),
-            )
-        })
-        .collect()
+    out.into_iter().collect()
 }
 
 /// The loader group of a to-many relation field, as `resolve::to_many_field` builds it.
@@ -363,13 +347,13 @@ fn child_group(
         Some(v) => compile_order(target, v).ok()?,
         None => Vec::new(),
     };
-    Some(Arc::new(ChildGroup {
-        entity: target,
-        key_property: child_key.clone(),
-        select: child_select(target, &child_key, nested),
+    Some(Arc::new(ChildGroup::new(
+        target,
+        child_key.clone(),
+        child_select(target, &child_key, nested),
         filter,
         orderby,
-    }))
+    )))
 }
 
 /// The `$select` of a to-many load: the selection plus the join key.

@@ -5,7 +5,7 @@ use super::context::{GatewayState, RequestCtx};
 use super::cursor::{Cursor, CursorKey, QueryId};
 use super::errors::{bad_input, upstream_error};
 use super::filter::{compile_filter, compile_order};
-use super::loaders::{ChildGroup, ChildKey, ChildLoader, RecordGroup, RecordKey, RecordLoader};
+use super::loaders::{ChildGroup, ChildKey, ChildLoader, ChildPlan, RecordGroup, RecordKey, RecordLoader};
 use super::prefetch::{prefetch, Loaders};
 use super::types::names;
 use crate::model::{model, Entity, LookupSide, PropType, Property, Relation};
@@ -28,8 +28,7 @@ pub struct Row {
 
 /// The resolved value of a connection field.
 pub struct ConnectionValue {
-    pub rows: Vec<Row>,
-    pub cursors: Vec<String>,
+    edges: Vec<EdgeValue>,
     pub page_info: PageInfoValue,
     pub total_count: Option<u64>,
 }
@@ -37,21 +36,39 @@ pub struct ConnectionValue {
 /// `PageInfo` values.
 pub struct PageInfoValue {
     pub has_next_page: bool,
-    pub end_cursor: Option<String>,
+    end_cursor: Option<Position>,
 }
 
 impl PageInfoValue {
     pub fn get(&self, key: &str) -> Value {
         match key {
             "hasNextPage" => Value::Boolean(self.has_next_page),
-            _ => self.end_cursor.clone().map(Value::String).unwrap_or(Value::Null),
+            _ => self
+                .end_cursor
+                .as_ref()
+                .map_or(Value::Null, |p| Value::String(p.encode())),
         }
+    }
+}
+
+/// A row's place in the upstream's paging, signed into a cursor only when a cursor is selected
+/// (signing costs an HMAC per row, and most reads select no cursor).
+#[derive(Clone)]
+struct Position {
+    cursor: Cursor,
+    key: Arc<CursorKey>,
+    query: QueryId,
+}
+
+impl Position {
+    fn encode(&self) -> String {
+        self.cursor.encode(&self.key, &self.query)
     }
 }
 
 struct EdgeValue {
     row: Row,
-    cursor: String,
+    position: Position,
 }
 
 /// The OData properties a selection on an entity's object type needs: the selected properties,
@@ -124,7 +141,7 @@ pub fn single_field(e: &'static Entity) -> Field {
                 q.select = select;
                 match st.fetch_page(e, &q.to_relative_url(), rq, None).await {
                     Ok(page) => {
-                        let Some(record) = page.value.into_iter().next().map(Arc::new) else {
+                        let Some(record) = page.value.into_iter().next() else {
                             return Ok(None);
                         };
                         rq.records.remember(e, [&record]);
@@ -192,13 +209,14 @@ async fn resolve_list<'a>(ctx: &ResolverContext<'a>, e: &'static Entity) -> asyn
         .await
         .map_err(|err| upstream_error(&err))?;
     let mut rows: Vec<Row> = Vec::with_capacity(read.rows.len());
-    let mut cursors = Vec::with_capacity(read.rows.len());
-    for (record, position) in read.rows {
-        rows.push(Row {
-            entity: e,
-            record: Arc::new(record),
+    let mut positions = Vec::with_capacity(read.rows.len());
+    for (record, cursor) in read.rows {
+        rows.push(Row { entity: e, record });
+        positions.push(Position {
+            cursor,
+            key: key.clone(),
+            query: args.query_id,
         });
-        cursors.push(position.encode(key, &args.query_id));
     }
     // A continuation follows the link of its chain's first query, whose `$select` may be
     // narrower than this selection: what is missing is read again by id (one request).
@@ -216,15 +234,19 @@ async fn resolve_list<'a>(ctx: &ResolverContext<'a>, e: &'static Entity) -> asyn
     };
     let page_info = PageInfoValue {
         has_next_page: read.has_next_page,
-        end_cursor: cursors.last().cloned(),
+        end_cursor: positions.last().cloned(),
     };
     if let Some(loaders) = Loaders::from_context(ctx) {
         let records = rows.iter().map(|r| r.record.clone()).collect();
         prefetch(loaders, e, node_selections(selection), records).await;
     }
+    let edges = rows
+        .into_iter()
+        .zip(positions)
+        .map(|(row, position)| EdgeValue { row, position })
+        .collect();
     Ok(FieldValue::owned_any(ConnectionValue {
-        rows,
-        cursors,
+        edges,
         page_info,
         total_count,
     }))
@@ -356,7 +378,7 @@ pub fn with_id_tiebreak(e: &Entity, mut orderby: Vec<(String, bool)>) -> Vec<(St
 
 /// What [`read_rows`] read: up to `first` rows with their positions, and what comes after.
 struct ReadRows {
-    rows: Vec<(Map<String, Json>, Cursor)>,
+    rows: Vec<(super::loaders::Record, Cursor)>,
     has_next_page: bool,
     /// `@odata.count` of the first page read.
     count: Option<u64>,
@@ -526,10 +548,7 @@ async fn reread_by_id(
     rows: Vec<Row>,
 ) -> async_graphql::Result<Vec<Row>> {
     let loader = ctx.data::<DataLoader<RecordLoader, HashMapCache>>()?;
-    let group = Arc::new(RecordGroup {
-        entity: e,
-        select: select.to_vec(),
-    });
+    let group = Arc::new(RecordGroup::new(e, select.to_vec()));
     let key_of = |row: &Row| {
         row.record
             .get(&e.primary_key)
@@ -561,13 +580,9 @@ pub fn connection_edges(ty: &str) -> Field {
     Field::new("edges", TypeRef::named_nn_list_nn(names::edge(ty)), |ctx| {
         FieldFuture::new(async move {
             let c = ctx.parent_value.try_downcast_ref::<ConnectionValue>()?;
-            let edges = c.rows.iter().zip(&c.cursors).map(|(row, cursor)| {
-                FieldValue::owned_any(EdgeValue {
-                    row: row.clone(),
-                    cursor: cursor.clone(),
-                })
-            });
-            Ok(Some(FieldValue::list(edges)))
+            Ok(Some(FieldValue::list(
+                c.edges.iter().map(|edge| FieldValue::borrowed_any(edge)),
+            )))
         })
     })
     .description("The records of this page with their cursors.")
@@ -578,7 +593,7 @@ pub fn connection_nodes(ty: &str) -> Field {
         FieldFuture::new(async move {
             let c = ctx.parent_value.try_downcast_ref::<ConnectionValue>()?;
             Ok(Some(FieldValue::list(
-                c.rows.iter().cloned().map(FieldValue::owned_any),
+                c.edges.iter().map(|edge| FieldValue::borrowed_any(&edge.row)),
             )))
         })
     })
@@ -609,7 +624,7 @@ pub fn edge_cursor() -> Field {
     Field::new("cursor", TypeRef::named_nn(TypeRef::STRING), |ctx| {
         FieldFuture::new(async move {
             let e = ctx.parent_value.try_downcast_ref::<EdgeValue>()?;
-            Ok(Some(FieldValue::value(Value::String(e.cursor.clone()))))
+            Ok(Some(FieldValue::value(Value::String(e.position.encode()))))
         })
     })
     .description("Pass as `after` to continue after this record.")
@@ -619,7 +634,7 @@ pub fn edge_node(ty: &str) -> Field {
     Field::new("node", TypeRef::named_nn(ty), |ctx| {
         FieldFuture::new(async move {
             let e = ctx.parent_value.try_downcast_ref::<EdgeValue>()?;
-            Ok(Some(FieldValue::owned_any(e.row.clone())))
+            Ok(Some(FieldValue::borrowed_any(&e.row)))
         })
     })
     .description("The record.")
@@ -627,21 +642,25 @@ pub fn edge_node(ty: &str) -> Field {
 
 /// A property of an entity, converted from its OData wire form.
 pub fn property_field(e: &'static Entity, p: &'static Property, ty: TypeRef) -> Field {
-    Field::new(&p.graphql_field, ty, move |ctx| {
-        FieldFuture::new(async move {
-            let row = ctx.parent_value.try_downcast_ref::<Row>()?;
-            let Some(raw) = row.record.get(&p.name) else {
-                note_if_missing_upstream(&ctx, e, p)?;
-                return Ok(None);
-            };
-            // Only option sets need the labels (a lock and a refcount per field otherwise).
-            let value = match p.option_set {
-                Some(_) => to_graphql(e, p, raw, &state(&ctx)?.labels())?,
-                None => to_graphql(e, p, raw, &NO_LABELS)?,
-            };
-            Ok(value.map(FieldValue::value))
-        })
+    // Resolved without a future (most of a large answer's fields are properties): only an
+    // error is wrapped in one.
+    Field::new(&p.graphql_field, ty, move |ctx| match property_value(&ctx, e, p) {
+        Ok(value) => FieldFuture::Value(value.map(FieldValue::value)),
+        Err(err) => FieldFuture::new(async move { Err::<Option<Value>, _>(err) }),
     })
+}
+
+fn property_value(ctx: &ResolverContext<'_>, e: &Entity, p: &Property) -> async_graphql::Result<Option<Value>> {
+    let row = ctx.parent_value.try_downcast_ref::<Row>()?;
+    let Some(raw) = row.record.get(&p.name) else {
+        note_if_missing_upstream(ctx, e, p)?;
+        return Ok(None);
+    };
+    // Only option sets need the labels (a lock and a refcount per field otherwise).
+    match p.option_set {
+        Some(_) => to_graphql(e, p, raw, &state(ctx)?.labels()),
+        None => to_graphql(e, p, raw, &NO_LABELS),
+    }
 }
 
 /// Notes a field whose property the upstream lacks, for the operation's one warning.
@@ -729,12 +748,15 @@ pub fn to_one_field(e: &'static Entity, r: &'static Relation, ty: TypeRef) -> Fi
                 return Ok(None);
             };
             let target = model().by_logical_name(&r.target).expect("relation target in model");
-            let select = select_for(target, ctx.field().selection_set());
             let loader = ctx.data::<DataLoader<RecordLoader, HashMapCache>>()?;
-            let key = RecordKey {
-                group: Arc::new(RecordGroup { entity: target, select }),
-                id,
-            };
+            let (node, relation) = (ctx.item as *const _ as usize, r as *const Relation as usize);
+            let group = loader.loader().plans.get_or(node, relation, || {
+                Ok::<_, async_graphql::Error>(RecordGroup::new(
+                    target,
+                    select_for(target, ctx.field().selection_set()),
+                ))
+            })?;
+            let key = RecordKey { group, id };
             let _ = e;
             match loader.load_one(key).await.map_err(|err| upstream_error(&err))? {
                 Some(record) => Ok(Some(FieldValue::owned_any(Row { entity: target, record }))),
@@ -766,46 +788,19 @@ pub fn to_many_field(e: &'static Entity, r: &'static Relation, ty: TypeRef) -> F
             else {
                 return Ok(Some(FieldValue::list(Vec::<FieldValue>::new())));
             };
-            let first = match ctx.args.get("first") {
-                Some(v) if !v.is_null() => {
-                    let n = v.i64()?;
-                    if n < 0 || n as usize > st.config.max_first {
-                        return Err(bad_input(format!(
-                            "`first` must be between 0 and {} (got {n}).",
-                            st.config.max_first
-                        )));
-                    }
-                    Some(n as usize)
-                }
-                _ => None,
-            };
-            let filter = match ctx.args.get("filter") {
-                Some(v) if !v.is_null() => Some(compile_filter(target, v.as_value(), &st.labels(), st.config.dialect)?),
-                _ => None,
-            };
-            let orderby = match ctx.args.get("orderBy") {
-                Some(v) if !v.is_null() => compile_order(target, v.as_value())?,
-                _ => Vec::new(),
-            };
-            super::warnings::refuse_missing(&st.upstream.naming(), target, filter.as_deref(), &orderby)?;
-            let nested: Vec<SelectionField<'_>> = ctx.field().selection_set().collect();
-            let select = super::prefetch::child_select(target, child_key, &nested);
             let loader = ctx.data::<DataLoader<ChildLoader, HashMapCache>>()?;
-            let group = ChildGroup {
-                entity: target,
-                key_property: child_key.clone(),
-                select,
-                filter,
-                orderby,
-            };
+            let node = ctx.item as *const _ as usize;
+            let relation = r as *const Relation as usize;
+            let plan = loader
+                .loader()
+                .plans
+                .get_or(node, relation, || child_plan(&ctx, st, target, child_key))?;
             let rows = loader
-                .load_one(ChildKey {
-                    group: Arc::new(group),
-                    parent: value.to_string(),
-                })
+                .load_one(ChildKey::new(plan.group.clone(), value.to_string()))
                 .await
                 .map_err(|err| upstream_error(&err))?
                 .unwrap_or_default();
+            let first = plan.first;
             let limit = first.unwrap_or(st.config.max_first);
             if first.is_none() && rows.len() > limit {
                 return Err(bad_input(format!(
@@ -822,6 +817,43 @@ pub fn to_many_field(e: &'static Entity, r: &'static Relation, ty: TypeRef) -> F
                 })
             }))))
         })
+    })
+}
+
+/// A to-many field's arguments, checked and compiled, and its loader group.
+fn child_plan(
+    ctx: &ResolverContext<'_>,
+    st: &GatewayState,
+    target: &'static Entity,
+    child_key: &str,
+) -> async_graphql::Result<ChildPlan> {
+    let first = match ctx.args.get("first") {
+        Some(v) if !v.is_null() => {
+            let n = v.i64()?;
+            if n < 0 || n as usize > st.config.max_first {
+                return Err(bad_input(format!(
+                    "`first` must be between 0 and {} (got {n}).",
+                    st.config.max_first
+                )));
+            }
+            Some(n as usize)
+        }
+        _ => None,
+    };
+    let filter = match ctx.args.get("filter") {
+        Some(v) if !v.is_null() => Some(compile_filter(target, v.as_value(), &st.labels(), st.config.dialect)?),
+        _ => None,
+    };
+    let orderby = match ctx.args.get("orderBy") {
+        Some(v) if !v.is_null() => compile_order(target, v.as_value())?,
+        _ => Vec::new(),
+    };
+    super::warnings::refuse_missing(&st.upstream.naming(), target, filter.as_deref(), &orderby)?;
+    let nested: Vec<SelectionField<'_>> = ctx.field().selection_set().collect();
+    let select = super::prefetch::child_select(target, child_key, &nested);
+    Ok(ChildPlan {
+        group: Arc::new(ChildGroup::new(target, child_key.to_string(), select, filter, orderby)),
+        first,
     })
 }
 

@@ -9,16 +9,15 @@
 //!   "message": "…", "properties": ["PartyContact.isMobile"]}]}}
 //! ```
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute, NextPrepareRequest};
-use async_graphql::{Request, Response, ServerResult, Value};
+use async_graphql::{Response, Value};
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 /// The code of the warning about fields whose property the upstream lacks.
 pub const PROPERTY_MISSING_UPSTREAM: &str = super::errors::ErrorCode::PropertyMissingUpstream.as_str();
 
 /// The fields of one operation that resolved to null because the upstream lacks their property
-/// (request data, added by [`WarningsExtension`]).
+/// (request data, added by `limits::LimitsExtension`).
 #[derive(Debug, Default)]
 pub struct MissingFields(Mutex<BTreeSet<String>>);
 
@@ -54,46 +53,20 @@ impl MissingFields {
     }
 }
 
-/// Adds [`MissingFields`] to each request and its warning to the response.
-pub struct WarningsExtension;
-
-impl ExtensionFactory for WarningsExtension {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(WarningsRun)
-    }
-}
-
-struct WarningsRun;
-
-#[async_trait::async_trait]
-impl Extension for WarningsRun {
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        next.run(ctx, request.data(MissingFields::default())).await
-    }
-
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        let mut response = next.run(ctx, operation_name).await;
-        if let Some(w) = ctx.data_opt::<MissingFields>().and_then(MissingFields::warning) {
-            let mut warnings = match response.extensions.remove("warnings") {
-                Some(Value::List(l)) => l,
-                _ => Vec::new(),
-            };
-            warnings.push(w);
-            response
-                .extensions
-                .insert("warnings".to_string(), Value::List(warnings));
-        }
+/// Adds the warning of the fields in `missing` (if any) to `response.extensions.warnings`.
+/// Called by the operation's extension (`limits::LimitsExtension`, which also puts a
+/// [`MissingFields`] in each request's data): one extension, not one per concern, because
+/// async-graphql runs every field of an answer through every extension.
+pub fn attach(missing: Option<&MissingFields>, response: &mut Response) {
+    if let Some(w) = missing.and_then(MissingFields::warning) {
+        let mut warnings = match response.extensions.remove("warnings") {
+            Some(Value::List(l)) => l,
+            _ => Vec::new(),
+        };
+        warnings.push(w);
         response
+            .extensions
+            .insert("warnings".to_string(), Value::List(warnings));
     }
 }
 

@@ -143,7 +143,10 @@ impl Chain<'_> {
             }
             let page = fetch(link, size).await?;
             got += page.value.len();
-            self.rows.extend(page.value);
+            // A page the caches also hold shares its rows: those are copied, fresh ones moved.
+            let rows = page.value.into_iter();
+            self.rows
+                .extend(rows.map(|r| std::sync::Arc::try_unwrap(r).unwrap_or_else(|r| (*r).clone())));
             if self.rows.len() > self.limit {
                 return Err(UpstreamError::new(
                     UpstreamErrorKind::TooManyRows,
@@ -183,7 +186,8 @@ impl Upstream {
             return Err(raw.error());
         }
         let mut page = response::parse_page(raw.status, &raw.body)?;
-        self.rows_to_model(&url, page.value.iter_mut());
+        // Fresh rows, held once: `make_mut` copies nothing.
+        self.rows_to_model(&url, page.value.iter_mut().map(std::sync::Arc::make_mut));
         Ok(page)
     }
 
@@ -327,9 +331,9 @@ mod tests {
         assert_eq!(probe(false, 2), Paging::Top);
     }
 
-    fn rows(n: usize) -> Vec<Map<String, Value>> {
+    fn rows(n: usize) -> Vec<std::sync::Arc<Map<String, Value>>> {
         (0..n)
-            .map(|i| Map::from_iter([("i".to_string(), Value::from(i))]))
+            .map(|i| std::sync::Arc::new(Map::from_iter([("i".to_string(), Value::from(i))])))
             .collect()
     }
 

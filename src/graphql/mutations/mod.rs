@@ -175,7 +175,7 @@ async fn fetch_one<'a>(
     q.select = select_for(entity, ctx.field().selection_set());
     match st.fetch_page(entity, &q.to_relative_url(), rq, None).await {
         Ok(page) => {
-            let Some(record) = page.value.into_iter().next().map(Arc::new) else {
+            let Some(record) = page.value.into_iter().next() else {
                 return Ok(None);
             };
             if let Some(loaders) = super::prefetch::Loaders::from_context(ctx) {

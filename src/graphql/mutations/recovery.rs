@@ -57,7 +57,7 @@ pub fn probe_url(plan: &Plan) -> Option<String> {
 }
 
 /// The candidates' primary keys, lower-cased.
-pub fn candidate_ids(rows: &[Map<String, Value>]) -> Vec<String> {
+pub fn candidate_ids(rows: &[std::sync::Arc<Map<String, Value>>]) -> Vec<String> {
     let pk = &SHAPE.candidate.primary_key;
     let mut ids: Vec<String> = rows
         .iter()
