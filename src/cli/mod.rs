@@ -277,6 +277,13 @@ pub struct ServeArgs {
     /// replays the first result; after it the key is new (expired keys are deleted periodically).
     #[arg(long, env = "ATS_GATEWAY_IDEMPOTENCY_TTL", default_value = "24h", value_parser = duration)]
     pub idempotency_ttl: std::time::Duration,
+    /// Redis URL (`redis://[:password@]host:port[/db]`) where replicas share their state:
+    /// idempotency keys, so that a retry on another replica replays instead of writing twice.
+    /// Without it keys stay in --state-db and the gateway needs no Redis. Redis may be down at
+    /// start; while it is, keyed submissions are refused (STATE_UNAVAILABLE) and reads go on.
+    /// The password is never logged.
+    #[arg(long, env = "ATS_GATEWAY_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<crate::secret::Secret>,
     /// Deepest query accepted, in nested fields; introspection fields do not count.
     #[arg(long, env = "ATS_GATEWAY_MAX_DEPTH", default_value_t = 12)]
     pub max_depth: usize,
@@ -413,6 +420,7 @@ impl ServeArgs {
                 state_db: (self.state_db != ":memory:").then(|| std::path::PathBuf::from(&self.state_db)),
                 idempotency_ttl: self.idempotency_ttl,
             },
+            redis_url: self.redis_url.clone(),
             http: crate::server::HttpConfig {
                 cors_origins: self.cors_allow_origin.clone(),
                 max_body_bytes: self.max_body_bytes,
