@@ -275,8 +275,8 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
     serve(listen, config, state, callers).await
 }
 
-/// The gateway's own state: the SQLite state database, and the Redis connection with
-/// `--redis-url` (connected lazily: Redis may be down at start).
+/// Where the gateway's own state lives: Redis with `--redis-url` (connected lazily: Redis may be
+/// down at start), else the SQLite state database.
 fn open_state(
     config: &GatewayConfig,
     metrics: &crate::telemetry::Metrics,
@@ -288,15 +288,17 @@ fn open_state(
     StartError,
 > {
     use crate::graphql::idempotency::IdempotencyStore;
-    let store = IdempotencyStore::open(config.write.state_db.as_deref(), config.write.idempotency_ttl)
-        .map_err(|e| StartError::Upstream(format!("cannot open the state database: {e}")))?;
+    let ttl = config.write.idempotency_ttl;
     let Some(url) = &config.redis_url else {
+        let store = IdempotencyStore::open(config.write.state_db.as_deref(), ttl)
+            .map_err(|e| StartError::Upstream(format!("cannot open the state database: {e}")))?;
         return Ok((None, store));
     };
     let (round_trips, errors) = metrics.redis_counters();
     let shared = crate::shared_state::SharedState::connect(url, round_trips, errors).map_err(StartError::State)?;
-    tracing::info!(redis = shared.url(), "shared state in Redis (nothing uses it yet)");
-    Ok((Some(Arc::new(shared)), store))
+    tracing::info!(redis = shared.url(), "shared state in Redis: idempotency keys");
+    let shared = Arc::new(shared);
+    Ok((Some(shared.clone()), IdempotencyStore::shared(shared, ttl)))
 }
 
 /// The upstream client (observed by the metrics from its first call on: the labels' reads and
