@@ -753,3 +753,35 @@ mod budget_flag_tests {
         assert_eq!(s.budget.max_upstream_requests_per_operation, 50);
     }
 }
+
+#[cfg(test)]
+mod redis_flag_tests {
+    use super::*;
+
+    #[test]
+    fn the_redis_url_comes_from_the_file_and_never_shows() {
+        let file = std::env::temp_dir().join(format!("ats-redis-flag-{}.toml", std::process::id()));
+        std::fs::write(&file, "redis-url = \"redis://:s3cret@cache.internal:6379/0\"\n").unwrap();
+        let cli = parse_args(vec!["ats-gateway".into(), "--config".into(), file.clone().into()]);
+        let _ = std::fs::remove_file(&file);
+        let Ok(Cli {
+            command: Some(Command::Serve(s)),
+            ..
+        }) = cli
+        else {
+            panic!("serve parses with redis-url from the file");
+        };
+        let config = s.gateway_config("http://127.0.0.1:1/".into(), None).unwrap();
+        let url = config.redis_url.as_ref().expect("a Redis URL");
+        assert_eq!(url.expose(), "redis://:s3cret@cache.internal:6379/0");
+        assert!(!format!("{s:?} {config:?}").contains("s3cret"));
+        let Ok(Cli {
+            command: Some(Command::Serve(s)),
+            ..
+        }) = parse_args(vec!["ats-gateway".into()])
+        else {
+            panic!("serve parses");
+        };
+        assert!(s.redis_url.is_none(), "no Redis by default");
+    }
+}
