@@ -125,8 +125,14 @@ async fn a_replica_killed_while_holding_a_key_leaves_the_submission_to_a_retry_e
                 .await
         })
     };
-    // Killed once its write reached the upstream (which finishes it regardless).
-    while emu.stats().await["byEntitySet"]["$batch"].as_u64().unwrap_or(0) == 0 {
+    // Killed once its write (the second `$batch`, after the validation's) reached the upstream,
+    // which works on it to the end regardless.
+    let since = std::time::Instant::now();
+    while emu.stats().await["byEntitySet"]["$batch"].as_u64().unwrap_or(0) < 2 {
+        assert!(
+            since.elapsed() < std::time::Duration::from_secs(30),
+            "the write never went out"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     gws[0].child.kill().expect("the replica is killed");
@@ -143,6 +149,10 @@ async fn a_replica_killed_while_holding_a_key_leaves_the_submission_to_a_retry_e
     }
     assert_eq!(retry["errors"], json!([]), "{retry}");
     assert!(retry["candidateId"].is_string(), "{retry}");
+    assert_eq!(
+        retry["replayed"], true,
+        "found upstream by the recovery look-up, not written again: {retry}"
+    );
     assert_eq!(times(&added(&before, &counts(&emu).await), &unit), Some(1), "{retry}");
     let again = submit_to(&gws[1], &input, Some("killed-key")).await;
     assert_eq!(
