@@ -278,7 +278,8 @@ pub struct ServeArgs {
     #[arg(long, env = "ATS_GATEWAY_IDEMPOTENCY_TTL", default_value = "24h", value_parser = duration)]
     pub idempotency_ttl: std::time::Duration,
     /// Redis URL (`redis://[:password@]host:port[/db]`) where replicas share their state:
-    /// idempotency keys, so that a retry on another replica replays instead of writing twice.
+    /// idempotency keys, so that a retry on another replica replays instead of writing twice,
+    /// and persisted queries (APQ).
     /// Without it keys stay in --state-db and the gateway needs no Redis. Redis may be down at
     /// start; while it is, keyed submissions are refused (STATE_UNAVAILABLE) and reads go on.
     /// The password is never logged.

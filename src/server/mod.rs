@@ -47,7 +47,8 @@ pub fn app(
     cursor_key: crate::graphql::cursor::CursorKey,
 ) -> Result<Router, async_graphql::dynamic::SchemaError> {
     let schema = graphql::build_schema(Some(gateway.clone()), limits)?;
-    let persisted_queries = graphql_http::apq::PersistedQueries::new(apq_cache_bytes);
+    let persisted_queries =
+        graphql_http::apq::PersistedQueries::new(apq_cache_bytes).with_shared(gateway.shared.clone());
     Ok(Router::new()
         .route(
             "/graphql",
@@ -296,7 +297,10 @@ fn open_state(
     };
     let (round_trips, errors) = metrics.redis_counters();
     let shared = crate::shared_state::SharedState::connect(url, round_trips, errors).map_err(StartError::State)?;
-    tracing::info!(redis = shared.url(), "shared state in Redis: idempotency keys");
+    tracing::info!(
+        redis = shared.url(),
+        "shared state in Redis: idempotency keys, persisted queries"
+    );
     let shared = Arc::new(shared);
     Ok((Some(shared.clone()), IdempotencyStore::shared(shared, ttl)))
 }

@@ -250,3 +250,27 @@ async fn with_redis_stopped_reads_go_on_and_keyed_submissions_are_refused_until_
     );
     assert!(metric(&gws[1], "ats_gateway_redis_errors_total").await > 0.0);
 }
+
+#[tokio::test]
+async fn a_persisted_query_registered_on_one_replica_is_served_by_the_others() {
+    let (redis, emu) = (RedisServer::start(), Emu::fresh());
+    let gws = replicas(3, &emu, &redis, &[]).await;
+    let hash = ats_gateway::secret::sha256_hex(LIST.as_bytes());
+    let by_hash = json!({"extensions": {"persistedQuery": {"version": 1, "sha256Hash": hash}}});
+    let unknown = gws[1].post(&by_hash).await;
+    assert_eq!(
+        unknown["errors"][0]["extensions"]["code"], "PERSISTED_QUERY_NOT_FOUND",
+        "{unknown}"
+    );
+    let mut register = by_hash.clone();
+    register["query"] = json!(LIST);
+    let registered = gws[0].post(&register).await;
+    assert!(registered.get("errors").is_none(), "{registered}");
+    for gw in &gws[1..] {
+        let served = gw.post(&by_hash).await;
+        assert_eq!(
+            served["data"], registered["data"],
+            "served by hash on another replica: {served}"
+        );
+    }
+}
