@@ -77,3 +77,4 @@ mod gateway_writes;
 mod harness;
 mod playground;
 mod redis_server;
+mod shared_idempotency;

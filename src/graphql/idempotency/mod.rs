@@ -24,7 +24,7 @@ mod local;
 mod shared;
 
 pub use local::LocalStore;
-pub use shared::SharedStore;
+pub use shared::{SharedStore, LEASE};
 
 use std::time::Duration;
 
