@@ -274,3 +274,25 @@ async fn a_persisted_query_registered_on_one_replica_is_served_by_the_others() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_redis_password_never_reaches_the_log_or_readyz() {
+    let (redis, emu) = (RedisServer::start(), Emu::fresh());
+    let log = std::env::temp_dir().join(format!("ats-gateway-redis-log-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    // The test's Redis has no password: authenticating fails, as with a wrong one.
+    let url = format!("redis://:pa55-in-the-url@127.0.0.1:{}/", redis.port);
+    let mut gw = GatewayProcess::start(&emu.root, &["--redis-url", &url], &[], Some(&log)).await;
+    let refused = submit_to(&gw, &full_input(&emu, "password").await, Some("password-key")).await;
+    assert_eq!(code(&refused), "STATE_UNAVAILABLE", "{refused}");
+    let ready = get_text(&format!("{}/readyz", gw.base)).await;
+    assert!(ready.contains("Redis unreachable"), "{ready}");
+    gw.stop();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    assert!(
+        text.contains(&format!("redis://:***@127.0.0.1:{}/", redis.port)),
+        "{text}"
+    );
+    assert!(!text.contains("pa55") && !ready.contains("pa55"), "{text}\n{ready}");
+}
