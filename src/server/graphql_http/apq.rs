@@ -132,7 +132,8 @@ impl PersistedQueries {
         match found {
             Ok(query) => query.filter(|q| Sha256::digest(q.as_bytes()).as_slice() == hash),
             Err(e) => {
-                tracing::warn!(error = %e, "persisted query not looked up in Redis");
+                // Counted in /metrics and shown by /readyz; one line per request would flood.
+                tracing::debug!(error = %e, "persisted query not looked up in Redis");
                 None
             }
         }
