@@ -296,3 +296,31 @@ async fn the_redis_password_never_reaches_the_log_or_readyz() {
     );
     assert!(!text.contains("pa55") && !ready.contains("pa55"), "{text}\n{ready}");
 }
+
+#[tokio::test]
+async fn a_client_that_hangs_up_before_the_write_leaves_the_key_free_for_every_replica() {
+    let (redis, emu) = (RedisServer::start(), Emu::fresh());
+    // A short deadline: a retry waits for the key less than a lease lasts (10 s), so only a key
+    // settled when its request was dropped can be free in time.
+    let gws = replicas(2, &emu, &redis, &["--deadline", "3s"]).await;
+    let unit = one_submission(&emu, &gws[1]).await;
+    let input = full_input(&emu, "hung-up").await;
+    let before = counts(&emu).await;
+    emu.set_faults(json!({"latencyMs": 1500})).await;
+    let body = json!({"query": SUBMIT, "variables": {"input": input, "key": "hung-up-key"}});
+    let gone = crate::harness::client()
+        .post(format!("{}/graphql", gws[0].base))
+        .json(&body)
+        .timeout(std::time::Duration::from_millis(400))
+        .send()
+        .await;
+    assert!(gone.is_err(), "the client gave up during the validation read");
+    emu.set_faults(json!({})).await;
+    let retry = submit_to(&gws[1], &input, Some("hung-up-key")).await;
+    assert_eq!(
+        (retry["errors"].clone(), retry["replayed"].clone()),
+        (json!([]), json!(false)),
+        "{retry}"
+    );
+    assert_eq!(times(&added(&before, &counts(&emu).await), &unit), Some(1), "{retry}");
+}
