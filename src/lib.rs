@@ -14,6 +14,8 @@
 //! - [`doctor`]: `ats-gateway doctor`, a compatibility report for a real environment (reach,
 //!   auth, `$metadata`, option sets, paging, `In`, `$expand`, `$batch`, change sets) with an exit code.
 //! - [`secret`]: values kept out of logs, and the SHA-256 fingerprints standing in for them.
+//! - [`shared_state`]: the Redis connection replicas share state through (`--redis-url`): round
+//!   trips and errors for `/metrics`, health for `/readyz`.
 //! - [`telemetry`]: metrics (Prometheus) and logging setup.
 //! - [`serving`]: one axum server on a listener, with graceful shutdown.
 //! - [`cli`]: the command line and the wiring of a running process.
@@ -29,5 +31,6 @@ pub mod odata;
 pub mod secret;
 pub mod server;
 pub mod serving;
+pub mod shared_state;
 pub mod telemetry;
 pub mod vocabulary;

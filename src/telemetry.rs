@@ -65,6 +65,9 @@ pub struct Metrics {
     slots_in_use: Gauge,
     slots_waiting: Gauge,
     budget: BudgetMetrics,
+    /// Exchanges with Redis (`--redis-url`) and those that failed; 0 without Redis.
+    redis_round_trips: Counter,
+    redis_errors: Counter,
     names: Mutex<HashSet<String>>,
 }
 
@@ -102,6 +105,22 @@ impl BudgetMetrics {
     }
 }
 
+/// The counters of Redis exchanges (`--redis-url`) and of failed ones, registered.
+fn register_redis(registry: &mut Registry) -> (Counter, Counter) {
+    let (round_trips, errors) = (Counter::default(), Counter::default());
+    registry.register(
+        "redis_round_trips",
+        "Exchanges with Redis (--redis-url), failed ones included",
+        round_trips.clone(),
+    );
+    registry.register(
+        "redis_errors",
+        "Exchanges with Redis that failed (unreachable, timed out, refused)",
+        errors.clone(),
+    );
+    (round_trips, errors)
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -126,6 +145,7 @@ impl Metrics {
         let slots_waiting = Gauge::default();
         let budget = BudgetMetrics::default();
         budget.register(&mut registry);
+        let (redis_round_trips, redis_errors) = register_redis(&mut registry);
         registry.register(
             "graphql_requests",
             "GraphQL requests by operation name and outcome (ok, error)",
@@ -179,6 +199,8 @@ impl Metrics {
             slots_in_use,
             slots_waiting,
             budget,
+            redis_round_trips,
+            redis_errors,
             names: Mutex::default(),
         }
     }
@@ -246,6 +268,11 @@ impl Metrics {
                 result,
             })
             .inc();
+    }
+
+    /// The counters of Redis round trips and of failed ones, for [`crate::shared_state`].
+    pub fn redis_counters(&self) -> (Counter, Counter) {
+        (self.redis_round_trips.clone(), self.redis_errors.clone())
     }
 
     /// Records a retried upstream request.

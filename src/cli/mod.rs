@@ -277,6 +277,14 @@ pub struct ServeArgs {
     /// replays the first result; after it the key is new (expired keys are deleted periodically).
     #[arg(long, env = "ATS_GATEWAY_IDEMPOTENCY_TTL", default_value = "24h", value_parser = duration)]
     pub idempotency_ttl: std::time::Duration,
+    /// Redis URL (`redis://[:password@]host:port[/db]`) where replicas share their state:
+    /// idempotency keys, so that a retry on another replica replays instead of writing twice,
+    /// and persisted queries (APQ).
+    /// Without it keys stay in --state-db and the gateway needs no Redis. Redis may be down at
+    /// start; while it is, keyed submissions are refused (STATE_UNAVAILABLE) and reads go on.
+    /// The password is never logged.
+    #[arg(long, env = "ATS_GATEWAY_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<crate::secret::Secret>,
     /// Deepest query accepted, in nested fields; introspection fields do not count.
     #[arg(long, env = "ATS_GATEWAY_MAX_DEPTH", default_value_t = 12)]
     pub max_depth: usize,
@@ -413,6 +421,7 @@ impl ServeArgs {
                 state_db: (self.state_db != ":memory:").then(|| std::path::PathBuf::from(&self.state_db)),
                 idempotency_ttl: self.idempotency_ttl,
             },
+            redis_url: self.redis_url.clone(),
             http: crate::server::HttpConfig {
                 cors_origins: self.cors_allow_origin.clone(),
                 max_body_bytes: self.max_body_bytes,
@@ -743,5 +752,37 @@ mod budget_flag_tests {
         };
         assert_eq!(s.budget.upstream_rate_limit, None, "no limit by default");
         assert_eq!(s.budget.max_upstream_requests_per_operation, 50);
+    }
+}
+
+#[cfg(test)]
+mod redis_flag_tests {
+    use super::*;
+
+    #[test]
+    fn the_redis_url_comes_from_the_file_and_never_shows() {
+        let file = std::env::temp_dir().join(format!("ats-redis-flag-{}.toml", std::process::id()));
+        std::fs::write(&file, "redis-url = \"redis://:s3cret@cache.internal:6379/0\"\n").unwrap();
+        let cli = parse_args(vec!["ats-gateway".into(), "--config".into(), file.clone().into()]);
+        let _ = std::fs::remove_file(&file);
+        let Ok(Cli {
+            command: Some(Command::Serve(s)),
+            ..
+        }) = cli
+        else {
+            panic!("serve parses with redis-url from the file");
+        };
+        let config = s.gateway_config("http://127.0.0.1:1/".into(), None).unwrap();
+        let url = config.redis_url.as_ref().expect("a Redis URL");
+        assert_eq!(url.expose(), "redis://:s3cret@cache.internal:6379/0");
+        assert!(!format!("{s:?} {config:?}").contains("s3cret"));
+        let Ok(Cli {
+            command: Some(Command::Serve(s)),
+            ..
+        }) = parse_args(vec!["ats-gateway".into()])
+        else {
+            panic!("serve parses");
+        };
+        assert!(s.redis_url.is_none(), "no Redis by default");
     }
 }

@@ -250,6 +250,9 @@ pub struct GatewayState {
     /// Whether a deep insert written as a `$batch` for want of a navigation property upstream
     /// was logged (once per gateway).
     pub deep_insert_fallback_logged: std::sync::atomic::AtomicBool,
+    /// The Redis connection replicas share state through (`--redis-url`), for `/readyz`; the
+    /// stores that use it hold it too.
+    pub shared: Option<Arc<crate::shared_state::SharedState>>,
 }
 
 /// What the `$metadata` read at start gave.
@@ -295,6 +298,7 @@ impl GatewayState {
             reads,
             metadata: MetadataStatus::default(),
             deep_insert_fallback_logged: Default::default(),
+            shared: None,
         }
     }
 

@@ -142,6 +142,11 @@ error_codes! {
     /// Payload: the upstream's answer to a submission under this key was lost and the gateway
     /// cannot tell yet whether it was written. Retry with the same key.
     IdempotencyOutcomeUnknown = "IDEMPOTENCY_OUTCOME_UNKNOWN",
+    /// Payload: the store of idempotency keys (Redis under `--redis-url`, else the state
+    /// database) cannot be reached, so a submission with a key was refused before anything was
+    /// written (rather than risk a duplicate). Submissions without a key and reads still work.
+    /// Retry with the same key shortly.
+    StateUnavailable = "STATE_UNAVAILABLE",
     /// Payload: the upstream's answer to a submission without a key was lost: it may have been
     /// written. Check before submitting again (a key makes retries safe).
     OutcomeUnknown = "OUTCOME_UNKNOWN",

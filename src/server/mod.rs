@@ -47,7 +47,8 @@ pub fn app(
     cursor_key: crate::graphql::cursor::CursorKey,
 ) -> Result<Router, async_graphql::dynamic::SchemaError> {
     let schema = graphql::build_schema(Some(gateway.clone()), limits)?;
-    let persisted_queries = graphql_http::apq::PersistedQueries::new(apq_cache_bytes);
+    let persisted_queries =
+        graphql_http::apq::PersistedQueries::new(apq_cache_bytes).with_shared(gateway.shared.clone());
     Ok(Router::new()
         .route(
             "/graphql",
@@ -89,6 +90,9 @@ pub struct GatewayConfig {
     /// The key cursors are signed with (`--cursor-key-file`); `None`: a random key of this
     /// process, so cursors do not outlive it or work on another replica.
     pub cursor_key: Option<crate::graphql::cursor::CursorKey>,
+    /// Redis, where replicas share their state (`--redis-url`); `None`: local state only (the
+    /// SQLite file and memory).
+    pub redis_url: Option<crate::secret::Secret>,
 }
 
 /// HTTP settings of the gateway.
@@ -152,6 +156,8 @@ pub enum StartError {
     Schema(String),
     #[error("auth settings: {0}")]
     Auth(String),
+    #[error("shared state: {0}")]
+    State(String),
 }
 
 /// Reads the option-set labels again every `every` until the upstream gives them all (a start
@@ -253,11 +259,7 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
     let (upstream, callers, metrics) = connect(config)?;
     let acts_only_for_callers = config.upstream_auth.acts_only_for_callers();
     let labels = read_labels(&upstream, acts_only_for_callers).await;
-    let idempotency = crate::graphql::idempotency::IdempotencyStore::open(
-        config.write.state_db.as_deref(),
-        config.write.idempotency_ttl,
-    )
-    .map_err(|e| StartError::Upstream(format!("cannot open the state database: {e}")))?;
+    let (shared, idempotency) = open_state(config, &metrics)?;
     let mut read = config.read.clone();
     startup::decide_dialect(&upstream, acts_only_for_callers, &mut read).await;
     startup::decide_paging(&upstream, acts_only_for_callers, &mut read).await;
@@ -266,11 +268,41 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
     let mut state = GatewayState::new(upstream, labels, read, config.write.clone(), idempotency);
     state.metrics = metrics;
     state.metadata = metadata;
+    state.shared = shared;
     let state = Arc::new(state);
     if !state.labels().fallbacks().is_empty() {
         reread_labels(Arc::downgrade(&state), config.read.labels_retry);
     }
     serve(listen, config, state, callers).await
+}
+
+/// Where the gateway's own state lives: Redis with `--redis-url` (connected lazily: Redis may be
+/// down at start), else the SQLite state database.
+fn open_state(
+    config: &GatewayConfig,
+    metrics: &crate::telemetry::Metrics,
+) -> Result<
+    (
+        Option<Arc<crate::shared_state::SharedState>>,
+        crate::graphql::idempotency::IdempotencyStore,
+    ),
+    StartError,
+> {
+    use crate::graphql::idempotency::IdempotencyStore;
+    let ttl = config.write.idempotency_ttl;
+    let Some(url) = &config.redis_url else {
+        let store = IdempotencyStore::open(config.write.state_db.as_deref(), ttl)
+            .map_err(|e| StartError::Upstream(format!("cannot open the state database: {e}")))?;
+        return Ok((None, store));
+    };
+    let (round_trips, errors) = metrics.redis_counters();
+    let shared = crate::shared_state::SharedState::connect(url, round_trips, errors).map_err(StartError::State)?;
+    tracing::info!(
+        redis = shared.url(),
+        "shared state in Redis: idempotency keys, persisted queries"
+    );
+    let shared = Arc::new(shared);
+    Ok((Some(shared.clone()), IdempotencyStore::shared(shared, ttl)))
 }
 
 /// The upstream client (observed by the metrics from its first call on: the labels' reads and

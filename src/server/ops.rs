@@ -4,7 +4,8 @@
 //! Readiness never waits behind callers: its probe takes none of the per-identity slots
 //! ([`crate::odata::Upstream::probe_ungated`]) and has a short timeout of its own. Option-set
 //! labels the upstream could not give (no `GlobalOptionSetDefinitions`, a renamed label) are a
-//! warning, not "not ready": the gateway serves with the documented integers meanwhile.
+//! warning, not "not ready": the gateway serves with the documented integers meanwhile; so is a
+//! Redis (`--redis-url`) that does not answer (`sharedState`): reads go on without it.
 
 use super::AppState;
 use crate::odata::CircuitState;
@@ -96,6 +97,7 @@ async fn readyz(State(app): State<AppState>) -> Response {
         ));
     }
     budget_warning(up.budget(), &mut warnings);
+    let shared_state = shared_state_report(app.gateway.shared.as_deref(), &mut warnings).await;
     let metadata = super::startup::metadata_report(&app.gateway.metadata, &mut warnings);
     let body = serde_json::json!({
         "status": if upstream.is_ok() { "ready" } else { "not ready" },
@@ -110,6 +112,7 @@ async fn readyz(State(app): State<AppState>) -> Response {
         "upstreamPagingDecided": read.paging_source.name(),
         "metadata": metadata,
         "expandPushdown": super::startup::pushdown_report(read),
+        "sharedState": shared_state,
     });
     let status = if upstream.is_ok() {
         StatusCode::OK
@@ -117,6 +120,27 @@ async fn readyz(State(app): State<AppState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(body)).into_response()
+}
+
+/// Where the gateway's own state is, and whether Redis answers (one `PING`, at most
+/// [`crate::shared_state::COMMAND_TIMEOUT`]). Redis down is a warning, not "not ready": reads
+/// and submissions without a key go on; keyed submissions are refused until it is back.
+async fn shared_state_report(
+    shared: Option<&crate::shared_state::SharedState>,
+    warnings: &mut Vec<String>,
+) -> serde_json::Value {
+    let Some(shared) = shared else {
+        return serde_json::json!({"store": "local"});
+    };
+    match shared.health().await {
+        Ok(()) => serde_json::json!({"store": "redis", "redis": "ok"}),
+        Err(why) => {
+            warnings.push(format!(
+                "shared state: Redis unreachable ({why}): submissions with an idempotency key are refused (STATE_UNAVAILABLE) until it answers; reads and submissions without a key go on"
+            ));
+            serde_json::json!({"store": "redis", "redis": format!("unreachable: {why}")})
+        }
+    }
 }
 
 /// Share of `--upstream-rate-limit` above which `/readyz` warns.

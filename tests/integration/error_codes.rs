@@ -262,6 +262,15 @@ async fn provoke(code: ErrorCode, gws: &Gateways) -> Via {
             Via::Http(200, submit(&gws.writes, &other, Some("error-codes-key")).await["errors"][0].clone())
         }
         ErrorCode::IdempotencyOutcomeUnknown => built_payload(SubmissionError::key_answer_lost()),
+        ErrorCode::StateUnavailable => {
+            // Shared state in a Redis that does not answer: nothing listens on its port.
+            let url = format!("redis://127.0.0.1:{}/", crate::harness::free_port());
+            let cut_off = Gateway::with_config(small_emulator(true), |c| {
+                c.redis_url = Some(ats_gateway::secret::Secret::new(url))
+            });
+            let input = full_input(&cut_off.emu, "state").await;
+            Via::Http(200, submit(&cut_off, &input, Some("state-key")).await["errors"][0].clone())
+        }
         ErrorCode::OutcomeUnknown => built_payload(SubmissionError::answer_lost()),
     }
 }

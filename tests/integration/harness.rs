@@ -409,6 +409,7 @@ impl Gateway {
             upstream_auth: Default::default(),
             caller_auth: Default::default(),
             cursor_key: None,
+            redis_url: None,
         };
         tune(&mut config);
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();

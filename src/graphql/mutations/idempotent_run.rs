@@ -73,16 +73,25 @@ enum Claimed {
 }
 
 /// Claims `key` for this input: reserved (write), still running, reused with another input,
-/// completed (replay), or unknown after a lost answer (look upstream first).
+/// completed (replay), or unknown after a lost answer (look upstream first). A store that cannot
+/// be reached refuses the submission (`STATE_UNAVAILABLE`): writing without the key could write
+/// twice.
 async fn claim_key(st: &GatewayState, rq: &RequestCtx, input: &Value, key: &str) -> async_graphql::Result<Claimed> {
     if key.len() > 200 {
         return Ok(Claimed::Answered(failed(vec![SubmissionError::key_too_long()])));
     }
-    let (state, claim) = st
-        .idempotency
-        .begin(&rq.identity, key, &input_hash(input))
-        .await
-        .map_err(|e| async_graphql::Error::new(e.to_string()))?;
+    let hash = input_hash(input);
+    let mut claimed = st.idempotency.begin(&rq.identity, key, &hash).await;
+    if matches!(claimed, Ok((KeyState::InProgress, _))) && st.idempotency.shared_between_replicas() {
+        claimed = wait_for_outcome(st, rq, key, &hash).await;
+    }
+    let (state, claim) = match claimed {
+        Ok(claimed) => claimed,
+        Err(e) => {
+            tracing::warn!(error = %e, "a submission with an idempotency key refused: its store is unavailable");
+            return Ok(Claimed::Answered(failed(vec![SubmissionError::state_unavailable()])));
+        }
+    };
     Ok(match (state, claim) {
         (KeyState::Reserved, Some(claim)) => Claimed::Write(claim),
         (KeyState::InProgress, _) => Claimed::Answered(failed(vec![SubmissionError::key_in_progress()])),
@@ -100,6 +109,38 @@ async fn claim_key(st: &GatewayState, rq: &RequestCtx, input: &Value, key: &str)
             )))
         }
     })
+}
+
+/// How long before the operation's upstream deadline a wait for another replica's outcome
+/// gives up (to answer `IDEMPOTENCY_KEY_IN_PROGRESS` in time).
+const WAIT_MARGIN: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The key is in progress on another replica (or this one): asks again, at growing intervals,
+/// until it is settled (a replay, or the key free after a failure or a dead holder's lease) or
+/// the operation's deadline comes near, when it is still `InProgress`.
+async fn wait_for_outcome(
+    st: &GatewayState,
+    rq: &RequestCtx,
+    key: &str,
+    hash: &str,
+) -> Result<(KeyState, Option<KeyClaim>), crate::graphql::idempotency::StoreError> {
+    use tokio::time::{Duration, Instant};
+    let until = crate::odata::resilience::current_deadline()
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(5))
+        .checked_sub(WAIT_MARGIN)
+        .unwrap_or_else(Instant::now);
+    let mut pause = Duration::from_millis(20);
+    loop {
+        if Instant::now() + pause >= until {
+            return Ok((KeyState::InProgress, None));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(250));
+        let answer = st.idempotency.begin(&rq.identity, key, hash).await?;
+        if answer.0 != KeyState::InProgress {
+            return Ok(answer);
+        }
+    }
 }
 
 /// An earlier attempt's answer was lost: look before writing again. The claim goes back to
@@ -163,7 +204,13 @@ async fn write_and_settle(
     let n = plan.record_count();
     let outcome = match &mut held {
         Some(h) => {
-            h.prepare(plan.probe.as_ref()).await;
+            if let Err(e) = h.prepare(plan.probe.as_ref()).await {
+                tracing::warn!(error = %e, "a submission with an idempotency key stopped before its write");
+                if let Some(h) = held {
+                    h.release().await;
+                }
+                return failed(vec![SubmissionError::state_unavailable()]);
+            }
             recovery::write_protected(st, rq, plan, st.write.strategy).await
         }
         None => match write::write(st, rq, plan, st.write.strategy, RetryPolicy::Never).await {

@@ -144,6 +144,15 @@ impl SubmissionError {
         )
     }
 
+    /// The store of idempotency keys (Redis, or the state database) cannot be used now: nothing
+    /// was written, rather than risk writing twice.
+    pub fn state_unavailable() -> Self {
+        Self::key(
+            ErrorCode::StateUnavailable,
+            "The gateway cannot reach the store of idempotency keys now, so it wrote nothing rather than risk a duplicate. Retry with the same key shortly.",
+        )
+    }
+
     /// The key was used with another input.
     pub fn key_reused() -> Self {
         Self::key(

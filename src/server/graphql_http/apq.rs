@@ -5,6 +5,12 @@
 //!
 //! The texts live in a bounded in-memory cache, weighed in bytes, so that clients cannot grow it
 //! without limit; an evicted query costs its client one round trip to register it again.
+//!
+//! With `--redis-url` the replicas share what they keep: a query registered on one replica is
+//! also written to Redis (`ats-gateway:apq:<hash>`, for [`SHARED_TTL`]), and a replica that does
+//! not know a hash looks there before answering `PersistedQueryNotFound`. A text read from
+//! Redis is hashed again before it runs. Redis failing costs only that: the hash is not found
+//! and the client sends its query, as after an eviction.
 
 use moka::future::Cache;
 use serde_json::{Map, Value};
@@ -14,11 +20,16 @@ use std::sync::Arc;
 /// How many bytes of query text the cache holds by default.
 pub const DEFAULT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
+/// How long a query registered in Redis is kept there after its last registration.
+pub const SHARED_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// The persisted-query cache: query texts by the SHA-256 of their text.
 #[derive(Clone)]
 pub struct PersistedQueries {
     /// `None` when persisted queries are switched off (a capacity of 0).
     cache: Option<Cache<[u8; 32], Arc<str>>>,
+    /// Redis, behind the local cache, when replicas share their state.
+    shared: Option<Arc<crate::shared_state::SharedState>>,
 }
 
 /// The query a request runs.
@@ -53,7 +64,12 @@ impl PersistedQueries {
                 .weigher(|_: &[u8; 32], query: &Arc<str>| u32::try_from(32 + query.len()).unwrap_or(u32::MAX))
                 .build()
         });
-        PersistedQueries { cache }
+        PersistedQueries { cache, shared: None }
+    }
+
+    /// The same cache with Redis behind it (`None`: local only), shared by the replicas.
+    pub fn with_shared(self, shared: Option<Arc<crate::shared_state::SharedState>>) -> Self {
+        PersistedQueries { shared, ..self }
     }
 
     /// The query of a request, from its `query` parameter or from the cache by its hash.
@@ -85,17 +101,68 @@ impl PersistedQueries {
                     query: query.to_string(),
                     register: None,
                 }),
-                None => Err(ApqError::NotFound),
+                None => match self.shared_get(&hash).await {
+                    Some(query) => {
+                        cache.insert(hash, Arc::from(query.as_str())).await;
+                        Ok(Resolved { query, register: None })
+                    }
+                    None => Err(ApqError::NotFound),
+                },
             },
         }
     }
 
-    /// Keeps `query` under `hash` (its SHA-256, checked by [`Self::resolve`]).
+    /// Keeps `query` under `hash` (its SHA-256, checked by [`Self::resolve`]), here and in Redis.
     pub async fn register(&self, hash: [u8; 32], query: &str) {
         if let Some(cache) = &self.cache {
             cache.insert(hash, Arc::from(query)).await;
+            self.shared_set(&hash, query).await;
         }
     }
+
+    /// The query Redis holds under `hash`, if it does and it hashes to `hash`.
+    async fn shared_get(&self, hash: &[u8; 32]) -> Option<String> {
+        let shared = self.shared.as_ref()?;
+        let key = shared.key("apq", &hex(hash));
+        let found = shared
+            .call("read a persisted query", |mut c| async move {
+                redis::cmd("GET").arg(key).query_async::<Option<String>>(&mut c).await
+            })
+            .await;
+        match found {
+            Ok(query) => query.filter(|q| Sha256::digest(q.as_bytes()).as_slice() == hash),
+            Err(e) => {
+                // Counted in /metrics and shown by /readyz; one line per request would flood.
+                tracing::debug!(error = %e, "persisted query not looked up in Redis");
+                None
+            }
+        }
+    }
+
+    /// Writes `query` to Redis under `hash` for [`SHARED_TTL`]; a failure is logged only.
+    async fn shared_set(&self, hash: &[u8; 32], query: &str) {
+        let Some(shared) = &self.shared else { return };
+        let (key, query) = (shared.key("apq", &hex(hash)), query.to_string());
+        let ttl = SHARED_TTL.as_millis() as u64;
+        let stored = shared
+            .call("keep a persisted query", |mut c| async move {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(query)
+                    .arg("PX")
+                    .arg(ttl)
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await;
+        if let Err(e) = stored {
+            tracing::warn!(error = %e, "persisted query not shared through Redis");
+        }
+    }
+}
+
+fn hex(hash: &[u8; 32]) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Reads `{"version": 1, "sha256Hash": "<64 hex digits>"}`.

@@ -1,88 +1,37 @@
-//! Idempotency keys of `submitCandidateToHire`, kept in a small SQLite file so that they survive a
-//! gateway restart. A key belongs to a caller identity (two callers never share a key) and to the
-//! hash of the input it was first used with.
-//!
-//! Why a local store rather than state derived from the upstream: the ATS entities have no column
-//! meant for a client's request key, and writing one into free text (comments) would leak into HR's
-//! screens. The cost is that keys live with the gateway's file: run replicas against one shared
-//! file, or pin a caller to one replica.
-//!
-//! A write whose response was lost may have happened. Its key is then `unknown`, with the
-//! *probe* the submission prepared before writing: a query for candidates that look like this
-//! submission's, and the ones that already looked so before (the baseline). The next use of the
-//! key runs the probe first (see `mutations::recovery`): a new look-alike is this key's candidate;
-//! none means nothing was written and the submission runs again. A gateway that stops while a
-//! prepared write is out leaves the key `unknown` for the same reason.
+//! The SQLite store of idempotency keys (the default, one process): a small file so that keys
+//! survive a gateway restart.
 //!
 //! The SQLite connection lives on a thread of its own (one writer, no async worker ever blocks on
 //! the file): callers send it jobs and await their answers. A key a submission holds is a
-//! [`KeyClaim`], an owned guard made on that thread: whatever drops it unsettled (a client that
+//! [`LocalClaim`], an owned guard made on that thread: whatever drops it unsettled (a client that
 //! hung up, a deadline, a lost answer in flight) sends the store what the key becomes, so no key
 //! stays `in_progress`. Keys expire `ttl` after their first use: an expired key is a new key,
-//! and the store thread deletes expired rows every so often.
+//! and the store thread deletes expired rows every so often. A stop while a prepared write was
+//! out leaves the key `unknown` at the next start.
 
+use super::{KeyState, Probe, StoreError, DEFAULT_TTL};
 use rusqlite::{Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// What a key holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyState {
-    /// First use: the caller may go ahead (the key is now reserved).
-    Reserved,
-    /// A submission with this key is still running.
-    InProgress,
-    /// Done before, with the same input: here is the candidate it created.
-    Completed { candidate_id: String, strategy: String },
-    /// Used before with a different input.
-    Conflict,
-    /// An earlier write may or may not have happened: look upstream with the probe before
-    /// running again (the key is reserved for this call now). `None`: no probe was prepared.
-    Unknown { probe: Option<Probe> },
-}
-
-/// How to find upstream what a submission wrote: candidates matching `url` that are not in
-/// `baseline` (those matched before the write).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Probe {
-    /// A relative OData URL selecting the primary keys of look-alike candidates.
-    pub url: String,
-    /// Look-alikes that existed before the write, lower-case GUIDs.
-    pub baseline: Vec<String>,
-}
-
-/// The store failed (the file, or its thread is gone).
-#[derive(Debug, thiserror::Error)]
-#[error("idempotency store: {0}")]
-pub struct StoreError(String);
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        StoreError(e.to_string())
-    }
-}
-
 type Job = Box<dyn FnOnce(&Connection) + Send>;
 
-/// The store of idempotency keys: a handle to the thread that owns the SQLite connection.
+/// The SQLite store of idempotency keys: a handle to the thread that owns the connection.
 #[derive(Clone)]
-pub struct IdempotencyStore {
+pub struct LocalStore {
     jobs: mpsc::Sender<Job>,
 }
-
-/// Keys are kept this long after their first use unless configured otherwise.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// `'-N seconds'`: an SQLite date modifier for "N seconds ago".
 fn ago(ttl: Duration) -> String {
     format!("-{} seconds", ttl.as_secs().max(1))
 }
 
-/// What a key found in the file holds, for the rules of [`IdempotencyStore::begin`].
+/// What a key found in the file holds, for the rules of [`LocalStore::begin`].
 type Row = (String, String, Option<String>, Option<String>, Option<String>);
 
-impl IdempotencyStore {
+impl LocalStore {
     /// Opens (or creates) the store; `None` keeps it in memory (tests, or when losing keys on
     /// restart is acceptable). Keys expire `ttl` after their first use.
     pub fn open(path: Option<&Path>, ttl: Duration) -> rusqlite::Result<Self> {
@@ -123,7 +72,7 @@ impl IdempotencyStore {
             .name("idempotency-store".into())
             .spawn(move || serve(conn, queue, ttl, sweep_every))
             .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-        Ok(IdempotencyStore { jobs })
+        Ok(LocalStore { jobs })
     }
 
     /// Runs `f` on the store's thread and waits for its answer. The job runs even if the
@@ -137,9 +86,9 @@ impl IdempotencyStore {
             .send(Box::new(move |conn| {
                 let _ = tx.send(f(conn));
             }))
-            .map_err(|_| StoreError("its thread has stopped".into()))?;
+            .map_err(|_| StoreError::new("its thread has stopped"))?;
         rx.await
-            .map_err(|_| StoreError("its thread has stopped".into()))?
+            .map_err(|_| StoreError::new("its thread has stopped"))?
             .map_err(StoreError::from)
     }
 
@@ -150,7 +99,7 @@ impl IdempotencyStore {
         identity: &str,
         key: &str,
         input_hash: &str,
-    ) -> Result<(KeyState, Option<KeyClaim>), StoreError> {
+    ) -> Result<(KeyState, Option<LocalClaim>), StoreError> {
         let jobs = self.jobs.clone();
         let (identity, key, input_hash) = (identity.to_string(), key.to_string(), input_hash.to_string());
         self.call(move |conn| {
@@ -158,7 +107,7 @@ impl IdempotencyStore {
             // Made here, on the store's thread: if the caller is gone before it receives the
             // claim, dropping it here settles the key.
             let claim = match &state {
-                KeyState::Reserved | KeyState::Unknown { .. } => Some(KeyClaim {
+                KeyState::Reserved | KeyState::Unknown { .. } => Some(LocalClaim {
                     jobs,
                     identity,
                     key,
@@ -247,7 +196,7 @@ fn sweep(conn: &Connection, ttl: Duration) -> rusqlite::Result<usize> {
     Ok(n)
 }
 
-/// [`IdempotencyStore::begin`], on the store's thread.
+/// [`LocalStore::begin`], on the store's thread.
 fn begin(conn: &Connection, identity: &str, key: &str, input_hash: &str) -> rusqlite::Result<KeyState> {
     let ttl = TTL.with(|t| *t.borrow());
     let row: Option<Row> = conn
@@ -294,11 +243,11 @@ fn begin(conn: &Connection, identity: &str, key: &str, input_hash: &str) -> rusq
     }
 }
 
-/// A key held by one submission. Every way out settles it: [`KeyClaim::complete`],
-/// [`KeyClaim::release`] or [`KeyClaim::mark_unknown`]. Dropped unsettled (the operation was
+/// A key held by one submission. Every way out settles it: [`LocalClaim::complete`],
+/// [`LocalClaim::release`] or [`LocalClaim::mark_unknown`]. Dropped unsettled (the operation was
 /// cancelled), it releases the key, or marks it `unknown` once a write may have gone out.
 /// Settling sends the store its job at once, so it happens even if the caller stops waiting.
-pub struct KeyClaim {
+pub struct LocalClaim {
     jobs: mpsc::Sender<Job>,
     identity: String,
     key: String,
@@ -307,16 +256,16 @@ pub struct KeyClaim {
     settled: bool,
 }
 
-impl std::fmt::Debug for KeyClaim {
+impl std::fmt::Debug for LocalClaim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyClaim")
+        f.debug_struct("LocalClaim")
             .field("maybe_written", &self.maybe_written)
             .field("settled", &self.settled)
             .finish_non_exhaustive()
     }
 }
 
-impl KeyClaim {
+impl LocalClaim {
     /// Sends `sql` (with identity, key and `extra` as ?1, ?2, ?3...) to the store, returning a
     /// receiver of its outcome.
     fn send(&self, sql: &'static str, extra: Vec<String>) -> tokio::sync::oneshot::Receiver<rusqlite::Result<usize>> {
@@ -352,7 +301,7 @@ impl KeyClaim {
     }
 
     /// The look upstream found nothing: nothing was written, so a cancellation from now on
-    /// until [`KeyClaim::prepare`] releases the key.
+    /// until [`LocalClaim::prepare`] releases the key.
     pub fn nothing_written(&mut self) {
         self.maybe_written = false;
     }
@@ -395,7 +344,7 @@ impl KeyClaim {
 const RELEASE: &str = "UPDATE idempotency_keys SET state = 'failed' WHERE identity = ?1 AND key = ?2";
 const MARK_UNKNOWN: &str = "UPDATE idempotency_keys SET state = 'unknown' WHERE identity = ?1 AND key = ?2";
 
-impl Drop for KeyClaim {
+impl Drop for LocalClaim {
     fn drop(&mut self) {
         if self.settled {
             return;
@@ -413,11 +362,11 @@ impl Drop for KeyClaim {
 mod tests {
     use super::*;
 
-    fn store(path: Option<&Path>) -> IdempotencyStore {
-        IdempotencyStore::open(path, DEFAULT_TTL).unwrap()
+    fn store(path: Option<&Path>) -> LocalStore {
+        LocalStore::open(path, DEFAULT_TTL).unwrap()
     }
 
-    async fn begin(s: &IdempotencyStore, identity: &str, key: &str, hash: &str) -> (KeyState, Option<KeyClaim>) {
+    async fn begin(s: &LocalStore, identity: &str, key: &str, hash: &str) -> (KeyState, Option<LocalClaim>) {
         s.begin(identity, key, hash).await.unwrap()
     }
 
@@ -566,7 +515,7 @@ mod tests {
 
     #[tokio::test]
     async fn keys_expire_after_their_ttl() {
-        let s = IdempotencyStore::open(None, Duration::from_secs(1)).unwrap();
+        let s = LocalStore::open(None, Duration::from_secs(1)).unwrap();
         let (_, claim) = begin(&s, "a", "k", "h").await;
         claim.unwrap().complete("c-1", "batch").await;
         let (_, claim) = begin(&s, "a", "held", "h").await;

@@ -1,0 +1,326 @@
+//! Replicas sharing their state in Redis (`--redis-url`): three gateway processes (the built
+//! binary, so that killing one really drops what it held) over one emulator and one Redis of the
+//! test's own (`redis_server`).
+
+use crate::gateway_writes::{counts, full_input, SUBMIT};
+use crate::harness::{get_text, Emu, GatewayProcess};
+use crate::redis_server::RedisServer;
+use serde_json::{json, Value};
+
+/// `n` gateway processes over `emu`, sharing `redis`; `args` added to each.
+async fn replicas(n: usize, emu: &Emu, redis: &RedisServer, args: &[&str]) -> Vec<GatewayProcess> {
+    let (url, mut all) = (redis.url(), Vec::new());
+    for _ in 0..n {
+        let mut with = vec!["--redis-url", url.as_str()];
+        with.extend_from_slice(args);
+        all.push(GatewayProcess::start(&emu.root, &with, &[], None).await);
+    }
+    all
+}
+
+/// `submitCandidateToHire` of `input` under `key` through `gw`: the payload.
+async fn submit_to(gw: &GatewayProcess, input: &Value, key: Option<&str>) -> Value {
+    let v = gw
+        .post(&json!({"query": SUBMIT, "variables": {"input": input, "key": key}}))
+        .await;
+    assert!(v.get("errors").is_none(), "GraphQL errors: {v}");
+    v["data"]["submitCandidateToHire"].clone()
+}
+
+/// Rows added to each entity set between two [`counts`].
+fn added(before: &[(String, u64)], after: &[(String, u64)]) -> Vec<(String, u64)> {
+    before
+        .iter()
+        .zip(after)
+        .map(|((set, b), (_, a))| (set.clone(), a - b))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+/// What one full submission adds (34 records; the candidate and its person included).
+async fn one_submission(emu: &Emu, gw: &GatewayProcess) -> Vec<(String, u64)> {
+    let before = counts(emu).await;
+    let p = submit_to(gw, &full_input(emu, "measure").await, None).await;
+    assert_eq!(p["errors"], json!([]), "{p}");
+    added(&before, &counts(emu).await)
+}
+
+/// The multiple of `unit` that `delta` is, if it is one.
+fn times(delta: &[(String, u64)], unit: &[(String, u64)]) -> Option<u64> {
+    let n = unit
+        .first()
+        .map(|(set, u)| delta.iter().find(|(s, _)| s == set).map_or(0, |d| d.1) / u)?;
+    let expected: Vec<(String, u64)> = unit
+        .iter()
+        .map(|(s, u)| (s.clone(), u * n))
+        .filter(|(_, x)| *x > 0)
+        .collect();
+    (delta == expected.as_slice()).then_some(n)
+}
+
+/// The value of the metric `name` (without labels) on `gw`'s `/metrics`.
+async fn metric(gw: &GatewayProcess, name: &str) -> f64 {
+    let text = get_text(&format!("{}/metrics", gw.base)).await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} in {text}"))
+}
+
+const LIST: &str = "{ recruitingRequests(first: 3) { nodes { id } } }";
+
+/// The first payload error's code, or "" when there is none.
+fn code(payload: &Value) -> String {
+    payload["errors"][0]["code"].as_str().unwrap_or("").to_string()
+}
+
+#[tokio::test]
+async fn one_keyed_submission_sent_to_three_replicas_at_once_writes_once() {
+    let (redis, emu) = (RedisServer::start(), Emu::fresh());
+    let gws = replicas(3, &emu, &redis, &[]).await;
+    let unit = one_submission(&emu, &gws[0]).await;
+    let input = full_input(&emu, "three").await;
+    // Slow upstream: the first replica to claim the key is still writing when the others ask.
+    emu.set_faults(json!({"latencyMs": 300})).await;
+    let before = counts(&emu).await;
+    let payloads = futures::future::join_all(gws.iter().map(|gw| submit_to(gw, &input, Some("three-at-once")))).await;
+    emu.set_faults(json!({})).await;
+    assert_eq!(
+        times(&added(&before, &counts(&emu).await), &unit),
+        Some(1),
+        "{payloads:?}"
+    );
+    let what = |p: &Value| json!({"candidateId": p["candidateId"], "strategy": p["strategy"], "errors": p["errors"], "candidate": p["candidate"]});
+    assert!(payloads[0]["candidateId"].is_string(), "{}", payloads[0]);
+    for p in &payloads {
+        assert_eq!(what(p), what(&payloads[0]), "the three payloads say the same");
+    }
+    let written: Vec<bool> = payloads.iter().map(|p| p["replayed"] == false).collect();
+    assert_eq!(
+        written.iter().filter(|w| **w).count(),
+        1,
+        "one wrote, two replayed: {payloads:?}"
+    );
+    assert!(metric(&gws[1], "ats_gateway_redis_round_trips_total").await > 0.0);
+    assert_eq!(metric(&gws[1], "ats_gateway_redis_errors_total").await, 0.0);
+}
+
+#[tokio::test]
+async fn a_replica_killed_while_holding_a_key_leaves_the_submission_to_a_retry_elsewhere() {
+    let (redis, emu) = (RedisServer::start(), Emu::fresh());
+    let mut gws = replicas(2, &emu, &redis, &[]).await;
+    let unit = one_submission(&emu, &gws[1]).await;
+    let input = full_input(&emu, "killed").await;
+    let before = counts(&emu).await;
+    emu.set_faults(json!({"latencyMs": 1500})).await;
+    emu.reset_stats().await;
+    let doomed = {
+        let (base, input) = (gws[0].base.clone(), input.clone());
+        tokio::spawn(async move {
+            let body = json!({"query": SUBMIT, "variables": {"input": input, "key": "killed-key"}});
+            crate::harness::client()
+                .post(format!("{base}/graphql"))
+                .json(&body)
+                .send()
+                .await
+        })
+    };
+    // Killed once its write (the second `$batch`, after the validation's) reached the upstream,
+    // which works on it to the end regardless.
+    let since = std::time::Instant::now();
+    while emu.stats().await["byEntitySet"]["$batch"].as_u64().unwrap_or(0) < 2 {
+        assert!(
+            since.elapsed() < std::time::Duration::from_secs(30),
+            "the write never went out"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    gws[0].child.kill().expect("the replica is killed");
+    let _ = gws[0].child.wait();
+    assert!(doomed.await.unwrap().is_err(), "the killed replica never answered");
+    emu.set_faults(json!({})).await;
+    // The retry waits out the dead replica's lease, then looks upstream before writing.
+    let mut retry = submit_to(&gws[1], &input, Some("killed-key")).await;
+    for _ in 0..5 {
+        if code(&retry) != "IDEMPOTENCY_KEY_IN_PROGRESS" {
+            break;
+        }
+        retry = submit_to(&gws[1], &input, Some("killed-key")).await;
+    }
+    assert_eq!(retry["errors"], json!([]), "{retry}");
+    assert!(retry["candidateId"].is_string(), "{retry}");
+    assert_eq!(
+        retry["replayed"], true,
+        "found upstream by the recovery look-up, not written again: {retry}"
+    );
+    assert_eq!(times(&added(&before, &counts(&emu).await), &unit), Some(1), "{retry}");
+    let again = submit_to(&gws[1], &input, Some("killed-key")).await;
+    assert_eq!(
+        (&again["candidateId"], &again["replayed"]),
+        (&retry["candidateId"], &json!(true))
+    );
+}
+
+/// Sends `input` under `key` until the answer is not `STATE_UNAVAILABLE` (a reconnection to a
+/// Redis that came back may cost the first attempt).
+async fn submit_once_redis_answers(gw: &GatewayProcess, input: &Value, key: &str) -> Value {
+    for _ in 0..20 {
+        let p = submit_to(gw, input, Some(key)).await;
+        if code(&p) != "STATE_UNAVAILABLE" {
+            return p;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("keyed submissions still refused after Redis came back");
+}
+
+#[tokio::test]
+async fn with_redis_stopped_reads_go_on_and_keyed_submissions_are_refused_until_it_is_back() {
+    let (mut redis, emu) = (RedisServer::start(), Emu::fresh());
+    let gws = replicas(3, &emu, &redis, &[]).await;
+    let unit = one_submission(&emu, &gws[0]).await;
+    let (first, second) = (full_input(&emu, "before").await, full_input(&emu, "during").await);
+    let done = submit_to(&gws[0], &first, Some("before-outage")).await;
+    assert_eq!(done["errors"], json!([]), "{done}");
+    let before = counts(&emu).await;
+
+    redis.stop();
+    for gw in &gws {
+        let v = gw.post(&json!({"query": LIST})).await;
+        assert!(
+            v.get("errors").is_none() && v["data"]["recruitingRequests"]["nodes"][2]["id"].is_string(),
+            "{v}"
+        );
+    }
+    let refused = submit_to(&gws[1], &second, Some("during-outage")).await;
+    assert_eq!(code(&refused), "STATE_UNAVAILABLE", "{refused}");
+    assert_eq!(refused["candidateId"], Value::Null);
+    let ready: Value = crate::harness::client()
+        .get(format!("{}/readyz", gws[2].base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ready", "degraded, still ready: {ready}");
+    assert!(ready["warnings"].to_string().contains("Redis unreachable"), "{ready}");
+    let unkeyed = submit_to(&gws[2], &full_input(&emu, "unkeyed").await, None).await;
+    assert_eq!(unkeyed["errors"], json!([]), "{unkeyed}");
+    assert_eq!(
+        times(&added(&before, &counts(&emu).await), &unit),
+        Some(1),
+        "only the unkeyed one"
+    );
+
+    redis.restart();
+    let later = submit_once_redis_answers(&gws[1], &second, "during-outage").await;
+    assert_eq!(
+        (later["errors"].clone(), later["replayed"].clone()),
+        (json!([]), json!(false)),
+        "{later}"
+    );
+    let replay = submit_once_redis_answers(&gws[2], &first, "before-outage").await;
+    assert_eq!(
+        (&replay["candidateId"], &replay["replayed"]),
+        (&done["candidateId"], &json!(true))
+    );
+    let again = submit_once_redis_answers(&gws[0], &second, "during-outage").await;
+    assert_eq!(
+        (&again["candidateId"], &again["replayed"]),
+        (&later["candidateId"], &json!(true))
+    );
+    assert_eq!(
+        times(&added(&before, &counts(&emu).await), &unit),
+        Some(2),
+        "no duplicate"
+    );
+    let ready: Value = crate::harness::client()
+        .get(format!("{}/readyz", gws[2].base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready["sharedState"],
+        json!({"store": "redis", "redis": "ok"}),
+        "{ready}"
+    );
+    assert!(metric(&gws[1], "ats_gateway_redis_errors_total").await > 0.0);
+}
+
+#[tokio::test]
+async fn a_persisted_query_registered_on_one_replica_is_served_by_the_others() {
+    let (redis, emu) = (RedisServer::start(), Emu::fresh());
+    let gws = replicas(3, &emu, &redis, &[]).await;
+    let hash = ats_gateway::secret::sha256_hex(LIST.as_bytes());
+    let by_hash = json!({"extensions": {"persistedQuery": {"version": 1, "sha256Hash": hash}}});
+    let unknown = gws[1].post(&by_hash).await;
+    assert_eq!(
+        unknown["errors"][0]["extensions"]["code"], "PERSISTED_QUERY_NOT_FOUND",
+        "{unknown}"
+    );
+    let mut register = by_hash.clone();
+    register["query"] = json!(LIST);
+    let registered = gws[0].post(&register).await;
+    assert!(registered.get("errors").is_none(), "{registered}");
+    for gw in &gws[1..] {
+        let served = gw.post(&by_hash).await;
+        assert_eq!(
+            served["data"], registered["data"],
+            "served by hash on another replica: {served}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_redis_password_never_reaches_the_log_or_readyz() {
+    let (redis, emu) = (RedisServer::start(), Emu::fresh());
+    let log = std::env::temp_dir().join(format!("ats-gateway-redis-log-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    // The test's Redis has no password: authenticating fails, as with a wrong one.
+    let url = format!("redis://:pa55-in-the-url@127.0.0.1:{}/", redis.port);
+    let mut gw = GatewayProcess::start(&emu.root, &["--redis-url", &url], &[], Some(&log)).await;
+    let refused = submit_to(&gw, &full_input(&emu, "password").await, Some("password-key")).await;
+    assert_eq!(code(&refused), "STATE_UNAVAILABLE", "{refused}");
+    let ready = get_text(&format!("{}/readyz", gw.base)).await;
+    assert!(ready.contains("Redis unreachable"), "{ready}");
+    gw.stop();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    assert!(
+        text.contains(&format!("redis://:***@127.0.0.1:{}/", redis.port)),
+        "{text}"
+    );
+    assert!(!text.contains("pa55") && !ready.contains("pa55"), "{text}\n{ready}");
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_before_the_write_leaves_the_key_free_for_every_replica() {
+    let (redis, emu) = (RedisServer::start(), Emu::fresh());
+    // A short deadline: a retry waits for the key less than a lease lasts (10 s), so only a key
+    // settled when its request was dropped can be free in time.
+    let gws = replicas(2, &emu, &redis, &["--deadline", "3s"]).await;
+    let unit = one_submission(&emu, &gws[1]).await;
+    let input = full_input(&emu, "hung-up").await;
+    let before = counts(&emu).await;
+    emu.set_faults(json!({"latencyMs": 1500})).await;
+    let body = json!({"query": SUBMIT, "variables": {"input": input, "key": "hung-up-key"}});
+    let gone = crate::harness::client()
+        .post(format!("{}/graphql", gws[0].base))
+        .json(&body)
+        .timeout(std::time::Duration::from_millis(400))
+        .send()
+        .await;
+    assert!(gone.is_err(), "the client gave up during the validation read");
+    emu.set_faults(json!({})).await;
+    let retry = submit_to(&gws[1], &input, Some("hung-up-key")).await;
+    assert_eq!(
+        (retry["errors"].clone(), retry["replayed"].clone()),
+        (json!([]), json!(false)),
+        "{retry}"
+    );
+    assert_eq!(times(&added(&before, &counts(&emu).await), &unit), Some(1), "{retry}");
+}
