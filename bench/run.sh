@@ -5,7 +5,9 @@
 # CHURN_SECONDS (60), CHURN_CONNECTIONS (64) and CHURN_LATENCY_MS (15) the churn run (clients that
 # hang up). BENCH_ONLY picks parts (comma-separated: ops, unloaded, churn; all by default) and
 # rewrites only those parts. BENCH_ONLY=dashboard (only when named) runs the dashboard of issue
-# #17: 100 users for 60 s against three gateways, into bench/results/dashboard.md and .json.
+# #17: 100 users for 60 s against three gateways, into bench/results/dashboard.md and .json;
+# BENCH_ONLY=replicas (only when named) the several-replicas run of issue #13 (needs redis-server),
+# into bench/results/replicas.md and .json.
 # Results: bench/results/latest.md and bench/results/latest.json, or in BENCH_RESULTS_DIR (for a
 # trial run that must not replace the committed results).
 set -euo pipefail

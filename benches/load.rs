@@ -15,6 +15,9 @@
 //!   requests per minute that costs with and without coalescing and the read cache (see
 //!   [`dashboard`]). It runs only when `BENCH_ONLY` names it (about 3½ minutes), and writes
 //!   `dashboard.md` and `dashboard.json`, never `latest.*`.
+//! - `replicas`: a keyed submission and a flat read through one replica without Redis and
+//!   through three sharing one Redis (see [`replicas`]). Also only when named; writes
+//!   `replicas.md` and `replicas.json`.
 //!
 //! Upstream requests per operation are always read from the emulator's request counter for one
 //! operation, for the gateway and the direct requests alike. Writes `latest.md` and `latest.json`
@@ -22,6 +25,8 @@
 
 #[path = "load/dashboard.rs"]
 mod dashboard;
+#[path = "load/replicas.rs"]
+mod replicas;
 
 use rand::Rng;
 use serde_json::{json, Value};
@@ -746,7 +751,12 @@ fn commit() -> String {
 
 /// Starts a gateway at `listen` over the default emulator, with `extra` flags.
 fn start_gateway(bin: &str, procs: &mut Procs, listen: &str, extra: &[&str]) -> u32 {
-    let upstream = format!("http://{EMU}/api/data/v9.2/");
+    start_gateway_over(bin, procs, EMU, listen, extra)
+}
+
+/// Starts a gateway at `listen` over the emulator at `emu`, with `extra` flags.
+fn start_gateway_over(bin: &str, procs: &mut Procs, emu: &str, listen: &str, extra: &[&str]) -> u32 {
+    let upstream = format!("http://{emu}/api/data/v9.2/");
     let gw = Command::new(bin)
         .args(["serve", "--listen", listen, "--upstream", &upstream])
         .args(extra)
@@ -1171,6 +1181,8 @@ fn unloaded_md(v: &Value, machine: &str, commit: &str) -> String {
 /// The parts of a run, in their order in `latest.md`. A part that runs rewrites its own section
 /// of `latest.md` and its own key of `latest.json` (the operations table: the top level).
 const PARTS: [&str; 3] = ["ops", "unloaded", "churn"];
+/// Parts that run only when `BENCH_ONLY` names them, each with its own results file.
+const ONLY_WHEN_NAMED: [&str; 2] = ["dashboard", "replicas"];
 
 /// The sections of `latest.md` by part: the operations table up to the first other heading, each
 /// other part from its heading to the next.
@@ -1243,8 +1255,8 @@ async fn main() {
     let only = std::env::var("BENCH_ONLY").unwrap_or_else(|_| PARTS.join(","));
     let mut parts: Vec<&str> = only.split(',').map(str::trim).collect();
     assert!(
-        parts.iter().all(|p| PARTS.contains(p) || *p == "dashboard"),
-        "BENCH_ONLY takes some of {PARTS:?} or dashboard (comma-separated), not {only:?}"
+        parts.iter().all(|p| PARTS.contains(p) || ONLY_WHEN_NAMED.contains(p)),
+        "BENCH_ONLY takes some of {PARTS:?} or {ONLY_WHEN_NAMED:?} (comma-separated), not {only:?}"
     );
     // BENCH_RESULTS_DIR: where latest.md and latest.json (and dashboard.*) are read and written.
     let dir = std::env::var("BENCH_RESULTS_DIR")
@@ -1254,9 +1266,14 @@ async fn main() {
         // Its own processes and its own results file; latest.* stay as they are.
         dashboard::dashboard(&binary(), &dir).await;
         parts.retain(|p| *p != "dashboard");
-        if parts.is_empty() {
-            return;
-        }
+    }
+    if parts.contains(&"replicas") {
+        // Its own processes (and Redis) and its own results file, like the dashboard.
+        replicas::replicas(&binary(), &dir, secs).await;
+        parts.retain(|p| *p != "replicas");
+    }
+    if parts.is_empty() {
+        return;
     }
     let old_md = std::fs::read_to_string(format!("{dir}/latest.md")).unwrap_or_default();
     let mut md = sections(&old_md);
