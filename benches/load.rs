@@ -1101,7 +1101,8 @@ fn unloaded_paths(direct_url: String) -> Vec<(&'static str, Op, Option<f64>)> {
 /// gateway with `$expand` pushdown auto and off, next to the emulator answering the same data in
 /// one `$expand` request. The paths take turns in rounds of one second (`secs` rounds), so that
 /// other load on the machine falls on each of them alike.
-async fn unloaded(secs: u64) -> Value {
+/// `gateway_pids`: the gateways of the paths after the direct one, in their order.
+async fn unloaded(secs: u64, emu_pid: u32, gateway_pids: [u32; 2]) -> Value {
     let client = reqwest::Client::new();
     set_latency(&client, 0).await;
     let direct_url = canonical_expand_url();
@@ -1114,9 +1115,16 @@ async fn unloaded(secs: u64) -> Value {
     }
     let mut lat = vec![Vec::new(); paths.len()];
     let mut errors = vec![0u64; paths.len()];
+    // CPU seconds of the emulator and of the path's gateway (none for the direct path) spent
+    // during each path's rounds: per operation, a measure that load elsewhere disturbs less.
+    let gateway_of = |i: usize| i.checked_sub(1).map(|g| gateway_pids[g]);
+    let mut cpu = vec![(0.0f64, 0.0f64); paths.len()];
     for _ in 0..secs.max(1) {
         for (i, (_, op, _)) in paths.iter().enumerate() {
+            let before = (cpu_seconds(emu_pid), gateway_of(i).map_or(0.0, cpu_seconds));
             let s = drive(op, 1, Duration::from_secs(1)).await;
+            cpu[i].0 += cpu_seconds(emu_pid) - before.0;
+            cpu[i].1 += gateway_of(i).map_or(0.0, cpu_seconds) - before.1;
             lat[i].extend(s.lat);
             errors[i] += s.errors;
         }
@@ -1128,7 +1136,11 @@ async fn unloaded(secs: u64) -> Value {
         .enumerate()
         .map(|(i, (name, _, target))| {
             let p50 = pct(&lat[i], 0.5);
-            let mut row = json!({"path": name, "p50_ms": p50, "p99_ms": pct(&lat[i], 0.99), "operations": lat[i].len(), "errors": errors[i], "upstream_requests_per_operation": counts[i]});
+            let ops = lat[i].len().max(1) as f64;
+            let mut row = json!({"path": name, "p50_ms": p50, "p99_ms": pct(&lat[i], 0.99), "operations": lat[i].len(), "errors": errors[i], "upstream_requests_per_operation": counts[i], "emulator_cpu_ms_per_operation": cpu[i].0 * 1000.0 / ops});
+            if gateway_of(i).is_some() {
+                row["gateway_cpu_ms_per_operation"] = json!(cpu[i].1 * 1000.0 / ops);
+            }
             if let Some(t) = target {
                 row["over_direct_ms"] = json!(p50 - base);
                 row["ratio_over_direct"] = json!(p50 / base);
@@ -1143,6 +1155,19 @@ async fn unloaded(secs: u64) -> Value {
     v
 }
 
+/// CPU seconds (user + system) process `pid` has used, from `/proc/<pid>/stat` (clock ticks of
+/// 1/100 s, Linux's `USER_HZ` on every architecture the project runs on); 0 when unreadable.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command (which may hold spaces) start after its closing parenthesis.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the command.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// The unloaded section of `latest.md`.
 fn unloaded_md(v: &Value, machine: &str, commit: &str) -> String {
     let mut md = format!(
@@ -1151,22 +1176,25 @@ fn unloaded_md(v: &Value, machine: &str, commit: &str) -> String {
          in 1 s rounds taken in turn, loopback, no latency added. The direct baseline is the emulator answering the same data \
          itself in one OData request with `$expand` (the request the gateway sends with pushdown; checked to carry the same \
          children). Without pushdown the gateway reads the page, then one level of 5 loads, sent at once (no batch delay). \
-         Upstream requests per operation come from the emulator's counter. Targets (issue #12): within +2 ms of the direct \
-         p50 with pushdown, within +4 ms without.\n\n\
-         | path | p50 ms | p99 ms | over direct p50, ms | p50 / direct p50 | upstream req/op | operations | errors | target | met |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+         Upstream requests per operation come from the emulator's counter; CPU per operation is what the emulator and the \
+         path's gateway process spent (user + system, from `/proc`) during the path's rounds, divided by its operations. \
+         Targets (issue #12): within +2 ms of the direct p50 with pushdown, within +4 ms without.\n\n\
+         | path | p50 ms | p99 ms | over direct p50, ms | p50 / direct p50 | upstream req/op | emulator CPU ms/op | gateway CPU ms/op | operations | errors | target | met |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
         v["seconds_per_path"]
     );
     for r in v["paths"].as_array().unwrap() {
         let f = |k: &str, fmt: &dyn Fn(f64) -> String| r[k].as_f64().map(fmt).unwrap_or_else(|| "–".into());
         md.push_str(&format!(
-            "| {} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r["path"].as_str().unwrap(),
             r["p50_ms"].as_f64().unwrap(),
             r["p99_ms"].as_f64().unwrap(),
             f("over_direct_ms", &|x| format!("{x:+.2}")),
             f("ratio_over_direct", &|x| format!("{x:.2}")),
             r["upstream_requests_per_operation"],
+            f("emulator_cpu_ms_per_operation", &|x| format!("{x:.2}")),
+            f("gateway_cpu_ms_per_operation", &|x| format!("{x:.2}")),
             r["operations"],
             r["errors"],
             f("target_over_direct_ms", &|x| format!("≤ +{x:.0} ms")),
@@ -1295,7 +1323,9 @@ async fn main() {
         out = json;
     }
     if parts.contains(&"unloaded") {
-        let u = unloaded(secs).await;
+        // In the order of `unloaded_paths`: pushdown auto (GW_EXPAND), then off (GW).
+        let pids = [procs.0[2].id(), gw_pid];
+        let u = unloaded(secs, procs.0[0].id(), pids).await;
         md.insert("unloaded", unloaded_md(&u, &machine, &commit));
         out["unloaded"] = u;
     }
