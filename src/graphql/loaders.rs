@@ -10,6 +10,10 @@
 //! prefetch knows every key of a level at once, so it does not wait: [`load_now`] sends the level
 //! straight through the loader's own [`Loader::load`] (the same grouping, so the same requests)
 //! and feeds what it found into the `DataLoader`'s cache, where the resolvers find it.
+//!
+//! A relation field resolves once per parent, but its group is the same for all of them: the
+//! first parent plans it ([`Plans`]: arguments checked and compiled, `$select` worked out, the
+//! group hashed once) and the others reuse the plan.
 
 use super::context::{GatewayState, RequestCtx};
 use crate::model::Entity;
