@@ -253,6 +253,8 @@ pub struct GatewayState {
     /// The Redis connection replicas share state through (`--redis-url`), for `/readyz`; the
     /// stores that use it hold it too.
     pub shared: Option<Arc<crate::shared_state::SharedState>>,
+    /// Where the cursor key came from (for `/readyz`).
+    pub cursor_key_source: super::cursor::CursorKeySource,
 }
 
 /// What the `$metadata` read at start gave.
@@ -299,6 +301,7 @@ impl GatewayState {
             metadata: MetadataStatus::default(),
             deep_insert_fallback_logged: Default::default(),
             shared: None,
+            cursor_key_source: Default::default(),
         }
     }
 

@@ -4,6 +4,8 @@
 //! - [`SharedState`]: a `redis` [`ConnectionManager`] (one multiplexed connection, re-opened by
 //!   the client itself after a loss), every command bounded by [`COMMAND_TIMEOUT`] so that a
 //!   Redis that stopped answering costs a request at most that long; the keys' namespace.
+//! - [`SharedState::shared_secret`]: a secret created once for all replicas (the cursor key
+//!   when no `--cursor-key-file` is given).
 //! - [`redact_url`]: the Redis URL as it may be logged (the password as `***`).
 //!
 //! Without `--redis-url` there is no `SharedState` and nothing here runs: the gateway keeps its
@@ -128,6 +130,25 @@ impl SharedState {
             })
             .await;
         pong.map(|_| ()).map_err(|e| e.0)
+    }
+
+    /// The secret `name` every replica shares: the value stored under it, or `fresh` if none was
+    /// (stored then, once: `SET NX GET` is atomic, so replicas starting together agree on the
+    /// first one written). Never expires.
+    pub async fn shared_secret(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, StateUnavailable> {
+        let key = self.key("secret", name);
+        let before = self
+            .call("SET NX GET", |mut c| async move {
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(fresh)
+                    .arg("NX")
+                    .arg("GET")
+                    .query_async::<Option<Vec<u8>>>(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(before.unwrap_or_else(|| fresh.to_vec()))
     }
 
     /// The last failure if no command succeeded since.

@@ -287,6 +287,12 @@ async fn the_redis_password_never_reaches_the_log_or_readyz() {
     assert_eq!(code(&refused), "STATE_UNAVAILABLE", "{refused}");
     let ready = get_text(&format!("{}/readyz", gw.base)).await;
     assert!(ready.contains("Redis unreachable"), "{ready}");
+    // Redis refused this replica at start too: its cursors are its own, and it says so.
+    assert!(ready.contains(r#""cursorKey":"process""#), "{ready}");
+    assert!(
+        ready.contains("cursor key: Redis could not give the shared key"),
+        "{ready}"
+    );
     gw.stop();
     let text = std::fs::read_to_string(&log).unwrap();
     let _ = std::fs::remove_file(&log);
@@ -323,4 +329,50 @@ async fn a_client_that_hangs_up_before_the_write_leaves_the_key_free_for_every_r
         "{retry}"
     );
     assert_eq!(times(&added(&before, &counts(&emu).await), &unit), Some(1), "{retry}");
+}
+
+const PAGE: &str = "query($after: String) { recruitingRequests(first: 2, after: $after, orderBy: [{recruitingRequestId: ASC}]) { pageInfo { endCursor } nodes { recruitingRequestId } } }";
+
+#[tokio::test]
+async fn a_cursor_issued_by_one_replica_continues_on_another() {
+    let (redis, emu) = (RedisServer::start(), Emu::fresh());
+    let gws = replicas(3, &emu, &redis, &[]).await;
+    let page = |v: &Value| v["data"]["recruitingRequests"].clone();
+    let first = page(&gws[0].post(&json!({"query": PAGE})).await);
+    let cursor = first["pageInfo"]["endCursor"].clone();
+    assert!(cursor.is_string(), "{first}");
+    let on_third = gws[2]
+        .post(&json!({"query": PAGE, "variables": {"after": cursor}}))
+        .await;
+    assert!(
+        on_third.get("errors").is_none(),
+        "accepted by another replica: {on_third}"
+    );
+    let whole = gws[1]
+        .post(&json!({"query": PAGE.replace("first: 2", "first: 4")}))
+        .await;
+    let ids = |v: &Value| {
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["recruitingRequestId"].clone())
+            .collect::<Vec<_>>()
+    };
+    let mut continued = ids(&first);
+    continued.extend(ids(&page(&on_third)));
+    assert_eq!(
+        continued,
+        ids(&page(&whole)),
+        "the next page, from where the first replica stopped"
+    );
+    let ready: Value = crate::harness::client()
+        .get(format!("{}/readyz", gws[2].base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["cursorKey"], "redis", "{ready}");
 }
