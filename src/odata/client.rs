@@ -66,6 +66,8 @@ pub struct Upstream {
     requests: AtomicU64,
     per_set: Mutex<BTreeMap<String, u64>>,
     observer: std::sync::OnceLock<ObserverSlot>,
+    /// Told about every 429 pause this process starts (to share it with other replicas).
+    pause_hook: std::sync::OnceLock<PauseHookSlot>,
     breaker: CircuitBreaker,
     gates: Gates,
     /// Requests per upstream identity in the window, and `--upstream-rate-limit`.
@@ -81,6 +83,20 @@ pub struct ObserverSlot(Observer);
 impl std::fmt::Debug for ObserverSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Observer")
+    }
+}
+
+/// Called with an upstream identity and the pause a 429 put on it (its `Retry-After`), each
+/// time this process starts one: `--redis-url` shares it with the other replicas. It must not
+/// block (the call that saw the 429 is waiting).
+pub type PauseHook = std::sync::Arc<dyn Fn(&str, Duration) + Send + Sync>;
+
+/// Holds the pause hook; `Debug` says only that one is set.
+pub struct PauseHookSlot(PauseHook);
+
+impl std::fmt::Debug for PauseHookSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PauseHook")
     }
 }
 
@@ -147,6 +163,7 @@ impl Upstream {
             requests: AtomicU64::new(0),
             per_set: Mutex::new(BTreeMap::new()),
             observer: std::sync::OnceLock::new(),
+            pause_hook: std::sync::OnceLock::new(),
             naming: Default::default(),
         })
     }
@@ -235,6 +252,19 @@ impl Upstream {
     }
 
     /// Sets the callback told about every upstream exchange (once; later calls are ignored).
+    /// Sets the hook told about each 429 pause this process starts (once; later calls are
+    /// ignored).
+    pub fn set_pause_hook(&self, hook: PauseHook) {
+        let _ = self.pause_hook.set(PauseHookSlot(hook));
+    }
+
+    /// Pauses `identity` for `pause` because another replica saw a 429 for it: its calls wait
+    /// (or fail at once, if the pause outlasts their deadline) as after a 429 of this process.
+    /// The hook is not told (the pause is not this process's to share).
+    pub fn pause_identity(&self, identity: &str, pause: Duration) {
+        self.gates.gate(identity).pause(Instant::now() + pause);
+    }
+
     pub fn set_observer(&self, observer: Observer) {
         self.tokens.set_observer(observer.clone());
         let _ = self.observer.set(ObserverSlot(observer));
@@ -340,7 +370,8 @@ impl Upstream {
                 set_authorization(&mut headers, &credential)?;
                 continue;
             }
-            let Some((wait, throttled)) = self.retry_wait(call, &gate, &err, &tries, &admission) else {
+            let retry = self.retry_wait(call, (&credential.identity, &gate), &err, &tries, &admission);
+            let Some((wait, throttled)) = retry else {
                 self.log_failure(call, &err, attempt);
                 return finish(admission, Health::of(&err), outcome);
             };
@@ -373,7 +404,7 @@ impl Upstream {
     fn retry_wait(
         &self,
         call: &Call<'_>,
-        gate: &resilience::Gate,
+        (identity, gate): (&str, &resilience::Gate),
         err: &UpstreamError,
         tries: &Tries,
         admission: &resilience::Admission<'_>,
@@ -386,7 +417,11 @@ impl Upstream {
         let wait = match throttle {
             Some(retry_after) => {
                 let wait = resilience::throttle_wait(cfg, retry_after, tries.throttled + 1);
-                gate.pause(Instant::now() + retry_after.unwrap_or(wait));
+                let pause = retry_after.unwrap_or(wait);
+                gate.pause(Instant::now() + pause);
+                if let Some(hook) = self.pause_hook.get() {
+                    (hook.0)(identity, pause);
+                }
                 wait
             }
             None => resilience::backoff(cfg, tries.retries + 1),

@@ -15,7 +15,9 @@
 //! - **Concurrency per identity** ([`Gates`]): at most `concurrency_per_identity` requests of one
 //!   caller are in flight; the rest queue (fairly) until a slot frees or the deadline passes. A
 //!   429 pauses the whole identity until its `Retry-After`, so queued requests wait instead of
-//!   collecting 429s of their own.
+//!   collecting 429s of their own. Under `--redis-url` the pause is announced to the other
+//!   replicas (`Upstream::set_pause_hook`), and theirs are held here
+//!   (`Upstream::pause_identity`; see `shared_state`).
 //! - **Circuit breaker** ([`CircuitBreaker`]): after `breaker_threshold` calls in a row failed
 //!   with outage symptoms (5xx, refused connections, time-outs) even after their retries, calls
 //!   fail at once for `breaker_cooldown`; then one call goes through as a probe, and its success

@@ -273,10 +273,27 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
     state.shared = shared;
     state.cursor_key_source = source;
     let state = Arc::new(state);
+    if let Some(shared) = &state.shared {
+        share_pauses(shared, &state);
+    }
     if !state.labels().fallbacks().is_empty() {
         reread_labels(Arc::downgrade(&state), config.read.labels_retry);
     }
     serve(listen, config, state, callers, cursor_key).await
+}
+
+/// A 429's pause seen here is announced to the other replicas, and theirs are held here.
+fn share_pauses(shared: &Arc<crate::shared_state::SharedState>, state: &Arc<GatewayState>) {
+    let announce = shared.clone();
+    state.upstream.set_pause_hook(Arc::new(move |identity: &str, pause| {
+        announce.share_pause(identity, pause)
+    }));
+    let gateway = Arc::downgrade(state);
+    shared.follow_pauses(Arc::new(move |identity: &str, pause| {
+        if let Some(gateway) = gateway.upgrade() {
+            gateway.upstream.pause_identity(identity, pause);
+        }
+    }));
 }
 
 /// The key cursors are signed with: `--cursor-key-file`'s, else the one kept in Redis (created
@@ -330,7 +347,7 @@ fn open_state(
     let shared = crate::shared_state::SharedState::connect(url, round_trips, errors).map_err(StartError::State)?;
     tracing::info!(
         redis = shared.url(),
-        "shared state in Redis: idempotency keys, persisted queries, the cursor key"
+        "shared state in Redis: idempotency keys, persisted queries, the cursor key, 429 pauses"
     );
     let shared = Arc::new(shared);
     Ok((Some(shared.clone()), IdempotencyStore::shared(shared, ttl)))

@@ -6,6 +6,8 @@
 //!   Redis that stopped answering costs a request at most that long; the keys' namespace.
 //! - [`SharedState::shared_secret`]: a secret created once for all replicas (the cursor key
 //!   when no `--cursor-key-file` is given).
+//! - `pauses`: a 429's pause, seen by one replica, held by all ([`SharedState::share_pause`],
+//!   [`SharedState::follow_pauses`]: a key per identity and a pub/sub announcement).
 //! - [`redact_url`]: the Redis URL as it may be logged (the password as `***`).
 //!
 //! Without `--redis-url` there is no `SharedState` and nothing here runs: the gateway keeps its
@@ -17,6 +19,8 @@
 //! reconnects by itself and can start without a server (`new_lazy_with_config`), so a gateway
 //! starts and serves reads while Redis is down. `fred` offers the same with more machinery
 //! (pools, its own reconnect policies) that one multiplexed connection does not need here.
+
+mod pauses;
 
 use crate::secret::Secret;
 use prometheus_client::metrics::counter::Counter;
@@ -47,6 +51,20 @@ pub struct SharedState {
     errors: Counter,
     /// The last failure, until a command succeeds again (for `/readyz`).
     last_error: Mutex<Option<String>>,
+    /// The client, for connections of their own (a subscription cannot share the multiplexed one).
+    client: redis::Client,
+    /// This process among the replicas (random), so that it can skip its own announcements.
+    origin: u64,
+    /// Tasks this state runs (the subscription to the pauses), aborted when it is dropped.
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl Drop for SharedState {
+    fn drop(&mut self) {
+        for task in self.tasks.get_mut().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            task.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for SharedState {
@@ -73,7 +91,7 @@ impl SharedState {
             .set_max_delay(Duration::from_millis(200))
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(COMMAND_TIMEOUT));
-        let manager = ConnectionManager::new_lazy_with_config(client, config)
+        let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)
             .map_err(|e| format!("cannot set up the Redis connection to {redacted}: {:?}", e.kind()))?;
         Ok(SharedState {
             manager,
@@ -82,6 +100,9 @@ impl SharedState {
             round_trips,
             errors,
             last_error: Mutex::new(None),
+            client,
+            origin: rand::random(),
+            tasks: Mutex::default(),
         })
     }
 

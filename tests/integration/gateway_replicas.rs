@@ -376,3 +376,49 @@ async fn a_cursor_issued_by_one_replica_continues_on_another() {
         .unwrap();
     assert_eq!(ready["cursorKey"], "redis", "{ready}");
 }
+
+/// The emulator's count of injected faults of `kind`.
+async fn injected(emu: &Emu, kind: &str) -> u64 {
+    emu.stats().await["injected"][kind].as_u64().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_429_seen_by_one_replica_pauses_the_others() {
+    let (redis, emu) = (RedisServer::start(), Emu::fresh());
+    let gws = replicas(2, &emu, &redis, &[]).await;
+    // Distinct reads, so that no read cache answers instead of the upstream.
+    let read = |n: u32| json!({"query": format!("{{ recruitingRequests(first: {n}) {{ nodes {{ id }} }} }}")});
+    // Two requests per 2 s: replica 1's third read is refused with `Retry-After: 2`.
+    emu.set_faults(json!({"throttle": {"requests": 2, "windowSeconds": 2}}))
+        .await;
+    for n in [1, 2] {
+        assert!(gws[0].post(&read(n)).await.get("errors").is_none());
+    }
+    emu.reset_stats().await;
+    let first = {
+        let (gw, body) = (gws[0].base.clone(), read(3));
+        tokio::spawn(async move { crate::harness::post_json(&format!("{gw}/graphql"), &body).await })
+    };
+    let since = std::time::Instant::now();
+    while injected(&emu, "throttled").await < 1 {
+        assert!(since.elapsed() < std::time::Duration::from_secs(10), "no 429 seen");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Replica 1 announced the pause once its key is in Redis (the announcement goes with it).
+    while redis.command("KEYS ats-gateway:pause:*").as_deref() == Some("*0") {
+        assert!(since.elapsed() < std::time::Duration::from_secs(10), "no pause shared");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let second = gws[1].post(&read(4)).await;
+    let first = first.await.unwrap();
+    for v in [&first, &second] {
+        assert!(v.get("errors").is_none(), "served once the pause ended: {v}");
+    }
+    let stats = emu.stats().await;
+    assert_eq!(
+        (injected(&emu, "throttled").await, stats["total"].as_u64()),
+        (1, Some(3)),
+        "replica 2 waited out replica 1's pause instead of meeting a 429 of its own: {stats}"
+    );
+}
