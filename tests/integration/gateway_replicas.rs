@@ -422,3 +422,38 @@ async fn a_429_seen_by_one_replica_pauses_the_others() {
         "replica 2 waited out replica 1's pause instead of meeting a 429 of its own: {stats}"
     );
 }
+
+#[tokio::test]
+async fn reference_data_is_fetched_upstream_once_for_the_three_replicas() {
+    let (redis, emu) = (RedisServer::start(), Emu::fresh());
+    let gws = replicas(3, &emu, &redis, &[]).await;
+    let q = json!({"query": "{ ratingLevels(first: 50) { nodes { id ratingLevelId } } }"});
+    let as_caller = |gw: &GatewayProcess, token: &'static str| {
+        let (url, q) = (format!("{}/graphql", gw.base), q.clone());
+        async move {
+            let rb = crate::harness::client().post(url).bearer_auth(token).json(&q);
+            rb.send().await.unwrap().json::<Value>().await.unwrap()
+        }
+    };
+    let fetched = || async { emu.stats().await["byEntitySet"]["mshr_hcmratinglevelentities"].as_u64() };
+    emu.reset_stats().await;
+    let first = as_caller(&gws[0], "alice").await;
+    assert!(first["data"]["ratingLevels"]["nodes"][0]["id"].is_string(), "{first}");
+    // Replica 1 stores the page in Redis once it read it (in a task of its own).
+    let since = std::time::Instant::now();
+    while redis.command("KEYS ats-gateway:reference:*").as_deref() == Some("*0") {
+        assert!(
+            since.elapsed() < std::time::Duration::from_secs(10),
+            "the page never reached Redis"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    for gw in &gws[1..] {
+        assert_eq!(as_caller(gw, "alice").await, first, "the same page");
+    }
+    assert_eq!(fetched().await, Some(1), "fetched upstream once for the three replicas");
+    // Keyed by caller identity: another caller's page is its own.
+    let bob = as_caller(&gws[1], "bob").await;
+    assert_eq!(bob["data"], first["data"]);
+    assert_eq!(fetched().await, Some(2), "bob is not served alice's page");
+}
