@@ -275,6 +275,10 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
     let state = Arc::new(state);
     if let Some(shared) = &state.shared {
         share_pauses(shared, &state);
+        if state.upstream.budget().limit().is_some() {
+            let window = crate::shared_state::rate_window::RedisWindow::new(shared.clone());
+            state.upstream.budget().share(Arc::new(window));
+        }
     }
     if !state.labels().fallbacks().is_empty() {
         reread_labels(Arc::downgrade(&state), config.read.labels_retry);
@@ -347,7 +351,7 @@ fn open_state(
     let shared = crate::shared_state::SharedState::connect(url, round_trips, errors).map_err(StartError::State)?;
     tracing::info!(
         redis = shared.url(),
-        "shared state in Redis: idempotency keys, persisted queries, the cursor key, 429 pauses"
+        "shared state in Redis: idempotency keys, persisted queries, the cursor key, 429 pauses, reference data, --upstream-rate-limit"
     );
     let shared = Arc::new(shared);
     Ok((Some(shared.clone()), IdempotencyStore::shared(shared, ttl)))

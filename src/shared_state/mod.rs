@@ -8,6 +8,8 @@
 //!   when no `--cursor-key-file` is given).
 //! - `pauses`: a 429's pause, seen by one replica, held by all ([`SharedState::share_pause`],
 //!   [`SharedState::follow_pauses`]: a key per identity and a pub/sub announcement).
+//! - `rate_window`: `--upstream-rate-limit` over all replicas, a sliding window per upstream
+//!   identity (a sorted set and one Lua script per request).
 //! - [`redact_url`]: the Redis URL as it may be logged (the password as `***`).
 //!
 //! Without `--redis-url` there is no `SharedState` and nothing here runs: the gateway keeps its
@@ -21,6 +23,7 @@
 //! (pools, its own reconnect policies) that one multiplexed connection does not need here.
 
 mod pauses;
+pub mod rate_window;
 
 use crate::secret::Secret;
 use prometheus_client::metrics::counter::Counter;

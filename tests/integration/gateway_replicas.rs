@@ -457,3 +457,35 @@ async fn reference_data_is_fetched_upstream_once_for_the_three_replicas() {
     assert_eq!(bob["data"], first["data"]);
     assert_eq!(fetched().await, Some(2), "bob is not served alice's page");
 }
+
+#[tokio::test]
+async fn a_burst_through_three_replicas_stays_within_the_shared_upstream_rate_limit() {
+    let (redis, emu) = (RedisServer::start(), Emu::fresh());
+    // 40 per 10 s: each replica's start (labels, `$metadata`, probes: 21 requests, counted in
+    // its own window before it shares one) fits, and leaves each replica's own window room for
+    // the 15 reads it gets. A deadline shorter than the window: a read over the budget cannot
+    // wait for it, and fails.
+    let args = ["--upstream-rate-limit", "40/10s", "--deadline", "5s"];
+    let gws = replicas(3, &emu, &redis, &args).await;
+    emu.reset_stats().await;
+    // 45 distinct reads (no cache or coalescing answers one for another), 15 per replica:
+    // each replica alone stays within its window, all three together do not.
+    let reads = (1..=45).map(|n| {
+        let gw = &gws[n % 3];
+        let q = format!("{{ recruitingRequests(first: {n}) {{ nodes {{ id }} }} }}");
+        async move { gw.post(&json!({"query": q})).await }
+    });
+    let answers = futures::future::join_all(reads).await;
+    let served = answers.iter().filter(|v| v.get("errors").is_none()).count();
+    let refused: Vec<&Value> = answers.iter().filter(|v| v.get("errors").is_some()).collect();
+    for v in &refused {
+        assert_eq!(v["errors"][0]["extensions"]["code"], "UPSTREAM_BUDGET_EXHAUSTED", "{v}");
+    }
+    let stats = emu.stats().await;
+    let seen = stats["total"].as_u64().unwrap_or(0);
+    assert!(
+        seen <= 40,
+        "the emulator saw {seen} requests within one 10 s window: {stats}"
+    );
+    assert_eq!((served as u64, served + refused.len()), (seen, 45), "{stats}");
+}
