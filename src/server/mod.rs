@@ -279,6 +279,14 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
             let window = crate::shared_state::rate_window::RedisWindow::new(shared.clone());
             state.upstream.budget().share(Arc::new(window));
         }
+        if config.resilience.shared_concurrency.is_some() {
+            let slots = crate::shared_state::slots::RedisSlots::new(shared.clone());
+            state.upstream.set_shared_slots(Arc::new(slots));
+        }
+    } else if config.resilience.shared_concurrency.is_some() {
+        tracing::warn!(
+            "--upstream-concurrency-total needs --redis-url: each replica holds only its own --upstream-concurrency"
+        );
     }
     if !state.labels().fallbacks().is_empty() {
         reread_labels(Arc::downgrade(&state), config.read.labels_retry);

@@ -10,6 +10,8 @@
 //!   [`SharedState::follow_pauses`]: a key per identity and a pub/sub announcement).
 //! - `rate_window`: `--upstream-rate-limit` over all replicas, a sliding window per upstream
 //!   identity (a sorted set and one Lua script per request).
+//! - `slots`: `--upstream-concurrency-total`, slots per upstream identity over all replicas, as
+//!   leases (a sorted set and one Lua script per slot taken) that a dead replica gives back.
 //! - [`redact_url`]: the Redis URL as it may be logged (the password as `***`).
 //!
 //! Without `--redis-url` there is no `SharedState` and nothing here runs: the gateway keeps its
@@ -24,6 +26,7 @@
 
 mod pauses;
 pub mod rate_window;
+pub mod slots;
 
 use crate::secret::Secret;
 use prometheus_client::metrics::counter::Counter;

@@ -489,3 +489,69 @@ async fn a_burst_through_three_replicas_stays_within_the_shared_upstream_rate_li
     );
     assert_eq!((served as u64, served + refused.len()), (seen, 45), "{stats}");
 }
+
+#[tokio::test]
+async fn slots_are_shared_by_the_replicas_and_a_dead_replicas_slot_comes_back() {
+    let (redis, emu) = (RedisServer::start(), Emu::fresh());
+    // One request in flight per identity over both replicas; a lease lasts at most the
+    // operation's deadline (90% of 2 s) and one upstream attempt (2 s).
+    let args = [
+        "--upstream-concurrency-total",
+        "1",
+        "--deadline",
+        "2s",
+        "--upstream-timeout",
+        "2s",
+    ];
+    let mut gws = replicas(2, &emu, &redis, &args).await;
+    let read = |n: u32| json!({"query": format!("{{ recruitingRequests(first: {n}) {{ nodes {{ id }} }} }}")});
+    emu.set_faults(json!({"latencyMs": 5000})).await;
+    emu.reset_stats().await;
+    let doomed = {
+        let (base, body) = (gws[0].base.clone(), read(1));
+        tokio::spawn(async move {
+            crate::harness::client()
+                .post(format!("{base}/graphql"))
+                .json(&body)
+                .send()
+                .await
+        })
+    };
+    // Killed while its request is at the upstream: it holds the one slot, and never frees it.
+    let since = std::time::Instant::now();
+    while emu.stats().await["total"].as_u64().unwrap_or(0) < 1 {
+        assert!(
+            since.elapsed() < std::time::Duration::from_secs(10),
+            "the read never went out"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    gws[0].child.kill().expect("the replica is killed");
+    let _ = gws[0].child.wait();
+    assert!(doomed.await.unwrap().is_err(), "the killed replica never answered");
+    emu.set_faults(json!({})).await;
+    let waited = gws[1].post(&read(2)).await;
+    assert_eq!(
+        waited["errors"][0]["extensions"]["code"], "UPSTREAM_THROTTLED",
+        "{waited}"
+    );
+    assert!(waited.to_string().contains("over all gateway replicas"), "{waited}");
+    assert_eq!(
+        emu.stats().await["total"],
+        1,
+        "nothing sent while the dead replica's lease lasts"
+    );
+    // Its lease ends: the slot comes back.
+    let mut later = gws[1].post(&read(3)).await;
+    for _ in 0..10 {
+        if later.get("errors").is_none() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        later = gws[1].post(&read(3)).await;
+    }
+    assert!(later.get("errors").is_none(), "the slot came back: {later}");
+    // A call that ended gave its slot back at once (not at the end of its lease).
+    let next = gws[1].post(&read(4)).await;
+    assert!(next.get("errors").is_none(), "{next}");
+}
