@@ -33,7 +33,8 @@ pub struct BudgetArgs {
     /// The upstream budget per upstream identity, as <requests>/<window> such as 6000/5m
     /// (Dataverse's service-protection limit per user). A request over it waits for the window
     /// if that fits the operation's deadline, else fails unsent (UPSTREAM_BUDGET_EXHAUSTED);
-    /// /readyz warns above 80%. Counted by this process alone: with n replicas, give each 1/n.
+    /// /readyz warns above 80%. With --redis-url all replicas share it (one Redis round trip per
+    /// upstream request); without, it is this process's alone: with n replicas, give each 1/n.
     #[arg(long, env = "ATS_GATEWAY_UPSTREAM_RATE_LIMIT")]
     pub upstream_rate_limit: Option<crate::odata::rate_limit::RateLimit>,
 }

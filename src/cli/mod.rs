@@ -258,6 +258,12 @@ pub struct ServeArgs {
     /// three replicas under one application user.
     #[arg(long, env = "ATS_GATEWAY_UPSTREAM_CONCURRENCY", default_value_t = 8)]
     pub upstream_concurrency: usize,
+    /// Upstream requests in flight at once per upstream identity over all replicas, such as 24
+    /// (under HR's 25), on top of --upstream-concurrency. Needs --redis-url: each slot is a lease
+    /// in Redis that a replica which dies gives back when it ends; costs two Redis round trips
+    /// per upstream request. Without it (or while Redis is down) each replica counts its own.
+    #[arg(long, env = "ATS_GATEWAY_UPSTREAM_CONCURRENCY_TOTAL")]
+    pub upstream_concurrency_total: Option<usize>,
     /// Upstream calls in a row that must fail (5xx, no connection, time-out), after their
     /// retries, to open the circuit breaker: then calls fail at once.
     #[arg(long, env = "ATS_GATEWAY_BREAKER_THRESHOLD", default_value_t = 5)]
@@ -415,6 +421,7 @@ impl ServeArgs {
                 breaker_threshold: self.breaker_threshold.max(1),
                 breaker_cooldown: self.breaker_cooldown,
                 rate_limit: self.budget.upstream_rate_limit,
+                shared_concurrency: self.upstream_concurrency_total.map(|n| n.max(1)),
             },
             write: crate::graphql::context::WriteConfig {
                 strategy: self.submission_strategy,

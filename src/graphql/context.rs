@@ -253,6 +253,8 @@ pub struct GatewayState {
     /// The Redis connection replicas share state through (`--redis-url`), for `/readyz`; the
     /// stores that use it hold it too.
     pub shared: Option<Arc<crate::shared_state::SharedState>>,
+    /// Where the cursor key came from (for `/readyz`).
+    pub cursor_key_source: super::cursor::CursorKeySource,
 }
 
 /// What the `$metadata` read at start gave.
@@ -299,6 +301,7 @@ impl GatewayState {
             metadata: MetadataStatus::default(),
             deep_insert_fallback_logged: Default::default(),
             shared: None,
+            cursor_key_source: Default::default(),
         }
     }
 
@@ -437,12 +440,36 @@ impl GatewayState {
             .reference_cache
             .try_get_with(key, async {
                 missed.store(true, std::sync::atomic::Ordering::Relaxed);
-                self.read_shared(entity, url, rq, page_size).await
+                self.reference_page(entity, url, rq, page_size).await
             })
             .await
             .map_err(|e: Arc<UpstreamError>| (*e).clone())?;
         self.metrics
             .cache_lookup("reference", !missed.load(std::sync::atomic::Ordering::Relaxed));
+        Ok(page)
+    }
+
+    /// A reference-data page the local cache missed: from Redis' second level under
+    /// `--redis-url` (see [`super::shared_reference`]), else upstream (and then stored there).
+    async fn reference_page(
+        self: &Arc<Self>,
+        entity: &Entity,
+        url: &str,
+        rq: &RequestCtx,
+        page_size: Option<usize>,
+    ) -> Result<Arc<Page>, UpstreamError> {
+        use super::shared_reference as level2;
+        let Some(shared) = &self.shared else {
+            return self.read_shared(entity, url, rq, page_size).await;
+        };
+        let key = level2::key(shared, &rq.identity, url, page_size);
+        let stored = level2::get(shared, &key).await;
+        self.metrics.cache_lookup("reference-redis", stored.is_some());
+        if let Some(page) = stored {
+            return Ok(Arc::new(page));
+        }
+        let page = self.read_shared(entity, url, rq, page_size).await?;
+        level2::put(shared, key, &page, self.config.cache_ttl);
         Ok(page)
     }
 }

@@ -15,8 +15,9 @@
 //!
 //! where the tag is HMAC-SHA256, truncated to 128 bits (RFC 2104 §5: at least half the output), over
 //! the SHA-256 of the query's identity (entity set, filter, order: [`QueryId`]) followed by
-//! everything before the tag. The key is random per process, or read from `--cursor-key-file` so
-//! that replicas accept each other's cursors. The query hint (the first bytes of the query's
+//! everything before the tag. The key is read from `--cursor-key-file`, else kept in Redis under
+//! `--redis-url` (created by the first replica: [`CursorKeySource::Shared`]), so that replicas
+//! accept each other's cursors; else it is random per process. The query hint (the first bytes of the query's
 //! SHA-256, covered by the tag like the rest) only chooses the error message: a cursor of another
 //! query is told apart from one that was altered or issued under another key.
 //!
@@ -58,11 +59,41 @@ impl std::fmt::Debug for CursorKey {
     }
 }
 
+/// Where the process's cursor key comes from (`/readyz` says it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CursorKeySource {
+    /// `--cursor-key-file`: every replica given the file accepts the others' cursors.
+    File,
+    /// Kept in Redis (`--redis-url`), created by the first replica that started.
+    Shared,
+    /// A random key of this process (no key file, no Redis): cursors work on this process only.
+    #[default]
+    Process,
+    /// A random key of this process because Redis could not give the shared one at start (`why`).
+    ProcessFallback { why: String },
+}
+
+impl CursorKeySource {
+    /// Its name in `/readyz`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CursorKeySource::File => "file",
+            CursorKeySource::Shared => "redis",
+            CursorKeySource::Process | CursorKeySource::ProcessFallback { .. } => "process",
+        }
+    }
+}
+
 impl CursorKey {
     /// A fresh random key (32 bytes from the thread's CSPRNG): cursors stay valid for this
     /// process only.
     pub fn random() -> Self {
         CursorKey(rand::random::<[u8; 32]>().to_vec())
+    }
+
+    /// The key's bytes (to share it through Redis; never logged).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
     }
 
     /// A key of at least [`MIN_KEY_LEN`] bytes.

@@ -82,9 +82,9 @@ error_codes! {
     /// GraphQL error or payload: the upstream did not answer in time. Retry later.
     UpstreamTimeout = "UPSTREAM_TIMEOUT",
     /// GraphQL error or payload: the gateway's own budget of upstream requests for this upstream
-    /// identity (`--upstream-rate-limit`, per gateway process) is spent until after the
-    /// operation's deadline, so nothing was sent. Retry later (a GraphQL error's `retryAfterMs` says
-    /// when).
+    /// identity (`--upstream-rate-limit`, over all replicas under `--redis-url`, else per gateway
+    /// process) is spent until after the operation's deadline, so nothing was sent. Retry later
+    /// (a GraphQL error's `retryAfterMs` says when).
     UpstreamBudgetExhausted = "UPSTREAM_BUDGET_EXHAUSTED",
     /// GraphQL error or payload: the upstream's answer is not what OData promises (invalid JSON,
     /// truncated, wrong type). A write may have happened; report it to the operator.

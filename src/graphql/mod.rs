@@ -8,6 +8,8 @@
 //! - `cursor`: opaque, signed, query-bound cursors that carry the upstream `@odata.nextLink` position.
 //! - `budget`: the upstream budget: reads coalesced and cached per upstream identity.
 //! - `context`: shared state (upstream, labels, caches, settings) and the caller of a request.
+//! - `shared_reference`: reference data's second cache level in Redis (`--redis-url`), so that
+//!   replicas fetch it upstream once between them.
 //! - `errors`: GraphQL errors with stable `extensions.code`; `warnings`: the operation's
 //!   `extensions.warnings` (fields whose property the upstream lacks).
 //! - `execution`: whether an operation was executed or stopped at parsing or validation.
@@ -35,6 +37,7 @@ pub mod loaders;
 pub mod mutations;
 pub mod prefetch;
 pub mod resolve;
+pub mod shared_reference;
 pub mod tasks;
 pub mod types;
 pub mod warnings;

@@ -66,6 +66,10 @@ pub struct Upstream {
     requests: AtomicU64,
     per_set: Mutex<BTreeMap<String, u64>>,
     observer: std::sync::OnceLock<ObserverSlot>,
+    /// Slots per identity over all replicas (`--upstream-concurrency-total` under `--redis-url`).
+    shared_slots: std::sync::OnceLock<SharedSlotsSlot>,
+    /// Told about every 429 pause this process starts (to share it with other replicas).
+    pause_hook: std::sync::OnceLock<PauseHookSlot>,
     breaker: CircuitBreaker,
     gates: Gates,
     /// Requests per upstream identity in the window, and `--upstream-rate-limit`.
@@ -83,6 +87,32 @@ impl std::fmt::Debug for ObserverSlot {
         f.write_str("Observer")
     }
 }
+
+/// Called with an upstream identity and the pause a 429 put on it (its `Retry-After`), each
+/// time this process starts one: `--redis-url` shares it with the other replicas. It must not
+/// block (the call that saw the 429 is waiting).
+pub type PauseHook = std::sync::Arc<dyn Fn(&str, Duration) + Send + Sync>;
+
+/// Holds the pause hook; `Debug` says only that one is set.
+pub struct PauseHookSlot(PauseHook);
+
+impl std::fmt::Debug for PauseHookSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PauseHook")
+    }
+}
+
+/// Holds the shared slots; `Debug` says only that they are set.
+pub struct SharedSlotsSlot(std::sync::Arc<dyn resilience::SharedSlots>);
+
+impl std::fmt::Debug for SharedSlotsSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedSlots")
+    }
+}
+
+/// How often a call waiting for a slot over all replicas asks again.
+const SHARED_SLOT_POLL: Duration = Duration::from_millis(25);
 
 /// One upstream exchange, as metrics see it.
 #[derive(Debug, Clone, Copy)]
@@ -147,6 +177,8 @@ impl Upstream {
             requests: AtomicU64::new(0),
             per_set: Mutex::new(BTreeMap::new()),
             observer: std::sync::OnceLock::new(),
+            pause_hook: std::sync::OnceLock::new(),
+            shared_slots: std::sync::OnceLock::new(),
             naming: Default::default(),
         })
     }
@@ -235,6 +267,25 @@ impl Upstream {
     }
 
     /// Sets the callback told about every upstream exchange (once; later calls are ignored).
+    /// Holds each identity to `--upstream-concurrency-total` requests in flight over all replicas
+    /// through `slots` (once; later calls are ignored; nothing happens without the setting).
+    pub fn set_shared_slots(&self, slots: std::sync::Arc<dyn resilience::SharedSlots>) {
+        let _ = self.shared_slots.set(SharedSlotsSlot(slots));
+    }
+
+    /// Sets the hook told about each 429 pause this process starts (once; later calls are
+    /// ignored).
+    pub fn set_pause_hook(&self, hook: PauseHook) {
+        let _ = self.pause_hook.set(PauseHookSlot(hook));
+    }
+
+    /// Pauses `identity` for `pause` because another replica saw a 429 for it: its calls wait
+    /// (or fail at once, if the pause outlasts their deadline) as after a 429 of this process.
+    /// The hook is not told (the pause is not this process's to share).
+    pub fn pause_identity(&self, identity: &str, pause: Duration) {
+        self.gates.gate(identity).pause(Instant::now() + pause);
+    }
+
     pub fn set_observer(&self, observer: Observer) {
         self.tokens.set_observer(observer.clone());
         let _ = self.observer.set(ObserverSlot(observer));
@@ -308,11 +359,7 @@ impl Upstream {
                 Some(permit) => gate.wait_out_pause(call.deadline).await.map(|()| permit),
                 None => gate.enter(call.deadline).await,
             };
-            // Each attempt spends the identity's budget (Dataverse counts retries too).
-            let entered = match entered {
-                Ok(p) => self.budget.admit(&credential.identity, call.deadline).await.map(|()| p),
-                Err(e) => Err(e),
-            };
+            let entered = self.admit(entered, &credential.identity, call.deadline).await;
             let permit = match entered {
                 Ok(p) => p,
                 Err(e) => return finish(admission, Health::Neutral, Err(e)),
@@ -340,7 +387,8 @@ impl Upstream {
                 set_authorization(&mut headers, &credential)?;
                 continue;
             }
-            let Some((wait, throttled)) = self.retry_wait(call, &gate, &err, &tries, &admission) else {
+            let retry = self.retry_wait(call, (&credential.identity, &gate), &err, &tries, &admission);
+            let Some((wait, throttled)) = retry else {
                 self.log_failure(call, &err, attempt);
                 return finish(admission, Health::of(&err), outcome);
             };
@@ -367,13 +415,48 @@ impl Upstream {
         unreachable!("the attempts loop returns")
     }
 
+    /// After a slot of this process: the identity's budget (each attempt spends it: Dataverse
+    /// counts retries too), then, with `--upstream-concurrency-total`, a slot over all replicas
+    /// (kept with the local slot, across a throttled retry too).
+    async fn admit(
+        &self,
+        entered: Result<resilience::Slot, UpstreamError>,
+        identity: &str,
+        deadline: Instant,
+    ) -> Result<resilience::Slot, UpstreamError> {
+        let slot = entered?;
+        self.budget.admit(identity, deadline).await?;
+        let (Some(shared), Some(limit)) = (self.shared_slots.get(), self.config.resilience.shared_concurrency) else {
+            return Ok(slot);
+        };
+        if slot.has_shared() {
+            return Ok(slot);
+        }
+        loop {
+            // The lease outlasts anything the call may still do: its deadline, then one attempt.
+            let lease = deadline.saturating_duration_since(Instant::now()) + self.config.timeout;
+            match shared.0.try_take(identity, limit, lease).await {
+                Ok(Some(taken)) => return Ok(slot.with_shared(taken)),
+                // Redis cannot be used: this process's slots only, for this call.
+                Err(_) => return Ok(slot),
+                Ok(None) if Instant::now() + SHARED_SLOT_POLL >= deadline => {
+                    return Err(UpstreamError::not_sent(
+                        UpstreamErrorKind::Throttled { retry_after: None },
+                        "too many requests of this caller are in flight over all gateway replicas (--upstream-concurrency-total): no slot freed up before the deadline",
+                    ))
+                }
+                Ok(None) => tokio::time::sleep(SHARED_SLOT_POLL).await,
+            }
+        }
+    }
+
     /// How long to wait before retrying `err`, and whether it was a throttle (which pauses the
     /// caller's whole gate until its `Retry-After`); `None`: not retried (the policy, the retry
     /// budget, an open breaker or the deadline says no).
     fn retry_wait(
         &self,
         call: &Call<'_>,
-        gate: &resilience::Gate,
+        (identity, gate): (&str, &resilience::Gate),
         err: &UpstreamError,
         tries: &Tries,
         admission: &resilience::Admission<'_>,
@@ -386,7 +469,11 @@ impl Upstream {
         let wait = match throttle {
             Some(retry_after) => {
                 let wait = resilience::throttle_wait(cfg, retry_after, tries.throttled + 1);
-                gate.pause(Instant::now() + retry_after.unwrap_or(wait));
+                let pause = retry_after.unwrap_or(wait);
+                gate.pause(Instant::now() + pause);
+                if let Some(hook) = self.pause_hook.get() {
+                    (hook.0)(identity, pause);
+                }
                 wait
             }
             None => resilience::backoff(cfg, tries.retries + 1),

@@ -11,13 +11,19 @@
 //!
 //! With a limit, a request that would go over it waits until enough earlier requests leave the
 //! window, if that moment comes before the operation's deadline; otherwise it fails at once,
-//! unsent, with [`UpstreamErrorKind::BudgetSpent`] (`UPSTREAM_BUDGET_EXHAUSTED`). The limit is
-//! this process's alone: replicas do not share counts (there is no Redis yet), so with `n`
-//! replicas give each `1/n` of the budget. Readiness probes are counted but never held back.
+//! unsent, with [`UpstreamErrorKind::BudgetSpent`] (`UPSTREAM_BUDGET_EXHAUSTED`). Readiness
+//! probes are counted but never held back.
+//!
+//! Replicas share the limit through a [`SharedWindow`] (Redis under `--redis-url`, set with
+//! [`UpstreamBudget::share`]): each request then asks it for a place in the window all replicas
+//! fill (one round trip, only when a limit is set), and a shared window that fails falls back
+//! to this process's own window for that request. Without one the limit is this process's
+//! alone. The counts `/metrics` and `/readyz` show are always this process's.
 
 use super::error::{UpstreamError, UpstreamErrorKind};
+use futures::future::BoxFuture;
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -59,6 +65,14 @@ impl std::fmt::Display for RateLimit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.requests, humantime::format_duration(self.window))
     }
+}
+
+/// A sliding window of requests per upstream identity that several processes fill together.
+pub trait SharedWindow: Send + Sync {
+    /// Takes a place for one request of `identity` if fewer than `limit.requests` were taken
+    /// in the last `limit.window`: `Ok(None)`; else `Ok(Some(wait))`, when the oldest leaves
+    /// the window; `Err` says why the shared window could not be used.
+    fn try_take<'a>(&'a self, identity: &'a str, limit: RateLimit) -> BoxFuture<'a, Result<Option<Duration>, String>>;
 }
 
 /// One identity's requests: `(bucket, count)` of the buckets with requests, oldest first.
@@ -114,6 +128,14 @@ pub struct UpstreamBudget {
     span: u64,
     start: Instant,
     usage: Mutex<HashMap<String, Usage>>,
+    /// The window shared with other replicas, if any.
+    shared: OnceLock<Arc<dyn SharedWindow>>,
+}
+
+impl std::fmt::Debug for dyn SharedWindow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedWindow")
+    }
 }
 
 impl UpstreamBudget {
@@ -126,7 +148,18 @@ impl UpstreamBudget {
             span: buckets(longest, width),
             start: Instant::now(),
             usage: Mutex::default(),
+            shared: OnceLock::new(),
         }
+    }
+
+    /// Shares the limit with other processes through `window` (once; later calls are ignored).
+    pub fn share(&self, window: Arc<dyn SharedWindow>) {
+        let _ = self.shared.set(window);
+    }
+
+    /// Whether the limit is shared with other processes.
+    pub fn is_shared(&self) -> bool {
+        self.shared.get().is_some()
     }
 
     pub fn limit(&self) -> Option<RateLimit> {
@@ -171,6 +204,25 @@ impl UpstreamBudget {
     /// Counts one request of `identity` as the limit allows: now, or after a wait that ends
     /// before `deadline`; otherwise a [`UpstreamErrorKind::BudgetSpent`] error (nothing sent).
     pub async fn admit(&self, identity: &str, deadline: Instant) -> Result<(), UpstreamError> {
+        if let (Some(limit), Some(shared)) = (self.limit, self.shared.get()) {
+            loop {
+                match shared.try_take(identity, limit).await {
+                    Ok(None) => {
+                        self.record(identity);
+                        return Ok(());
+                    }
+                    Ok(Some(wait)) => {
+                        let free_at = Instant::now() + wait;
+                        if free_at >= deadline {
+                            return Err(self.spent(free_at));
+                        }
+                        tokio::time::sleep_until(free_at).await;
+                    }
+                    // The shared window cannot be used: this process's own, for this request.
+                    Err(_) => break,
+                }
+            }
+        }
         loop {
             let Err(free_at) = self.try_take(identity, Instant::now()) else {
                 return Ok(());
@@ -184,7 +236,10 @@ impl UpstreamBudget {
 
     fn spent(&self, free_at: Instant) -> UpstreamError {
         let retry_in = free_at.saturating_duration_since(Instant::now());
-        spent_error(self.limit.expect("only a limit refuses"), retry_in)
+        match self.limit {
+            Some(limit) => spent_error(limit, retry_in, self.is_shared()),
+            None => UpstreamError::not_sent(UpstreamErrorKind::BudgetSpent { retry_in }, "upstream budget spent"),
+        }
     }
 
     /// Every identity's requests, the busiest first (at most [`MAX_IDENTITY_LABELS`], the rest
@@ -232,11 +287,17 @@ impl UpstreamBudget {
 }
 
 /// The error of a request refused because `limit` is spent for `retry_in` more.
-pub fn spent_error(limit: RateLimit, retry_in: Duration) -> UpstreamError {
+/// `shared`: the count is all replicas' (Redis), else this process's.
+pub fn spent_error(limit: RateLimit, retry_in: Duration, shared: bool) -> UpstreamError {
+    let counted = if shared {
+        "counted over all replicas"
+    } else {
+        "counted per gateway process"
+    };
     UpstreamError::not_sent(
         UpstreamErrorKind::BudgetSpent { retry_in },
         format!(
-            "this gateway's upstream budget for the identity is spent (--upstream-rate-limit {limit}, counted per gateway process); the next request fits in {} ms, after the operation's deadline, so nothing was sent. Retry later.",
+            "this gateway's upstream budget for the identity is spent (--upstream-rate-limit {limit}, {counted}); the next request fits in {} ms, after the operation's deadline, so nothing was sent. Retry later.",
             retry_in.as_millis()
         ),
     )

@@ -15,7 +15,9 @@
 //! - **Concurrency per identity** ([`Gates`]): at most `concurrency_per_identity` requests of one
 //!   caller are in flight; the rest queue (fairly) until a slot frees or the deadline passes. A
 //!   429 pauses the whole identity until its `Retry-After`, so queued requests wait instead of
-//!   collecting 429s of their own.
+//!   collecting 429s of their own. Under `--redis-url` the pause is announced to the other
+//!   replicas (`Upstream::set_pause_hook`), and theirs are held here
+//!   (`Upstream::pause_identity`; see `shared_state`).
 //! - **Circuit breaker** ([`CircuitBreaker`]): after `breaker_threshold` calls in a row failed
 //!   with outage symptoms (5xx, refused connections, time-outs) even after their retries, calls
 //!   fail at once for `breaker_cooldown`; then one call goes through as a probe, and its success
@@ -51,8 +53,13 @@ pub struct ResilienceConfig {
     /// How long an open breaker fails calls at once before it lets a probe through.
     pub breaker_cooldown: Duration,
     /// The budget of requests per upstream identity and window (`--upstream-rate-limit`), held
-    /// by this process alone (see [`super::rate_limit`]); none by default.
+    /// by this process, or by all replicas under `--redis-url` (see [`super::rate_limit`]); none
+    /// by default.
     pub rate_limit: Option<super::rate_limit::RateLimit>,
+    /// Requests of one upstream identity in flight at once over all replicas
+    /// (`--upstream-concurrency-total`, through [`SharedSlots`] under `--redis-url`), on top of
+    /// `concurrency_per_identity`; none by default.
+    pub shared_concurrency: Option<usize>,
 }
 
 impl Default for ResilienceConfig {
@@ -64,6 +71,7 @@ impl Default for ResilienceConfig {
             concurrency_per_identity: 8,
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_secs(10),
+            shared_concurrency: None,
             rate_limit: None,
         }
     }
@@ -339,12 +347,48 @@ impl SlotUsage {
     }
 }
 
+/// A slot of an upstream identity over all replicas (see [`SharedSlots`]): dropped, it frees the
+/// slot.
+pub type SharedSlot = Box<dyn Send + Sync>;
+
+/// Slots of an upstream identity that several processes share (Redis under `--redis-url`).
+pub trait SharedSlots: Send + Sync {
+    /// Takes one of `limit` slots of `identity`, leased for `lease` (a holder that dies without
+    /// freeing it gives it back when the lease ends): `Ok(Some(slot))`; `Ok(None)` when all are
+    /// taken; `Err` says why the shared slots cannot be used now.
+    fn try_take<'a>(
+        &'a self,
+        identity: &'a str,
+        limit: usize,
+        lease: Duration,
+    ) -> futures::future::BoxFuture<'a, Result<Option<SharedSlot>, String>>;
+}
+
 /// One upstream slot, held while a call is in flight; dropped (also when the call is cancelled),
-/// it frees the slot.
-#[derive(Debug)]
+/// it frees the slot, and the shared slot it holds, if any.
 pub struct Slot {
     _permit: OwnedSemaphorePermit,
     usage: Arc<SlotUsage>,
+    shared: Option<SharedSlot>,
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot").field("shared", &self.shared.is_some()).finish()
+    }
+}
+
+impl Slot {
+    /// Whether it holds a slot over all replicas too.
+    pub fn has_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// This slot, holding `shared` too.
+    pub fn with_shared(mut self, shared: SharedSlot) -> Self {
+        self.shared = Some(shared);
+        self
+    }
 }
 
 impl Drop for Slot {
@@ -397,6 +441,7 @@ impl Gate {
                 Slot {
                     _permit: p,
                     usage: self.usage.clone(),
+                    shared: None,
                 }
             }
             _ => {

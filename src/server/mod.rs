@@ -87,8 +87,9 @@ pub struct GatewayConfig {
     pub upstream_auth: crate::odata::UpstreamAuth,
     /// Who may call the gateway.
     pub caller_auth: auth::CallerAuthConfig,
-    /// The key cursors are signed with (`--cursor-key-file`); `None`: a random key of this
-    /// process, so cursors do not outlive it or work on another replica.
+    /// The key cursors are signed with (`--cursor-key-file`); `None`: the key kept in Redis under
+    /// `--redis-url`, else a random key of this process (cursors do not outlive it or work on
+    /// another replica).
     pub cursor_key: Option<crate::graphql::cursor::CursorKey>,
     /// Redis, where replicas share their state (`--redis-url`); `None`: local state only (the
     /// SQLite file and memory).
@@ -268,12 +269,71 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
     let mut state = GatewayState::new(upstream, labels, read, config.write.clone(), idempotency);
     state.metrics = metrics;
     state.metadata = metadata;
+    let (cursor_key, source) = cursor_key(config, shared.as_deref()).await;
     state.shared = shared;
+    state.cursor_key_source = source;
     let state = Arc::new(state);
+    if let Some(shared) = &state.shared {
+        share_pauses(shared, &state);
+        if state.upstream.budget().limit().is_some() {
+            let window = crate::shared_state::rate_window::RedisWindow::new(shared.clone());
+            state.upstream.budget().share(Arc::new(window));
+        }
+        if config.resilience.shared_concurrency.is_some() {
+            let slots = crate::shared_state::slots::RedisSlots::new(shared.clone());
+            state.upstream.set_shared_slots(Arc::new(slots));
+        }
+    } else if config.resilience.shared_concurrency.is_some() {
+        tracing::warn!(
+            "--upstream-concurrency-total needs --redis-url: each replica holds only its own --upstream-concurrency"
+        );
+    }
     if !state.labels().fallbacks().is_empty() {
         reread_labels(Arc::downgrade(&state), config.read.labels_retry);
     }
-    serve(listen, config, state, callers).await
+    serve(listen, config, state, callers, cursor_key).await
+}
+
+/// A 429's pause seen here is announced to the other replicas, and theirs are held here.
+fn share_pauses(shared: &Arc<crate::shared_state::SharedState>, state: &Arc<GatewayState>) {
+    let announce = shared.clone();
+    state.upstream.set_pause_hook(Arc::new(move |identity: &str, pause| {
+        announce.share_pause(identity, pause)
+    }));
+    let gateway = Arc::downgrade(state);
+    shared.follow_pauses(Arc::new(move |identity: &str, pause| {
+        if let Some(gateway) = gateway.upgrade() {
+            gateway.upstream.pause_identity(identity, pause);
+        }
+    }));
+}
+
+/// The key cursors are signed with: `--cursor-key-file`'s, else the one kept in Redis (created
+/// by the first replica to start), else a random key of this process; with where it came from.
+/// Redis down at start is a warning: this process's cursors then work on this process only.
+async fn cursor_key(
+    config: &GatewayConfig,
+    shared: Option<&crate::shared_state::SharedState>,
+) -> (
+    crate::graphql::cursor::CursorKey,
+    crate::graphql::cursor::CursorKeySource,
+) {
+    use crate::graphql::cursor::{CursorKey, CursorKeySource};
+    if let Some(key) = &config.cursor_key {
+        return (key.clone(), CursorKeySource::File);
+    }
+    let own = CursorKey::random();
+    let Some(shared) = shared else {
+        return (own, CursorKeySource::Process);
+    };
+    let kept = shared.shared_secret("cursor-key", own.as_bytes()).await;
+    match kept.map_err(|e| e.0).and_then(CursorKey::new) {
+        Ok(key) => (key, CursorKeySource::Shared),
+        Err(why) => {
+            tracing::warn!(error = %why, "cursor key: not read from Redis at start; a key of this process signs cursors, which other replicas refuse");
+            (own, CursorKeySource::ProcessFallback { why })
+        }
+    }
 }
 
 /// Where the gateway's own state lives: Redis with `--redis-url` (connected lazily: Redis may be
@@ -299,7 +359,7 @@ fn open_state(
     let shared = crate::shared_state::SharedState::connect(url, round_trips, errors).map_err(StartError::State)?;
     tracing::info!(
         redis = shared.url(),
-        "shared state in Redis: idempotency keys, persisted queries"
+        "shared state in Redis: idempotency keys, persisted queries, the cursor key, 429 pauses, reference data, --upstream-rate-limit"
     );
     let shared = Arc::new(shared);
     Ok((Some(shared.clone()), IdempotencyStore::shared(shared, ttl)))
@@ -358,11 +418,8 @@ async fn serve(
     config: &GatewayConfig,
     state: Arc<GatewayState>,
     callers: Arc<auth::CallerAuth>,
+    cursor_key: crate::graphql::cursor::CursorKey,
 ) -> Result<RunningGateway, StartError> {
-    let cursor_key = config
-        .cursor_key
-        .clone()
-        .unwrap_or_else(crate::graphql::cursor::CursorKey::random);
     let router = app(
         state.clone(),
         &config.limits,

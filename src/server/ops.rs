@@ -98,6 +98,11 @@ async fn readyz(State(app): State<AppState>) -> Response {
     }
     budget_warning(up.budget(), &mut warnings);
     let shared_state = shared_state_report(app.gateway.shared.as_deref(), &mut warnings).await;
+    if let crate::graphql::cursor::CursorKeySource::ProcessFallback { why } = &app.gateway.cursor_key_source {
+        warnings.push(format!(
+            "cursor key: Redis could not give the shared key at start ({why}): this replica signs cursors with a key of its own, so cursors work only on the replica that issued them (restart it once Redis answers, or give every replica --cursor-key-file)"
+        ));
+    }
     let metadata = super::startup::metadata_report(&app.gateway.metadata, &mut warnings);
     let body = serde_json::json!({
         "status": if upstream.is_ok() { "ready" } else { "not ready" },
@@ -113,6 +118,7 @@ async fn readyz(State(app): State<AppState>) -> Response {
         "metadata": metadata,
         "expandPushdown": super::startup::pushdown_report(read),
         "sharedState": shared_state,
+        "cursorKey": app.gateway.cursor_key_source.name(),
     });
     let status = if upstream.is_ok() {
         StatusCode::OK

@@ -4,6 +4,14 @@
 //! - [`SharedState`]: a `redis` [`ConnectionManager`] (one multiplexed connection, re-opened by
 //!   the client itself after a loss), every command bounded by [`COMMAND_TIMEOUT`] so that a
 //!   Redis that stopped answering costs a request at most that long; the keys' namespace.
+//! - [`SharedState::shared_secret`]: a secret created once for all replicas (the cursor key
+//!   when no `--cursor-key-file` is given).
+//! - `pauses`: a 429's pause, seen by one replica, held by all ([`SharedState::share_pause`],
+//!   [`SharedState::follow_pauses`]: a key per identity and a pub/sub announcement).
+//! - `rate_window`: `--upstream-rate-limit` over all replicas, a sliding window per upstream
+//!   identity (a sorted set and one Lua script per request).
+//! - `slots`: `--upstream-concurrency-total`, slots per upstream identity over all replicas, as
+//!   leases (a sorted set and one Lua script per slot taken) that a dead replica gives back.
 //! - [`redact_url`]: the Redis URL as it may be logged (the password as `***`).
 //!
 //! Without `--redis-url` there is no `SharedState` and nothing here runs: the gateway keeps its
@@ -15,6 +23,10 @@
 //! reconnects by itself and can start without a server (`new_lazy_with_config`), so a gateway
 //! starts and serves reads while Redis is down. `fred` offers the same with more machinery
 //! (pools, its own reconnect policies) that one multiplexed connection does not need here.
+
+mod pauses;
+pub mod rate_window;
+pub mod slots;
 
 use crate::secret::Secret;
 use prometheus_client::metrics::counter::Counter;
@@ -45,6 +57,20 @@ pub struct SharedState {
     errors: Counter,
     /// The last failure, until a command succeeds again (for `/readyz`).
     last_error: Mutex<Option<String>>,
+    /// The client, for connections of their own (a subscription cannot share the multiplexed one).
+    client: redis::Client,
+    /// This process among the replicas (random), so that it can skip its own announcements.
+    origin: u64,
+    /// Tasks this state runs (the subscription to the pauses), aborted when it is dropped.
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl Drop for SharedState {
+    fn drop(&mut self) {
+        for task in self.tasks.get_mut().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            task.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for SharedState {
@@ -71,7 +97,7 @@ impl SharedState {
             .set_max_delay(Duration::from_millis(200))
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(COMMAND_TIMEOUT));
-        let manager = ConnectionManager::new_lazy_with_config(client, config)
+        let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)
             .map_err(|e| format!("cannot set up the Redis connection to {redacted}: {:?}", e.kind()))?;
         Ok(SharedState {
             manager,
@@ -80,6 +106,9 @@ impl SharedState {
             round_trips,
             errors,
             last_error: Mutex::new(None),
+            client,
+            origin: rand::random(),
+            tasks: Mutex::default(),
         })
     }
 
@@ -128,6 +157,25 @@ impl SharedState {
             })
             .await;
         pong.map(|_| ()).map_err(|e| e.0)
+    }
+
+    /// The secret `name` every replica shares: the value stored under it, or `fresh` if none was
+    /// (stored then, once: `SET NX GET` is atomic, so replicas starting together agree on the
+    /// first one written). Never expires.
+    pub async fn shared_secret(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, StateUnavailable> {
+        let key = self.key("secret", name);
+        let before = self
+            .call("SET NX GET", |mut c| async move {
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(fresh)
+                    .arg("NX")
+                    .arg("GET")
+                    .query_async::<Option<Vec<u8>>>(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(before.unwrap_or_else(|| fresh.to_vec()))
     }
 
     /// The last failure if no command succeeded since.

@@ -183,7 +183,7 @@ async fn provoke(code: ErrorCode, gws: &Gateways) -> Via {
         ErrorCode::UpstreamBudgetExhausted => {
             // Built: over HTTP the wait left varies (gateway_budget provokes it over HTTP).
             let limit = "6000/5m".parse().unwrap();
-            let e = upstream_error(&ats_gateway::odata::rate_limit::spent_error(limit, Duration::from_millis(1500)));
+            let e = upstream_error(&ats_gateway::odata::rate_limit::spent_error(limit, Duration::from_millis(1500), false));
             Via::Built(json!({"message": e.message, "extensions": e.extensions}))
         }
         ErrorCode::UpstreamInvalidResponse => {

@@ -287,6 +287,12 @@ async fn the_redis_password_never_reaches_the_log_or_readyz() {
     assert_eq!(code(&refused), "STATE_UNAVAILABLE", "{refused}");
     let ready = get_text(&format!("{}/readyz", gw.base)).await;
     assert!(ready.contains("Redis unreachable"), "{ready}");
+    // Redis refused this replica at start too: its cursors are its own, and it says so.
+    assert!(ready.contains(r#""cursorKey":"process""#), "{ready}");
+    assert!(
+        ready.contains("cursor key: Redis could not give the shared key"),
+        "{ready}"
+    );
     gw.stop();
     let text = std::fs::read_to_string(&log).unwrap();
     let _ = std::fs::remove_file(&log);
@@ -323,4 +329,229 @@ async fn a_client_that_hangs_up_before_the_write_leaves_the_key_free_for_every_r
         "{retry}"
     );
     assert_eq!(times(&added(&before, &counts(&emu).await), &unit), Some(1), "{retry}");
+}
+
+const PAGE: &str = "query($after: String) { recruitingRequests(first: 2, after: $after, orderBy: [{recruitingRequestId: ASC}]) { pageInfo { endCursor } nodes { recruitingRequestId } } }";
+
+#[tokio::test]
+async fn a_cursor_issued_by_one_replica_continues_on_another() {
+    let (redis, emu) = (RedisServer::start(), Emu::fresh());
+    let gws = replicas(3, &emu, &redis, &[]).await;
+    let page = |v: &Value| v["data"]["recruitingRequests"].clone();
+    let first = page(&gws[0].post(&json!({"query": PAGE})).await);
+    let cursor = first["pageInfo"]["endCursor"].clone();
+    assert!(cursor.is_string(), "{first}");
+    let on_third = gws[2]
+        .post(&json!({"query": PAGE, "variables": {"after": cursor}}))
+        .await;
+    assert!(
+        on_third.get("errors").is_none(),
+        "accepted by another replica: {on_third}"
+    );
+    let whole = gws[1]
+        .post(&json!({"query": PAGE.replace("first: 2", "first: 4")}))
+        .await;
+    let ids = |v: &Value| {
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["recruitingRequestId"].clone())
+            .collect::<Vec<_>>()
+    };
+    let mut continued = ids(&first);
+    continued.extend(ids(&page(&on_third)));
+    assert_eq!(
+        continued,
+        ids(&page(&whole)),
+        "the next page, from where the first replica stopped"
+    );
+    let ready: Value = crate::harness::client()
+        .get(format!("{}/readyz", gws[2].base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["cursorKey"], "redis", "{ready}");
+}
+
+/// The emulator's count of injected faults of `kind`.
+async fn injected(emu: &Emu, kind: &str) -> u64 {
+    emu.stats().await["injected"][kind].as_u64().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_429_seen_by_one_replica_pauses_the_others() {
+    let (redis, emu) = (RedisServer::start(), Emu::fresh());
+    let gws = replicas(2, &emu, &redis, &[]).await;
+    // Distinct reads, so that no read cache answers instead of the upstream.
+    let read = |n: u32| json!({"query": format!("{{ recruitingRequests(first: {n}) {{ nodes {{ id }} }} }}")});
+    // Two requests per 2 s: replica 1's third read is refused with `Retry-After: 2`.
+    emu.set_faults(json!({"throttle": {"requests": 2, "windowSeconds": 2}}))
+        .await;
+    for n in [1, 2] {
+        assert!(gws[0].post(&read(n)).await.get("errors").is_none());
+    }
+    emu.reset_stats().await;
+    let first = {
+        let (gw, body) = (gws[0].base.clone(), read(3));
+        tokio::spawn(async move { crate::harness::post_json(&format!("{gw}/graphql"), &body).await })
+    };
+    let since = std::time::Instant::now();
+    while injected(&emu, "throttled").await < 1 {
+        assert!(since.elapsed() < std::time::Duration::from_secs(10), "no 429 seen");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Replica 1 announced the pause once its key is in Redis (the announcement goes with it).
+    while redis.command("KEYS ats-gateway:pause:*").as_deref() == Some("*0") {
+        assert!(since.elapsed() < std::time::Duration::from_secs(10), "no pause shared");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let second = gws[1].post(&read(4)).await;
+    let first = first.await.unwrap();
+    for v in [&first, &second] {
+        assert!(v.get("errors").is_none(), "served once the pause ended: {v}");
+    }
+    let stats = emu.stats().await;
+    assert_eq!(
+        (injected(&emu, "throttled").await, stats["total"].as_u64()),
+        (1, Some(3)),
+        "replica 2 waited out replica 1's pause instead of meeting a 429 of its own: {stats}"
+    );
+}
+
+#[tokio::test]
+async fn reference_data_is_fetched_upstream_once_for_the_three_replicas() {
+    let (redis, emu) = (RedisServer::start(), Emu::fresh());
+    let gws = replicas(3, &emu, &redis, &[]).await;
+    let q = json!({"query": "{ ratingLevels(first: 50) { nodes { id ratingLevelId } } }"});
+    let as_caller = |gw: &GatewayProcess, token: &'static str| {
+        let (url, q) = (format!("{}/graphql", gw.base), q.clone());
+        async move {
+            let rb = crate::harness::client().post(url).bearer_auth(token).json(&q);
+            rb.send().await.unwrap().json::<Value>().await.unwrap()
+        }
+    };
+    let fetched = || async { emu.stats().await["byEntitySet"]["mshr_hcmratinglevelentities"].as_u64() };
+    emu.reset_stats().await;
+    let first = as_caller(&gws[0], "alice").await;
+    assert!(first["data"]["ratingLevels"]["nodes"][0]["id"].is_string(), "{first}");
+    // Replica 1 stores the page in Redis once it read it (in a task of its own).
+    let since = std::time::Instant::now();
+    while redis.command("KEYS ats-gateway:reference:*").as_deref() == Some("*0") {
+        assert!(
+            since.elapsed() < std::time::Duration::from_secs(10),
+            "the page never reached Redis"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    for gw in &gws[1..] {
+        assert_eq!(as_caller(gw, "alice").await, first, "the same page");
+    }
+    assert_eq!(fetched().await, Some(1), "fetched upstream once for the three replicas");
+    // Keyed by caller identity: another caller's page is its own.
+    let bob = as_caller(&gws[1], "bob").await;
+    assert_eq!(bob["data"], first["data"]);
+    assert_eq!(fetched().await, Some(2), "bob is not served alice's page");
+}
+
+#[tokio::test]
+async fn a_burst_through_three_replicas_stays_within_the_shared_upstream_rate_limit() {
+    let (redis, emu) = (RedisServer::start(), Emu::fresh());
+    // 40 per 10 s: each replica's start (labels, `$metadata`, probes: 21 requests, counted in
+    // its own window before it shares one) fits, and leaves each replica's own window room for
+    // the 15 reads it gets. A deadline shorter than the window: a read over the budget cannot
+    // wait for it, and fails.
+    let args = ["--upstream-rate-limit", "40/10s", "--deadline", "5s"];
+    let gws = replicas(3, &emu, &redis, &args).await;
+    emu.reset_stats().await;
+    // 45 distinct reads (no cache or coalescing answers one for another), 15 per replica:
+    // each replica alone stays within its window, all three together do not.
+    let reads = (1..=45).map(|n| {
+        let gw = &gws[n % 3];
+        let q = format!("{{ recruitingRequests(first: {n}) {{ nodes {{ id }} }} }}");
+        async move { gw.post(&json!({"query": q})).await }
+    });
+    let answers = futures::future::join_all(reads).await;
+    let served = answers.iter().filter(|v| v.get("errors").is_none()).count();
+    let refused: Vec<&Value> = answers.iter().filter(|v| v.get("errors").is_some()).collect();
+    for v in &refused {
+        assert_eq!(v["errors"][0]["extensions"]["code"], "UPSTREAM_BUDGET_EXHAUSTED", "{v}");
+    }
+    let stats = emu.stats().await;
+    let seen = stats["total"].as_u64().unwrap_or(0);
+    assert!(
+        seen <= 40,
+        "the emulator saw {seen} requests within one 10 s window: {stats}"
+    );
+    assert_eq!((served as u64, served + refused.len()), (seen, 45), "{stats}");
+}
+
+#[tokio::test]
+async fn slots_are_shared_by_the_replicas_and_a_dead_replicas_slot_comes_back() {
+    let (redis, emu) = (RedisServer::start(), Emu::fresh());
+    // One request in flight per identity over both replicas; a lease lasts at most the
+    // operation's deadline (90% of 2 s) and one upstream attempt (2 s).
+    let args = [
+        "--upstream-concurrency-total",
+        "1",
+        "--deadline",
+        "2s",
+        "--upstream-timeout",
+        "2s",
+    ];
+    let mut gws = replicas(2, &emu, &redis, &args).await;
+    let read = |n: u32| json!({"query": format!("{{ recruitingRequests(first: {n}) {{ nodes {{ id }} }} }}")});
+    emu.set_faults(json!({"latencyMs": 5000})).await;
+    emu.reset_stats().await;
+    let doomed = {
+        let (base, body) = (gws[0].base.clone(), read(1));
+        tokio::spawn(async move {
+            crate::harness::client()
+                .post(format!("{base}/graphql"))
+                .json(&body)
+                .send()
+                .await
+        })
+    };
+    // Killed while its request is at the upstream: it holds the one slot, and never frees it.
+    let since = std::time::Instant::now();
+    while emu.stats().await["total"].as_u64().unwrap_or(0) < 1 {
+        assert!(
+            since.elapsed() < std::time::Duration::from_secs(10),
+            "the read never went out"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    gws[0].child.kill().expect("the replica is killed");
+    let _ = gws[0].child.wait();
+    assert!(doomed.await.unwrap().is_err(), "the killed replica never answered");
+    emu.set_faults(json!({})).await;
+    let waited = gws[1].post(&read(2)).await;
+    assert_eq!(
+        waited["errors"][0]["extensions"]["code"], "UPSTREAM_THROTTLED",
+        "{waited}"
+    );
+    assert!(waited.to_string().contains("over all gateway replicas"), "{waited}");
+    assert_eq!(
+        emu.stats().await["total"],
+        1,
+        "nothing sent while the dead replica's lease lasts"
+    );
+    // Its lease ends: the slot comes back.
+    let mut later = gws[1].post(&read(3)).await;
+    for _ in 0..10 {
+        if later.get("errors").is_none() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        later = gws[1].post(&read(3)).await;
+    }
+    assert!(later.get("errors").is_none(), "the slot came back: {later}");
+    // A call that ended gave its slot back at once (not at the end of its lease).
+    let next = gws[1].post(&read(4)).await;
+    assert!(next.get("errors").is_none(), "{next}");
 }
