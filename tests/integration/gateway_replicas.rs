@@ -70,6 +70,25 @@ async fn metric(gw: &GatewayProcess, name: &str) -> f64 {
 const LIST: &str = "{ recruitingRequests(first: 3) { nodes { id } } }";
 
 /// The first payload error's code, or "" when there is none.
+/// The replica's `/readyz` answer.
+async fn readyz(gw: &GatewayProcess) -> Value {
+    crate::harness::send(crate::harness::client().get(format!("{}/readyz", gw.base)))
+        .await
+        .1
+}
+
+/// POSTs `body` to the gateway at `base` in a task of its own (a request a test abandons, or
+/// whose replica it kills).
+fn spawn_post(base: String, body: Value) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+    tokio::spawn(async move {
+        crate::harness::client()
+            .post(format!("{base}/graphql"))
+            .json(&body)
+            .send()
+            .await
+    })
+}
+
 fn code(payload: &Value) -> String {
     payload["errors"][0]["code"].as_str().unwrap_or("").to_string()
 }
@@ -116,14 +135,8 @@ async fn a_replica_killed_while_holding_a_key_leaves_the_submission_to_a_retry_e
     emu.reset_stats().await;
     let doomed = {
         let (base, input) = (gws[0].base.clone(), input.clone());
-        tokio::spawn(async move {
-            let body = json!({"query": SUBMIT, "variables": {"input": input, "key": "killed-key"}});
-            crate::harness::client()
-                .post(format!("{base}/graphql"))
-                .json(&body)
-                .send()
-                .await
-        })
+        let body = json!({"query": SUBMIT, "variables": {"input": input, "key": "killed-key"}});
+        spawn_post(base, body)
     };
     // Killed once its write (the second `$batch`, after the validation's) reached the upstream,
     // which works on it to the end regardless.
@@ -195,14 +208,7 @@ async fn with_redis_stopped_reads_go_on_and_keyed_submissions_are_refused_until_
     let refused = submit_to(&gws[1], &second, Some("during-outage")).await;
     assert_eq!(code(&refused), "STATE_UNAVAILABLE", "{refused}");
     assert_eq!(refused["candidateId"], Value::Null);
-    let ready: Value = crate::harness::client()
-        .get(format!("{}/readyz", gws[2].base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = readyz(&gws[2]).await;
     assert_eq!(ready["status"], "ready", "degraded, still ready: {ready}");
     assert!(ready["warnings"].to_string().contains("Redis unreachable"), "{ready}");
     let unkeyed = submit_to(&gws[2], &full_input(&emu, "unkeyed").await, None).await;
@@ -235,14 +241,7 @@ async fn with_redis_stopped_reads_go_on_and_keyed_submissions_are_refused_until_
         Some(2),
         "no duplicate"
     );
-    let ready: Value = crate::harness::client()
-        .get(format!("{}/readyz", gws[2].base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = readyz(&gws[2]).await;
     assert_eq!(
         ready["sharedState"],
         json!({"store": "redis", "redis": "ok"}),
@@ -366,14 +365,7 @@ async fn a_cursor_issued_by_one_replica_continues_on_another() {
         ids(&page(&whole)),
         "the next page, from where the first replica stopped"
     );
-    let ready: Value = crate::harness::client()
-        .get(format!("{}/readyz", gws[2].base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = readyz(&gws[2]).await;
     assert_eq!(ready["cursorKey"], "redis", "{ready}");
 }
 
@@ -509,13 +501,7 @@ async fn slots_are_shared_by_the_replicas_and_a_dead_replicas_slot_comes_back() 
     emu.reset_stats().await;
     let doomed = {
         let (base, body) = (gws[0].base.clone(), read(1));
-        tokio::spawn(async move {
-            crate::harness::client()
-                .post(format!("{base}/graphql"))
-                .json(&body)
-                .send()
-                .await
-        })
+        spawn_post(base, body)
     };
     // Killed while its request is at the upstream: it holds the one slot, and never frees it.
     let since = std::time::Instant::now();
