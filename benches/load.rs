@@ -769,17 +769,23 @@ fn start_gateway_over(bin: &str, procs: &mut Procs, emu: &str, listen: &str, ext
     pid
 }
 
-/// Starts the emulator that wants tokens and the gateway that calls it with client credentials
-/// and checks its callers' JWTs against the emulator's JWKS; returns the emulator's tenant URL.
-async fn start_auth_pair(bin: &str, procs: &mut Procs) -> String {
-    let emu_auth = Command::new(bin)
-        .args(["emulator", "--listen", EMU_AUTH, "--require-auth", "true"])
+/// Starts an emulator at `listen` with `extra` flags, and waits until it answers.
+async fn start_emulator(bin: &str, procs: &mut Procs, listen: &str, extra: &[&str]) {
+    let emu = Command::new(bin)
+        .args(["emulator", "--listen", listen])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("emulator with auth starts");
-    procs.0.push(emu_auth);
-    wait_up(&format!("http://{EMU_AUTH}/api/data/v9.2/")).await;
+        .expect("emulator starts");
+    procs.0.push(emu);
+    wait_up(&format!("http://{listen}/api/data/v9.2/")).await;
+}
+
+/// Starts the emulator that wants tokens and the gateway that calls it with client credentials
+/// and checks its callers' JWTs against the emulator's JWKS; returns the emulator's tenant URL.
+async fn start_auth_pair(bin: &str, procs: &mut Procs) -> String {
+    start_emulator(bin, procs, EMU_AUTH, &["--require-auth", "true"]).await;
     let tenant = format!("http://{EMU_AUTH}/bench");
     let gw_auth = Command::new(bin)
         .args([
@@ -1249,14 +1255,8 @@ fn machine() -> String {
 /// Starts the default emulator and the two gateways over it (`--expand-pushdown` off and auto);
 /// returns the processes and the first gateway's pid.
 async fn start_default(bin: &str) -> (Procs, u32) {
-    let emu = Command::new(bin)
-        .args(["emulator", "--listen", EMU])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("emulator starts");
-    let mut procs = Procs(vec![emu]);
-    wait_up(&format!("http://{EMU}/api/data/v9.2/")).await;
+    let mut procs = Procs(Vec::new());
+    start_emulator(bin, &mut procs, EMU, &[]).await;
     let gw_pid = start_gateway(bin, &mut procs, GW, &["--expand-pushdown", "off"]);
     start_gateway(
         bin,

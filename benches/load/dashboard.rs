@@ -218,14 +218,8 @@ fn markdown(rows: &[Value], machine: &str, commit: &str) -> String {
 
 /// Runs the dashboard part and writes `dashboard.md` and `dashboard.json` in `dir`.
 pub async fn dashboard(bin: &str, dir: &str) {
-    let emu = Command::new(bin)
-        .args(["emulator", "--listen", EMU_DASH, "--require-auth", "true"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("emulator starts");
-    let procs = Procs(vec![emu]);
-    wait_up(&format!("http://{EMU_DASH}/api/data/v9.2/")).await;
+    let mut procs = Procs(Vec::new());
+    super::start_emulator(bin, &mut procs, EMU_DASH, &["--require-auth", "true"]).await;
     let mut rows = Vec::new();
     for (name, flags) in CONFIGS {
         rows.push(run(bin, name, flags).await);

@@ -54,15 +54,9 @@ fn start_redis(procs: &mut Procs) {
 
 /// The emulator, Redis, the replica without Redis and the three with it.
 async fn start(bin: &str, dir: &std::path::Path) -> (Procs, Vec<Config>) {
-    let emu = Command::new(bin)
-        .args(["emulator", "--listen", EMU_REP])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("emulator starts");
-    let mut procs = Procs(vec![emu]);
+    let mut procs = Procs(Vec::new());
     start_redis(&mut procs);
-    wait_up(&format!("http://{EMU_REP}/api/data/v9.2/")).await;
+    super::start_emulator(bin, &mut procs, EMU_REP, &[]).await;
     let state_db = dir.join("ats-gateway-state.db");
     start_gateway_over(
         bin,
