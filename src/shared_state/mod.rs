@@ -61,6 +61,8 @@ pub struct SharedState {
     client: redis::Client,
     /// This process among the replicas (random), so that it can skip its own announcements.
     origin: u64,
+    /// Numbers this process's members of shared sets (see [`SharedState::unique_member`]).
+    sequence: std::sync::atomic::AtomicU64,
     /// Tasks this state runs (the subscription to the pauses), aborted when it is dropped.
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
@@ -108,6 +110,7 @@ impl SharedState {
             last_error: Mutex::new(None),
             client,
             origin: rand::random(),
+            sequence: Default::default(),
             tasks: Mutex::default(),
         })
     }
@@ -120,6 +123,19 @@ impl SharedState {
     /// A key of the gateway's namespace: `ats-gateway:<kind>:<name>`.
     pub fn key(&self, kind: &str, name: &str) -> String {
         format!("{}{kind}:{name}", self.prefix)
+    }
+
+    /// The key of `kind` for an upstream identity, named by its SHA-256 (an identity may hold
+    /// a user's name; a key should not).
+    pub fn identity_key(&self, kind: &str, identity: &str) -> String {
+        self.key(kind, &crate::secret::sha256_hex(identity.as_bytes()))
+    }
+
+    /// A member no other request of any replica uses (this process's origin and a sequence
+    /// number), for the sorted sets of the shared window and slots.
+    pub fn unique_member(&self) -> String {
+        let n = self.sequence.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{}-{n}", self.origin)
     }
 
     /// Runs one exchange with Redis (`what` names it in errors): counted as a round trip,

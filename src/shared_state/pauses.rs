@@ -35,7 +35,7 @@ impl SharedState {
     /// (the caller that saw the 429 does not wait for Redis). A failure is counted and dropped.
     pub fn share_pause(self: &Arc<Self>, identity: &str, pause: Duration) {
         let ms = (pause.as_millis() as u64).max(1);
-        let key = self.key("pause", &crate::secret::sha256_hex(identity.as_bytes()));
+        let key = self.identity_key("pause", identity);
         let message = format!("{} {ms} {identity}", self.origin);
         let (channel, identity, state) = (self.pause_channel(), identity.to_string(), self.clone());
         tokio::spawn(async move {

@@ -12,7 +12,6 @@
 use super::SharedState;
 use crate::odata::rate_limit::{RateLimit, SharedWindow};
 use futures::future::BoxFuture;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,8 +35,6 @@ return math.max(1, tonumber(oldest[2]) + window - now + 1)
 pub struct RedisWindow {
     shared: Arc<SharedState>,
     script: redis::Script,
-    /// Numbers this process's requests, for unique members.
-    sequence: AtomicU64,
 }
 
 impl RedisWindow {
@@ -45,7 +42,6 @@ impl RedisWindow {
         RedisWindow {
             shared,
             script: redis::Script::new(TAKE),
-            sequence: AtomicU64::new(0),
         }
     }
 }
@@ -53,14 +49,8 @@ impl RedisWindow {
 impl SharedWindow for RedisWindow {
     fn try_take<'a>(&'a self, identity: &'a str, limit: RateLimit) -> BoxFuture<'a, Result<Option<Duration>, String>> {
         Box::pin(async move {
-            let key = self
-                .shared
-                .key("budget", &crate::secret::sha256_hex(identity.as_bytes()));
-            let member = format!(
-                "{}-{}",
-                self.shared.origin,
-                self.sequence.fetch_add(1, Ordering::Relaxed)
-            );
+            let key = self.shared.identity_key("budget", identity);
+            let member = self.shared.unique_member();
             let window_ms = limit.window.as_millis() as u64;
             let answer = self
                 .shared

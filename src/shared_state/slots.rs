@@ -13,7 +13,6 @@
 use super::SharedState;
 use crate::odata::resilience::{SharedSlot, SharedSlots};
 use futures::future::BoxFuture;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,8 +37,6 @@ return 1
 pub struct RedisSlots {
     shared: Arc<SharedState>,
     script: redis::Script,
-    /// Numbers this process's slots, for unique members.
-    sequence: AtomicU64,
 }
 
 impl RedisSlots {
@@ -47,7 +44,6 @@ impl RedisSlots {
         RedisSlots {
             shared,
             script: redis::Script::new(TAKE),
-            sequence: AtomicU64::new(0),
         }
     }
 }
@@ -91,14 +87,8 @@ impl SharedSlots for RedisSlots {
         lease: Duration,
     ) -> BoxFuture<'a, Result<Option<SharedSlot>, String>> {
         Box::pin(async move {
-            let key = self
-                .shared
-                .key("slots", &crate::secret::sha256_hex(identity.as_bytes()));
-            let member = format!(
-                "{}-{}",
-                self.shared.origin,
-                self.sequence.fetch_add(1, Ordering::Relaxed)
-            );
+            let key = self.shared.identity_key("slots", identity);
+            let member = self.shared.unique_member();
             let lease_ms = (lease.as_millis() as u64).max(1);
             let (k, m) = (key.clone(), member.clone());
             let taken = self
