@@ -315,6 +315,10 @@ pub struct ServeArgs {
     /// Whether the schema can be introspected (the playground needs it).
     #[arg(long, env = "ATS_GATEWAY_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub introspection: bool,
+    /// Serve the schema as an Apollo Federation v2 subgraph: `@key`s on the entity types (`id`,
+    /// and the readable keys), `_service { sdl }` and `_entities` for a router.
+    #[arg(long, env = "ATS_GATEWAY_FEDERATION")]
+    pub federation: bool,
     /// Origins allowed to call the gateway from a browser (CORS), comma-separated; `*` for any.
     /// Empty: same origin only.
     #[arg(long, env = "ATS_GATEWAY_CORS_ALLOW_ORIGIN", value_delimiter = ',')]
@@ -401,6 +405,7 @@ impl ServeArgs {
             limits: crate::graphql::SchemaLimits {
                 depth: self.max_depth,
                 introspection: self.introspection,
+                federation: self.federation,
                 operation: crate::graphql::limits::Limits {
                     max_document_chars: self.max_query_chars,
                     max_aliases: self.max_aliases,

@@ -20,6 +20,8 @@
 //! - `idempotency`: the store of `submitCandidateToHire`'s idempotency keys.
 //! - `mutations`: the submission, and create/update/delete for every writable entity.
 //! - `prefetch`: look-ahead loading of a page's relations, level by level.
+//! - `federation`: the schema as an Apollo Federation v2 subgraph (`--federation`): keys,
+//!   `_service`, `_entities` through the loaders.
 //!
 //! Never imports axum: the HTTP side lives in `server`.
 
@@ -30,6 +32,7 @@ pub mod depth;
 pub mod errors;
 pub mod estimate;
 pub mod execution;
+pub mod federation;
 pub mod filter;
 pub mod idempotency;
 pub mod limits;
@@ -55,6 +58,8 @@ pub struct SchemaLimits {
     pub introspection: bool,
     /// Size, aliases, cost and deadline (see `limits`).
     pub operation: limits::Limits,
+    /// Serve the schema as an Apollo Federation v2 subgraph (`--federation`; see `federation`).
+    pub federation: bool,
 }
 
 impl Default for SchemaLimits {
@@ -63,6 +68,7 @@ impl Default for SchemaLimits {
             depth: 12,
             introspection: true,
             operation: limits::Limits::default(),
+            federation: false,
         }
     }
 }
@@ -73,7 +79,10 @@ pub fn build_schema(state: Option<Arc<GatewayState>>, limits: &SchemaLimits) -> 
         "The Dynamics 365 Human Resources recruiting data: recruiting requests with their positions, skills, education and location; candidates to hire with the person behind them and the person's details; and the reference data they use.",
     );
     let builder = Schema::build("Query", Some("Mutation"), None);
-    let (builder, query) = types::register(builder, query);
+    let (mut builder, query) = types::register(builder, query, limits.federation);
+    if limits.federation {
+        builder = federation::enable(builder);
+    }
     let (mut builder, mutation) = mutations::register(builder);
     builder = builder.register(query).register(mutation);
     if !limits.introspection {

@@ -41,7 +41,10 @@ pub mod names {
 }
 
 /// Registers every type of the read schema and returns the root query object.
-pub fn register(mut builder: SchemaBuilder, mut query: Object) -> (SchemaBuilder, Object) {
+/// With `federation`, entity types get their `@key`s and shared value types are `@shareable`.
+pub fn register(mut builder: SchemaBuilder, mut query: Object, federation: bool) -> (SchemaBuilder, Object) {
+    // A subgraph's value types that other subgraphs may define too must be `@shareable`.
+    let shared = |o: Object| if federation { o.shareable() } else { o };
     builder = builder
         .register(
             Scalar::new("UUID")
@@ -55,7 +58,7 @@ pub fn register(mut builder: SchemaBuilder, mut query: Object) -> (SchemaBuilder
                 .item(EnumItem::new("ASC").description("Ascending."))
                 .item(EnumItem::new("DESC").description("Descending.")),
         )
-        .register(page_info());
+        .register(shared(page_info()));
     for set in model()
         .option_sets
         .iter()
@@ -70,9 +73,12 @@ pub fn register(mut builder: SchemaBuilder, mut query: Object) -> (SchemaBuilder
     }
     for e in &model().entities {
         builder = builder
-            .register(entity_object(e))
-            .register(connection(e))
-            .register(edge(e))
+            .register(match federation {
+                true => super::federation::with_keys(entity_object(e), e),
+                false => entity_object(e),
+            })
+            .register(shared(connection(e)))
+            .register(shared(edge(e)))
             .register(filter_input(e))
             .register(order_input(e));
         query = query.field(resolve::single_field(e)).field(resolve::list_field(e));

@@ -66,6 +66,7 @@ mod gateway_change_sets;
 mod gateway_churn;
 mod gateway_cursors;
 mod gateway_faults;
+mod gateway_federation;
 mod gateway_http;
 mod gateway_logs;
 mod gateway_metadata;
