@@ -9,7 +9,9 @@
 //! - each relation is one request per level and group of parents, split by URL length (at most
 //!   [`KEYS_PER_REQUEST`] parent keys in one URL) and by pages of 5000 children;
 //! - a level's parents are the list's `first` (or the default page size) times the children per
-//!   parent of the to-many relations above it (their `first`, or the relation estimate).
+//!   parent of the to-many relations above it (their `first`, or the relation estimate);
+//! - `_entities` (`--federation`) is one level per entity type its fragments select, of all the
+//!   representations.
 //!
 //! It is an upper bound in the common cases: it ignores what coalescing, the caches and `$expand`
 //! pushdown save, and counts an aliased copy of a relation again. Mutations are not estimated:
@@ -94,6 +96,9 @@ impl Estimator<'_> {
         let name = f.name.node.as_str();
         let inner = &f.selection_set.node;
         let Some(entity) = entity else {
+            if name == "_entities" {
+                return self.entities(doc, f, fragments);
+            }
             // A root field: a list (a page of `first` records) or a single record.
             let by_list = model().entities.iter().find(|e| e.graphql.list_field == name);
             let by_single = model().entities.iter().find(|e| e.graphql.single_field == name);
@@ -118,6 +123,48 @@ impl Estimator<'_> {
         let rows = parents.saturating_mul(per_parent);
         let requests = parents.div_ceil(KEYS_PER_REQUEST).max(rows.div_ceil(PAGE_ROWS)).max(1);
         requests.saturating_add(self.selection(doc, Some(target), inner, rows, fragments))
+    }
+
+    /// Requests of `_entities` (`--federation`): per entity type a fragment selects, one level of
+    /// all the representations (by key, split by URL length), and what is under it.
+    fn entities(&self, doc: &ExecutableDocument, f: &Field, fragments: &mut Vec<String>) -> u64 {
+        let reps = self.list_len(f, "representations").unwrap_or(1).max(1);
+        let mut total: u64 = 0;
+        for sel in &f.selection_set.node.items {
+            let (condition, set) = match &sel.node {
+                Selection::InlineFragment(i) => (i.node.type_condition.as_ref(), &i.node.selection_set.node),
+                Selection::FragmentSpread(s) => match doc.fragments.get(&s.node.fragment_name.node) {
+                    Some(frag) => (Some(&frag.node.type_condition), &frag.node.selection_set.node),
+                    None => continue,
+                },
+                Selection::Field(_) => continue, // `__typename`
+            };
+            let ty = condition.map(|c| c.node.on.node.as_str());
+            let Some(e) = model()
+                .entities
+                .iter()
+                .find(|e| Some(e.graphql.type_name.as_str()) == ty)
+            else {
+                continue;
+            };
+            let requests = reps.div_ceil(KEYS_PER_REQUEST).max(1);
+            total = total.saturating_add(requests.saturating_add(self.selection(doc, Some(e), set, reps, fragments)));
+        }
+        total
+    }
+
+    /// The length of the field's list argument `name`, from a literal or a variable.
+    fn list_len(&self, field: &Field, name: &str) -> Option<u64> {
+        let (_, v) = field.arguments.iter().find(|(n, _)| n.node.as_str() == name)?;
+        let value = v
+            .node
+            .clone()
+            .into_const_with(|name| self.variables.get(&name).cloned().ok_or(()))
+            .ok()?;
+        match value {
+            Value::List(items) => Some(items.len() as u64),
+            _ => None,
+        }
     }
 
     /// The field's `first` argument, from a literal or a variable.
@@ -195,6 +242,19 @@ mod tests {
             estimate("mutation { a: deleteX(id: \"1\") { ok } }", serde_json::json!({})),
             0
         );
+    }
+
+    #[test]
+    fn entities_cost_a_level_per_type_and_what_is_under_them() {
+        let q = "query($r: [_Any!]!) { _entities(representations: $r) { __typename
+            ... on RecruitingRequest { id positions { positionId } } ...P } }
+            fragment P on Person { partyNumber }";
+        let reps = |n: usize| serde_json::json!({ "r": vec![serde_json::json!({}); n] });
+        // Recruiting requests and their positions, persons: 3.
+        assert_eq!(estimate(q, reps(50)), 3);
+        let per_url = KEYS_PER_REQUEST as usize;
+        // Twice the keys of one URL: two requests per level (the positions' level too).
+        assert_eq!(estimate(q, reps(2 * per_url)), 6);
     }
 
     #[test]

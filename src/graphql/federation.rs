@@ -225,7 +225,7 @@ async fn resolve_entities<'a>(ctx: &ResolverContext<'a>) -> async_graphql::Resul
         .iter()
         .enumerate()
         .map(|(i, rep)| match rep {
-            Rep::ById { entity, id } => by_id.get(&(entity.logical_name.as_str(), id.as_str())).cloned(),
+            Rep::ById { entity, id } => by_id.get(&(entity.logical_name.as_str(), id.clone())).cloned(),
             Rep::ByKey { .. } => by_key.get(&i).cloned(),
         })
         .collect();
@@ -246,11 +246,11 @@ async fn resolve_entities<'a>(ctx: &ResolverContext<'a>) -> async_graphql::Resul
 }
 
 /// The `ById` representations' records, by (entity, lower-case id): one `RecordLoader` level.
-async fn load_by_id<'s>(
+async fn load_by_id(
     loaders: &Loaders<'_>,
-    reps: &'s [Rep],
+    reps: &[Rep],
     selection: &[SelectionField<'_>],
-) -> async_graphql::Result<HashMap<(&'s str, &'s str), Record>> {
+) -> async_graphql::Result<HashMap<(&'static str, String), Record>> {
     let mut groups: HashMap<&str, Arc<RecordGroup>> = HashMap::new();
     let mut keys = Vec::new();
     for rep in reps {
@@ -264,17 +264,10 @@ async fn load_by_id<'s>(
         });
     }
     let found = load_now(loaders.records, keys).await.map_err(|e| upstream_error(&e))?;
-    let mut out = HashMap::new();
-    for rep in reps {
-        let Rep::ById { entity, id } = rep else { continue };
-        let hit = found
-            .iter()
-            .find(|(k, _)| k.id == *id && k.group.entity.logical_name == entity.logical_name);
-        if let Some((_, r)) = hit {
-            out.insert((entity.logical_name.as_str(), id.as_str()), r.clone());
-        }
-    }
-    Ok(out)
+    Ok(found
+        .into_iter()
+        .map(|(k, r)| ((k.group.entity.logical_name.as_str(), k.id), r))
+        .collect())
 }
 
 /// The `ByKey` representations' records, by their index: one `ChildLoader` level, a group per
