@@ -1,7 +1,8 @@
 //! `--federation`: the subgraph SDL checked in as `schema.federation.graphql` (drift fails with how
 //! to accept it), `_service { sdl }` with the `@link` and the keys, `_entities` through the
 //! loaders (one upstream request for 50 representations, by `id` and by readable key), bad
-//! representations refused, and neither field without the flag.
+//! representations refused, `_entities` counted against the upstream request limit, and neither
+//! field without the flag.
 
 use crate::harness::{shared_gateway, Emu, Gateway};
 use ats_gateway::emulator::{EmulatorConfig, Seed};
@@ -203,4 +204,35 @@ async fn without_the_flag_there_is_no_service_or_entities() {
         assert!(msg.contains("Unknown field"), "{q}: {v}");
     }
     assert!(!ats_gateway::graphql::sdl().contains("@key"));
+}
+
+#[tokio::test]
+async fn entities_count_against_the_upstream_request_limit() {
+    let emu = Emu::start(EmulatorConfig {
+        seed: Seed::Demo,
+        seed_size: 20,
+        ..EmulatorConfig::default()
+    });
+    let gw = Gateway::with_config(emu, |c| {
+        c.limits.federation = true;
+        c.limits.operation.max_upstream_requests = 2;
+    });
+    let rows = requests(&gw, 10).await;
+    let reps: Vec<Value> = rows
+        .iter()
+        .map(|r| json!({"__typename": "RecruitingRequest", "id": r["id"]}))
+        .collect();
+    let two =
+        "query($r: [_Any!]!) { _entities(representations: $r) { ... on RecruitingRequest { id positions { id } } } }";
+    let (n, v) = gw.upstream_requests(gw.query(two, json!({ "r": reps }))).await;
+    assert!(v.get("errors").is_none(), "{v}");
+    assert_eq!(n, 2);
+    let three = "query($r: [_Any!]!) { _entities(representations: $r) { ... on RecruitingRequest { id positions { id } skills { id } } } }";
+    let (n, v) = gw.upstream_requests(gw.query(three, json!({ "r": reps }))).await;
+    assert_eq!(
+        v["errors"][0]["extensions"]["code"], "TOO_MANY_UPSTREAM_REQUESTS",
+        "{v}"
+    );
+    assert_eq!(v["errors"][0]["extensions"]["estimatedUpstreamRequests"], 3, "{v}");
+    assert_eq!(n, 0, "refused before any upstream request");
 }
