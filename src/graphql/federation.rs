@@ -284,7 +284,7 @@ async fn load_by_key(
         if groups.contains_key(&(entity.logical_name.as_str(), *key)) {
             continue;
         }
-        let group = key_group(st, entity, *key, reps, selection)?;
+        let group = key_group(&st.labels(), st.config.dialect, entity, *key, reps, selection)?;
         groups.insert((entity.logical_name.as_str(), *key), Arc::new(group));
     }
     let child_key = |rep: &Rep| match rep {
@@ -321,7 +321,8 @@ async fn load_by_key(
 /// first property; the other fields' values (the company codes) are an `in` filter, compiled and
 /// escaped by the filter compiler like a client's.
 fn key_group(
-    st: &GatewayState,
+    labels: &crate::odata::options::OptionSetLabels,
+    dialect: crate::odata::Dialect,
     entity: &'static Entity,
     key: usize,
     reps: &[Rep],
@@ -355,7 +356,7 @@ fn key_group(
         true => None,
         false => {
             let and = Value::Object([(Name::new("and"), Value::List(conditions))].into_iter().collect());
-            Some(compile_filter(entity, &and, &st.labels(), st.config.dialect)?)
+            Some(compile_filter(entity, &and, labels, dialect)?)
         }
     };
     let mut select = select_for(entity, selection.iter().copied());
@@ -392,6 +393,36 @@ mod tests {
         assert_eq!(spec("Person"), ["id", "partyNumber"]);
         assert_eq!(spec("CandidateToHire"), ["id", "candidateId dataAreaId"]);
         assert_eq!(spec("RecruitingRequestPosition"), ["id"]);
+    }
+
+    #[test]
+    fn readable_key_values_reach_the_filter_escaped() {
+        let e = entity("RecruitingRequest");
+        let rep = |id: &str, company: &str| Rep::ByKey {
+            entity: e,
+            key: 1,
+            values: vec![id.into(), company.into()],
+        };
+        let reps = [
+            rep("USMF-000001", "usmf"),
+            rep("X-1", "o'x"),
+            rep("USMF-000002", "usmf"),
+        ];
+        let labels = Default::default();
+        let group = key_group(&labels, crate::odata::Dialect::Odata4, e, 1, &reps, &[]).unwrap();
+        assert_eq!(group.key_property, "mshr_recruitingrequestid");
+        // Each company once, the quote doubled; the key's fields are selected to match on.
+        assert_eq!(
+            group.filter.as_deref(),
+            Some("(mshr_dataareaid eq 'o''x' or mshr_dataareaid eq 'usmf')")
+        );
+        for p in [
+            "mshr_recruitingrequestid",
+            "mshr_dataareaid",
+            "mshr_hcmrecruitingrequestentityid",
+        ] {
+            assert!(group.select.iter().any(|s| s == p), "{p} selected");
+        }
     }
 
     #[test]
