@@ -291,6 +291,25 @@ pub struct ServeArgs {
     /// The password is never logged.
     #[arg(long, env = "ATS_GATEWAY_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<crate::secret::Secret>,
+    /// Accept `http://` webhook URLs (deliveries then travel unencrypted): for tests and
+    /// receivers inside a trusted network.
+    #[arg(long, env = "ATS_GATEWAY_WEBHOOK_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub webhook_allow_http: bool,
+    /// Accept webhook URLs whose address is loopback, private, link-local, unique-local or
+    /// otherwise not public (refused by default: a webhook is otherwise a server-side request
+    /// forgery hole into the gateway's network).
+    #[arg(long, env = "ATS_GATEWAY_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub webhook_allow_private: bool,
+    /// Timeout of one webhook delivery attempt, from connecting to the answer's status.
+    #[arg(long, env = "ATS_GATEWAY_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub webhook_timeout: std::time::Duration,
+    /// For tests: what the 5 s step of the webhook retry schedule (immediately, 5 s, 5 min,
+    /// 30 min, 2 h, 5 h, 10 h, 10 h) becomes, every step scaled alike.
+    #[arg(long, env = "ATS_GATEWAY_WEBHOOK_RETRY_BASE", default_value = "5s", value_parser = duration)]
+    pub webhook_retry_base: std::time::Duration,
+    /// Delivery attempts kept in each webhook's log (`webhookSubscriptions { deliveries }`).
+    #[arg(long, env = "ATS_GATEWAY_WEBHOOK_LOG_SIZE", default_value_t = 50)]
+    pub webhook_log_size: usize,
     /// Deepest query accepted, in nested fields; introspection fields do not count.
     #[arg(long, env = "ATS_GATEWAY_MAX_DEPTH", default_value_t = 12)]
     pub max_depth: usize,
@@ -429,6 +448,7 @@ impl ServeArgs {
                 idempotency_ttl: self.idempotency_ttl,
             },
             redis_url: self.redis_url.clone(),
+            webhooks: self.webhook_config(),
             http: crate::server::HttpConfig {
                 cors_origins: self.cors_allow_origin.clone(),
                 max_body_bytes: self.max_body_bytes,
@@ -439,6 +459,25 @@ impl ServeArgs {
                 None => None,
             },
         })
+    }
+}
+
+impl ServeArgs {
+    /// The `--webhook-*` settings.
+    fn webhook_config(&self) -> crate::graphql::webhooks::WebhookConfig {
+        use crate::graphql::webhooks::{backoff::Backoff, guard::Policy, WebhookConfig};
+        WebhookConfig {
+            policy: Policy {
+                allow_http: self.webhook_allow_http,
+                allow_private: self.webhook_allow_private,
+            },
+            backoff: Backoff {
+                base: self.webhook_retry_base,
+            },
+            timeout: self.webhook_timeout,
+            log_size: self.webhook_log_size.max(1),
+            ..Default::default()
+        }
     }
 }
 

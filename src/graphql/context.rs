@@ -255,6 +255,8 @@ pub struct GatewayState {
     pub shared: Option<Arc<crate::shared_state::SharedState>>,
     /// Where the cursor key came from (for `/readyz`).
     pub cursor_key_source: super::cursor::CursorKeySource,
+    /// Webhook registrations and deliveries (`None`: not started, as in schema-only uses).
+    pub webhooks: Option<Arc<super::webhooks::Webhooks>>,
 }
 
 /// What the `$metadata` read at start gave.
@@ -302,6 +304,7 @@ impl GatewayState {
             deep_insert_fallback_logged: Default::default(),
             shared: None,
             cursor_key_source: Default::default(),
+            webhooks: None,
         }
     }
 

@@ -20,6 +20,7 @@
 //! - `idempotency`: the store of `submitCandidateToHire`'s idempotency keys.
 //! - `mutations`: the submission, and create/update/delete for every writable entity.
 //! - `prefetch`: look-ahead loading of a page's relations, level by level.
+//! - `webhooks`: webhook registrations, signed deliveries with retries, the SSRF guard.
 //!
 //! Never imports axum: the HTTP side lives in `server`.
 
@@ -41,6 +42,7 @@ pub mod shared_reference;
 pub mod tasks;
 pub mod types;
 pub mod warnings;
+pub mod webhooks;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache};
 use async_graphql::dynamic::{Object, Schema, SchemaError};
@@ -74,7 +76,10 @@ pub fn build_schema(state: Option<Arc<GatewayState>>, limits: &SchemaLimits) -> 
     );
     let builder = Schema::build("Query", Some("Mutation"), None);
     let (builder, query) = types::register(builder, query);
-    let (mut builder, mutation) = mutations::register(builder);
+    let (builder, mut mutation) = mutations::register(builder);
+    let (mut builder, hook_queries, hook_mutations) = webhooks::schema::register(builder);
+    let query = hook_queries.into_iter().fold(query, |q, f| q.field(f));
+    mutation = hook_mutations.into_iter().fold(mutation, |m, f| m.field(f));
     builder = builder.register(query).register(mutation);
     if !limits.introspection {
         builder = builder.disable_introspection();

@@ -94,6 +94,8 @@ pub struct GatewayConfig {
     /// Redis, where replicas share their state (`--redis-url`); `None`: local state only (the
     /// SQLite file and memory).
     pub redis_url: Option<crate::secret::Secret>,
+    /// Webhook delivery settings (`--webhook-*`).
+    pub webhooks: crate::graphql::webhooks::WebhookConfig,
 }
 
 /// HTTP settings of the gateway.
@@ -272,6 +274,7 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
     let (cursor_key, source) = cursor_key(config, shared.as_deref()).await;
     state.shared = shared;
     state.cursor_key_source = source;
+    state.webhooks = Some(start_webhooks(config)?);
     let state = Arc::new(state);
     if let Some(shared) = &state.shared {
         share_pauses(shared, &state);
@@ -292,6 +295,23 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
         reread_labels(Arc::downgrade(&state), config.read.labels_retry);
     }
     serve(listen, config, state, callers, cursor_key).await
+}
+
+/// The webhooks, over the SQLite state file (also under `--redis-url`: registrations and
+/// deliveries are not shared between replicas yet). Registration is refused when the gateway
+/// calls upstream only with its callers' tokens: a background watcher has none to poll with.
+fn start_webhooks(config: &GatewayConfig) -> Result<Arc<crate::graphql::webhooks::Webhooks>, StartError> {
+    use crate::graphql::webhooks::{store::WebhookStore, Webhooks};
+    let store = WebhookStore::open(config.write.state_db.as_deref())
+        .map_err(|e| StartError::State(format!("cannot open the state database for webhooks: {e}")))?;
+    let refused = config.upstream_auth.acts_only_for_callers().then(|| {
+        format!(
+            "webhooks need an upstream identity of the gateway's own to watch with; --upstream-auth {} calls upstream only with callers' tokens, which a background watcher does not have",
+            config.upstream_auth.mode()
+        )
+    });
+    let webhooks = Webhooks::start(store, config.webhooks.clone(), refused).map_err(StartError::State)?;
+    Ok(Arc::new(webhooks))
 }
 
 /// A 429's pause seen here is announced to the other replicas, and theirs are held here.

@@ -410,6 +410,7 @@ impl Gateway {
             caller_auth: Default::default(),
             cursor_key: None,
             redis_url: None,
+            webhooks: Default::default(),
         };
         tune(&mut config);
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();

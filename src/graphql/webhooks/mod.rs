@@ -1,0 +1,333 @@
+//! Webhooks: changes pushed to partner apps that cannot hold a socket, as Standard Webhooks
+//! (<https://www.standardwebhooks.com/>) POSTs signed per registration.
+//!
+//! - `store`: registrations, pending deliveries and the delivery log, in the SQLite state file.
+//! - `deliver`: the dispatcher and one attempt (its own HTTP client, no redirects, bounded).
+//! - `signing`: `whsec_` secrets and `webhook-signature`.
+//! - `backoff`: Standard Webhooks' retry schedule (about a day), scalable for tests.
+//! - `guard`: the SSRF guard (schemes, address classes, the delivery client's resolver).
+//! - `schema`: `createWebhookSubscription`, `deleteWebhookSubscription`, `webhookSubscriptions`.
+//!
+//! [`Webhooks`] is the one face of these to the rest of the gateway. Changes come in through
+//! [`Webhooks::on_change`] (one [`Change`] for one registration): the event is stored once per
+//! registration (its id is the `webhook-id`, stable across retries) and the dispatcher is woken.
+//! Ownership runs one way: `GatewayState` → `Webhooks` → the dispatcher task and the watch of
+//! each registration ([`WatchGuard`]); those tasks hold the store and a `Notify`, never the
+//! `Webhooks` or the state, so dropping the `Webhooks` aborts them all (no `Arc` cycle), and
+//! deleting a registration drops its watch.
+
+pub mod backoff;
+pub mod deliver;
+pub mod guard;
+pub mod schema;
+pub mod signing;
+pub mod store;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use store::{StoreError, Subscription, WebhookStore};
+use tokio::sync::Notify;
+
+/// The events a registration may ask for: the GraphQL enum value, the entity's GraphQL type
+/// and the field of `WebhookFilterInput` holding its filter.
+pub const EVENTS: [(&str, &str, &str); 3] = [
+    ("RECRUITING_REQUEST_CHANGED", "RecruitingRequest", "recruitingRequest"),
+    (
+        "RECRUITING_REQUEST_POSITION_CHANGED",
+        "RecruitingRequestPosition",
+        "recruitingRequestPosition",
+    ),
+    ("CANDIDATE_TO_HIRE_CHANGED", "CandidateToHire", "candidateToHire"),
+];
+
+/// Settings (`--webhook-*`).
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub policy: guard::Policy,
+    pub backoff: backoff::Backoff,
+    /// Timeout of one delivery attempt.
+    pub timeout: Duration,
+    /// Attempts kept in a registration's delivery log.
+    pub log_size: usize,
+    /// Registrations one caller may hold.
+    pub max_per_caller: usize,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            policy: guard::Policy::default(),
+            backoff: backoff::Backoff::default(),
+            timeout: Duration::from_secs(10),
+            log_size: 50,
+            max_per_caller: 100,
+        }
+    }
+}
+
+/// One change of one record, for one registration (what a watcher reports).
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The event id: deterministic for the change, so that replicas and repeats agree.
+    pub id: String,
+    /// The entity's GraphQL type (`RecruitingRequest`, …).
+    pub entity: String,
+    /// `CREATED`, `UPDATED` or `DELETED`.
+    pub kind: String,
+    /// The GraphQL names of the fields that changed (empty for `CREATED`, `DELETED`).
+    pub changed_fields: Vec<String>,
+    /// The record's primary key.
+    pub key: String,
+    /// The record as read, with GraphQL field names (`None` for `DELETED`).
+    pub record: Option<serde_json::Value>,
+    /// When the change was seen, unix milliseconds.
+    pub seen_at: i64,
+}
+
+impl Change {
+    /// The JSON body delivered: `{type, timestamp, data: {kind, changedFields, entity, key, record}}`.
+    pub fn body(&self) -> String {
+        let field = EVENTS
+            .iter()
+            .find(|(_, ty, _)| *ty == self.entity)
+            .map(|(_, _, field)| *field)
+            .unwrap_or(self.entity.as_str());
+        let timestamp = jiff::Timestamp::from_millisecond(self.seen_at)
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        serde_json::json!({
+            "type": format!("{field}.{}", self.kind.to_lowercase()),
+            "timestamp": timestamp,
+            "data": {
+                "kind": self.kind,
+                "changedFields": self.changed_fields,
+                "entity": self.entity,
+                "key": self.key,
+                "record": self.record,
+            }
+        })
+        .to_string()
+    }
+}
+
+/// Where changes are enqueued: the store and the dispatcher's bell. What a watch task holds.
+#[derive(Clone)]
+pub struct Inbox {
+    store: WebhookStore,
+    wake: Arc<Notify>,
+}
+
+impl Inbox {
+    /// Stores `change` for registration `id` (once per event id) and wakes the dispatcher;
+    /// `false`: already stored, or the registration is gone or disabled.
+    pub async fn enqueue(&self, id: &str, change: &Change) -> Result<bool, StoreError> {
+        let added = self
+            .store
+            .enqueue(id, &change.id, change.body(), deliver::now_ms())
+            .await?;
+        if added {
+            self.wake.notify_one();
+        }
+        Ok(added)
+    }
+}
+
+/// A task aborted when dropped: the dispatcher, or a registration's watch.
+pub struct WatchGuard(tokio::task::AbortHandle);
+
+impl WatchGuard {
+    /// Spawns `work`, owned by the guard.
+    pub fn spawn(work: impl std::future::Future<Output = ()> + Send + 'static) -> Self {
+        WatchGuard(tokio::spawn(work).abort_handle())
+    }
+}
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Starts the watch of a registration: a task that feeds its changes to the inbox, owned by the
+/// guard it returns. Set by whoever provides the watching (the watcher of `graphql::watch`).
+pub type Watcher = Arc<dyn Fn(&Subscription, Inbox) -> Option<WatchGuard> + Send + Sync>;
+
+/// The webhooks of one gateway.
+pub struct Webhooks {
+    pub store: WebhookStore,
+    pub config: WebhookConfig,
+    inbox: Inbox,
+    /// Why registrations are refused in this configuration (`None`: accepted).
+    refused: Option<String>,
+    watcher: Mutex<Option<Watcher>>,
+    watches: Mutex<HashMap<String, WatchGuard>>,
+    _dispatcher: WatchGuard,
+}
+
+/// What a caller asks to register (checked by [`Webhooks::register`]).
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub url: String,
+    pub events: Vec<String>,
+    /// `{recruitingRequest: {...}, …}`: the filter per entity, as given.
+    pub filter: serde_json::Value,
+    pub description: Option<String>,
+}
+
+/// Why a registration or deletion failed.
+#[derive(Debug)]
+pub enum RegisterError {
+    /// The caller's input (`BAD_USER_INPUT`).
+    BadInput(String),
+    /// The store.
+    Store(StoreError),
+}
+
+impl From<StoreError> for RegisterError {
+    fn from(e: StoreError) -> Self {
+        RegisterError::Store(e)
+    }
+}
+
+impl Webhooks {
+    /// Opens the store, starts the dispatcher. `refused`: why this gateway cannot watch for a
+    /// registration (on-behalf-of and pass-through: no upstream token of its own to poll with).
+    pub fn start(store: WebhookStore, config: WebhookConfig, refused: Option<String>) -> Result<Self, String> {
+        let wake = Arc::new(Notify::new());
+        let dispatcher = deliver::Dispatcher {
+            store: store.clone(),
+            client: deliver::client(config.policy, config.timeout)?,
+            policy: config.policy,
+            backoff: config.backoff,
+            timeout: config.timeout,
+            log_size: config.log_size,
+        };
+        let run = WatchGuard::spawn(dispatcher.run(wake.clone()));
+        Ok(Webhooks {
+            inbox: Inbox {
+                store: store.clone(),
+                wake,
+            },
+            store,
+            config,
+            refused,
+            watcher: Mutex::new(None),
+            watches: Mutex::default(),
+            _dispatcher: run,
+        })
+    }
+
+    /// Where changes for registrations go.
+    pub fn inbox(&self) -> Inbox {
+        self.inbox.clone()
+    }
+
+    /// Sets the watcher and watches every active registration in the store (at start: the
+    /// registrations of before a restart are watched again).
+    pub async fn watch_all(&self, watcher: Watcher) -> Result<usize, StoreError> {
+        *self.watcher.lock().unwrap_or_else(|p| p.into_inner()) = Some(watcher);
+        let subs = self.store.list(None).await?;
+        let active: Vec<_> = subs.iter().filter(|s| s.disabled_reason.is_none()).collect();
+        for s in &active {
+            self.watch(s);
+        }
+        Ok(active.len())
+    }
+
+    fn watch(&self, s: &Subscription) {
+        let watcher = self.watcher.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(guard) = watcher.and_then(|w| w(s, self.inbox())) {
+            self.watches
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(s.id.clone(), guard);
+        }
+    }
+
+    /// Registrations being watched now.
+    pub fn watched(&self) -> usize {
+        self.watches.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Stores `change` for registration `id` and wakes the dispatcher (see [`Inbox::enqueue`]).
+    pub async fn on_change(&self, id: &str, change: &Change) -> Result<bool, StoreError> {
+        self.inbox.enqueue(id, change).await
+    }
+
+    /// Registers a webhook for `identity`: checks it (the SSRF guard with the URL's resolved
+    /// addresses, the events, the filter), stores it with a fresh secret and starts watching.
+    pub async fn register(
+        &self,
+        identity: &str,
+        r: Registration,
+    ) -> Result<(Subscription, crate::secret::Secret), RegisterError> {
+        if let Some(why) = &self.refused {
+            return Err(RegisterError::BadInput(why.clone()));
+        }
+        check_registration(&r, self.config.policy)
+            .await
+            .map_err(RegisterError::BadInput)?;
+        if self.store.list(Some(identity)).await?.len() >= self.config.max_per_caller {
+            return Err(RegisterError::BadInput(format!(
+                "a caller may hold at most {} webhook subscriptions: delete one first",
+                self.config.max_per_caller
+            )));
+        }
+        let secret = signing::new_secret();
+        let s = Subscription {
+            id: format!("wh_{}", uuid::Uuid::new_v4().simple()),
+            identity: identity.to_string(),
+            url: r.url,
+            events: r.events,
+            filter: r.filter,
+            description: r.description,
+            secret: secret.clone(),
+            disabled_reason: None,
+            created_at: deliver::now_ms(),
+        };
+        self.store.create(s.clone()).await?;
+        self.watch(&s);
+        tracing::info!(webhook = %s.id, events = ?s.events, "webhook registered");
+        Ok((s, secret))
+    }
+
+    /// Deletes `identity`'s registration `id` and releases its watch; `false`: none by that id.
+    pub async fn delete(&self, identity: &str, id: &str) -> Result<bool, StoreError> {
+        let deleted = self.store.delete(identity, id).await?;
+        if deleted {
+            self.watches.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+            tracing::info!(webhook = %id, "webhook deleted");
+        }
+        Ok(deleted)
+    }
+}
+
+/// Checks a registration's URL (scheme, address literal, resolved addresses), events, filter
+/// and description.
+async fn check_registration(r: &Registration, policy: guard::Policy) -> Result<(), String> {
+    if r.url.len() > 2048 {
+        return Err("the webhook URL is longer than 2048 characters".into());
+    }
+    let url = guard::check_url(&r.url, policy)?;
+    guard::check_resolved(&url, policy).await?;
+    if r.events.is_empty() {
+        return Err("`events` names no event".into());
+    }
+    if let Some(map) = r.filter.as_object() {
+        for field in map.keys() {
+            let Some((event, ..)) = EVENTS.iter().find(|(_, _, f)| f == field) else {
+                return Err(format!("`filter.{field}` is no entity of the events"));
+            };
+            if !r.events.iter().any(|e| e == event) {
+                return Err(format!(
+                    "`filter.{field}` filters {event}, which `events` does not name"
+                ));
+            }
+        }
+    }
+    if r.description.as_ref().is_some_and(|d| d.chars().count() > 500) {
+        return Err("`description` is longer than 500 characters".into());
+    }
+    Ok(())
+}
