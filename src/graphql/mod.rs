@@ -20,6 +20,8 @@
 //! - `idempotency`: the store of `submitCandidateToHire`'s idempotency keys.
 //! - `mutations`: the submission, and create/update/delete for every writable entity.
 //! - `prefetch`: look-ahead loading of a page's relations, level by level.
+//! - `watch`: the change watchers behind subscriptions: one poller per (identity, entity,
+//!   filter), diffing by key and content hash.
 //!
 //! Never imports axum: the HTTP side lives in `server`.
 
@@ -41,6 +43,7 @@ pub mod shared_reference;
 pub mod tasks;
 pub mod types;
 pub mod warnings;
+pub mod watch;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache};
 use async_graphql::dynamic::{Object, Schema, SchemaError};
