@@ -20,6 +20,7 @@
 //! - `idempotency`: the store of `submitCandidateToHire`'s idempotency keys.
 //! - `mutations`: the submission, and create/update/delete for every writable entity.
 //! - `prefetch`: look-ahead loading of a page's relations, level by level.
+//! - `subscription`: the `Subscription` root (changes pushed from `watch`).
 //! - `watch`: the change watchers behind subscriptions: one poller per (identity, entity,
 //!   filter), diffing by key and content hash.
 //!
@@ -40,6 +41,7 @@ pub mod mutations;
 pub mod prefetch;
 pub mod resolve;
 pub mod shared_reference;
+pub mod subscription;
 pub mod tasks;
 pub mod types;
 pub mod warnings;
@@ -75,10 +77,11 @@ pub fn build_schema(state: Option<Arc<GatewayState>>, limits: &SchemaLimits) -> 
     let query = Object::new("Query").description(
         "The Dynamics 365 Human Resources recruiting data: recruiting requests with their positions, skills, education and location; candidates to hire with the person behind them and the person's details; and the reference data they use.",
     );
-    let builder = Schema::build("Query", Some("Mutation"), None);
+    let builder = Schema::build("Query", Some("Mutation"), Some("Subscription"));
     let (builder, query) = types::register(builder, query);
-    let (mut builder, mutation) = mutations::register(builder);
-    builder = builder.register(query).register(mutation);
+    let (builder, mutation) = mutations::register(builder);
+    let (mut builder, subscription) = subscription::register(builder);
+    builder = builder.register(query).register(mutation).register(subscription);
     if !limits.introspection {
         builder = builder.disable_introspection();
     }

@@ -7,6 +7,8 @@
 //!   answers and accepts its credentials, the breaker is closed; option-set labels or
 //!   `$metadata` not read are a warning; the `$metadata` differences and the `$expand` pushdown
 //!   decided at start are listed); `GET /metrics`: Prometheus text (`ops`).
+//! - `GET /graphql/ws`: subscriptions over WebSocket (`graphql-transport-ws`, `graphql-ws`);
+//!   `Accept: text/event-stream` on `/graphql`: GraphQL over SSE (`subscriptions`).
 //! - `startup`: what is decided once at start (dialect, paging, `$metadata` reconciliation, pushdown).
 //! - Layers: CORS (a setting; same origin only by default), a request body limit.
 //!
@@ -25,6 +27,7 @@ pub mod graphql_http;
 pub mod ops;
 pub mod playground;
 pub mod startup;
+pub mod subscriptions;
 
 /// What the routes share.
 #[derive(Clone)]
@@ -49,23 +52,26 @@ pub fn app(
     let schema = graphql::build_schema(Some(gateway.clone()), limits)?;
     let persisted_queries =
         graphql_http::apq::PersistedQueries::new(apq_cache_bytes).with_shared(gateway.shared.clone());
+    let app = AppState {
+        schema,
+        gateway,
+        persisted_queries,
+        callers,
+        cursor_key: Arc::new(cursor_key),
+    };
     Ok(Router::new()
         .route(
             "/graphql",
             get(graphql_http::graphql_get)
                 .post(graphql_http::graphql_post)
-                .layer(axum::middleware::from_fn(playground::page_for_browsers)),
+                .layer(axum::middleware::from_fn(playground::page_for_browsers))
+                .layer(axum::middleware::from_fn_with_state(app.clone(), subscriptions::sse_or_next)),
         )
+        .route("/graphql/ws", get(subscriptions::websocket))
         .route("/healthz", get(|| async { "ok" }))
         .merge(ops::routes())
         .merge(playground::routes())
-        .with_state(AppState {
-            schema,
-            gateway,
-            persisted_queries,
-            callers,
-            cursor_key: Arc::new(cursor_key),
-        }))
+        .with_state(app))
 }
 
 /// How to run the gateway.
