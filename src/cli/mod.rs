@@ -214,6 +214,17 @@ pub struct ServeArgs {
     /// How long relation loaders wait to batch the keys of one level.
     #[arg(long, env = "ATS_GATEWAY_BATCH_DELAY", default_value = "3ms", value_parser = duration)]
     pub batch_delay: std::time::Duration,
+    /// How often a subscription's watcher reads its set upstream (at least 5s, unless
+    /// `--watch-interval-below-minimum`).
+    #[arg(long, env = "ATS_GATEWAY_WATCH_INTERVAL", default_value = "30s", value_parser = duration)]
+    pub watch_interval: std::time::Duration,
+    /// Accept a `--watch-interval` under 5s: for tests against the emulator, never against a
+    /// real upstream (every watcher costs one request per interval of the caller's budget).
+    #[arg(long, env = "ATS_GATEWAY_WATCH_INTERVAL_BELOW_MINIMUM")]
+    pub watch_interval_below_minimum: bool,
+    /// The most records one subscription may watch; a filter matching more is refused.
+    #[arg(long, env = "ATS_GATEWAY_WATCH_MAX_RECORDS", default_value_t = 50_000)]
+    pub watch_max_records: usize,
     /// Fetch a list's first-level relations with `$expand` in the list's own request (one upstream
     /// request instead of 1 + one per relation): `auto` decides at start, pushing down the
     /// relations whose navigation properties the upstream's `$metadata` has, to-many ones only if
@@ -386,6 +397,26 @@ pub enum UpstreamDialect {
 }
 
 impl ServeArgs {
+    /// `--watch-interval` (at least [`crate::graphql::watch::MIN_INTERVAL`] without the escape
+    /// hatch) and `--watch-max-records`.
+    fn watch_config(&self) -> Result<crate::graphql::watch::WatchConfig, String> {
+        let min = crate::graphql::watch::MIN_INTERVAL;
+        if self.watch_interval < min && !self.watch_interval_below_minimum {
+            return Err(format!(
+                "--watch-interval must be at least {}s (each watcher reads its set upstream once per interval); --watch-interval-below-minimum allows less, for tests against the emulator",
+                min.as_secs()
+            ));
+        }
+        if self.watch_interval.is_zero() || self.watch_max_records == 0 {
+            return Err("--watch-interval and --watch-max-records must be more than 0".into());
+        }
+        Ok(crate::graphql::watch::WatchConfig {
+            interval: self.watch_interval,
+            max_records: self.watch_max_records,
+            ..Default::default()
+        })
+    }
+
     /// The gateway's settings; `emulator` as for [`auth::AuthArgs::upstream_auth`].
     pub fn gateway_config(
         &self,
@@ -415,6 +446,7 @@ impl ServeArgs {
                 },
                 paging: self.upstream_paging.read_settings().0,
                 paging_source: self.upstream_paging.read_settings().1,
+                watch: self.watch_config()?,
                 ..Default::default()
             },
             limits: crate::graphql::SchemaLimits {

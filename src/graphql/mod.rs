@@ -20,6 +20,9 @@
 //! - `idempotency`: the store of `submitCandidateToHire`'s idempotency keys.
 //! - `mutations`: the submission, and create/update/delete for every writable entity.
 //! - `prefetch`: look-ahead loading of a page's relations, level by level.
+//! - `subscription`: the `Subscription` root (changes pushed from `watch`).
+//! - `watch`: the change watchers behind subscriptions: one poller per (identity, entity,
+//!   filter), diffing by key and content hash.
 //! - `webhooks`: webhook registrations, signed deliveries with retries, the SSRF guard.
 //!
 //! Never imports axum: the HTTP side lives in `server`.
@@ -39,9 +42,11 @@ pub mod mutations;
 pub mod prefetch;
 pub mod resolve;
 pub mod shared_reference;
+pub mod subscription;
 pub mod tasks;
 pub mod types;
 pub mod warnings;
+pub mod watch;
 pub mod webhooks;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache};
@@ -74,13 +79,14 @@ pub fn build_schema(state: Option<Arc<GatewayState>>, limits: &SchemaLimits) -> 
     let query = Object::new("Query").description(
         "The Dynamics 365 Human Resources recruiting data: recruiting requests with their positions, skills, education and location; candidates to hire with the person behind them and the person's details; and the reference data they use.",
     );
-    let builder = Schema::build("Query", Some("Mutation"), None);
+    let builder = Schema::build("Query", Some("Mutation"), Some("Subscription"));
     let (builder, query) = types::register(builder, query);
     let (builder, mut mutation) = mutations::register(builder);
-    let (mut builder, hook_queries, hook_mutations) = webhooks::schema::register(builder);
+    let (builder, hook_queries, hook_mutations) = webhooks::schema::register(builder);
     let query = hook_queries.into_iter().fold(query, |q, f| q.field(f));
     mutation = hook_mutations.into_iter().fold(mutation, |m, f| m.field(f));
-    builder = builder.register(query).register(mutation);
+    let (mut builder, subscription) = subscription::register(builder);
+    builder = builder.register(query).register(mutation).register(subscription);
     if !limits.introspection {
         builder = builder.disable_introspection();
     }

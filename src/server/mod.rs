@@ -7,6 +7,8 @@
 //!   answers and accepts its credentials, the breaker is closed; option-set labels or
 //!   `$metadata` not read are a warning; the `$metadata` differences and the `$expand` pushdown
 //!   decided at start are listed); `GET /metrics`: Prometheus text (`ops`).
+//! - `GET /graphql/ws`: subscriptions over WebSocket (`graphql-transport-ws`, `graphql-ws`);
+//!   `Accept: text/event-stream` on `/graphql`: GraphQL over SSE (`subscriptions`).
 //! - `startup`: what is decided once at start (dialect, paging, `$metadata` reconciliation, pushdown).
 //! - Layers: CORS (a setting; same origin only by default), a request body limit.
 //!
@@ -25,6 +27,7 @@ pub mod graphql_http;
 pub mod ops;
 pub mod playground;
 pub mod startup;
+pub mod subscriptions;
 
 /// What the routes share.
 #[derive(Clone)]
@@ -49,23 +52,29 @@ pub fn app(
     let schema = graphql::build_schema(Some(gateway.clone()), limits)?;
     let persisted_queries =
         graphql_http::apq::PersistedQueries::new(apq_cache_bytes).with_shared(gateway.shared.clone());
+    let app = AppState {
+        schema,
+        gateway,
+        persisted_queries,
+        callers,
+        cursor_key: Arc::new(cursor_key),
+    };
     Ok(Router::new()
         .route(
             "/graphql",
             get(graphql_http::graphql_get)
                 .post(graphql_http::graphql_post)
-                .layer(axum::middleware::from_fn(playground::page_for_browsers)),
+                .layer(axum::middleware::from_fn(playground::page_for_browsers))
+                .layer(axum::middleware::from_fn_with_state(
+                    app.clone(),
+                    subscriptions::sse_or_next,
+                )),
         )
+        .route("/graphql/ws", get(subscriptions::websocket))
         .route("/healthz", get(|| async { "ok" }))
         .merge(ops::routes())
         .merge(playground::routes())
-        .with_state(AppState {
-            schema,
-            gateway,
-            persisted_queries,
-            callers,
-            cursor_key: Arc::new(cursor_key),
-        }))
+        .with_state(app))
 }
 
 /// How to run the gateway.
@@ -253,6 +262,9 @@ impl RunningGateway {
     /// Stops accepting connections and waits for in-flight requests.
     pub async fn stop(self) {
         self.serving.stop().await;
+        if let Some(webhooks) = &self.state.webhooks {
+            webhooks.shutdown();
+        }
     }
 }
 
@@ -293,6 +305,13 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
     }
     if !state.labels().fallbacks().is_empty() {
         reread_labels(Arc::downgrade(&state), config.read.labels_retry);
+    }
+    if let Some(webhooks) = &state.webhooks {
+        let watcher = crate::graphql::webhooks::watching::watcher(Arc::downgrade(&state));
+        match webhooks.watch_all(watcher).await {
+            Ok(n) => tracing::info!(webhooks = n, "webhooks watched"),
+            Err(e) => tracing::error!(error = %e, "webhooks: registrations not read at start"),
+        }
     }
     serve(listen, config, state, callers, cursor_key).await
 }

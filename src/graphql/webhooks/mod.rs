@@ -6,6 +6,7 @@
 //! - `signing`: `whsec_` secrets and `webhook-signature`.
 //! - `backoff`: Standard Webhooks' retry schedule (about a day), scalable for tests.
 //! - `guard`: the SSRF guard (schemes, address classes, the delivery client's resolver).
+//! - `watching`: a registration's watch over `graphql::watch`, its changes as webhook events.
 //! - `schema`: `createWebhookSubscription`, `deleteWebhookSubscription`, `webhookSubscriptions`.
 //!
 //! [`Webhooks`] is the one face of these to the rest of the gateway. Changes come in through
@@ -22,6 +23,7 @@ pub mod guard;
 pub mod schema;
 pub mod signing;
 pub mod store;
+pub mod watching;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -162,7 +164,7 @@ pub struct Webhooks {
     refused: Option<String>,
     watcher: Mutex<Option<Watcher>>,
     watches: Mutex<HashMap<String, WatchGuard>>,
-    _dispatcher: WatchGuard,
+    dispatcher: Mutex<Option<WatchGuard>>,
 }
 
 /// What a caller asks to register (checked by [`Webhooks::register`]).
@@ -214,8 +216,17 @@ impl Webhooks {
             refused,
             watcher: Mutex::new(None),
             watches: Mutex::default(),
-            _dispatcher: run,
+            dispatcher: Mutex::new(Some(run)),
         })
+    }
+
+    /// Stops the dispatcher and every watch (at shutdown: a watch's poller holds the gateway
+    /// state, which holds these guards, so they are released here rather than left to `Drop`).
+    /// Deliveries in flight stay leased until the next start, which sends them again.
+    pub fn shutdown(&self) {
+        self.watches.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.dispatcher.lock().unwrap_or_else(|p| p.into_inner()).take();
+        *self.watcher.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Where changes for registrations go.

@@ -88,6 +88,8 @@ fn create_field() -> Field {
                 },
                 description: input.get("description").and_then(|d| d.string().ok().map(str::to_string)),
             };
+            let state = ctx.data::<Arc<GatewayState>>()?;
+            super::watching::keys(state, &rq.identity, &registration.events, &registration.filter)?;
             match webhooks.register(&rq.identity, registration).await {
                 Ok((sub, secret)) => Ok(Some(FieldValue::owned_any((sub, secret)))),
                 Err(RegisterError::BadInput(why)) => Err(bad_input(why)),
