@@ -151,9 +151,16 @@ impl Drop for WatchGuard {
     }
 }
 
+/// Tells whether a watch started (its start snapshot taken) or why not.
+pub type Started = tokio::sync::oneshot::Sender<Result<(), String>>;
+
 /// Starts the watch of a registration: a task that feeds its changes to the inbox, owned by the
-/// guard it returns. Set by whoever provides the watching (the watcher of `graphql::watch`).
-pub type Watcher = Arc<dyn Fn(&Subscription, Inbox) -> Option<WatchGuard> + Send + Sync>;
+/// guard it returns, and answers `Started` once it watches. Set by whoever provides the
+/// watching (`watching`, over `graphql::watch`).
+pub type Watcher = Arc<dyn Fn(&Subscription, Inbox, Option<Started>) -> Option<WatchGuard> + Send + Sync>;
+
+/// How long a registration waits for its watch's start snapshot.
+const START_WAIT: Duration = Duration::from_secs(20);
 
 /// The webhooks of one gateway.
 pub struct Webhooks {
@@ -241,14 +248,14 @@ impl Webhooks {
         let subs = self.store.list(None).await?;
         let active: Vec<_> = subs.iter().filter(|s| s.disabled_reason.is_none()).collect();
         for s in &active {
-            self.watch(s);
+            self.watch(s, None);
         }
         Ok(active.len())
     }
 
-    fn watch(&self, s: &Subscription) {
+    fn watch(&self, s: &Subscription, started: Option<Started>) {
         let watcher = self.watcher.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        if let Some(guard) = watcher.and_then(|w| w(s, self.inbox())) {
+        if let Some(guard) = watcher.and_then(|w| w(s, self.inbox(), started)) {
             self.watches
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -298,7 +305,18 @@ impl Webhooks {
             created_at: deliver::now_ms(),
         };
         self.store.create(s.clone()).await?;
-        self.watch(&s);
+        let (started, watching) = tokio::sync::oneshot::channel();
+        self.watch(&s, Some(started));
+        // Changes from the answer on are delivered: the watch's start snapshot is taken first.
+        let why = match tokio::time::timeout(START_WAIT, watching).await {
+            Ok(Ok(Ok(()))) | Ok(Err(_)) => None,
+            Ok(Ok(Err(why))) => Some(why),
+            Err(_) => Some("the upstream did not answer the watch's first read in time; retry".to_string()),
+        };
+        if let Some(why) = why {
+            self.delete(identity, &s.id).await?;
+            return Err(RegisterError::BadInput(format!("the webhook cannot watch: {why}")));
+        }
         tracing::info!(webhook = %s.id, events = ?s.events, "webhook registered");
         Ok((s, secret))
     }
@@ -314,14 +332,12 @@ impl Webhooks {
     }
 }
 
-/// Checks a registration's URL (scheme, address literal, resolved addresses), events, filter
-/// and description.
+/// Checks a registration's events, filter, description and URL (scheme, address literal,
+/// resolved addresses).
 async fn check_registration(r: &Registration, policy: guard::Policy) -> Result<(), String> {
     if r.url.len() > 2048 {
         return Err("the webhook URL is longer than 2048 characters".into());
     }
-    let url = guard::check_url(&r.url, policy)?;
-    guard::check_resolved(&url, policy).await?;
     if r.events.is_empty() {
         return Err("`events` names no event".into());
     }
@@ -340,5 +356,6 @@ async fn check_registration(r: &Registration, policy: guard::Policy) -> Result<(
     if r.description.as_ref().is_some_and(|d| d.chars().count() > 500) {
         return Err("`description` is longer than 500 characters".into());
     }
-    Ok(())
+    let url = guard::check_url(&r.url, policy)?;
+    guard::check_resolved(&url, policy).await
 }

@@ -9,7 +9,7 @@
 //! records that changed and changed back.
 
 use super::store::Subscription;
-use super::{Change, Inbox, WatchGuard, Watcher, EVENTS};
+use super::{Change, Inbox, Started, WatchGuard, Watcher, EVENTS};
 use crate::graphql::context::{GatewayState, RequestCtx};
 use crate::graphql::watch::{self, ChangeEvent, WatchKey};
 use crate::model::{model, Entity};
@@ -23,7 +23,9 @@ const RETRY: Duration = Duration::from_secs(30);
 
 /// The watcher [`super::Webhooks::watch_all`] starts registrations' watches with.
 pub fn watcher(state: Weak<GatewayState>) -> Watcher {
-    Arc::new(move |sub: &Subscription, inbox: Inbox| Some(WatchGuard::spawn(watch(state.clone(), sub.clone(), inbox))))
+    Arc::new(move |sub: &Subscription, inbox: Inbox, started: Option<Started>| {
+        Some(WatchGuard::spawn(watch(state.clone(), sub.clone(), inbox, started)))
+    })
 }
 
 /// The watch keys of a registration's events, each with its filter compiled (bad input is a
@@ -49,12 +51,17 @@ pub fn keys(
     Ok(keys)
 }
 
-async fn watch(state: Weak<GatewayState>, sub: Subscription, inbox: Inbox) {
+/// The registration's watch: subscribes, forwards, and starts again after a failure; answers
+/// `started` after the first subscription (a registration whose watch cannot start is refused).
+async fn watch(state: Weak<GatewayState>, sub: Subscription, inbox: Inbox, mut started: Option<Started>) {
     loop {
         let (streams, labels) = {
             let Some(st) = state.upgrade() else { return };
             (subscribe_all(&st, &sub).await, st.labels())
         };
+        if let Some(started) = started.take() {
+            let _ = started.send(streams.as_ref().map(|_| ()).map_err(Clone::clone));
+        }
         match streams {
             Ok(streams) => forward(&sub, &inbox, &labels, futures::stream::select_all(streams)).await,
             Err(why) => tracing::warn!(webhook = %sub.id, error = %why, "webhook watch could not start; trying again"),
