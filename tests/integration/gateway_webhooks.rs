@@ -340,3 +340,22 @@ async fn another_caller_can_neither_list_nor_delete_a_subscription() {
     let v = gql(&gw.endpoint, alice, LIST, json!({})).await;
     assert_eq!(v["data"]["webhookSubscriptions"], json!([]));
 }
+
+#[tokio::test]
+async fn on_behalf_of_refuses_registration_for_want_of_a_token_to_watch_with() {
+    let gw = crate::gateway_auth::on_behalf_of_gateway_with(|_| {});
+    let alice = gw.emu.user_token("alice", "api://ats-gateway/access_as_user").await;
+    let input = json!({"url": "https://203.0.113.9/hook", "events": ["CANDIDATE_TO_HIRE_CHANGED"]});
+    let v = gql(
+        &gw.endpoint,
+        Some(&format!("Bearer {alice}")),
+        CREATE,
+        json!({"input": input}),
+    )
+    .await;
+    assert_eq!(v["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{v}");
+    assert!(
+        v["errors"][0]["message"].as_str().unwrap().contains("on-behalf-of"),
+        "{v}"
+    );
+}
