@@ -284,9 +284,9 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
     state.metrics = metrics;
     state.metadata = metadata;
     let (cursor_key, source) = cursor_key(config, shared.as_deref()).await;
+    state.webhooks = Some(start_webhooks(config, shared.as_ref())?);
     state.shared = shared;
     state.cursor_key_source = source;
-    state.webhooks = Some(start_webhooks(config)?);
     let state = Arc::new(state);
     if let Some(shared) = &state.shared {
         share_pauses(shared, &state);
@@ -316,13 +316,19 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
     serve(listen, config, state, callers, cursor_key).await
 }
 
-/// The webhooks, over the SQLite state file (also under `--redis-url`: registrations and
-/// deliveries are not shared between replicas yet). Registration is refused when the gateway
+/// The webhooks, in Redis under `--redis-url` (shared by the replicas), else in the SQLite state
+/// file. Registration is refused when the gateway
 /// calls upstream only with its callers' tokens: a background watcher has none to poll with.
-fn start_webhooks(config: &GatewayConfig) -> Result<Arc<crate::graphql::webhooks::Webhooks>, StartError> {
+fn start_webhooks(
+    config: &GatewayConfig,
+    shared: Option<&Arc<crate::shared_state::SharedState>>,
+) -> Result<Arc<crate::graphql::webhooks::Webhooks>, StartError> {
     use crate::graphql::webhooks::{store::WebhookStore, Webhooks};
-    let store = WebhookStore::open(config.write.state_db.as_deref())
-        .map_err(|e| StartError::State(format!("cannot open the state database for webhooks: {e}")))?;
+    let store = match shared {
+        Some(shared) => WebhookStore::shared(shared.clone()),
+        None => WebhookStore::open(config.write.state_db.as_deref())
+            .map_err(|e| StartError::State(format!("cannot open the state database for webhooks: {e}")))?,
+    };
     let refused = config.upstream_auth.acts_only_for_callers().then(|| {
         format!(
             "webhooks need an upstream identity of the gateway's own to watch with; --upstream-auth {} calls upstream only with callers' tokens, which a background watcher does not have",

@@ -359,3 +359,53 @@ async fn on_behalf_of_refuses_registration_for_want_of_a_token_to_watch_with() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn replicas_share_registrations_and_one_delivers_what_a_stopped_one_left() {
+    let emu = Emu::fresh();
+    let redis = crate::redis_server::RedisServer::start();
+    let receiver = Receiver::start(0, 500).await;
+    let url = redis.url();
+    let args = [
+        "--webhook-allow-http",
+        "--webhook-allow-private",
+        "--webhook-retry-base",
+        "100ms",
+        "--watch-interval",
+        "1s",
+        "--watch-interval-below-minimum",
+        "--redis-url",
+        &url,
+    ];
+    let mut a = GatewayProcess::start(&emu.root, &args, &[], None).await;
+    let b = GatewayProcess::start(&emu.root, &args, &[], None).await;
+    let (id, input) = watched_position(&emu, &receiver.url).await;
+    let v = gql(&format!("{}/graphql", a.base), None, CREATE, json!({"input": input})).await;
+    let secret = v["data"]["createWebhookSubscription"]["secret"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"))
+        .to_string();
+    let listed = gql(&format!("{}/graphql", b.base), None, LIST, json!({})).await;
+    assert_eq!(
+        listed["data"]["webhookSubscriptions"].as_array().map(Vec::len),
+        Some(1),
+        "B sees A's registration: {listed}"
+    );
+
+    fill_position(&emu, &id).await;
+    let failed = receiver.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.stop();
+    receiver.status.store(200, Ordering::SeqCst);
+    let got = receiver.wait_for(3, Duration::from_secs(20)).await;
+    assert_eq!(got.len(), 3, "replica B sent the pending delivery: {got:?}");
+    assert_eq!((got[2].answered, &got[2].id), (200, &failed[0].id));
+    assert!(verifies(&secret, &got[2]));
+    assert!(
+        got.iter().all(|r| r.id == got[0].id),
+        "one event, enqueued once: {got:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(receiver.received().len(), 3, "delivered once");
+}

@@ -1,7 +1,8 @@
 //! Webhooks: changes pushed to partner apps that cannot hold a socket, as Standard Webhooks
 //! (<https://www.standardwebhooks.com/>) POSTs signed per registration.
 //!
-//! - `store`: registrations, pending deliveries and the delivery log, in the SQLite state file.
+//! - `store`: registrations, pending deliveries and the delivery log, in the SQLite state file;
+//!   `shared`: the same in Redis under `--redis-url`, for replicas.
 //! - `deliver`: the dispatcher and one attempt (its own HTTP client, no redirects, bounded).
 //! - `signing`: `whsec_` secrets and `webhook-signature`.
 //! - `backoff`: Standard Webhooks' retry schedule (about a day), scalable for tests.
@@ -21,6 +22,7 @@ pub mod backoff;
 pub mod deliver;
 pub mod guard;
 pub mod schema;
+pub mod shared;
 pub mod signing;
 pub mod store;
 pub mod watching;

@@ -1,5 +1,5 @@
-//! Where webhook registrations, pending deliveries and the delivery log live: the gateway's
-//! SQLite state file (`--state-db`, shared with the idempotency keys on a connection of its
+//! Where webhook registrations, pending deliveries and the delivery log live ([`WebhookStore`]):
+//! Redis under `--redis-url` (`super::shared`), else the gateway's SQLite state file (`--state-db`, shared with the idempotency keys on a connection of its
 //! own), so that a restart loses nothing. A delivery is one row per (subscription, event id):
 //! an event is enqueued once per subscription whatever repeats it, and kept, delivered or not,
 //! for a day so that a repeat within it is recognised. A delivery being attempted is leased
@@ -76,16 +76,70 @@ pub enum Next {
     GiveUp(String),
 }
 
+/// Where webhooks are kept: the SQLite state file, or Redis under `--redis-url`.
+#[derive(Clone)]
+pub enum WebhookStore {
+    Local(LocalStore),
+    Shared(super::shared::SharedStore),
+}
+
+/// Forwards each method to the store in use.
+macro_rules! delegate {
+    ($($(#[$doc:meta])* fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $out:ty;)+) => {
+        impl WebhookStore {
+            $($(#[$doc])* pub async fn $name(&self $(, $arg: $ty)*) -> Result<$out, StoreError> {
+                match self {
+                    WebhookStore::Local(s) => s.$name($($arg),*).await,
+                    WebhookStore::Shared(s) => s.$name($($arg),*).await,
+                }
+            })+
+        }
+    };
+}
+
+delegate! {
+    /// See [`LocalStore::create`].
+    fn create(&self, s: Subscription) -> ();
+    /// See [`LocalStore::delete`].
+    fn delete(&self, identity: &str, id: &str) -> bool;
+    /// See [`LocalStore::list`].
+    fn list(&self, identity: Option<&str>) -> Vec<Subscription>;
+    /// See [`LocalStore::get`].
+    fn get(&self, id: &str) -> Option<Subscription>;
+    /// See [`LocalStore::attempts`].
+    fn attempts(&self, id: &str, n: usize) -> Vec<Attempt>;
+    /// See [`LocalStore::enqueue`].
+    fn enqueue(&self, id: &str, event_id: &str, body: String, now: i64) -> bool;
+    /// See [`LocalStore::claim_due`].
+    fn claim_due(&self, now: i64, lease_ms: i64, limit: usize) -> Vec<Due>;
+    /// See [`LocalStore::record`].
+    fn record(&self, due: &Due, a: Attempt, next: Next, keep: usize) -> ();
+    /// See [`LocalStore::pending`].
+    fn pending(&self, id: &str) -> usize;
+}
+
+impl WebhookStore {
+    /// The SQLite store (see [`LocalStore::open`]).
+    pub fn open(path: Option<&Path>) -> Result<Self, StoreError> {
+        LocalStore::open(path).map(WebhookStore::Local)
+    }
+
+    /// The Redis store, shared by the replicas.
+    pub fn shared(state: Arc<crate::shared_state::SharedState>) -> Self {
+        WebhookStore::Shared(super::shared::SharedStore::new(state))
+    }
+}
+
 /// The SQLite store of webhooks. Cloning shares the connection.
 #[derive(Clone)]
-pub struct WebhookStore {
+pub struct LocalStore {
     conn: Arc<Mutex<Connection>>,
 }
 
 /// Delivered or failed deliveries are kept this long (for recognising a repeated event).
 const KEEP_MS: i64 = 24 * 3600 * 1000;
 
-impl WebhookStore {
+impl LocalStore {
     /// Opens (or creates) the tables in `path`; `None`: in memory. Clears the leases a stopped
     /// process left, so its deliveries are due again.
     pub fn open(path: Option<&Path>) -> Result<Self, StoreError> {
@@ -133,7 +187,7 @@ impl WebhookStore {
              CREATE INDEX IF NOT EXISTS webhook_attempts_subscription ON webhook_attempts (subscription_id, seq);
              UPDATE webhook_deliveries SET leased_until = 0 WHERE state = 'pending';",
         )?;
-        Ok(WebhookStore {
+        Ok(LocalStore {
             conn: Arc::new(Mutex::new(conn)),
         })
     }
@@ -403,7 +457,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_event_is_enqueued_once_and_leased_once() {
-        let s = WebhookStore::open(None).unwrap();
+        let s = LocalStore::open(None).unwrap();
         s.create(sub("w1", "alice")).await.unwrap();
         assert!(s.enqueue("w1", "e1", "{}".into(), 100).await.unwrap());
         assert!(
@@ -430,7 +484,7 @@ mod tests {
 
     #[tokio::test]
     async fn giving_up_disables_and_the_log_is_bounded() {
-        let s = WebhookStore::open(None).unwrap();
+        let s = LocalStore::open(None).unwrap();
         s.create(sub("w1", "alice")).await.unwrap();
         s.enqueue("w1", "e1", "{}".into(), 0).await.unwrap();
         let due = s.claim_due(0, 10, 10).await.unwrap();
@@ -451,7 +505,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_registration_is_its_owners_only() {
-        let s = WebhookStore::open(None).unwrap();
+        let s = LocalStore::open(None).unwrap();
         s.create(sub("w1", "alice")).await.unwrap();
         assert!(s.list(Some("bob")).await.unwrap().is_empty());
         assert!(!s.delete("bob", "w1").await.unwrap());
@@ -464,12 +518,12 @@ mod tests {
     async fn a_restart_resumes_leased_deliveries() {
         let dir = std::env::temp_dir().join(format!("webhooks-{}.db", uuid::Uuid::new_v4()));
         {
-            let s = WebhookStore::open(Some(&dir)).unwrap();
+            let s = LocalStore::open(Some(&dir)).unwrap();
             s.create(sub("w1", "alice")).await.unwrap();
             s.enqueue("w1", "e1", "{}".into(), 0).await.unwrap();
             assert_eq!(s.claim_due(0, 1_000_000, 10).await.unwrap().len(), 1);
         }
-        let s = WebhookStore::open(Some(&dir)).unwrap();
+        let s = LocalStore::open(Some(&dir)).unwrap();
         assert_eq!(
             s.claim_due(1, 1000, 10).await.unwrap().len(),
             1,
