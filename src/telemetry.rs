@@ -87,7 +87,11 @@ impl WatchMetrics {
             "Change watchers polling now (one per distinct subscribed question)",
             self.watchers.clone(),
         );
-        registry.register("subscribers_active", "Change subscriptions open now", self.subscribers.clone());
+        registry.register(
+            "subscribers_active",
+            "Change subscriptions open now",
+            self.subscribers.clone(),
+        );
         registry.register("watch_polls", "Complete reads of watched sets", self.polls.clone());
     }
 }

@@ -15,8 +15,8 @@ use super::watch::{self, ChangeEvent, WatchKey};
 use crate::model::{model, Entity};
 use async_graphql::dataloader::{DataLoader, HashMapCache};
 use async_graphql::dynamic::{
-    Enum, EnumItem, Field, FieldFuture, FieldValue, InputValue, Object, SchemaBuilder, Subscription,
-    SubscriptionField, SubscriptionFieldFuture, TypeRef,
+    Enum, EnumItem, Field, FieldFuture, FieldValue, InputValue, Object, SchemaBuilder, Subscription, SubscriptionField,
+    SubscriptionFieldFuture, TypeRef,
 };
 use async_graphql::Value;
 use futures::StreamExt;
@@ -46,9 +46,13 @@ pub fn register(mut builder: SchemaBuilder) -> (SchemaBuilder, Subscription) {
     builder = builder.register(
         Enum::new(CHANGE_KIND)
             .description("What happened to a watched record between two reads of the upstream.")
-            .item(EnumItem::new("CREATED").description("It matches the filter now and did not at the last read (created, or changed into the filter's set)."))
+            .item(EnumItem::new("CREATED").description(
+                "It matches the filter now and did not at the last read (created, or changed into the filter's set).",
+            ))
             .item(EnumItem::new("UPDATED").description("It matched at both reads and some of its properties changed."))
-            .item(EnumItem::new("DELETED").description("It matched at the last read and does not now (deleted, or changed out of the filter's set).")),
+            .item(EnumItem::new("DELETED").description(
+                "It matched at the last read and does not now (deleted, or changed out of the filter's set).",
+            )),
     );
     let mut root = Subscription::new("Subscription").description(
         "Changes pushed as they are noticed. The gateway reads each distinct (caller, entity, filter) once per `--watch-interval` (30 s by default) for all its subscribers and diffs the reads, so an event arrives within about one interval of the change. Over WebSocket at `/graphql/ws` (`graphql-transport-ws` or `graphql-ws`) or GraphQL over SSE (`Accept: text/event-stream` on `/graphql`).",
@@ -154,12 +158,16 @@ fn subscription_field(e: &'static Entity) -> SubscriptionField {
             }))
         })
     })
-    .argument(InputValue::new("filter", TypeRef::named(names::filter(ty))).description(
-        "Only the records that match (as in the list query). Subscribers with the same filter share one watcher.",
-    ))
-    .argument(InputValue::new("includeExisting", TypeRef::named(TypeRef::BOOLEAN)).description(
-        "Emit every current match first, as `CREATED` (default false: only changes after subscribing).",
-    ))
+    .argument(
+        InputValue::new("filter", TypeRef::named(names::filter(ty))).description(
+            "Only the records that match (as in the list query). Subscribers with the same filter share one watcher.",
+        ),
+    )
+    .argument(
+        InputValue::new("includeExisting", TypeRef::named(TypeRef::BOOLEAN)).description(
+            "Emit every current match first, as `CREATED` (default false: only changes after subscribing).",
+        ),
+    )
     .description(format!(
         "Changes of {} matching `filter`, noticed by reading them every watch interval.",
         e.name.to_lowercase()

@@ -65,7 +65,10 @@ pub fn app(
             get(graphql_http::graphql_get)
                 .post(graphql_http::graphql_post)
                 .layer(axum::middleware::from_fn(playground::page_for_browsers))
-                .layer(axum::middleware::from_fn_with_state(app.clone(), subscriptions::sse_or_next)),
+                .layer(axum::middleware::from_fn_with_state(
+                    app.clone(),
+                    subscriptions::sse_or_next,
+                )),
         )
         .route("/graphql/ws", get(subscriptions::websocket))
         .route("/healthz", get(|| async { "ok" }))

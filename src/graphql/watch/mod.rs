@@ -350,7 +350,9 @@ impl Subscription {
             Message::Event { event, seq, to: None } if !self.waiting_existing && seq > self.after_seq => {
                 Some(Ok(event))
             }
-            Message::Event { event, to: Some(to), .. } if to == self.id => Some(Ok(event)),
+            Message::Event {
+                event, to: Some(to), ..
+            } if to == self.id => Some(Ok(event)),
             Message::ExistingSent { to, seq } if to == self.id => {
                 self.waiting_existing = false;
                 self.after_seq = seq;

@@ -136,7 +136,9 @@ fn backoff(interval: Duration, failures: u32) -> Duration {
 fn transient(e: &UpstreamError) -> Option<Option<Duration>> {
     match &e.kind {
         UpstreamErrorKind::Throttled { retry_after } => Some(*retry_after),
-        UpstreamErrorKind::CircuitOpen { retry_in } | UpstreamErrorKind::BudgetSpent { retry_in } => Some(Some(*retry_in)),
+        UpstreamErrorKind::CircuitOpen { retry_in } | UpstreamErrorKind::BudgetSpent { retry_in } => {
+            Some(Some(*retry_in))
+        }
         UpstreamErrorKind::Unavailable | UpstreamErrorKind::Timeout => Some(None),
         _ => None,
     }
@@ -230,7 +232,11 @@ fn send_existing(
                 row: Some(row.clone()),
             };
             let event = event(digest, key, snapshot, change, Vec::new());
-            let _ = shared.tx.send(Message::Event { event, seq, to: Some(to) });
+            let _ = shared.tx.send(Message::Event {
+                event,
+                seq,
+                to: Some(to),
+            });
         }
         let _ = shared.tx.send(Message::ExistingSent { to, seq });
     }

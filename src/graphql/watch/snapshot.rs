@@ -230,7 +230,10 @@ mod tests {
         let mut s = snapshot();
         let rows = vec![row(A, 1, "x"), row(B, 2, "y")];
         let first = s.apply(&rows).unwrap();
-        assert_eq!(first.iter().map(|c| c.kind).collect::<Vec<_>>(), [ChangeKind::Created; 2]);
+        assert_eq!(
+            first.iter().map(|c| c.kind).collect::<Vec<_>>(),
+            [ChangeKind::Created; 2]
+        );
         assert!(s.apply(&rows).unwrap().is_empty());
         assert_eq!(s.len(), 2);
     }
