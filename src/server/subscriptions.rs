@@ -5,8 +5,8 @@
 //!
 //! Caller authentication applies to the connection: the upgrade request's headers, or else the
 //! `connection_init` payload (`Authorization` / `authorization`, `x-api-key` / `apiKey`, or the
-//! same inside a `headers` object); a caller refused there closes the socket (4403 under
-//! `graphql-transport-ws`). Every operation of a connection gets its caller and fresh loaders,
+//! same inside a `headers` object); a caller refused there closes the socket (async-graphql closes
+//! with 1002 and the reason under `graphql-transport-ws`, `connection_error` under `graphql-ws`). Every operation of a connection gets its caller and fresh loaders,
 //! as over HTTP; the schema's limits (size, depth, cost) apply as to any operation. A closed
 //! socket or a dropped SSE stream drops its subscriptions, which release their watchers.
 
@@ -133,7 +133,8 @@ pub async fn websocket(
                     None => callers
                         .authenticate(&payload_headers(&payload))
                         .await
-                        .map_err(|e| async_graphql::Error::new(e.message))?,
+                        // A close frame's reason holds 123 bytes: the message is cut short.
+                        .map_err(|e| async_graphql::Error::new(close_reason(&e.message)))?,
                 };
                 let mut data = Data::default();
                 data.insert(caller);
@@ -154,6 +155,15 @@ fn refused(e: &super::auth::Unauthenticated) -> Response {
         response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
     response
+}
+
+/// `message` cut to fit a close frame's reason (123 bytes), on a character boundary.
+fn close_reason(message: &str) -> String {
+    let mut end = message.len().min(120);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    message[..end].to_string()
 }
 
 /// Whether a request asks for GraphQL over SSE.
