@@ -3,10 +3,11 @@
 //! events and enqueued. The task holds the gateway weakly between (re)subscriptions; while
 //! subscribed, the poller holds the gateway as it does for any subscriber, and the task is
 //! owned by the registration's [`WatchGuard`] (deleting the registration drops it, and the
-//! last subscriber of a poller stops it). A watch that cannot start or ends with an error (the
-//! upstream unreachable, too many records) is tried again after a pause: changes made in
-//! between are seen as one difference against the new start snapshot, not lost, except for
-//! records that changed and changed back.
+//! last subscriber of a poller stops it). A poller rides out 429s and outages by itself (its
+//! stream goes on, delayed); a watch whose stream ends with an error (the set grew past
+//! `--watch-max-records`, the upstream refused the credentials) or cannot start again is tried
+//! again after a pause. Its new start snapshot emits nothing, so changes made between the end
+//! and the new start are not delivered (events already stored are).
 
 use super::store::Subscription;
 use super::{Change, Inbox, Started, WatchGuard, Watcher, EVENTS};
