@@ -322,6 +322,14 @@ async fn another_caller_can_neither_list_nor_delete_a_subscription() {
         .unwrap_or_else(|| panic!("{v}"))
         .to_string();
 
+    gw.emu.reset_stats().await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let stats = gw.emu.stats().await;
+    assert!(
+        stats["total"].as_u64().unwrap() >= 1,
+        "the registration is watched: {stats}"
+    );
+
     let v = gql(&gw.endpoint, bob, LIST, json!({})).await;
     assert_eq!(v["data"]["webhookSubscriptions"], json!([]), "bob sees none: {v}");
     let delete = "mutation($id: ID!) { deleteWebhookSubscription(id: $id) }";
@@ -339,6 +347,13 @@ async fn another_caller_can_neither_list_nor_delete_a_subscription() {
     assert_eq!(v["data"]["deleteWebhookSubscription"], true, "{v}");
     let v = gql(&gw.endpoint, alice, LIST, json!({})).await;
     assert_eq!(v["data"]["webhookSubscriptions"], json!([]));
+
+    // The deleted webhook's watch is released: the emulator sees no more polls (1 s interval).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gw.emu.reset_stats().await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let stats = gw.emu.stats().await;
+    assert_eq!(stats["total"], 0, "no polls after the delete: {stats}");
 }
 
 #[tokio::test]
