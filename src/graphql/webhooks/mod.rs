@@ -164,6 +164,75 @@ pub type Watcher = Arc<dyn Fn(&Subscription, Inbox, Option<Started>) -> Option<W
 /// How long a registration waits for its watch's start snapshot.
 const START_WAIT: Duration = Duration::from_secs(20);
 
+/// How often the watches are held against the store's registrations: a registration made or
+/// deleted on another replica, or disabled, is watched or released within this.
+const SYNC: Duration = Duration::from_secs(10);
+
+/// The watches of the active registrations, by registration id. Shared with the sync task;
+/// holds no task of its own but the watches.
+struct Watches {
+    watcher: Mutex<Option<Watcher>>,
+    guards: Mutex<HashMap<String, WatchGuard>>,
+    inbox: Inbox,
+}
+
+impl Watches {
+    fn watch(&self, s: &Subscription, started: Option<Started>) {
+        let watcher = self.watcher.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(guard) = watcher.and_then(|w| w(s, self.inbox.clone(), started)) {
+            self.guards
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(s.id.clone(), guard);
+        }
+    }
+
+    /// Watches the active registrations of `subs` not watched yet, and releases the watches of
+    /// registrations gone or disabled. Answers how many are watched.
+    fn reconcile(&self, subs: &[Subscription]) -> usize {
+        let active: HashMap<&str, &Subscription> = subs
+            .iter()
+            .filter(|s| s.disabled_reason.is_none())
+            .map(|s| (s.id.as_str(), s))
+            .collect();
+        let missing: Vec<&Subscription> = {
+            let mut guards = self.guards.lock().unwrap_or_else(|p| p.into_inner());
+            guards.retain(|id, _| active.contains_key(id.as_str()));
+            active
+                .values()
+                .filter(|s| !guards.contains_key(&s.id))
+                .copied()
+                .collect()
+        };
+        for s in missing {
+            self.watch(s, None);
+        }
+        self.guards.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    fn release(&self, id: &str) {
+        self.guards.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+
+    fn clear(&self) {
+        self.guards.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        *self.watcher.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+/// Holds the watches against the store every [`SYNC`].
+async fn sync(store: WebhookStore, watches: Arc<Watches>) {
+    loop {
+        tokio::time::sleep(SYNC).await;
+        match store.list(None).await {
+            Ok(subs) => {
+                watches.reconcile(&subs);
+            }
+            Err(e) => tracing::warn!(error = %e, "webhooks: registrations not read"),
+        }
+    }
+}
+
 /// The webhooks of one gateway.
 pub struct Webhooks {
     pub store: WebhookStore,
@@ -171,9 +240,9 @@ pub struct Webhooks {
     inbox: Inbox,
     /// Why registrations are refused in this configuration (`None`: accepted).
     refused: Option<String>,
-    watcher: Mutex<Option<Watcher>>,
-    watches: Mutex<HashMap<String, WatchGuard>>,
-    dispatcher: Mutex<Option<WatchGuard>>,
+    watches: Arc<Watches>,
+    /// The dispatcher and the sync of the watches.
+    tasks: Mutex<Vec<WatchGuard>>,
 }
 
 /// What a caller asks to register (checked by [`Webhooks::register`]).
@@ -215,17 +284,21 @@ impl Webhooks {
             log_size: config.log_size,
         };
         let run = WatchGuard::spawn(dispatcher.run(wake.clone()));
+        let inbox = Inbox {
+            store: store.clone(),
+            wake,
+        };
         Ok(Webhooks {
-            inbox: Inbox {
-                store: store.clone(),
-                wake,
-            },
+            watches: Arc::new(Watches {
+                watcher: Mutex::new(None),
+                guards: Mutex::default(),
+                inbox: inbox.clone(),
+            }),
+            inbox,
             store,
             config,
             refused,
-            watcher: Mutex::new(None),
-            watches: Mutex::default(),
-            dispatcher: Mutex::new(Some(run)),
+            tasks: Mutex::new(vec![run]),
         })
     }
 
@@ -233,9 +306,8 @@ impl Webhooks {
     /// state, which holds these guards, so they are released here rather than left to `Drop`).
     /// Deliveries in flight stay leased until the next start, which sends them again.
     pub fn shutdown(&self) {
-        self.watches.lock().unwrap_or_else(|p| p.into_inner()).clear();
-        self.dispatcher.lock().unwrap_or_else(|p| p.into_inner()).take();
-        *self.watcher.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.watches.clear();
     }
 
     /// Where changes for registrations go.
@@ -244,30 +316,28 @@ impl Webhooks {
     }
 
     /// Sets the watcher and watches every active registration in the store (at start: the
-    /// registrations of before a restart are watched again).
+    /// registrations of before a restart are watched again), then every [`SYNC`] holds the
+    /// watches against the store (registrations made, deleted or disabled elsewhere).
     pub async fn watch_all(&self, watcher: Watcher) -> Result<usize, StoreError> {
-        *self.watcher.lock().unwrap_or_else(|p| p.into_inner()) = Some(watcher);
+        *self.watches.watcher.lock().unwrap_or_else(|p| p.into_inner()) = Some(watcher);
+        let task = WatchGuard::spawn(sync(self.store.clone(), self.watches.clone()));
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner()).push(task);
+        self.sync_now().await
+    }
+
+    /// Holds the watches against the store now; answers how many are watched.
+    pub async fn sync_now(&self) -> Result<usize, StoreError> {
         let subs = self.store.list(None).await?;
-        let active: Vec<_> = subs.iter().filter(|s| s.disabled_reason.is_none()).collect();
-        for s in &active {
-            self.watch(s, None);
-        }
-        Ok(active.len())
+        Ok(self.watches.reconcile(&subs))
     }
 
     fn watch(&self, s: &Subscription, started: Option<Started>) {
-        let watcher = self.watcher.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        if let Some(guard) = watcher.and_then(|w| w(s, self.inbox(), started)) {
-            self.watches
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(s.id.clone(), guard);
-        }
+        self.watches.watch(s, started);
     }
 
     /// Registrations being watched now.
     pub fn watched(&self) -> usize {
-        self.watches.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.watches.guards.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Stores `change` for registration `id` and wakes the dispatcher (see [`Inbox::enqueue`]).
@@ -327,7 +397,7 @@ impl Webhooks {
     pub async fn delete(&self, identity: &str, id: &str) -> Result<bool, StoreError> {
         let deleted = self.store.delete(identity, id).await?;
         if deleted {
-            self.watches.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+            self.watches.release(id);
             tracing::info!(webhook = %id, "webhook deleted");
         }
         Ok(deleted)
@@ -360,4 +430,54 @@ async fn check_registration(r: &Registration, policy: guard::Policy) -> Result<(
     }
     let url = guard::check_url(&r.url, policy)?;
     guard::check_resolved(&url, policy).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn sub(id: &str, disabled: Option<&str>) -> Subscription {
+        Subscription {
+            id: id.into(),
+            identity: "alice".into(),
+            url: "https://example.com/hook".into(),
+            events: vec!["RECRUITING_REQUEST_CHANGED".into()],
+            filter: serde_json::json!({}),
+            description: None,
+            secret: signing::new_secret(),
+            disabled_reason: disabled.map(str::to_string),
+            created_at: 1,
+        }
+    }
+
+    /// Registrations made, deleted or disabled behind this gateway's back (another replica, the
+    /// dispatcher) are watched or released at the next sync.
+    #[tokio::test]
+    async fn watches_follow_the_store() {
+        let store = WebhookStore::open(None).unwrap();
+        store.create(sub("w1", None)).await.unwrap();
+        store.create(sub("w2", None)).await.unwrap();
+        store.create(sub("w3", Some("failed"))).await.unwrap();
+        let webhooks = Webhooks::start(store.clone(), WebhookConfig::default(), None).unwrap();
+        let started = Arc::new(AtomicUsize::new(0));
+        let counted = started.clone();
+        let watcher: Watcher = Arc::new(move |_: &Subscription, _: Inbox, _: Option<Started>| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Some(WatchGuard::spawn(std::future::pending()))
+        });
+        assert_eq!(
+            webhooks.watch_all(watcher).await.unwrap(),
+            2,
+            "the disabled one is not watched"
+        );
+        store.delete("alice", "w1").await.unwrap();
+        store.create(sub("w4", None)).await.unwrap();
+        assert_eq!(webhooks.sync_now().await.unwrap(), 2);
+        assert_eq!(started.load(Ordering::SeqCst), 3, "w4 started, w2 kept, w1 released");
+        assert!(webhooks.delete("alice", "w2").await.unwrap());
+        assert_eq!(webhooks.watched(), 1);
+        webhooks.shutdown();
+        assert_eq!(webhooks.watched(), 0);
+    }
 }
