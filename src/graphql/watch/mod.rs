@@ -59,7 +59,8 @@ pub struct WatchConfig {
     pub interval: Duration,
     /// The largest set one poller watches (`--watch-max-records`).
     pub max_records: usize,
-    /// Events a subscriber may fall behind by before it is told it missed some.
+    /// Events a subscriber may fall behind by before it is told it missed some (the channel of
+    /// each poller holds this many, about 50 bytes each).
     pub buffer: usize,
 }
 
@@ -68,7 +69,7 @@ impl Default for WatchConfig {
         WatchConfig {
             interval: Duration::from_secs(30),
             max_records: 50_000,
-            buffer: 4096,
+            buffer: 1024,
         }
     }
 }
@@ -360,7 +361,7 @@ impl Subscription {
             }
             Message::Failed(e) => {
                 self.ended = true;
-                Some(Err(e))
+                Some(Err((*e).clone()))
             }
             _ => None,
         }
