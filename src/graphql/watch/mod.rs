@@ -26,9 +26,12 @@
 //! - [`Watchers`]: the registry in `GatewayState::watchers` (its [`WatchConfig`] from the
 //!   command line); [`Watchers::active`] and [`Watchers::subscribers`] for `/metrics`.
 //!
-//! Under a 429 (or an unavailable upstream, an open breaker, a spent budget) the poller backs
-//! off, doubling the interval up to 16 times it, and says so in the `notices` of the next
-//! events: changes are delayed, never lost, since the next read is diffed against the last.
+//! A read gets one interval (at least 5 s) as its deadline, so retries and `Retry-After` waits
+//! past it are not started. Under a 429 that outlasts it (or an unavailable upstream, an open
+//! breaker, a spent budget) the poller backs off, doubling the interval up to 16 times it, and
+//! says so in the `notices` of the next events: changes are delayed, never lost, since the next
+//! read is diffed against the last. Each poller's broadcast channel holds
+//! [`WatchConfig::buffer`] events; a subscriber further behind is told how many it missed.
 
 pub mod poller;
 pub mod snapshot;
