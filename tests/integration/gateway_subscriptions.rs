@@ -456,3 +456,42 @@ async fn a_set_above_the_limit_is_refused_with_a_clear_error() {
     assert_eq!(ws.receive(Duration::from_secs(5)).await.unwrap()["type"], "complete");
     settle(&gw, 0, 0).await;
 }
+
+#[tokio::test]
+async fn a_throttled_watch_backs_off_and_says_so_on_the_next_event() {
+    let gw = watching(Emu::fresh(), |c| c.resilience.max_retries = 0);
+    let mut ws = Ws::open(&gw, "graphql-transport-ws", json!({}), &[]).await.unwrap();
+    ws.subscribe(
+        "pos",
+        "subscription { recruitingRequestPositionChanged { kind id notices } }",
+    )
+    .await;
+    settle(&gw, 1, 1).await;
+    gw.emu.set_faults(json!({"errorRate": 1.0, "errorStatus": 429})).await;
+    // Longer than a read may take (its interval, at least 5 s): a read fails throttled.
+    gw.emu.reset_stats().await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert!(gw.emu.stats().await["total"].as_u64().unwrap() >= 1);
+    gw.emu.set_faults(json!({})).await;
+    let pos = gw
+        .emu
+        .first("mshr_hcmrecruitingrequestpositionentities?$top=1&$filter=mshr_status eq 200000000")
+        .await;
+    let pos_id = id_of(&pos, "mshr_hcmrecruitingrequestpositionentityid");
+    patch(
+        &gw.emu,
+        "mshr_hcmrecruitingrequestpositionentities",
+        &pos_id,
+        json!({"mshr_status": 200000001}),
+    )
+    .await;
+    // The backoff doubles the interval per throttled read, up to 16 intervals.
+    let m = ws.next(INTERVAL * 30).await;
+    let event = &m["payload"]["data"]["recruitingRequestPositionChanged"];
+    assert_eq!(event["id"], pos_id.as_str(), "{m}");
+    let notices = event["notices"].as_array().unwrap();
+    assert!(
+        notices.iter().any(|n| n.as_str().unwrap().contains("backed off")),
+        "the delay is told: {event}"
+    );
+}

@@ -26,9 +26,12 @@
 //! - [`Watchers`]: the registry in `GatewayState::watchers` (its [`WatchConfig`] from the
 //!   command line); [`Watchers::active`] and [`Watchers::subscribers`] for `/metrics`.
 //!
-//! Under a 429 (or an unavailable upstream, an open breaker, a spent budget) the poller backs
-//! off, doubling the interval up to 16 times it, and says so in the `notices` of the next
-//! events: changes are delayed, never lost, since the next read is diffed against the last.
+//! A read gets one interval (at least 5 s) as its deadline, so retries and `Retry-After` waits
+//! past it are not started. Under a 429 that outlasts it (or an unavailable upstream, an open
+//! breaker, a spent budget) the poller backs off, doubling the interval up to 16 times it, and
+//! says so in the `notices` of the next events: changes are delayed, never lost, since the next
+//! read is diffed against the last. Each poller's broadcast channel holds
+//! [`WatchConfig::buffer`] events; a subscriber further behind is told how many it missed.
 
 pub mod poller;
 pub mod snapshot;
@@ -59,7 +62,8 @@ pub struct WatchConfig {
     pub interval: Duration,
     /// The largest set one poller watches (`--watch-max-records`).
     pub max_records: usize,
-    /// Events a subscriber may fall behind by before it is told it missed some.
+    /// Events a subscriber may fall behind by before it is told it missed some (the channel of
+    /// each poller holds this many, about 50 bytes each).
     pub buffer: usize,
 }
 
@@ -68,7 +72,7 @@ impl Default for WatchConfig {
         WatchConfig {
             interval: Duration::from_secs(30),
             max_records: 50_000,
-            buffer: 4096,
+            buffer: 1024,
         }
     }
 }
@@ -360,7 +364,7 @@ impl Subscription {
             }
             Message::Failed(e) => {
                 self.ended = true;
-                Some(Err(e))
+                Some(Err((*e).clone()))
             }
             _ => None,
         }

@@ -21,8 +21,8 @@ pub enum Message {
     },
     /// Subscriber `to` has every current match as of read `seq`.
     ExistingSent { to: u64, seq: u64 },
-    /// The watch ended.
-    Failed(WatchError),
+    /// The watch ended (boxed: every slot of the channel is as large as the largest message).
+    Failed(Arc<WatchError>),
 }
 
 /// Where the poller is.
@@ -114,9 +114,25 @@ pub async fn run(state: Arc<GatewayState>, key: WatchKey, shared: Arc<PollShared
                 None => return fail(&shared, fatal(e, config.max_records, &key)),
             },
         };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = shared.wake.notified() => {}
+        shared.wait(wait).await;
+    }
+}
+
+impl PollShared {
+    /// Waits `wait`, or less when a subscriber is waiting for the current matches (a wake-up
+    /// whose subscriber the last read served already does not cost another read).
+    async fn wait(&self, wait: Duration) {
+        let sleep = tokio::time::sleep(wait);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = &mut sleep => return,
+                _ = self.wake.notified() => {
+                    if !self.waiting.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+                        return;
+                    }
+                }
+            }
         }
     }
 }
@@ -124,7 +140,7 @@ pub async fn run(state: Arc<GatewayState>, key: WatchKey, shared: Arc<PollShared
 fn fail(shared: &PollShared, e: WatchError) {
     tracing::warn!(error = %e, "a watch ended");
     shared.status.send_replace(Status::Failed(e.clone()));
-    let _ = shared.tx.send(Message::Failed(e));
+    let _ = shared.tx.send(Message::Failed(Arc::new(e)));
 }
 
 /// The interval doubled per failure in a row, up to 16 times it.
@@ -174,7 +190,13 @@ async fn read(
         expand: Vec::new(),
         count: false,
     };
-    let rows = state.get_all(key.entity, &q.to_relative_url(), &rq, limit).await?;
+    // A read gets one interval (at least the 5 s minimum): retries and `Retry-After` waits past
+    // it are not started, so lasting throttling surfaces here (and the poller backs off, saying
+    // so) rather than stalling it.
+    let budget = state.watchers.config().interval.max(super::MIN_INTERVAL);
+    let deadline = tokio::time::Instant::now() + budget;
+    let url = q.to_relative_url();
+    let rows = crate::odata::with_deadline(deadline, state.get_all(key.entity, &url, &rq, limit)).await?;
     state.metrics.watch_poll();
     Ok(rows.into_iter().map(Arc::new).collect())
 }
@@ -222,13 +244,11 @@ fn send_existing(
             let Ok(record_key) = super::snapshot::record_key(row, &key.entity.primary_key) else {
                 continue;
             };
-            let mut h = super::snapshot::Fnv::new();
-            let _ = serde_json::to_writer(&mut h, &**row);
             let change = Change {
                 kind: ChangeKind::Created,
                 key: record_key,
                 changed: Vec::new(),
-                hash: h.0,
+                hash: snapshot.content_hash(row),
                 row: Some(row.clone()),
             };
             let event = event(digest, key, snapshot, change, Vec::new());

@@ -120,6 +120,11 @@ impl Snapshot {
         Ok(changes)
     }
 
+    /// The content hash of `row`, as [`Change::hash`] has it.
+    pub fn content_hash(&self, row: &Map<String, Json>) -> u64 {
+        self.entry(row).hash
+    }
+
     fn entry(&self, row: &Map<String, Json>) -> Entry {
         let mut all = Fnv::new();
         let fields = self
