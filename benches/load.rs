@@ -18,6 +18,9 @@
 //! - `replicas`: a keyed submission and a flat read through one replica without Redis and
 //!   through three sharing one Redis (see [`replicas`]). Also only when named; writes
 //!   `replicas.md` and `replicas.json`.
+//! - `subscribers`: 10,000 subscriptions over 100 filters on one gateway at 1 s intervals: RSS
+//!   and upstream requests per second (see [`subscribers`]). Also only when named; writes
+//!   `subscribers.md` and `subscribers.json`.
 //!
 //! Upstream requests per operation are always read from the emulator's request counter for one
 //! operation, for the gateway and the direct requests alike. Writes `latest.md` and `latest.json`
@@ -27,6 +30,8 @@
 mod dashboard;
 #[path = "load/replicas.rs"]
 mod replicas;
+#[path = "load/subscribers.rs"]
+mod subscribers;
 
 use rand::Rng;
 use serde_json::{json, Value};
@@ -1216,7 +1221,7 @@ fn unloaded_md(v: &Value, machine: &str, commit: &str) -> String {
 /// of `latest.md` and its own key of `latest.json` (the operations table: the top level).
 const PARTS: [&str; 3] = ["ops", "unloaded", "churn"];
 /// Parts that run only when `BENCH_ONLY` names them, each with its own results file.
-const ONLY_WHEN_NAMED: [&str; 2] = ["dashboard", "replicas"];
+const ONLY_WHEN_NAMED: [&str; 3] = ["dashboard", "replicas", "subscribers"];
 
 /// The sections of `latest.md` by part: the operations table up to the first other heading, each
 /// other part from its heading to the next.
@@ -1299,6 +1304,11 @@ async fn main() {
         // Its own processes (and Redis) and its own results file, like the dashboard.
         replicas::replicas(&binary(), &dir, secs).await;
         parts.retain(|p| *p != "replicas");
+    }
+    if parts.contains(&"subscribers") {
+        // Its own processes and results file, like the dashboard.
+        subscribers::subscribers(&binary(), &dir, secs).await;
+        parts.retain(|p| *p != "subscribers");
     }
     if parts.is_empty() {
         return;

@@ -13,8 +13,8 @@ npm ci --no-audit --no-fund
 
 rm -rf dist
 mkdir -p dist
-# - The fetcher's `import("graphql-ws")` only runs for subscriptions with a subscriptionUrl, which
-#   the page does not set; the gateway has no subscriptions. Left external, it is never loaded.
+# - graphql-ws (the fetcher's `import("graphql-ws")`, for subscriptions over /graphql/ws) is
+#   bundled: the page loads nothing from elsewhere.
 # - Legal comments (licences of the bundled packages) stay at the end of app.js.
 npx --no-install esbuild src/main.jsx \
   --bundle \
@@ -23,7 +23,6 @@ npx --no-install esbuild src/main.jsx \
   --minify \
   --jsx=automatic \
   --define:process.env.NODE_ENV='"production"' \
-  --external:graphql-ws \
   --legal-comments=eof \
   --log-level=warning \
   --outfile=dist/app.js

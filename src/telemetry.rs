@@ -69,6 +69,31 @@ pub struct Metrics {
     redis_round_trips: Counter,
     redis_errors: Counter,
     names: Mutex<HashSet<String>>,
+    watch: WatchMetrics,
+}
+
+/// The change watchers (`graphql::watch`): pollers and subscribers now, reads made.
+#[derive(Default)]
+struct WatchMetrics {
+    watchers: Gauge,
+    subscribers: Gauge,
+    polls: Counter,
+}
+
+impl WatchMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "watchers_active",
+            "Change watchers polling now (one per distinct subscribed question)",
+            self.watchers.clone(),
+        );
+        registry.register(
+            "subscribers_active",
+            "Change subscriptions open now",
+            self.subscribers.clone(),
+        );
+        registry.register("watch_polls", "Complete reads of watched sets", self.polls.clone());
+    }
 }
 
 /// The upstream budget per identity (see `odata::rate_limit`), set before each rendering.
@@ -146,6 +171,8 @@ impl Metrics {
         let budget = BudgetMetrics::default();
         budget.register(&mut registry);
         let (redis_round_trips, redis_errors) = register_redis(&mut registry);
+        let watch = WatchMetrics::default();
+        watch.register(&mut registry);
         registry.register(
             "graphql_requests",
             "GraphQL requests by operation name and outcome (ok, error)",
@@ -202,6 +229,7 @@ impl Metrics {
             redis_round_trips,
             redis_errors,
             names: Mutex::default(),
+            watch,
         }
     }
 
@@ -281,6 +309,17 @@ impl Metrics {
     }
 
     /// Records the upstream slots in use and the calls waiting for one (read before rendering).
+    /// Records the watchers and subscribers open (read before rendering).
+    pub fn set_watchers(&self, watchers: usize, subscribers: usize) {
+        self.watch.watchers.set(watchers as i64);
+        self.watch.subscribers.set(subscribers as i64);
+    }
+
+    /// Counts one complete read of a watched set.
+    pub fn watch_poll(&self) {
+        self.watch.polls.inc();
+    }
+
     pub fn set_slots(&self, in_use: i64, waiting: i64) {
         self.slots_in_use.set(in_use);
         self.slots_waiting.set(waiting);

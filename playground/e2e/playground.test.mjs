@@ -22,7 +22,13 @@ const SCREENSHOT = join(ARTIFACTS, 'playground.png');
 const TIMEOUT_MS = 30_000;
 
 /** The example tabs, by operation name (GraphiQL titles a tab with its operation's name). */
-const TABS = ['DocumentedRecruitingRequest', 'CandidateWithPerson', 'ActiveRequestsPage', 'SubmitCandidateToHire'];
+const TABS = [
+  'DocumentedRecruitingRequest',
+  'CandidateWithPerson',
+  'ActiveRequestsPage',
+  'SubmitCandidateToHire',
+  'ActivatedRecruitingRequests',
+];
 
 let context;
 let profile;
@@ -146,6 +152,83 @@ test('the recruiting-request example runs and shows the request', async () => {
     console.log(`screenshot: ${SCREENSHOT}`);
   });
   await page.close();
+});
+
+/** A GraphQL answer from the gateway, asked from here (not from a page). */
+async function graphql(query) {
+  const res = await fetch(`${GATEWAY_URL}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json' },
+    body: JSON.stringify({ query }),
+  });
+  return res.json();
+}
+
+/** The gateway's open subscriptions, from /metrics. */
+async function subscribersActive() {
+  const text = await (await fetch(`${GATEWAY_URL}/metrics`)).text();
+  return Number(/^ats_gateway_subscribers_active (\d+)/m.exec(text)?.[1] ?? NaN);
+}
+
+/** Puts `text` in the page's query editor and waits until GraphiQL has picked its operation. */
+async function setOperation(page, text, name) {
+  await page.evaluate((t) => document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.setValue(t), text);
+  await page.waitForFunction(
+    (n) => document.querySelector('.graphiql-query-editor .CodeMirror')?.CodeMirror?.operationName === n,
+    name,
+  );
+}
+
+test('the subscription tab sees a request activated by a mutation in another tab', async () => {
+  const found = await graphql('{ recruitingRequests(filter: {status: {ne: ACTIVE}}, first: 1) { nodes { id recruitingRequestId } } }');
+  const target = found.data.recruitingRequests.nodes[0];
+  assert.ok(target, `a request that is not active: ${JSON.stringify(found)}`);
+  const watching = await open('/');
+  const before = await subscribersActive();
+  await withFailureScreenshot(watching, 'subscription', async () => {
+    const tabs = watching.getByRole('tablist', { name: 'Select active operation' }).getByRole('tab');
+    await tabs.filter({ hasText: 'ActivatedRecruitingRequests' }).click();
+    await watching.locator('.graphiql-query-editor').getByText('subscription ActivatedRecruitingRequests').waitFor();
+    await watching.waitForFunction(
+      () =>
+        document.querySelector('.graphiql-query-editor .CodeMirror')?.CodeMirror?.operationName ===
+        'ActivatedRecruitingRequests',
+    );
+    await watching.locator('.graphiql-execute-button').click();
+    // Subscribed once the watcher took its start snapshot (the gateway counts the subscriber then).
+    const deadline = Date.now() + TIMEOUT_MS;
+    while ((await subscribersActive()) <= before) {
+      assert.ok(Date.now() < deadline, 'the page subscribed over /graphql/ws');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+
+    const writing = await open('/');
+    await setOperation(
+      writing,
+      `mutation Activate { updateRecruitingRequest(id: "${target.id}", input: {status: ACTIVE}) { errors { message } record { status } } }`,
+      'Activate',
+    );
+    await writing.locator('.graphiql-execute-button').click();
+    await writing.waitForFunction(
+      () => document.querySelector('.result-window .CodeMirror')?.CodeMirror?.getValue().includes('"ACTIVE"'),
+    );
+    await writing.close();
+
+    // The watch reads every 5 s (run.sh): the event comes within two intervals, well in the timeout.
+    await watching.waitForFunction(
+      (id) => {
+        const text = document.querySelector('.result-window .CodeMirror')?.CodeMirror?.getValue() ?? '';
+        return text.includes('"CREATED"') && text.includes(id);
+      },
+      target.recruitingRequestId,
+      { timeout: TIMEOUT_MS },
+    );
+    const result = JSON.parse(await resultText(watching));
+    const event = result.data.recruitingRequestChanged;
+    assert.equal(event.kind, 'CREATED');
+    assert.equal(event.record.status, 'ACTIVE');
+  });
+  await watching.close();
 });
 
 test('a browser opening /graphql gets the same page', async () => {

@@ -44,7 +44,8 @@ log="$(mktemp -t ats-playground-gateway.XXXXXX.log)"
 "$repo/target/release/ats-gateway" serve \
   --listen "127.0.0.1:${port}" \
   --emulator-listen "127.0.0.1:${emulator_port}" \
-  --state-db :memory: >"$log" 2>&1 </dev/null &
+  --state-db :memory: \
+  --watch-interval 5s >"$log" 2>&1 </dev/null &
 gateway_pid=$!
 stop_gateway() {
   if kill -0 "$gateway_pid" 2>/dev/null; then

@@ -13,8 +13,10 @@ import 'graphiql/style.css';
 import './playground.css';
 
 // Same origin, so the page works on whatever address the gateway listens on.
-// No incremental delivery: the gateway answers every operation with one JSON body.
-const fetcher = createGraphiQLFetcher({ url: '/graphql', enableIncrementalDelivery: false });
+// No incremental delivery: the gateway answers every query and mutation with one JSON body.
+// Subscriptions go over the gateway's WebSocket (graphql-transport-ws, through graphql-ws).
+const subscriptionUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/graphql/ws`;
+const fetcher = createGraphiQLFetcher({ url: '/graphql', subscriptionUrl, enableIncrementalDelivery: false });
 
 /** The example tabs: [{ title, query, variables }], or none if they cannot be read. */
 async function loadExamples() {

@@ -214,6 +214,17 @@ pub struct ServeArgs {
     /// How long relation loaders wait to batch the keys of one level.
     #[arg(long, env = "ATS_GATEWAY_BATCH_DELAY", default_value = "3ms", value_parser = duration)]
     pub batch_delay: std::time::Duration,
+    /// How often a subscription's watcher reads its set upstream (at least 5s, unless
+    /// `--watch-interval-below-minimum`).
+    #[arg(long, env = "ATS_GATEWAY_WATCH_INTERVAL", default_value = "30s", value_parser = duration)]
+    pub watch_interval: std::time::Duration,
+    /// Accept a `--watch-interval` under 5s: for tests against the emulator, never against a
+    /// real upstream (every watcher costs one request per interval of the caller's budget).
+    #[arg(long, env = "ATS_GATEWAY_WATCH_INTERVAL_BELOW_MINIMUM")]
+    pub watch_interval_below_minimum: bool,
+    /// The most records one subscription may watch; a filter matching more is refused.
+    #[arg(long, env = "ATS_GATEWAY_WATCH_MAX_RECORDS", default_value_t = 50_000)]
+    pub watch_max_records: usize,
     /// Fetch a list's first-level relations with `$expand` in the list's own request (one upstream
     /// request instead of 1 + one per relation): `auto` decides at start, pushing down the
     /// relations whose navigation properties the upstream's `$metadata` has, to-many ones only if
@@ -291,6 +302,25 @@ pub struct ServeArgs {
     /// The password is never logged.
     #[arg(long, env = "ATS_GATEWAY_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<crate::secret::Secret>,
+    /// Accept `http://` webhook URLs (deliveries then travel unencrypted): for tests and
+    /// receivers inside a trusted network.
+    #[arg(long, env = "ATS_GATEWAY_WEBHOOK_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub webhook_allow_http: bool,
+    /// Accept webhook URLs whose address is loopback, private, link-local, unique-local or
+    /// otherwise not public (refused by default: a webhook is otherwise a server-side request
+    /// forgery hole into the gateway's network).
+    #[arg(long, env = "ATS_GATEWAY_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub webhook_allow_private: bool,
+    /// Timeout of one webhook delivery attempt, from connecting to the answer's status.
+    #[arg(long, env = "ATS_GATEWAY_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub webhook_timeout: std::time::Duration,
+    /// For tests: what the 5 s step of the webhook retry schedule (immediately, 5 s, 5 min,
+    /// 30 min, 2 h, 5 h, 10 h, 10 h) becomes, every step scaled alike.
+    #[arg(long, env = "ATS_GATEWAY_WEBHOOK_RETRY_BASE", default_value = "5s", value_parser = duration)]
+    pub webhook_retry_base: std::time::Duration,
+    /// Delivery attempts kept in each webhook's log (`webhookSubscriptions { deliveries }`).
+    #[arg(long, env = "ATS_GATEWAY_WEBHOOK_LOG_SIZE", default_value_t = 50)]
+    pub webhook_log_size: usize,
     /// Deepest query accepted, in nested fields; introspection fields do not count.
     #[arg(long, env = "ATS_GATEWAY_MAX_DEPTH", default_value_t = 12)]
     pub max_depth: usize,
@@ -371,6 +401,26 @@ pub enum UpstreamDialect {
 }
 
 impl ServeArgs {
+    /// `--watch-interval` (at least [`crate::graphql::watch::MIN_INTERVAL`] without the escape
+    /// hatch) and `--watch-max-records`.
+    fn watch_config(&self) -> Result<crate::graphql::watch::WatchConfig, String> {
+        let min = crate::graphql::watch::MIN_INTERVAL;
+        if self.watch_interval < min && !self.watch_interval_below_minimum {
+            return Err(format!(
+                "--watch-interval must be at least {}s (each watcher reads its set upstream once per interval); --watch-interval-below-minimum allows less, for tests against the emulator",
+                min.as_secs()
+            ));
+        }
+        if self.watch_interval.is_zero() || self.watch_max_records == 0 {
+            return Err("--watch-interval and --watch-max-records must be more than 0".into());
+        }
+        Ok(crate::graphql::watch::WatchConfig {
+            interval: self.watch_interval,
+            max_records: self.watch_max_records,
+            ..Default::default()
+        })
+    }
+
     /// The gateway's settings; `emulator` as for [`auth::AuthArgs::upstream_auth`].
     pub fn gateway_config(
         &self,
@@ -400,6 +450,7 @@ impl ServeArgs {
                 },
                 paging: self.upstream_paging.read_settings().0,
                 paging_source: self.upstream_paging.read_settings().1,
+                watch: self.watch_config()?,
                 ..Default::default()
             },
             limits: crate::graphql::SchemaLimits {
@@ -434,6 +485,7 @@ impl ServeArgs {
                 idempotency_ttl: self.idempotency_ttl,
             },
             redis_url: self.redis_url.clone(),
+            webhooks: self.webhook_config(),
             http: crate::server::HttpConfig {
                 cors_origins: self.cors_allow_origin.clone(),
                 max_body_bytes: self.max_body_bytes,
@@ -444,6 +496,25 @@ impl ServeArgs {
                 None => None,
             },
         })
+    }
+}
+
+impl ServeArgs {
+    /// The `--webhook-*` settings.
+    fn webhook_config(&self) -> crate::graphql::webhooks::WebhookConfig {
+        use crate::graphql::webhooks::{backoff::Backoff, guard::Policy, WebhookConfig};
+        WebhookConfig {
+            policy: Policy {
+                allow_http: self.webhook_allow_http,
+                allow_private: self.webhook_allow_private,
+            },
+            backoff: Backoff {
+                base: self.webhook_retry_base,
+            },
+            timeout: self.webhook_timeout,
+            log_size: self.webhook_log_size.max(1),
+            ..Default::default()
+        }
     }
 }
 

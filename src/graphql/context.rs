@@ -48,6 +48,9 @@ pub struct ReadConfig {
     /// How `paging` was (or is to be) decided, as for the dialect: [`DialectSource::Auto`] probes
     /// the upstream once at start (an inconclusive probe assumes maxpagesize).
     pub paging_source: DialectSource,
+    /// How the change watchers behind subscriptions poll (`--watch-interval`,
+    /// `--watch-max-records`).
+    pub watch: super::watch::WatchConfig,
 }
 
 /// Whether lists fetch their first-level relations with `$expand` (`--expand-pushdown`).
@@ -148,6 +151,7 @@ impl Default for ReadConfig {
             coalesce_reads: true,
             paging: crate::odata::calls::Paging::Maxpagesize,
             paging_source: DialectSource::Configured,
+            watch: Default::default(),
         }
     }
 }
@@ -255,6 +259,10 @@ pub struct GatewayState {
     pub shared: Option<Arc<crate::shared_state::SharedState>>,
     /// Where the cursor key came from (for `/readyz`).
     pub cursor_key_source: super::cursor::CursorKeySource,
+    /// The change watchers subscriptions share (see `watch`).
+    pub watchers: super::watch::Watchers,
+    /// Webhook registrations and deliveries (`None`: not started, as in schema-only uses).
+    pub webhooks: Option<Arc<super::webhooks::Webhooks>>,
 }
 
 /// What the `$metadata` read at start gave.
@@ -285,6 +293,7 @@ impl GatewayState {
         idempotency: super::idempotency::IdempotencyStore,
     ) -> Self {
         let reads = super::budget::Reads::new(config.read_cache.clone());
+        let watchers = super::watch::Watchers::new(config.watch.clone());
         let reference_cache = Cache::builder()
             .max_capacity(config.cache_capacity)
             .time_to_live(config.cache_ttl)
@@ -302,6 +311,8 @@ impl GatewayState {
             deep_insert_fallback_logged: Default::default(),
             shared: None,
             cursor_key_source: Default::default(),
+            watchers,
+            webhooks: None,
         }
     }
 

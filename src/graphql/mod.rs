@@ -22,6 +22,10 @@
 //! - `prefetch`: look-ahead loading of a page's relations, level by level.
 //! - `federation`: the schema as an Apollo Federation v2 subgraph (`--federation`): keys,
 //!   `_service`, `_entities` through the loaders.
+//! - `subscription`: the `Subscription` root (changes pushed from `watch`).
+//! - `watch`: the change watchers behind subscriptions: one poller per (identity, entity,
+//!   filter), diffing by key and content hash.
+//! - `webhooks`: webhook registrations, signed deliveries with retries, the SSRF guard.
 //!
 //! Never imports axum: the HTTP side lives in `server`.
 
@@ -41,9 +45,12 @@ pub mod mutations;
 pub mod prefetch;
 pub mod resolve;
 pub mod shared_reference;
+pub mod subscription;
 pub mod tasks;
 pub mod types;
 pub mod warnings;
+pub mod watch;
+pub mod webhooks;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache};
 use async_graphql::dynamic::{Object, Schema, SchemaError};
@@ -78,13 +85,17 @@ pub fn build_schema(state: Option<Arc<GatewayState>>, limits: &SchemaLimits) -> 
     let query = Object::new("Query").description(
         "The Dynamics 365 Human Resources recruiting data: recruiting requests with their positions, skills, education and location; candidates to hire with the person behind them and the person's details; and the reference data they use.",
     );
-    let builder = Schema::build("Query", Some("Mutation"), None);
+    let builder = Schema::build("Query", Some("Mutation"), Some("Subscription"));
     let (mut builder, query) = types::register(builder, query, limits.federation);
     if limits.federation {
         builder = federation::enable(builder);
     }
-    let (mut builder, mutation) = mutations::register(builder);
-    builder = builder.register(query).register(mutation);
+    let (builder, mut mutation) = mutations::register(builder);
+    let (builder, hook_queries, hook_mutations) = webhooks::schema::register(builder);
+    let query = hook_queries.into_iter().fold(query, |q, f| q.field(f));
+    mutation = hook_mutations.into_iter().fold(mutation, |m, f| m.field(f));
+    let (mut builder, subscription) = subscription::register(builder);
+    builder = builder.register(query).register(mutation).register(subscription);
     if !limits.introspection {
         builder = builder.disable_introspection();
     }

@@ -7,6 +7,8 @@
 //!   answers and accepts its credentials, the breaker is closed; option-set labels or
 //!   `$metadata` not read are a warning; the `$metadata` differences and the `$expand` pushdown
 //!   decided at start are listed); `GET /metrics`: Prometheus text (`ops`).
+//! - `GET /graphql/ws`: subscriptions over WebSocket (`graphql-transport-ws`, `graphql-ws`);
+//!   `Accept: text/event-stream` on `/graphql`: GraphQL over SSE (`subscriptions`).
 //! - `startup`: what is decided once at start (dialect, paging, `$metadata` reconciliation, pushdown).
 //! - Layers: CORS (a setting; same origin only by default), a request body limit.
 //!
@@ -25,6 +27,7 @@ pub mod graphql_http;
 pub mod ops;
 pub mod playground;
 pub mod startup;
+pub mod subscriptions;
 
 /// What the routes share.
 #[derive(Clone)]
@@ -49,23 +52,29 @@ pub fn app(
     let schema = graphql::build_schema(Some(gateway.clone()), limits)?;
     let persisted_queries =
         graphql_http::apq::PersistedQueries::new(apq_cache_bytes).with_shared(gateway.shared.clone());
+    let app = AppState {
+        schema,
+        gateway,
+        persisted_queries,
+        callers,
+        cursor_key: Arc::new(cursor_key),
+    };
     Ok(Router::new()
         .route(
             "/graphql",
             get(graphql_http::graphql_get)
                 .post(graphql_http::graphql_post)
-                .layer(axum::middleware::from_fn(playground::page_for_browsers)),
+                .layer(axum::middleware::from_fn(playground::page_for_browsers))
+                .layer(axum::middleware::from_fn_with_state(
+                    app.clone(),
+                    subscriptions::sse_or_next,
+                )),
         )
+        .route("/graphql/ws", get(subscriptions::websocket))
         .route("/healthz", get(|| async { "ok" }))
         .merge(ops::routes())
         .merge(playground::routes())
-        .with_state(AppState {
-            schema,
-            gateway,
-            persisted_queries,
-            callers,
-            cursor_key: Arc::new(cursor_key),
-        }))
+        .with_state(app))
 }
 
 /// How to run the gateway.
@@ -94,6 +103,8 @@ pub struct GatewayConfig {
     /// Redis, where replicas share their state (`--redis-url`); `None`: local state only (the
     /// SQLite file and memory).
     pub redis_url: Option<crate::secret::Secret>,
+    /// Webhook delivery settings (`--webhook-*`).
+    pub webhooks: crate::graphql::webhooks::WebhookConfig,
 }
 
 /// HTTP settings of the gateway.
@@ -251,6 +262,9 @@ impl RunningGateway {
     /// Stops accepting connections and waits for in-flight requests.
     pub async fn stop(self) {
         self.serving.stop().await;
+        if let Some(webhooks) = &self.state.webhooks {
+            webhooks.shutdown();
+        }
     }
 }
 
@@ -270,6 +284,7 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
     state.metrics = metrics;
     state.metadata = metadata;
     let (cursor_key, source) = cursor_key(config, shared.as_deref()).await;
+    state.webhooks = Some(start_webhooks(config, shared.as_ref())?);
     state.shared = shared;
     state.cursor_key_source = source;
     let state = Arc::new(state);
@@ -291,7 +306,37 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
     if !state.labels().fallbacks().is_empty() {
         reread_labels(Arc::downgrade(&state), config.read.labels_retry);
     }
+    if let Some(webhooks) = &state.webhooks {
+        let watcher = crate::graphql::webhooks::watching::watcher(Arc::downgrade(&state));
+        match webhooks.watch_all(watcher).await {
+            Ok(n) => tracing::info!(webhooks = n, "webhooks watched"),
+            Err(e) => tracing::error!(error = %e, "webhooks: registrations not read at start"),
+        }
+    }
     serve(listen, config, state, callers, cursor_key).await
+}
+
+/// The webhooks, in Redis under `--redis-url` (shared by the replicas), else in the SQLite state
+/// file. Registration is refused when the gateway
+/// calls upstream only with its callers' tokens: a background watcher has none to poll with.
+fn start_webhooks(
+    config: &GatewayConfig,
+    shared: Option<&Arc<crate::shared_state::SharedState>>,
+) -> Result<Arc<crate::graphql::webhooks::Webhooks>, StartError> {
+    use crate::graphql::webhooks::{store::WebhookStore, Webhooks};
+    let store = match shared {
+        Some(shared) => WebhookStore::shared(shared.clone()),
+        None => WebhookStore::open(config.write.state_db.as_deref())
+            .map_err(|e| StartError::State(format!("cannot open the state database for webhooks: {e}")))?,
+    };
+    let refused = config.upstream_auth.acts_only_for_callers().then(|| {
+        format!(
+            "webhooks need an upstream identity of the gateway's own to watch with; --upstream-auth {} calls upstream only with callers' tokens, which a background watcher does not have",
+            config.upstream_auth.mode()
+        )
+    });
+    let webhooks = Webhooks::start(store, config.webhooks.clone(), refused).map_err(StartError::State)?;
+    Ok(Arc::new(webhooks))
 }
 
 /// A 429's pause seen here is announced to the other replicas, and theirs are held here.

@@ -172,6 +172,10 @@ async fn metrics(State(app): State<AppState>) -> Response {
     let slots = app.gateway.upstream.slot_usage();
     app.gateway.metrics.set_slots(slots.in_use(), slots.waiting());
     app.gateway.metrics.set_budget(app.gateway.upstream.budget());
+    let watchers = &app.gateway.watchers;
+    app.gateway
+        .metrics
+        .set_watchers(watchers.active(), watchers.subscribers());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         app.gateway.metrics.render(),

@@ -55,11 +55,12 @@ macro_rules! example {
 }
 
 /// The example tabs, in the order the page shows them.
-pub const EXAMPLES: [Example; 4] = [
+pub const EXAMPLES: [Example; 5] = [
     example!("recruiting-request"),
     example!("candidate-with-person"),
     example!("active-requests-page"),
     example!("submit-candidate-to-hire"),
+    example!("activated-requests"),
 ];
 
 /// A response body with its content type and validator, worked out once.

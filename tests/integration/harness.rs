@@ -302,9 +302,13 @@ impl GatewayProcess {
                 &format!("127.0.0.1:{port}"),
                 "--upstream",
                 upstream,
-                "--state-db",
-                ":memory:",
             ])
+            // No state kept unless the test names a file.
+            .args(if args.contains(&"--state-db") {
+                &[][..]
+            } else {
+                &["--state-db", ":memory:"][..]
+            })
             .args(args)
             .env_remove("ATS_GATEWAY_LOG")
             .env_remove("ATS_GATEWAY_CONFIG")
@@ -410,6 +414,7 @@ impl Gateway {
             caller_auth: Default::default(),
             cursor_key: None,
             redis_url: None,
+            webhooks: Default::default(),
         };
         tune(&mut config);
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();

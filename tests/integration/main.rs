@@ -74,6 +74,8 @@ mod gateway_ops;
 mod gateway_reads;
 mod gateway_replicas;
 mod gateway_schema;
+mod gateway_subscriptions;
+mod gateway_webhooks;
 mod gateway_writes;
 mod harness;
 mod playground;

@@ -215,7 +215,8 @@ async fn every_example_tab_runs_against_the_demo_seed() {
             "recruiting-request",
             "candidate-with-person",
             "active-requests-page",
-            "submit-candidate-to-hire"
+            "submit-candidate-to-hire",
+            "activated-requests"
         ]
     );
 
@@ -276,4 +277,28 @@ async fn every_example_tab_runs_against_the_demo_seed() {
     ] {
         assert!(!person[kind].as_array().unwrap().is_empty(), "{kind}: {person}");
     }
+
+    // The subscription tab, over GraphQL over SSE: its first event with the current matches.
+    let tab = tabs.iter().find(|t| t["name"] == "activated-requests").unwrap();
+    let mut sse = crate::harness::client()
+        .post(&gw.endpoint)
+        .header("accept", "text/event-stream")
+        .json(&json!({"query": tab["query"], "variables": {"includeExisting": true}}))
+        .send()
+        .await
+        .unwrap();
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(30), sse.chunk())
+            .await
+            .expect("an event")
+            .unwrap()
+            .expect("the stream goes on");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let data = text.split("data: ").nth(1).unwrap().split("\n\n").next().unwrap();
+    let event: Value = serde_json::from_str(data).unwrap();
+    let change = &event["data"]["recruitingRequestChanged"];
+    assert_eq!(change["kind"], "CREATED", "{event}");
+    assert_eq!(change["record"]["status"], "ACTIVE", "{event}");
 }

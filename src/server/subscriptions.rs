@@ -1,0 +1,231 @@
+//! Subscriptions over the wire: WebSocket at `/graphql/ws` (the `graphql-transport-ws` and the
+//! legacy `graphql-ws` subprotocols, through async-graphql-axum) and GraphQL over SSE
+//! (distinct-connections mode: `GET` or `POST /graphql` with `Accept: text/event-stream`, one
+//! `event: next` per result and `event: complete` at the end).
+//!
+//! Caller authentication applies to the connection: the upgrade request's headers, or else the
+//! `connection_init` payload (`Authorization` / `authorization`, `x-api-key` / `apiKey`, or the
+//! same inside a `headers` object); a caller refused there closes the socket (async-graphql closes
+//! with 1002 and the reason under `graphql-transport-ws`, `connection_error` under `graphql-ws`). Every operation of a connection gets its caller and fresh loaders,
+//! as over HTTP; the schema's limits (size, depth, cost) apply as to any operation. A closed
+//! socket or a dropped SSE stream drops its subscriptions, which release their watchers.
+
+use super::auth::Caller;
+use super::graphql_http::params::Params;
+use super::AppState;
+use crate::graphql::context::RequestCtx;
+use async_graphql::futures_util::stream::BoxStream;
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use async_graphql::{Data, Executor, Request, Response as GqlResponse};
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Request as HttpRequest, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use std::any::TypeId;
+use std::sync::Arc;
+
+/// Runs operations with the request data every operation gets: the caller (from the
+/// connection's data, or the one given) and fresh, request-scoped loaders.
+#[derive(Clone)]
+pub struct GatewayExecutor {
+    app: AppState,
+    caller: Option<Caller>,
+}
+
+impl GatewayExecutor {
+    fn request(&self, request: Request, session: Option<&Data>) -> Option<Request> {
+        let caller = session
+            .and_then(|d| d.get(&TypeId::of::<Caller>()))
+            .and_then(|c| c.downcast_ref::<Caller>())
+            .or(self.caller.as_ref())?
+            .clone();
+        let (rq, records, children) = crate::graphql::request_data(
+            &self.app.gateway,
+            RequestCtx::new(caller.authorization, caller.identity),
+        );
+        Some(
+            request
+                .data(rq)
+                .data(records)
+                .data(children)
+                .data(self.app.cursor_key.clone()),
+        )
+    }
+}
+
+fn unauthenticated() -> GqlResponse {
+    GqlResponse::from_errors(vec![async_graphql::ServerError::new(
+        "The connection is not authenticated.",
+        None,
+    )])
+}
+
+impl Executor for GatewayExecutor {
+    async fn execute(&self, request: Request) -> GqlResponse {
+        match self.request(request, None) {
+            Some(r) => self.app.schema.execute(r).await,
+            None => unauthenticated(),
+        }
+    }
+
+    fn execute_stream(&self, request: Request, session_data: Option<Arc<Data>>) -> BoxStream<'static, GqlResponse> {
+        match self.request(request, session_data.as_deref()) {
+            Some(r) => self
+                .app
+                .schema
+                .execute_stream_with_session_data(r, session_data.unwrap_or_default()),
+            None => futures::stream::once(async { unauthenticated() }).boxed(),
+        }
+    }
+}
+
+/// The credentials a `connection_init` payload may carry, as request headers.
+fn payload_headers(payload: &serde_json::Value) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    let objects = [Some(payload), payload.get("headers")];
+    for obj in objects.into_iter().flatten() {
+        let Some(obj) = obj.as_object() else { continue };
+        for (name, value) in obj {
+            let header = match name.to_ascii_lowercase().as_str() {
+                "authorization" => header::AUTHORIZATION,
+                "x-api-key" | "apikey" | "api-key" | "api_key" => header::HeaderName::from_static("x-api-key"),
+                _ => continue,
+            };
+            if let Some(v) = value.as_str().and_then(|v| HeaderValue::from_str(v).ok()) {
+                out.insert(header, v);
+            }
+        }
+    }
+    out
+}
+
+fn has_credentials(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::AUTHORIZATION) || headers.contains_key("x-api-key")
+}
+
+/// `GET /graphql/ws`: a WebSocket for subscriptions (and queries).
+pub async fn websocket(
+    State(app): State<AppState>,
+    protocol: GraphQLProtocol,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    // Credentials on the upgrade request are checked now: refused, no socket.
+    let from_upgrade = if has_credentials(&headers) {
+        match app.callers.authenticate(&headers).await {
+            Ok(c) => Some(c),
+            Err(e) => return refused(&e),
+        }
+    } else {
+        None
+    };
+    let callers = app.callers.clone();
+    let executor = GatewayExecutor { app, caller: None };
+    upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| {
+        GraphQLWebSocket::new(socket, executor, protocol)
+            .on_connection_init(move |payload| async move {
+                let caller = match from_upgrade {
+                    Some(c) => c,
+                    None => callers
+                        .authenticate(&payload_headers(&payload))
+                        .await
+                        // A close frame's reason holds 123 bytes: the message is cut short.
+                        .map_err(|e| async_graphql::Error::new(close_reason(&e.message)))?,
+                };
+                let mut data = Data::default();
+                data.insert(caller);
+                Ok(data)
+            })
+            .serve()
+    })
+}
+
+/// A 401 with the challenge, as `POST /graphql` answers a refused caller.
+fn refused(e: &super::auth::Unauthenticated) -> Response {
+    let body = serde_json::json!({"errors": [{
+        "message": e.message,
+        "extensions": {"code": crate::graphql::errors::ErrorCode::Unauthenticated.as_str()},
+    }]});
+    let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&e.challenge) {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    response
+}
+
+/// `message` cut to fit a close frame's reason (123 bytes), on a character boundary.
+fn close_reason(message: &str) -> String {
+    let mut end = message.len().min(120);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    message[..end].to_string()
+}
+
+/// Whether a request asks for GraphQL over SSE.
+fn wants_sse(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.split(',').any(|m| m.trim().starts_with("text/event-stream")))
+}
+
+/// A layer on `/graphql`: a request that accepts `text/event-stream` is served as GraphQL over
+/// SSE; any other goes on.
+pub async fn sse_or_next(State(app): State<AppState>, request: HttpRequest, next: Next) -> Response {
+    if !wants_sse(request.headers()) {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let params = match parts.method {
+        Method::GET => Params::from_url_query(parts.uri.query().unwrap_or("")),
+        // The router's body limit layer bounds the body (`--max-body-bytes`).
+        Method::POST => match axum::body::to_bytes(body, usize::MAX).await {
+            Ok(bytes) => Params::from_json_body(&bytes),
+            Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "the body is too large").into_response(),
+        },
+        _ => return StatusCode::METHOD_NOT_ALLOWED.into_response(),
+    };
+    sse(app, parts.headers, params).await
+}
+
+async fn sse(
+    app: AppState,
+    headers: HeaderMap,
+    params: Result<Params, super::graphql_http::params::Malformed>,
+) -> Response {
+    let caller = match app.callers.authenticate(&headers).await {
+        Ok(c) => c,
+        Err(e) => return refused(&e),
+    };
+    let params = match params {
+        Ok(p) => p,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.0).into_response(),
+    };
+    let Some(query) = params.query else {
+        return (StatusCode::BAD_REQUEST, "the request has no `query`").into_response();
+    };
+    let mut request = Request::new(query);
+    if let Some(name) = params.operation_name {
+        request = request.operation_name(name);
+    }
+    if let Some(variables) = params.variables {
+        request = request.variables(async_graphql::Variables::from_json(variables.into()));
+    }
+    let executor = GatewayExecutor {
+        app,
+        caller: Some(caller),
+    };
+    let results = executor.execute_stream(request, None).map(|response| {
+        let data = serde_json::to_string(&response).unwrap_or_else(|_| "{}".into());
+        Ok::<_, std::convert::Infallible>(Event::default().event("next").data(data))
+    });
+    let complete = futures::stream::once(async { Ok(Event::default().event("complete").data("")) });
+    Sse::new(results.chain(complete))
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
