@@ -216,6 +216,7 @@ impl Extension for LimitsRun {
             ));
         }
         let doc = next.run(ctx, query, variables).await?;
+        crate::telemetry::otel::record_operation_type(&doc);
         let mut aliases = 0;
         let mut cost: u64 = 0;
         for (_, op) in doc.operations.iter() {
