@@ -7,7 +7,8 @@
 # rewrites only those parts. BENCH_ONLY=dashboard (only when named) runs the dashboard of issue
 # #17: 100 users for 60 s against three gateways, into bench/results/dashboard.md and .json;
 # BENCH_ONLY=replicas (only when named) the several-replicas run of issue #13 (needs redis-server),
-# into bench/results/replicas.md and .json.
+# into bench/results/replicas.md and .json; BENCH_ONLY=tracing (only when named) OpenTelemetry
+# export on against off (issue #15), into bench/results/tracing.md and .json.
 # Results: bench/results/latest.md and bench/results/latest.json, or in BENCH_RESULTS_DIR (for a
 # trial run that must not replace the committed results).
 set -euo pipefail

@@ -18,6 +18,8 @@
 //! - `replicas`: a keyed submission and a flat read through one replica without Redis and
 //!   through three sharing one Redis (see [`replicas`]). Also only when named; writes
 //!   `replicas.md` and `replicas.json`.
+//! - `tracing`: the flat and the canonical queries with OpenTelemetry export on (sampling 1.0)
+//!   against off (see [`tracing`]). Also only when named; writes `tracing.md` and `tracing.json`.
 //!
 //! Upstream requests per operation are always read from the emulator's request counter for one
 //! operation, for the gateway and the direct requests alike. Writes `latest.md` and `latest.json`
@@ -27,6 +29,8 @@
 mod dashboard;
 #[path = "load/replicas.rs"]
 mod replicas;
+#[path = "load/tracing.rs"]
+mod tracing;
 
 use rand::Rng;
 use serde_json::{json, Value};
@@ -1216,7 +1220,7 @@ fn unloaded_md(v: &Value, machine: &str, commit: &str) -> String {
 /// of `latest.md` and its own key of `latest.json` (the operations table: the top level).
 const PARTS: [&str; 3] = ["ops", "unloaded", "churn"];
 /// Parts that run only when `BENCH_ONLY` names them, each with its own results file.
-const ONLY_WHEN_NAMED: [&str; 2] = ["dashboard", "replicas"];
+const ONLY_WHEN_NAMED: [&str; 3] = ["dashboard", "replicas", "tracing"];
 
 /// The sections of `latest.md` by part: the operations table up to the first other heading, each
 /// other part from its heading to the next.
@@ -1299,6 +1303,10 @@ async fn main() {
         // Its own processes (and Redis) and its own results file, like the dashboard.
         replicas::replicas(&binary(), &dir, secs).await;
         parts.retain(|p| *p != "replicas");
+    }
+    if parts.contains(&"tracing") {
+        tracing::tracing(&binary(), &dir, secs, concurrency).await;
+        parts.retain(|p| *p != "tracing");
     }
     if parts.is_empty() {
         return;

@@ -359,9 +359,9 @@ pub fn caller_hash(identity: &str) -> String {
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// What an operation's span says once it answered.
+/// What an operation's span says once it answered (its name and type are recorded when its
+/// document is parsed: [`record_operation`]).
 pub struct OperationOutcome<'a> {
-    pub name: Option<&'a str>,
     pub caller: Option<&'a str>,
     pub error_codes: Vec<&'a str>,
     pub errors: usize,
@@ -374,11 +374,10 @@ pub fn finish_operation<'a>(span: &Span, outcome: impl FnOnce() -> OperationOutc
         return;
     }
     let o = outcome();
-    span.record("graphql.operation.name", o.name.unwrap_or("anonymous"));
     if let Some(caller) = o.caller {
         span.record("ats.caller.hash", caller_hash(caller).as_str());
     }
-    span.record("ats.upstream_requests", o.upstream_requests);
+    span.record("ats.upstream_requests", o.upstream_requests as i64);
     if o.errors > 0 {
         let mut codes = o.error_codes;
         codes.sort_unstable();
@@ -388,17 +387,44 @@ pub fn finish_operation<'a>(span: &Span, outcome: impl FnOnce() -> OperationOutc
     }
 }
 
-/// Records the operation's type (`query`, `mutation`, `subscription`) on the current span: the
-/// type shared by the document's operations (one, nearly always).
-pub fn record_operation_type(doc: &async_graphql::parser::types::ExecutableDocument) {
+/// The operation name the request asked for, kept in the request's data for
+/// [`record_operation`] (tracing on only).
+struct RequestedOperation(Option<String>);
+
+/// Notes the request's operation name (tracing on), for [`record_operation`].
+pub fn note_operation_name(request: async_graphql::Request) -> async_graphql::Request {
+    if !enabled() {
+        return request;
+    }
+    let name = request.operation_name.clone();
+    request.data(RequestedOperation(name))
+}
+
+/// Records the name and type (`query`, `mutation`, `subscription`) of the operation the request
+/// runs on the current (operation) span: the one it named, or the document's only one.
+pub fn record_operation(
+    ctx: &async_graphql::extensions::ExtensionContext<'_>,
+    doc: &async_graphql::parser::types::ExecutableDocument,
+) {
+    use async_graphql::parser::types::DocumentOperations;
     if !enabled() {
         return;
     }
-    let mut types = doc.operations.iter().map(|(_, op)| op.node.ty);
-    let Some(first) = types.next() else { return };
-    if types.all(|t| t == first) {
-        Span::current().record("graphql.operation.type", first.to_string().as_str());
-    }
+    let requested = ctx.data_opt::<RequestedOperation>().and_then(|r| r.0.as_deref());
+    let (name, op) = match (&doc.operations, requested) {
+        (DocumentOperations::Single(op), _) => ("anonymous", op),
+        (DocumentOperations::Multiple(ops), Some(name)) => match ops.get(name) {
+            Some(op) => (name, op),
+            None => return,
+        },
+        (DocumentOperations::Multiple(ops), None) => match ops.iter().next() {
+            Some((name, op)) if ops.len() == 1 => (name.as_str(), op),
+            _ => return,
+        },
+    };
+    let span = Span::current();
+    span.record("graphql.operation.name", name);
+    span.record("graphql.operation.type", op.node.ty.to_string().as_str());
 }
 
 /// A loader batch's task, carrying the span current where it is spawned (the operation's), so
@@ -422,7 +448,7 @@ pub fn batch_span(kind: &'static str, entity: &str, relation: &str, keys: usize)
         ats.loader = kind,
         ats.entity = entity,
         ats.relation = relation,
-        ats.keys = keys as u64,
+        ats.keys = keys as i64,
         ats.rows = Empty,
     )
 }
@@ -430,7 +456,7 @@ pub fn batch_span(kind: &'static str, entity: &str, relation: &str, keys: usize)
 /// Records the rows a batch read on the current (batch) span.
 pub fn record_rows(rows: usize) {
     if enabled() {
-        Span::current().record("ats.rows", rows as u64);
+        Span::current().record("ats.rows", rows as i64);
     }
 }
 
@@ -499,15 +525,15 @@ impl Drop for CallTrace {
         }
         let span = Span::current();
         if let Some(status) = self.status {
-            span.record("http.response.status_code", status as u64);
+            span.record("http.response.status_code", status as i64);
         }
         if !matches!(self.status, Some(200..=399)) {
             span.record("otel.status_code", "ERROR");
         }
-        span.record("ats.attempts", self.attempts as u64);
-        span.record("ats.retries", self.attempts.saturating_sub(1) as u64);
-        span.record("ats.retry_wait_ms", self.retry_wait.as_millis() as u64);
-        span.record("ats.slot_wait_ms", self.slot_wait.as_millis() as u64);
+        span.record("ats.attempts", self.attempts as i64);
+        span.record("ats.retries", self.attempts.saturating_sub(1) as i64);
+        span.record("ats.retry_wait_ms", self.retry_wait.as_millis() as i64);
+        span.record("ats.slot_wait_ms", self.slot_wait.as_millis() as i64);
     }
 }
 

@@ -73,6 +73,7 @@ mod gateway_ops;
 mod gateway_reads;
 mod gateway_replicas;
 mod gateway_schema;
+mod gateway_tracing;
 mod gateway_writes;
 mod harness;
 mod playground;

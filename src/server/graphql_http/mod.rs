@@ -269,7 +269,6 @@ impl Answer {
             Body::Refused(r) => vec![r.code.as_str()],
         };
         crate::telemetry::otel::OperationOutcome {
-            name: self.operation.as_deref(),
             caller: self.caller.as_deref(),
             error_codes,
             errors: self.errors,
