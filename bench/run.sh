@@ -10,6 +10,8 @@
 # into bench/results/replicas.md and .json; BENCH_ONLY=subscribers (only when named) the subscribers
 # of issue #14 (SUBSCRIBERS 10000 over SUBSCRIBER_FILTERS 100 on SUBSCRIBER_CONNECTIONS 100
 # WebSockets, one gateway at 1 s intervals), into bench/results/subscribers.md and .json.
+# BENCH_ONLY=tracing (only when named) OpenTelemetry export on against off (issue #15), into
+# bench/results/tracing.md and .json.
 # Results: bench/results/latest.md and bench/results/latest.json, or in BENCH_RESULTS_DIR (for a
 # trial run that must not replace the committed results).
 set -euo pipefail

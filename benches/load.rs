@@ -21,6 +21,8 @@
 //! - `subscribers`: 10,000 subscriptions over 100 filters on one gateway at 1 s intervals: RSS
 //!   and upstream requests per second (see [`subscribers`]). Also only when named; writes
 //!   `subscribers.md` and `subscribers.json`.
+//! - `tracing`: the flat and the canonical queries with OpenTelemetry export on (sampling 1.0)
+//!   against off (see [`tracing`]). Also only when named; writes `tracing.md` and `tracing.json`.
 //!
 //! Upstream requests per operation are always read from the emulator's request counter for one
 //! operation, for the gateway and the direct requests alike. Writes `latest.md` and `latest.json`
@@ -32,6 +34,8 @@ mod dashboard;
 mod replicas;
 #[path = "load/subscribers.rs"]
 mod subscribers;
+#[path = "load/tracing.rs"]
+mod tracing;
 
 use rand::Rng;
 use serde_json::{json, Value};
@@ -1221,7 +1225,7 @@ fn unloaded_md(v: &Value, machine: &str, commit: &str) -> String {
 /// of `latest.md` and its own key of `latest.json` (the operations table: the top level).
 const PARTS: [&str; 3] = ["ops", "unloaded", "churn"];
 /// Parts that run only when `BENCH_ONLY` names them, each with its own results file.
-const ONLY_WHEN_NAMED: [&str; 3] = ["dashboard", "replicas", "subscribers"];
+const ONLY_WHEN_NAMED: [&str; 4] = ["dashboard", "replicas", "subscribers", "tracing"];
 
 /// The sections of `latest.md` by part: the operations table up to the first other heading, each
 /// other part from its heading to the next.
@@ -1309,6 +1313,10 @@ async fn main() {
         // Its own processes and results file, like the dashboard.
         subscribers::subscribers(&binary(), &dir, secs).await;
         parts.retain(|p| *p != "subscribers");
+    }
+    if parts.contains(&"tracing") {
+        tracing::tracing(&binary(), &dir, secs, concurrency).await;
+        parts.retain(|p| *p != "tracing");
     }
     if parts.is_empty() {
         return;

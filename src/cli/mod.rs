@@ -367,6 +367,9 @@ pub struct ServeArgs {
     /// The upstream budget: the read cache per upstream identity.
     #[command(flatten)]
     pub budget: budget::BudgetArgs,
+    /// OpenTelemetry export (traces and metrics over OTLP).
+    #[command(flatten)]
+    pub otel: crate::telemetry::otel::OtelArgs,
 }
 
 /// `--upstream-paging`: a way of paging, or `auto` (probe the upstream at start).
@@ -670,12 +673,27 @@ pub async fn main() -> ExitCode {
         // Its report is its output; it sets up its own (quiet) logging.
         Command::Doctor(args) => return crate::doctor::main(args).await,
     };
-    crate::telemetry::init_logging(format);
+    let otel = match &command {
+        Command::Serve(a) => a.otel.settings(),
+        _ => Ok(None),
+    };
+    let telemetry = otel.and_then(|o| crate::telemetry::init_telemetry(format, o.as_ref()));
+    let telemetry = match telemetry {
+        Ok(t) => t,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
     let result = match command {
         Command::Emulator(args) => run_emulator(args).await,
         Command::Serve(args) => run_serve(args).await,
         Command::Doctor(_) => unreachable!("doctor returned above"),
     };
+    // After the graceful shutdown: the spans and metrics still queued leave now.
+    if let Some(t) = telemetry {
+        t.shutdown().await;
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

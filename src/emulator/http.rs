@@ -23,6 +23,39 @@ pub struct EmulatorState {
     pub authority: super::auth::Authority,
     /// Whether `GlobalOptionSetDefinitions` is served (see [`super::EmulatorConfig`]).
     pub option_set_definitions: bool,
+    /// The last W3C `traceparent` headers received, oldest first (in `/_emulator/stats`).
+    pub traceparents: Traceparents,
+}
+
+/// The last [`Traceparents::KEPT`] `traceparent` headers of OData requests.
+#[derive(Debug, Default)]
+pub struct Traceparents(std::sync::Mutex<std::collections::VecDeque<String>>);
+
+impl Traceparents {
+    pub const KEPT: usize = 1000;
+
+    fn record(&self, headers: &HeaderMap) {
+        if let Some(v) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+            let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            if kept.len() == Self::KEPT {
+                kept.pop_front();
+            }
+            kept.push_back(v.to_string());
+        }
+    }
+
+    fn list(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    fn clear(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
 }
 
 /// The emulator's router.
@@ -68,6 +101,7 @@ async fn stats(State(s): State<Arc<EmulatorState>>) -> impl IntoResponse {
     let paging = &s.service.paging_stats;
     v["rowsServed"] = paging.rows_served.load(std::sync::atomic::Ordering::Relaxed).into();
     v["topReads"] = paging.top_reads.load(std::sync::atomic::Ordering::Relaxed).into();
+    v["traceparents"] = s.traceparents.list().into();
     Json(v)
 }
 
@@ -76,6 +110,7 @@ async fn reset_stats(State(s): State<Arc<EmulatorState>>) -> StatusCode {
     s.authority.reset_stats();
     s.service.writes.store(0, std::sync::atomic::Ordering::Relaxed);
     s.service.paging_stats.reset();
+    s.traceparents.clear();
     StatusCode::NO_CONTENT
 }
 
@@ -186,6 +221,7 @@ async fn odata(
     body: Bytes,
 ) -> Response {
     let (path, segment) = request_path(&uri);
+    s.traceparents.record(&headers);
     let caller = match authorize(&s, &headers, &path) {
         Ok(caller) => caller,
         Err(refused) => return *refused,

@@ -146,6 +146,7 @@ pub fn build(config: &EmulatorConfig) -> Result<Arc<http::EmulatorState>, error:
         authority: auth::Authority::new(config.auth.clone())
             .map_err(|e| error::ODataError::new(500, error::codes::SERVER, e))?,
         option_set_definitions: config.option_set_definitions && config.dialect == dialect::Dialect::Dataverse,
+        traceparents: Default::default(),
     }))
 }
 

@@ -194,7 +194,8 @@ impl Extension for LimitsRun {
         request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
-        next.run(ctx, request.data(super::warnings::MissingFields::default()))
+        let request = request.data(super::warnings::MissingFields::default());
+        next.run(ctx, crate::telemetry::otel::note_operation_name(request))
             .await
     }
 
@@ -216,6 +217,7 @@ impl Extension for LimitsRun {
             ));
         }
         let doc = next.run(ctx, query, variables).await?;
+        crate::telemetry::otel::record_operation(ctx, &doc);
         let mut aliases = 0;
         let mut cost: u64 = 0;
         for (_, op) in doc.operations.iter() {

@@ -19,6 +19,7 @@ use super::context::{GatewayState, RequestCtx};
 use crate::model::Entity;
 use crate::odata::query::children_of;
 use crate::odata::UpstreamError;
+use crate::telemetry::otel;
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use futures::future::try_join_all;
 use serde_json::{Map, Value};
@@ -232,7 +233,30 @@ impl Loader<RecordKey> for RecordLoader {
     async fn load(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, Record>, UpstreamError> {
         let mut out = HashMap::new();
         let groups = group_by(keys, |k| k.group.clone());
-        let work = groups.into_iter().map(|(group, keys)| async move {
+        let work = groups.into_iter().map(|(group, keys)| {
+            let span = otel::batch_span(
+                "record",
+                &group.entity.entity_set,
+                &group.entity.primary_key,
+                keys.len(),
+            );
+            tracing::Instrument::instrument(self.load_group(group, keys), span)
+        });
+        for found in try_join_all(work).await? {
+            out.extend(found);
+        }
+        Ok(out)
+    }
+}
+
+impl RecordLoader {
+    /// The records of one group's keys: from the request's memo, else in one request (or a few).
+    async fn load_group(
+        &self,
+        group: Arc<RecordGroup>,
+        keys: Vec<RecordKey>,
+    ) -> Result<Vec<(RecordKey, Record)>, UpstreamError> {
+        {
             // Targets this request has read already, with every property asked for, cost nothing.
             let memo = &self.request.records;
             let (known, keys): (Vec<RecordKey>, Vec<RecordKey>) = keys
@@ -268,17 +292,14 @@ impl Loader<RecordKey> for RecordLoader {
                     Some((id, Arc::new(r)))
                 })
                 .collect();
+            otel::record_rows(by_id.len());
             memo.remember(group.entity, by_id.values());
             found.extend(
                 keys.into_iter()
                     .filter_map(|k| by_id.get(&k.id).cloned().map(|r| (k, r))),
             );
             Ok::<_, UpstreamError>(found)
-        });
-        for found in try_join_all(work).await? {
-            out.extend(found);
         }
-        Ok(out)
     }
 }
 
@@ -289,41 +310,48 @@ impl Loader<ChildKey> for ChildLoader {
     async fn load(&self, keys: &[ChildKey]) -> Result<HashMap<ChildKey, Arc<Vec<Record>>>, UpstreamError> {
         let mut out = HashMap::new();
         let groups = group_by(keys, |k| k.group.clone());
-        let work = groups.into_iter().map(|(group, keys)| async move {
-            // As read: only a case-insensitive upstream would find children by a folded key.
-            let mut values: Vec<String> = keys.iter().map(|k| k.parent.clone()).collect();
-            values.sort_unstable(); // the same keys make the same URL (shared reads, read cache)
-            let mut queries = children_of(
-                group.entity,
-                &group.key_property,
-                &values,
-                &group.select,
-                group.filter.as_deref(),
-                self.state.config.dialect,
-            )
-            .map_err(query_error)?;
-            for q in &mut queries {
-                q.orderby = group.orderby.clone();
-            }
-            let urls = queries.iter().map(|q| q.to_relative_url()).collect();
-            let rows = run_all(&self.state, &self.request, group.entity, urls).await?;
-            let mut by_parent: HashMap<String, Vec<Record>> = HashMap::new();
-            for r in rows {
-                // Dataverse compares strings case-insensitively, so the join does too.
-                if let Some(k) = r.get(&group.key_property).and_then(Value::as_str).map(fold) {
-                    by_parent.entry(k).or_default().push(Arc::new(r));
-                }
-            }
-            self.request
-                .records
-                .remember(group.entity, by_parent.values().flatten());
-            Ok::<_, UpstreamError>(
-                keys.into_iter()
-                    .map(|k| {
-                        let rows = by_parent.get(&k.folded).cloned().unwrap_or_default();
-                        (k, Arc::new(rows))
-                    })
-                    .collect::<Vec<_>>(),
+        let work = groups.into_iter().map(|(group, keys)| {
+            let span = otel::batch_span("children", &group.entity.entity_set, &group.key_property, keys.len());
+            tracing::Instrument::instrument(
+                async move {
+                    // As read: only a case-insensitive upstream would find children by a folded key.
+                    let mut values: Vec<String> = keys.iter().map(|k| k.parent.clone()).collect();
+                    values.sort_unstable(); // the same keys make the same URL (shared reads, read cache)
+                    let mut queries = children_of(
+                        group.entity,
+                        &group.key_property,
+                        &values,
+                        &group.select,
+                        group.filter.as_deref(),
+                        self.state.config.dialect,
+                    )
+                    .map_err(query_error)?;
+                    for q in &mut queries {
+                        q.orderby = group.orderby.clone();
+                    }
+                    let urls = queries.iter().map(|q| q.to_relative_url()).collect();
+                    let rows = run_all(&self.state, &self.request, group.entity, urls).await?;
+                    otel::record_rows(rows.len());
+                    let mut by_parent: HashMap<String, Vec<Record>> = HashMap::new();
+                    for r in rows {
+                        // Dataverse compares strings case-insensitively, so the join does too.
+                        if let Some(k) = r.get(&group.key_property).and_then(Value::as_str).map(fold) {
+                            by_parent.entry(k).or_default().push(Arc::new(r));
+                        }
+                    }
+                    self.request
+                        .records
+                        .remember(group.entity, by_parent.values().flatten());
+                    Ok::<_, UpstreamError>(
+                        keys.into_iter()
+                            .map(|k| {
+                                let rows = by_parent.get(&k.folded).cloned().unwrap_or_default();
+                                (k, Arc::new(rows))
+                            })
+                            .collect::<Vec<_>>(),
+                    )
+                },
+                span,
             )
         });
         for found in try_join_all(work).await? {

@@ -79,7 +79,7 @@ impl TaskScope {
 
     /// Spawns a batch of this operation, bounded as [`bounded`] says.
     pub fn spawn(&self, batch: BoxFuture<'static, ()>) {
-        let task = bounded("a loader batch", batch);
+        let task = bounded("a loader batch", crate::telemetry::otel::carry(batch));
         let handle = tokio::spawn(task).abort_handle();
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         running.retain(|h| !h.is_finished());

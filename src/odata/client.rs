@@ -15,6 +15,7 @@
 
 use super::error::{UpstreamError, UpstreamErrorKind};
 use super::resilience::{self, CircuitBreaker, CircuitState, Gates, Health, ResilienceConfig, RetryPolicy};
+use crate::telemetry::otel;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, Url};
 use std::collections::BTreeMap;
@@ -339,7 +340,9 @@ impl Upstream {
             policy,
             deadline,
         };
-        self.attempts(&call, headers, credential, admission).await
+        let span = otel::upstream_span(&method, || first_segment(&self.config.service_root, url));
+        otel::inject_traceparent(&span, &mut headers);
+        tracing::Instrument::instrument(self.attempts(&call, headers, credential, admission), span).await
     }
 
     /// The attempts of one call: each in a slot of the caller's gate; a 401 refreshes the token
@@ -355,6 +358,7 @@ impl Upstream {
         let gate = self.gates.gate(&credential.identity);
         let mut tries = Tries::default();
         for attempt in 1.. {
+            let waiting = Instant::now();
             let entered = match tries.held.take() {
                 Some(permit) => gate.wait_out_pause(call.deadline).await.map(|()| permit),
                 None => gate.enter(call.deadline).await,
@@ -364,9 +368,13 @@ impl Upstream {
                 Ok(p) => p,
                 Err(e) => return finish(admission, Health::Neutral, Err(e)),
             };
+            tries.trace.slot_waited(waiting.elapsed());
             let outcome = self
                 .exchange(call.method, call.url, headers.clone(), call.body.clone(), attempt)
                 .await;
+            tries
+                .trace
+                .answered(attempt, outcome.as_ref().ok().map(|raw| raw.status));
             let failure = match &outcome {
                 Ok(raw) if (200..300).contains(&raw.status) => None,
                 Ok(raw) => Some(raw.error()),
@@ -410,6 +418,7 @@ impl Upstream {
                 drop(permit);
                 tries.retries += 1;
             }
+            tries.trace.retry_wait(wait);
             tokio::time::sleep(wait).await;
         }
         unreachable!("the attempts loop returns")
@@ -632,6 +641,8 @@ struct Tries {
     refreshed: bool,
     /// The slot a throttled attempt kept for the next one.
     held: Option<resilience::Slot>,
+    /// What the call's span records (tracing on: `telemetry::otel`).
+    trace: otel::CallTrace,
 }
 
 /// Finishes the breaker's admission of a call with `health` and returns its result.

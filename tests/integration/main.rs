@@ -76,6 +76,7 @@ mod gateway_replicas;
 mod gateway_schema;
 mod gateway_subscriptions;
 mod gateway_webhooks;
+mod gateway_tracing;
 mod gateway_writes;
 mod harness;
 mod playground;

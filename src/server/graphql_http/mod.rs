@@ -74,8 +74,12 @@ async fn serve(app: &AppState, headers: &HeaderMap, method: Method, params: Resu
             .collect();
         values.join(", ")
     });
+    let span = crate::telemetry::otel::operation_span(headers);
     let (media, answer) = match media::negotiate(accept.as_deref()) {
-        Some(media) => (media, execute(app, headers, method, params).await),
+        Some(media) => (
+            media,
+            tracing::Instrument::instrument(execute(app, headers, method, params), span.clone()).await,
+        ),
         // No media type the client reads: the refusal is written as plain JSON.
         None => (ResponseMedia::Json, Answer::refused(Refusal::not_acceptable())),
     };
@@ -90,6 +94,7 @@ async fn serve(app: &AppState, headers: &HeaderMap, method: Method, params: Resu
         duration_ms = started.elapsed().as_millis() as u64,
         "graphql request"
     );
+    crate::telemetry::otel::finish_operation(&span, || answer.traced());
     answer.into_response(media)
 }
 
@@ -247,6 +252,27 @@ impl Answer {
             upstream_requests: 0,
             reuse: None,
             body: Body::Refused(refusal),
+        }
+    }
+
+    /// What the operation's span records (see `telemetry::otel`).
+    fn traced(&self) -> crate::telemetry::otel::OperationOutcome<'_> {
+        let error_codes = match &self.body {
+            Body::Graphql { response, .. } => response
+                .errors
+                .iter()
+                .filter_map(|e| match e.extensions.as_ref()?.get("code")? {
+                    async_graphql::Value::String(code) => Some(code.as_str()),
+                    _ => None,
+                })
+                .collect(),
+            Body::Refused(r) => vec![r.code.as_str()],
+        };
+        crate::telemetry::otel::OperationOutcome {
+            caller: self.caller.as_deref(),
+            error_codes,
+            errors: self.errors,
+            upstream_requests: self.upstream_requests,
         }
     }
 

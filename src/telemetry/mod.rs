@@ -1,9 +1,12 @@
-//! Metrics in Prometheus text format, and the logging set-up.
+//! Metrics in Prometheus text format, and the logging set-up (with OpenTelemetry export when an
+//! OTLP endpoint is set: see [`otel`]).
 //!
 //! One [`Metrics`] per process, shared by the HTTP layer (requests, latency), the upstream client
 //! (requests by entity set and status, throttling) and the read path (cache hits and misses).
 //! Operation names are client-chosen, so they are bounded: a name becomes a label only if it looks
 //! like an identifier and fewer than [`MAX_OPERATION_LABELS`] names were seen; the rest are `other`.
+
+pub mod otel;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -263,6 +266,9 @@ impl Metrics {
                 outcome,
             })
             .inc();
+        if let Some(m) = otel::metrics() {
+            m.graphql_request(&operation, if ok { "ok" } else { "error" }, elapsed);
+        }
         self.latency
             .get_or_create(&Operation { operation })
             .observe(elapsed.as_secs_f64());
@@ -274,7 +280,7 @@ impl Metrics {
         self.upstream
             .get_or_create(&SetStatus {
                 entity_set: entity_set.to_string(),
-                status: status_label,
+                status: status_label.clone(),
             })
             .inc();
         self.upstream_latency
@@ -284,6 +290,9 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
         if status == Some(429) {
             self.throttled.inc();
+        }
+        if let Some(m) = otel::metrics() {
+            m.upstream_request(entity_set, &status_label, elapsed);
         }
     }
 
@@ -361,12 +370,32 @@ pub enum LogFormat {
 
 /// Sets up logging: `ATS_GATEWAY_LOG` filters (default `info`), `format` picks text or JSON lines.
 pub fn init_logging(format: LogFormat) {
+    let _ = init_telemetry(format, None);
+}
+
+/// Sets up logging as [`init_logging`] does and, with `otel` settings, OpenTelemetry export
+/// (inside the tokio runtime). The log's filter applies to the log only, so the spans exported
+/// are not logged and, without `otel`, not even created.
+pub fn init_telemetry(format: LogFormat, otel: Option<&otel::OtelSettings>) -> Result<Option<otel::OtelGuard>, String> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{Layer, Registry};
     let filter = tracing_subscriber::EnvFilter::try_from_env("ATS_GATEWAY_LOG").unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+    let fmt = tracing_subscriber::fmt::layer().with_target(false);
+    let log: Box<dyn Layer<Registry> + Send + Sync> = match format {
+        LogFormat::Json => fmt.json().flatten_event(true).with_filter(filter).boxed(),
+        LogFormat::Text => fmt.with_filter(filter).boxed(),
     };
+    let (guard, export) = match otel {
+        Some(settings) => {
+            let (guard, layer) = otel::install::<Registry>(settings)?;
+            (Some(guard), Some(layer.boxed()))
+        }
+        None => (None, None),
+    };
+    let layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = std::iter::once(log).chain(export).collect();
+    let _ = Registry::default().with(layers).try_init();
+    Ok(guard)
 }
 
 #[cfg(test)]
