@@ -22,7 +22,13 @@ const SCREENSHOT = join(ARTIFACTS, 'playground.png');
 const TIMEOUT_MS = 30_000;
 
 /** The example tabs, by operation name (GraphiQL titles a tab with its operation's name). */
-const TABS = ['DocumentedRecruitingRequest', 'CandidateWithPerson', 'ActiveRequestsPage', 'SubmitCandidateToHire'];
+const TABS = [
+  'DocumentedRecruitingRequest',
+  'CandidateWithPerson',
+  'ActiveRequestsPage',
+  'SubmitCandidateToHire',
+  'ExplainUpstreamRequests',
+];
 
 let context;
 let profile;

@@ -255,6 +255,8 @@ pub struct GatewayState {
     pub shared: Option<Arc<crate::shared_state::SharedState>>,
     /// Where the cursor key came from (for `/readyz`).
     pub cursor_key_source: super::cursor::CursorKeySource,
+    /// Who may ask for explain (off until set; see `explain`).
+    pub explain: super::explain::ExplainPolicy,
 }
 
 /// What the `$metadata` read at start gave.
@@ -302,6 +304,7 @@ impl GatewayState {
             deep_insert_fallback_logged: Default::default(),
             shared: None,
             cursor_key_source: Default::default(),
+            explain: Default::default(),
         }
     }
 
@@ -408,6 +411,9 @@ impl GatewayState {
         let key = (url.to_string(), page_size);
         let shared = {
             let mut memo = rq.memo.lock().unwrap_or_else(|p| p.into_inner());
+            if memo.contains_key(&key) {
+                super::explain::reused(super::explain::Source::Memo, url, page_size, None);
+            }
             memo.entry(key)
                 .or_insert_with(|| {
                     // The shared load must not hold the memo it is kept in: a cycle would keep a
@@ -444,8 +450,16 @@ impl GatewayState {
             })
             .await
             .map_err(|e: Arc<UpstreamError>| (*e).clone())?;
-        self.metrics
-            .cache_lookup("reference", !missed.load(std::sync::atomic::Ordering::Relaxed));
+        let hit = !missed.load(std::sync::atomic::Ordering::Relaxed);
+        self.metrics.cache_lookup("reference", hit);
+        if hit {
+            super::explain::reused(
+                super::explain::Source::ReferenceCache,
+                url,
+                page_size,
+                Some(page.value.len()),
+            );
+        }
         Ok(page)
     }
 
@@ -466,6 +480,12 @@ impl GatewayState {
         let stored = level2::get(shared, &key).await;
         self.metrics.cache_lookup("reference-redis", stored.is_some());
         if let Some(page) = stored {
+            super::explain::reused(
+                super::explain::Source::SharedCache,
+                url,
+                page_size,
+                Some(page.value.len()),
+            );
             return Ok(Arc::new(page));
         }
         let page = self.read_shared(entity, url, rq, page_size).await?;

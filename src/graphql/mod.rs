@@ -30,6 +30,7 @@ pub mod depth;
 pub mod errors;
 pub mod estimate;
 pub mod execution;
+pub mod explain;
 pub mod filter;
 pub mod idempotency;
 pub mod limits;

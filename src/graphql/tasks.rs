@@ -38,6 +38,7 @@ fn bounded<T>(
 ) -> impl std::future::Future<Output = Option<T>> {
     let upstream = crate::odata::resilience::current_deadline();
     let ends = OPERATION_ENDS.try_with(|t| *t).ok();
+    let work = super::explain::carry(work);
     async move {
         let work = async move {
             match upstream {

@@ -339,7 +339,12 @@ impl Upstream {
             policy,
             deadline,
         };
-        self.attempts(&call, headers, credential, admission).await
+        let mut tries = Tries::default();
+        let result = self.attempts(&call, headers, credential, admission, &mut tries).await;
+        if let Some(log) = resilience::current_call_log() {
+            log.record(&tries.report(&call, extra, started, &result));
+        }
+        result
     }
 
     /// The attempts of one call: each in a slot of the caller's gate; a 401 refreshes the token
@@ -351,19 +356,22 @@ impl Upstream {
         mut headers: HeaderMap,
         mut credential: super::auth::Credential,
         admission: resilience::Admission<'_>,
+        tries: &mut Tries,
     ) -> Result<Raw, UpstreamError> {
         let gate = self.gates.gate(&credential.identity);
-        let mut tries = Tries::default();
         for attempt in 1.. {
+            let waiting = Instant::now();
             let entered = match tries.held.take() {
                 Some(permit) => gate.wait_out_pause(call.deadline).await.map(|()| permit),
                 None => gate.enter(call.deadline).await,
             };
             let entered = self.admit(entered, &credential.identity, call.deadline).await;
+            tries.slot_wait += waiting.elapsed();
             let permit = match entered {
                 Ok(p) => p,
                 Err(e) => return finish(admission, Health::Neutral, Err(e)),
             };
+            tries.attempts = attempt;
             let outcome = self
                 .exchange(call.method, call.url, headers.clone(), call.body.clone(), attempt)
                 .await;
@@ -387,7 +395,7 @@ impl Upstream {
                 set_authorization(&mut headers, &credential)?;
                 continue;
             }
-            let retry = self.retry_wait(call, (&credential.identity, &gate), &err, &tries, &admission);
+            let retry = self.retry_wait(call, (&credential.identity, &gate), &err, tries, &admission);
             let Some((wait, throttled)) = retry else {
                 self.log_failure(call, &err, attempt);
                 return finish(admission, Health::of(&err), outcome);
@@ -410,6 +418,7 @@ impl Upstream {
                 drop(permit);
                 tries.retries += 1;
             }
+            tries.retry_wait += wait;
             tokio::time::sleep(wait).await;
         }
         unreachable!("the attempts loop returns")
@@ -632,6 +641,38 @@ struct Tries {
     refreshed: bool,
     /// The slot a throttled attempt kept for the next one.
     held: Option<resilience::Slot>,
+    /// Attempts sent, and the time spent waiting for slots and between attempts (for explain).
+    attempts: u32,
+    slot_wait: Duration,
+    retry_wait: Duration,
+}
+
+impl Tries {
+    /// The call as a [`resilience::CallLog`] is told about it.
+    fn report<'a>(
+        &self,
+        call: &'a Call<'_>,
+        headers: &'a [(&'a str, String)],
+        started: Instant,
+        result: &'a Result<Raw, UpstreamError>,
+    ) -> resilience::CallReport<'a> {
+        resilience::CallReport {
+            method: call.method.as_str(),
+            url: call.url,
+            headers,
+            body: call.body.as_deref(),
+            started,
+            elapsed: started.elapsed(),
+            answer: result
+                .as_ref()
+                .ok()
+                .map(|raw| (raw.status, raw.header("content-type"), raw.body.as_slice())),
+            error: result.as_ref().err().map(UpstreamError::code),
+            attempts: self.attempts,
+            slot_wait: self.slot_wait,
+            retry_wait: self.retry_wait,
+        }
+    }
 }
 
 /// Finishes the breaker's admission of a call with `health` and returns its result.

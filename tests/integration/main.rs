@@ -65,6 +65,7 @@ mod gateway_budget;
 mod gateway_change_sets;
 mod gateway_churn;
 mod gateway_cursors;
+mod gateway_explain;
 mod gateway_faults;
 mod gateway_http;
 mod gateway_logs;

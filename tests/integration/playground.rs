@@ -215,7 +215,8 @@ async fn every_example_tab_runs_against_the_demo_seed() {
             "recruiting-request",
             "candidate-with-person",
             "active-requests-page",
-            "submit-candidate-to-hire"
+            "submit-candidate-to-hire",
+            "explain-upstream-requests"
         ]
     );
 
@@ -257,6 +258,12 @@ async fn every_example_tab_runs_against_the_demo_seed() {
         assert_eq!(e["node"]["status"], "ACTIVE");
         assert!(!next_ids.contains(&&e["node"]["recruitingRequestId"]), "pages overlap");
     }
+
+    let d = run_example(&gw, &tabs, "explain-upstream-requests", None).await;
+    assert_eq!(d["recruitingRequests"]["nodes"].as_array().unwrap().len(), 3, "{d}");
+    assert!(tabs
+        .iter()
+        .any(|t| t["headers"].as_str().is_some_and(|h| h.contains("X-ATS-Explain"))));
 
     let d = run_example(&gw, &tabs, "submit-candidate-to-hire", None).await;
     let p = &d["submitCandidateToHire"];

@@ -105,6 +105,10 @@ async fn execute(app: &AppState, headers: &HeaderMap, method: Method, params: Re
         Err(refusal) => return Answer::refused(refusal),
     };
     let operation = params.operation_name.clone();
+    let explain = match explain_request(app, &caller, headers, params.extensions.as_ref()) {
+        Ok(e) => e,
+        Err(refusal) => return Answer::refused(refusal).named(operation),
+    };
     let resolved = match app
         .persisted_queries
         .resolve(params.query, params.extensions.as_ref())
@@ -155,6 +159,10 @@ async fn execute(app: &AppState, headers: &HeaderMap, method: Method, params: Re
         .data(children)
         .data(executed.clone())
         .data(app.cursor_key.clone());
+    let request = match explain {
+        Some(e) => request.data(e),
+        None => request,
+    };
     let mut response = app.schema.execute(request).await;
     reuse.annotate(&mut response);
     let executed = executed.get();
@@ -199,6 +207,28 @@ fn cache_control(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .get_all(header::CACHE_CONTROL)
         .iter()
         .filter_map(|v| v.to_str().ok())
+}
+
+/// The explain a request asks for (`extensions.explain`, `X-ATS-Explain`), if the policy lets
+/// this caller have it; refused with 403 (200 under `application/json`) before anything runs if
+/// not, since the client asked to see what it costs.
+fn explain_request(
+    app: &AppState,
+    caller: &crate::server::auth::Caller,
+    headers: &HeaderMap,
+    extensions: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Result<Option<graphql::explain::ExplainRequest>, Refusal> {
+    let header = headers.get("x-ats-explain").and_then(|v| v.to_str().ok());
+    if !graphql::explain::asked(extensions, header) {
+        return Ok(None);
+    }
+    match app.gateway.explain.allows(&caller.identity, &caller.roles) {
+        Ok(e) => Ok(Some(e)),
+        Err(why) => Err(Refusal {
+            legacy_status: StatusCode::OK,
+            ..Refusal::new(StatusCode::FORBIDDEN, ErrorCode::ExplainNotAllowed, why)
+        }),
+    }
 }
 
 /// Whether the operation that `operation_name` picks out of `document` is a mutation. `false`
