@@ -2,7 +2,7 @@
 //!
 //! A request with `"extensions": {"explain": true}` (or the header `X-ATS-Explain: true`, which
 //! GraphiQL's headers editor can send) that the [`ExplainPolicy`] allows carries
-//! [`ExplainRequest`] as request data. `limits` then runs the operation with a [`Recorder`] in
+//! [`Asked`] as request data. `limits` then runs the operation with a [`Recorder`] in
 //! scope (a task-local, carried into loader tasks by `tasks` as the deadline is) and writes
 //! `extensions.explain`: every upstream request the operation made, in the order they started,
 //! and every read it served without one (a cache or memo hit), each with
@@ -23,6 +23,7 @@
 
 use crate::odata::resilience::{self, CallLog, CallReport};
 use async_graphql::{Name, Value};
+use futures::future::{BoxFuture, Either};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -77,15 +78,19 @@ pub fn asked(extensions: Option<&serde_json::Map<String, serde_json::Value>>, he
     by_extension || by_header
 }
 
-/// Request data: explain this operation.
+/// How to explain an operation (literal values shown or not).
 #[derive(Debug, Clone, Copy)]
 pub struct ExplainRequest {
     pub values: bool,
 }
 
+/// Request data: the explain a request asked for and may have, if any.
+#[derive(Debug, Clone, Copy)]
+pub struct Asked(pub Option<ExplainRequest>);
+
 /// What caused the upstream calls in its scope.
 #[derive(Debug, Clone, Default)]
-struct Cause {
+pub struct Cause {
     path: Option<Arc<str>>,
     keys: Option<usize>,
 }
@@ -164,9 +169,9 @@ impl Recorder {
         Recorder::new(request, root)
     }
 
-    /// Runs `f` (the operation) with this recorder told about its upstream calls and reads.
-    pub async fn run<F: Future>(self: Arc<Self>, f: F) -> F::Output {
-        resilience::with_call_log(self, f).await
+    /// `f` (the operation) with this recorder told about its upstream calls and reads.
+    pub fn run<F: Future>(self: Arc<Self>, f: F) -> impl Future<Output = F::Output> {
+        resilience::with_call_log(self, f)
     }
 
     /// The URL as shown: relative to the service root, values redacted unless asked for.
@@ -380,12 +385,9 @@ fn query_options(query: &str) -> Value {
     Value::Object(o)
 }
 
-/// The recorder for an operation, when its request data holds an [`ExplainRequest`].
-pub fn recorder_for(
-    request: Option<&ExplainRequest>,
-    state: Option<&Arc<super::context::GatewayState>>,
-) -> Option<Arc<Recorder>> {
-    request.map(|r| Recorder::for_request(*r, state))
+/// The recorder for an operation, when its request data asks for explain ([`Asked`]).
+pub fn recorder_for(asked: Option<&Asked>, state: Option<&Arc<super::context::GatewayState>>) -> Option<Arc<Recorder>> {
+    asked?.0.map(|r| Recorder::for_request(r, state))
 }
 
 /// The recorder in scope, if this operation is explained.
@@ -405,26 +407,30 @@ fn current_cause() -> Cause {
     CAUSE.try_with(Cause::clone).unwrap_or_default()
 }
 
-/// Runs `f` (a field's resolver) as the cause of the upstream calls it makes.
-pub async fn at_path<F: Future>(path: String, f: F) -> F::Output {
+/// `f` (a field's resolver) as the cause of the upstream calls it makes.
+pub fn at_path<F: Future>(path: String, f: F) -> impl Future<Output = F::Output> {
     let cause = Cause {
         path: Some(path.into()),
         keys: None,
     };
-    CAUSE.scope(cause, f).await
+    CAUSE.scope(cause, f)
 }
 
-/// Runs `f` (a loader's batch of `keys` keys of one group) as the cause of its upstream calls,
-/// under the path in scope; just `f` when the operation is not explained.
-pub async fn batch<F: Future>(keys: usize, f: F) -> F::Output {
+/// `f` (a loader's batch of `keys` keys of one group) as the cause of its upstream calls, under
+/// the path in scope; just `f` when the operation is not explained.
+///
+/// Wrappers here are plain functions returning `Either`, not `async fn`s: an `async fn` keeps its
+/// argument future twice (as an argument and as a local), and a submission's future is big
+/// enough that a few such layers overflow a worker's stack in debug builds.
+pub fn batch<F: Future>(keys: usize, f: F) -> Either<F, tokio::task::futures::TaskLocalFuture<Cause, F>> {
     if current().is_none() {
-        return f.await;
+        return Either::Left(f);
     }
     let cause = Cause {
         keys: Some(keys),
         ..current_cause()
     };
-    CAUSE.scope(cause, f).await
+    Either::Right(CAUSE.scope(cause, f))
 }
 
 /// A read of `url` (page size `page_size`) served from `source` with no upstream request.
@@ -441,20 +447,14 @@ pub fn records_known(entity_set: &str, n: usize) {
 }
 
 /// `f` as it may run in a task of its own: with this operation's recorder and cause, captured
-/// where `carry` is called (see `tasks`).
-pub fn carry<F: Future>(f: F) -> impl Future<Output = F::Output> {
-    let log = current();
-    let cause = CAUSE.try_with(Cause::clone).ok();
-    async move {
-        let Some(log) = log else { return f.await };
-        let f = async move {
-            match cause {
-                Some(cause) => CAUSE.scope(cause, f).await,
-                None => f.await,
-            }
-        };
-        resilience::with_call_log(log, f).await
-    }
+/// where `carry` is called (see `tasks`). Unchanged when the operation is not explained; boxed
+/// when it is.
+pub fn carry<'a, F: Future + Send + 'a>(f: F) -> Either<F, BoxFuture<'a, F::Output>> {
+    let Some(log) = current() else {
+        return Either::Left(f);
+    };
+    let cause = CAUSE.try_with(Cause::clone).unwrap_or_default();
+    Either::Right(Box::pin(resilience::with_call_log(log, CAUSE.scope(cause, f))))
 }
 
 #[cfg(test)]

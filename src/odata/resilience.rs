@@ -152,9 +152,9 @@ pub trait CallLog: Send + Sync {
     fn as_any(&self) -> &dyn std::any::Any;
 }
 
-/// Runs `f` with `log` told about every upstream call it makes.
-pub async fn with_call_log<F: Future>(log: std::sync::Arc<dyn CallLog>, f: F) -> F::Output {
-    CALL_LOG.scope(log, f).await
+/// `f` with `log` told about every upstream call it makes.
+pub fn with_call_log<F: Future>(log: std::sync::Arc<dyn CallLog>, f: F) -> impl Future<Output = F::Output> {
+    CALL_LOG.scope(log, f)
 }
 
 /// The call log in scope (see [`with_call_log`]), if any.

@@ -100,15 +100,11 @@ async fn execute(app: &AppState, headers: &HeaderMap, method: Method, params: Re
         Ok(c) => c,
         Err(e) => return Answer::refused(Refusal::unauthenticated(e)),
     };
-    let params = match params {
+    let (params, explain) = match params.and_then(|p| explain_request(app, &caller, headers, p)) {
         Ok(p) => p,
         Err(refusal) => return Answer::refused(refusal),
     };
     let operation = params.operation_name.clone();
-    let explain = match explain_request(app, &caller, headers, params.extensions.as_ref()) {
-        Ok(e) => e,
-        Err(refusal) => return Answer::refused(refusal).named(operation),
-    };
     let resolved = match app
         .persisted_queries
         .resolve(params.query, params.extensions.as_ref())
@@ -158,11 +154,8 @@ async fn execute(app: &AppState, headers: &HeaderMap, method: Method, params: Re
         .data(records)
         .data(children)
         .data(executed.clone())
+        .data(explain)
         .data(app.cursor_key.clone());
-    let request = match explain {
-        Some(e) => request.data(e),
-        None => request,
-    };
     let mut response = app.schema.execute(request).await;
     reuse.annotate(&mut response);
     let executed = executed.get();
@@ -209,21 +202,21 @@ fn cache_control(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .filter_map(|v| v.to_str().ok())
 }
 
-/// The explain a request asks for (`extensions.explain`, `X-ATS-Explain`), if the policy lets
-/// this caller have it; refused with 403 (200 under `application/json`) before anything runs if
-/// not, since the client asked to see what it costs.
+/// The request's parameters with the explain it asks for (`extensions.explain`,
+/// `X-ATS-Explain`), if the policy lets this caller have it; refused with 403 (200 under
+/// `application/json`) before anything runs if not, since the client asked to see what it costs.
 fn explain_request(
     app: &AppState,
     caller: &crate::server::auth::Caller,
     headers: &HeaderMap,
-    extensions: Option<&serde_json::Map<String, serde_json::Value>>,
-) -> Result<Option<graphql::explain::ExplainRequest>, Refusal> {
+    params: Params,
+) -> Result<(Params, graphql::explain::Asked), Refusal> {
     let header = headers.get("x-ats-explain").and_then(|v| v.to_str().ok());
-    if !graphql::explain::asked(extensions, header) {
-        return Ok(None);
+    if !graphql::explain::asked(params.extensions.as_ref(), header) {
+        return Ok((params, graphql::explain::Asked(None)));
     }
     match app.gateway.explain.allows(&caller.identity, &caller.roles) {
-        Ok(e) => Ok(Some(e)),
+        Ok(e) => Ok((params, graphql::explain::Asked(Some(e)))),
         Err(why) => Err(Refusal {
             legacy_status: StatusCode::OK,
             ..Refusal::new(StatusCode::FORBIDDEN, ErrorCode::ExplainNotAllowed, why)
