@@ -123,6 +123,9 @@ impl Source {
     }
 }
 
+/// One inner request of a `$batch`: method, URL (as shown) and status.
+type Part = (String, String, Option<u16>);
+
 /// One line of the explain.
 #[derive(Debug, Clone)]
 struct Entry {
@@ -139,7 +142,7 @@ struct Entry {
     attempts: u32,
     slot_wait: Duration,
     retry_wait: Duration,
-    parts: Vec<(String, String, Option<u16>)>,
+    parts: Vec<Part>,
 }
 
 /// The explain of one operation.
@@ -276,7 +279,7 @@ fn answer_rows(
     body: &[u8],
     request: Option<&[u8]>,
     shown: impl Fn(&str) -> String,
-) -> (Option<usize>, Vec<(String, String, Option<u16>)>) {
+) -> (Option<usize>, Vec<Part>) {
     let multipart = content_type.and_then(|ct| crate::batch::boundary_from_content_type(ct).ok());
     let Some(boundary) = multipart else {
         return (json_rows(body), Vec::new());
@@ -541,10 +544,13 @@ mod tests {
     #[tokio::test]
     async fn a_carried_task_records_into_its_operation() {
         let recorder = Recorder::new(ExplainRequest { values: false }, ROOT);
-        let task = recorder.clone().run(at_path("a.b".into(), async {
-            tokio::spawn(carry(async { reused(Source::Coalesced, "s", None, None) }))
-        }));
-        task.await.await.unwrap();
+        let spawned = recorder
+            .clone()
+            .run(at_path("a.b".into(), async {
+                tokio::spawn(carry(async { reused(Source::Coalesced, "s", None, None) })).await
+            }))
+            .await;
+        spawned.unwrap();
         let out = json(&recorder);
         assert_eq!(out["requests"][0]["path"], "a.b");
         assert_eq!(out["requests"][0]["source"], "coalesced");

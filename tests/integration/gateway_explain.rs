@@ -112,7 +112,6 @@ async fn a_nested_querys_explain_lists_exactly_the_upstream_requests_without_pus
     let (body, stats) = explained(&gw, NESTED).await;
     let total = matches_the_emulator(&body, &stats);
     assert!(total >= 5, "a list and its relations: {body}");
-    eprintln!(serde_json::to_string_pretty(&body["extensions"]).unwrap());
     let explain = &body["extensions"]["explain"];
     let ups = upstream_entries(explain);
     assert_eq!(
