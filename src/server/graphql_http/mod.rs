@@ -15,6 +15,7 @@
 //! | executed (even with errors, even `data: null`) | 200                | 200    |
 //! | not executed: parse, validation, operation or variable errors (no `data` entry) | 400 | 200 |
 //! | persisted query not found                 | 404                     | 200    |
+//! | explain asked for and not allowed (`graphql::explain`) | 403        | 200    |
 //! | not a well-formed request                 | 400                     | 400    |
 
 pub mod apq;
