@@ -28,6 +28,7 @@ const TABS = [
   'ActiveRequestsPage',
   'SubmitCandidateToHire',
   'ActivatedRecruitingRequests',
+  'ExplainUpstreamRequests',
 ];
 
 let context;

@@ -40,7 +40,7 @@ function hasSavedTabs() {
 }
 
 const examples = await loadExamples();
-const defaultTabs = examples.map(({ query, variables }) => ({ query, variables: variables ?? null }));
+const defaultTabs = examples.map(({ query, variables, headers }) => ({ query, variables: variables ?? null, headers: headers ?? null }));
 // GraphiQL fills the editors of the first default tab with its query but not its variables
 // (graphql/graphiql#3392); handing them in as `variables` does. Only on a first visit: later visits
 // restore the saved tabs, which a `variables` prop would be matched against.

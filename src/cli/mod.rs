@@ -361,6 +361,21 @@ pub struct ServeArgs {
     /// Log lines as text or JSON.
     #[arg(long, env = "ATS_GATEWAY_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: crate::telemetry::LogFormat,
+    /// Serve explain (`"extensions": {"explain": true}` or `X-ATS-Explain: true`: the upstream
+    /// requests an operation made, in `extensions.explain`) with --upstream; always on with the
+    /// embedded emulator.
+    #[arg(long, env = "ATS_GATEWAY_EXPLAIN")]
+    pub explain: bool,
+    /// Show literal values (filter values, keys) in explain instead of `…`.
+    #[arg(long, env = "ATS_GATEWAY_EXPLAIN_VALUES")]
+    pub explain_values: bool,
+    /// API key names (of --api-key) that may ask for explain, comma-separated. With neither this
+    /// nor --explain-roles, every caller may.
+    #[arg(long, env = "ATS_GATEWAY_EXPLAIN_API_KEYS", value_delimiter = ',')]
+    pub explain_api_keys: Vec<String>,
+    /// JWT roles (the `roles` claim) that may ask for explain, comma-separated.
+    #[arg(long, env = "ATS_GATEWAY_EXPLAIN_ROLES", value_delimiter = ',')]
+    pub explain_roles: Vec<String>,
     /// Authentication toward the upstream and of callers.
     #[command(flatten)]
     pub auth: auth::AuthArgs,
@@ -493,6 +508,12 @@ impl ServeArgs {
                 cors_origins: self.cors_allow_origin.clone(),
                 max_body_bytes: self.max_body_bytes,
                 apq_cache_bytes: self.apq_cache_bytes,
+                explain: crate::graphql::explain::ExplainPolicy {
+                    enabled: emulator.is_some() || self.explain,
+                    values: self.explain_values,
+                    api_keys: self.explain_api_keys.clone(),
+                    roles: self.explain_roles.clone(),
+                },
             },
             cursor_key: match &self.cursor_key_file {
                 Some(path) => Some(crate::graphql::cursor::CursorKey::from_file(path)?),

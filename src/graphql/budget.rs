@@ -276,6 +276,12 @@ impl GatewayState {
             self.metrics.cache_lookup("read", hit.is_some());
             if let Some(hit) = hit {
                 rq.reuse.cache_hit(hit.read_at.elapsed());
+                super::explain::reused(
+                    super::explain::Source::ReadCache,
+                    url,
+                    page_size,
+                    Some(hit.page.value.len()),
+                );
                 return Ok(hit.page.clone());
             }
         }
@@ -286,16 +292,20 @@ impl GatewayState {
         }
         let (read, joined) = self.reads.inflight.join_or_start(key.clone(), || {
             let (state, url, auth) = (self.clone(), url.to_string(), rq.authorization.clone());
-            async move {
+            // Explained for the operation that started it, whichever waiter polls it.
+            super::explain::carry(async move {
                 let page = Arc::new(state.upstream.get_page(&url, auth.as_deref(), page_size).await?);
                 state.reads.cache.put(key, &page).await;
                 Ok(page)
-            }
+            })
             .boxed()
         });
         self.metrics.cache_lookup("coalesced", joined);
         match joined {
-            true => rq.reuse.joined(),
+            true => {
+                rq.reuse.joined();
+                super::explain::reused(super::explain::Source::Coalesced, url, page_size, None);
+            }
             false => rq.count_upstream(),
         }
         read.await

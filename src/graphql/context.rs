@@ -263,6 +263,8 @@ pub struct GatewayState {
     pub watchers: super::watch::Watchers,
     /// Webhook registrations and deliveries (`None`: not started, as in schema-only uses).
     pub webhooks: Option<Arc<super::webhooks::Webhooks>>,
+    /// Who may ask for explain (off until set; see `explain`).
+    pub explain: super::explain::ExplainPolicy,
 }
 
 /// What the `$metadata` read at start gave.
@@ -313,6 +315,7 @@ impl GatewayState {
             cursor_key_source: Default::default(),
             watchers,
             webhooks: None,
+            explain: Default::default(),
         }
     }
 
@@ -419,6 +422,9 @@ impl GatewayState {
         let key = (url.to_string(), page_size);
         let shared = {
             let mut memo = rq.memo.lock().unwrap_or_else(|p| p.into_inner());
+            if memo.contains_key(&key) {
+                super::explain::reused(super::explain::Source::Memo, url, page_size, None);
+            }
             memo.entry(key)
                 .or_insert_with(|| {
                     // The shared load must not hold the memo it is kept in: a cycle would keep a
@@ -455,8 +461,16 @@ impl GatewayState {
             })
             .await
             .map_err(|e: Arc<UpstreamError>| (*e).clone())?;
-        self.metrics
-            .cache_lookup("reference", !missed.load(std::sync::atomic::Ordering::Relaxed));
+        let hit = !missed.load(std::sync::atomic::Ordering::Relaxed);
+        self.metrics.cache_lookup("reference", hit);
+        if hit {
+            super::explain::reused(
+                super::explain::Source::ReferenceCache,
+                url,
+                page_size,
+                Some(page.value.len()),
+            );
+        }
         Ok(page)
     }
 
@@ -477,6 +491,12 @@ impl GatewayState {
         let stored = level2::get(shared, &key).await;
         self.metrics.cache_lookup("reference-redis", stored.is_some());
         if let Some(page) = stored {
+            super::explain::reused(
+                super::explain::Source::SharedCache,
+                url,
+                page_size,
+                Some(page.value.len()),
+            );
             return Ok(Arc::new(page));
         }
         let page = self.read_shared(entity, url, rq, page_size).await?;

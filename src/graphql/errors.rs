@@ -109,6 +109,10 @@ error_codes! {
     UnsupportedMediaType = "UNSUPPORTED_MEDIA_TYPE",
     /// HTTP 405 refusal: a mutation over GET. Send it with POST.
     MethodNotAllowed = "METHOD_NOT_ALLOWED",
+    /// HTTP 403 refusal (200 under `application/json`): the request asks for explain
+    /// (`extensions.explain` or `X-ATS-Explain`) and this gateway or caller may not have it
+    /// (`--explain`, `--explain-api-keys`, `--explain-roles`); nothing ran. Send it without explain.
+    ExplainNotAllowed = "EXPLAIN_NOT_ALLOWED",
     /// HTTP 400 refusal: not a well-formed GraphQL over HTTP request (invalid JSON, no `query`, a
     /// parameter of the wrong type, a batch). Fix the request.
     BadRequest = "BAD_REQUEST",

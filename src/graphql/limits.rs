@@ -9,7 +9,8 @@
 //!
 //! The extension also records each operation's outcome and latency in the metrics, marks the
 //! request's [`Executed`] flag when execution starts (see `execution`), and adds the operation's
-//! warnings to its response (see `warnings`). It is the schema's only
+//! warnings to its response (see `warnings`), and, when asked for, the operation's explain (see
+//! `explain`: a recorder in scope, each field resolved as the cause of its calls). It is the schema's only
 //! extension: async-graphql runs every extension's per-field hook around every field, so each
 //! one more would cost a layer on the hot path.
 
@@ -19,7 +20,8 @@ use super::execution::Executed;
 use crate::model::{model, Cardinality};
 use crate::telemetry::Metrics;
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest,
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest, NextResolve,
+    ResolveInfo,
 };
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use async_graphql::{Request, Response, ServerError, ServerResult, Value, Variables};
@@ -99,6 +101,7 @@ impl ExtensionFactory for LimitsExtension {
             metrics: self.metrics.clone(),
             lists: self.lists.clone(),
             relations: self.relations.clone(),
+            explaining: Default::default(),
         })
     }
 }
@@ -109,6 +112,8 @@ struct LimitsRun {
     metrics: Option<Arc<Metrics>>,
     lists: Arc<HashSet<String>>,
     relations: Arc<HashSet<String>>,
+    /// Whether this request's operation is explained (see `explain`).
+    explaining: std::sync::atomic::AtomicBool,
 }
 
 fn refuse(code: ErrorCode, message: String) -> ServerError {
@@ -278,7 +283,15 @@ impl Extension for LimitsRun {
         let ends = tokio::time::Instant::now() + self.limits.deadline;
         let run = crate::odata::with_deadline(upstream_deadline, next.run(ctx, operation_name));
         let run = super::tasks::with_operation_end(ends, run);
-        let resp = match tokio::time::timeout(self.limits.deadline, run).await {
+        let run = tokio::time::timeout(self.limits.deadline, run);
+        let recorder = super::explain::recorder_for(ctx.data_opt(), ctx.data_opt());
+        self.explaining
+            .store(recorder.is_some(), std::sync::atomic::Ordering::Relaxed);
+        let timed = match &recorder {
+            Some(r) => r.clone().run(run).await,
+            None => run.await,
+        };
+        let resp = match timed {
             Ok(r) => r,
             Err(_) => Response::from_errors(vec![refuse(
                 ErrorCode::DeadlineExceeded,
@@ -293,6 +306,21 @@ impl Extension for LimitsRun {
         }
         let mut resp = resp;
         super::warnings::attach(ctx.data_opt(), &mut resp);
+        if let Some(r) = recorder {
+            resp.extensions.insert("explain".to_string(), r.to_value());
+        }
         resp
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<Value>> {
+        if !self.explaining.load(std::sync::atomic::Ordering::Relaxed) || info.is_for_introspection {
+            return next.run(ctx, info).await;
+        }
+        super::explain::at_path(info.path_node.to_string(), next.run(ctx, info)).await
     }
 }

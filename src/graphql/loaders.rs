@@ -266,6 +266,7 @@ impl RecordLoader {
                 .into_iter()
                 .filter_map(|k| memo.find(group.entity, &k.id, &group.select).map(|r| (k, r)))
                 .collect();
+            super::explain::records_known(&group.entity.entity_set, found.len());
             if keys.is_empty() {
                 return Ok(found);
             }
@@ -281,7 +282,8 @@ impl RecordLoader {
             )
             .map_err(query_error)?;
             let urls = queries.iter().map(|q| q.to_relative_url()).collect();
-            let rows = run_all(&self.state, &self.request, group.entity, urls).await?;
+            let rows =
+                super::explain::batch(keys.len(), run_all(&self.state, &self.request, group.entity, urls)).await?;
             let by_id: HashMap<String, Record> = rows
                 .into_iter()
                 .filter_map(|r| {
@@ -330,7 +332,9 @@ impl Loader<ChildKey> for ChildLoader {
                         q.orderby = group.orderby.clone();
                     }
                     let urls = queries.iter().map(|q| q.to_relative_url()).collect();
-                    let rows = run_all(&self.state, &self.request, group.entity, urls).await?;
+                    let rows =
+                        super::explain::batch(keys.len(), run_all(&self.state, &self.request, group.entity, urls))
+                            .await?;
                     otel::record_rows(rows.len());
                     let mut by_parent: HashMap<String, Vec<Record>> = HashMap::new();
                     for r in rows {

@@ -36,6 +36,7 @@ pub mod depth;
 pub mod errors;
 pub mod estimate;
 pub mod execution;
+pub mod explain;
 pub mod federation;
 pub mod filter;
 pub mod idempotency;

@@ -34,10 +34,11 @@ const GRACE: Duration = Duration::from_secs(1);
 /// settle what it held). Captures the operation's deadlines where it is called.
 fn bounded<T>(
     what: &'static str,
-    work: impl std::future::Future<Output = T>,
+    work: impl std::future::Future<Output = T> + Send + 'static,
 ) -> impl std::future::Future<Output = Option<T>> {
     let upstream = crate::odata::resilience::current_deadline();
     let ends = OPERATION_ENDS.try_with(|t| *t).ok();
+    let work = super::explain::carry(work);
     async move {
         let work = async move {
             match upstream {

@@ -342,7 +342,13 @@ impl Upstream {
         };
         let span = otel::upstream_span(&method, || first_segment(&self.config.service_root, url));
         otel::inject_traceparent(&span, &mut headers);
-        tracing::Instrument::instrument(self.attempts(&call, headers, credential, admission), span).await
+        let mut tries = Tries::default();
+        let attempts = self.attempts(&call, headers, credential, admission, &mut tries);
+        let result = tracing::Instrument::instrument(attempts, span).await;
+        if let Some(log) = resilience::current_call_log() {
+            log.record(&tries.report(&call, extra, started, &result));
+        }
+        result
     }
 
     /// The attempts of one call: each in a slot of the caller's gate; a 401 refreshes the token
@@ -354,9 +360,9 @@ impl Upstream {
         mut headers: HeaderMap,
         mut credential: super::auth::Credential,
         admission: resilience::Admission<'_>,
+        tries: &mut Tries,
     ) -> Result<Raw, UpstreamError> {
         let gate = self.gates.gate(&credential.identity);
-        let mut tries = Tries::default();
         for attempt in 1.. {
             let waiting = Instant::now();
             let entered = match tries.held.take() {
@@ -364,11 +370,13 @@ impl Upstream {
                 None => gate.enter(call.deadline).await,
             };
             let entered = self.admit(entered, &credential.identity, call.deadline).await;
+            tries.slot_wait += waiting.elapsed();
             let permit = match entered {
                 Ok(p) => p,
                 Err(e) => return finish(admission, Health::Neutral, Err(e)),
             };
             tries.trace.slot_waited(waiting.elapsed());
+            tries.attempts = attempt;
             let outcome = self
                 .exchange(call.method, call.url, headers.clone(), call.body.clone(), attempt)
                 .await;
@@ -395,7 +403,7 @@ impl Upstream {
                 set_authorization(&mut headers, &credential)?;
                 continue;
             }
-            let retry = self.retry_wait(call, (&credential.identity, &gate), &err, &tries, &admission);
+            let retry = self.retry_wait(call, (&credential.identity, &gate), &err, tries, &admission);
             let Some((wait, throttled)) = retry else {
                 self.log_failure(call, &err, attempt);
                 return finish(admission, Health::of(&err), outcome);
@@ -419,6 +427,7 @@ impl Upstream {
                 tries.retries += 1;
             }
             tries.trace.retry_wait(wait);
+            tries.retry_wait += wait;
             tokio::time::sleep(wait).await;
         }
         unreachable!("the attempts loop returns")
@@ -643,6 +652,38 @@ struct Tries {
     held: Option<resilience::Slot>,
     /// What the call's span records (tracing on: `telemetry::otel`).
     trace: otel::CallTrace,
+    /// Attempts sent, and the time spent waiting for slots and between attempts (for explain).
+    attempts: u32,
+    slot_wait: Duration,
+    retry_wait: Duration,
+}
+
+impl Tries {
+    /// The call as a [`resilience::CallLog`] is told about it.
+    fn report<'a>(
+        &self,
+        call: &'a Call<'_>,
+        headers: &'a [(&'a str, String)],
+        started: Instant,
+        result: &'a Result<Raw, UpstreamError>,
+    ) -> resilience::CallReport<'a> {
+        resilience::CallReport {
+            method: call.method.as_str(),
+            url: call.url,
+            headers,
+            body: call.body.as_deref(),
+            started,
+            elapsed: started.elapsed(),
+            answer: result
+                .as_ref()
+                .ok()
+                .map(|raw| (raw.status, raw.header("content-type"), raw.body.as_slice())),
+            error: result.as_ref().err().map(UpstreamError::code),
+            attempts: self.attempts,
+            slot_wait: self.slot_wait,
+            retry_wait: self.retry_wait,
+        }
+    }
 }
 
 /// Finishes the breaker's admission of a call with `health` and returns its result.

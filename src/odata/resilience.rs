@@ -120,6 +120,48 @@ pub fn current_deadline() -> Option<Instant> {
     DEADLINE.try_with(|d| *d).ok()
 }
 
+tokio::task_local! {
+    static CALL_LOG: std::sync::Arc<dyn CallLog>;
+}
+
+/// One upstream call as it ended, for a [`CallLog`] (an operation's explain: `graphql::explain`).
+#[derive(Debug, Clone, Copy)]
+pub struct CallReport<'a> {
+    pub method: &'a str,
+    pub url: &'a str,
+    /// The call's own headers (`prefer`: its page size) and request body (a `$batch`'s parts).
+    pub headers: &'a [(&'a str, String)],
+    pub body: Option<&'a [u8]>,
+    /// When the call started (before its slot wait) and how long it took in all.
+    pub started: Instant,
+    pub elapsed: Duration,
+    /// The last attempt's answer: status, `Content-Type` and body; `None` when none came.
+    pub answer: Option<(u16, Option<&'a str>, &'a [u8])>,
+    /// The error code of a call that failed without an answer.
+    pub error: Option<&'static str>,
+    pub attempts: u32,
+    /// Time spent waiting for slots (and the rate limit), and in retry waits.
+    pub slot_wait: Duration,
+    pub retry_wait: Duration,
+}
+
+/// Told about every upstream call made in its scope ([`with_call_log`]).
+pub trait CallLog: Send + Sync {
+    fn record(&self, call: &CallReport<'_>);
+    /// The log as `Any`, for its owner to find its own type again.
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+/// `f` with `log` told about every upstream call it makes.
+pub fn with_call_log<F: Future>(log: std::sync::Arc<dyn CallLog>, f: F) -> impl Future<Output = F::Output> {
+    CALL_LOG.scope(log, f)
+}
+
+/// The call log in scope (see [`with_call_log`]), if any.
+pub fn current_call_log() -> Option<std::sync::Arc<dyn CallLog>> {
+    CALL_LOG.try_with(|l| l.clone()).ok()
+}
+
 /// The wait before retry number `retry` (1-based) after a failure that was not throttling:
 /// `base · 2^(retry-1)`, capped, drawn from its upper half ("equal jitter": never a herd, never
 /// a retry at once).

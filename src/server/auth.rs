@@ -98,6 +98,8 @@ pub struct Caller {
     pub identity: String,
     /// The `Authorization` value, for the upstream in pass-through and on-behalf-of modes.
     pub authorization: Option<String>,
+    /// The roles of a JWT caller (its `roles` claim), for `--explain-roles`.
+    pub roles: Vec<String>,
 }
 
 /// A refused caller: the message and the `WWW-Authenticate` challenge of the 401.
@@ -179,6 +181,7 @@ impl CallerAuth {
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let mut roles = Vec::new();
         let identity = match &self.config.mode {
             CallerAuthMode::None => authorization.as_ref().map(|a| format!("caller-{}", fingerprint(a))),
             CallerAuthMode::ApiKeys(keys) => match headers.get("x-api-key") {
@@ -206,7 +209,7 @@ impl CallerAuth {
                             "error=\"invalid_request\"",
                         ));
                     };
-                    Some(self.verify_jwt(j, token).await.map_err(|reason| {
+                    let (identity, claimed) = self.verify_jwt(j, token).await.map_err(|reason| {
                         self.refuse(
                             &format!("the bearer token is not valid: {reason}"),
                             &format!(
@@ -214,7 +217,9 @@ impl CallerAuth {
                                 reason.replace('"', "'")
                             ),
                         )
-                    })?)
+                    })?;
+                    roles = claimed;
+                    Some(identity)
                 }
             },
         };
@@ -222,10 +227,12 @@ impl CallerAuth {
             Some(identity) => Ok(Caller {
                 identity,
                 authorization,
+                roles,
             }),
             None if self.anonymous_allowed() => Ok(Caller {
                 identity: "anonymous".to_string(),
                 authorization,
+                roles,
             }),
             None => Err(self.refuse(
                 match self.config.mode {
@@ -257,8 +264,8 @@ impl CallerAuth {
         }
     }
 
-    /// The caller identity of a valid token, or why it is not valid.
-    async fn verify_jwt(&self, j: &JwtConfig, token: &str) -> Result<String, String> {
+    /// The caller identity and roles (its `roles` claim) of a valid token, or why it is not valid.
+    async fn verify_jwt(&self, j: &JwtConfig, token: &str) -> Result<(String, Vec<String>), String> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| format!("not a JWT ({e})"))?;
         let key = match &j.keys {
             JwtKeys::SharedSecret(secret) => {
@@ -297,7 +304,12 @@ impl CallerAuth {
                 }
             })?;
         let sub = data.claims.get("sub").and_then(|s| s.as_str()).unwrap_or("");
-        Ok(format!("jwt:{}", fingerprint(&format!("{}|{sub}", j.issuer))))
+        let roles = match data.claims.get("roles") {
+            Some(serde_json::Value::Array(a)) => a.iter().filter_map(|r| r.as_str().map(str::to_owned)).collect(),
+            Some(serde_json::Value::String(r)) => vec![r.clone()],
+            _ => Vec::new(),
+        };
+        Ok((format!("jwt:{}", fingerprint(&format!("{}|{sub}", j.issuer))), roles))
     }
 
     /// The JWKS key for `kid`, refetching the set (URL only) when it is unknown or old.

@@ -116,6 +116,8 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Bytes of query text the automatic-persisted-query cache holds; 0 switches APQ off.
     pub apq_cache_bytes: u64,
+    /// Who may ask for explain (off by default; the command line turns it on with the emulator).
+    pub explain: crate::graphql::explain::ExplainPolicy,
 }
 
 impl Default for HttpConfig {
@@ -124,6 +126,7 @@ impl Default for HttpConfig {
             cors_origins: Vec::new(),
             max_body_bytes: 1024 * 1024,
             apq_cache_bytes: graphql_http::apq::DEFAULT_CACHE_BYTES,
+            explain: Default::default(),
         }
     }
 }
@@ -144,6 +147,7 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
             axum::http::header::AUTHORIZATION,
             axum::http::header::ACCEPT,
             axum::http::HeaderName::from_static("x-api-key"),
+            axum::http::HeaderName::from_static("x-ats-explain"),
         ])
         .max_age(std::time::Duration::from_secs(600));
     Some(if origins.iter().any(|o| o == "*") {
@@ -287,6 +291,7 @@ pub async fn start(listen: std::net::SocketAddr, config: &GatewayConfig) -> Resu
     state.webhooks = Some(start_webhooks(config, shared.as_ref())?);
     state.shared = shared;
     state.cursor_key_source = source;
+    state.explain = config.http.explain.clone();
     let state = Arc::new(state);
     if let Some(shared) = &state.shared {
         share_pauses(shared, &state);

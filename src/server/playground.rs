@@ -37,6 +37,8 @@ pub struct Example {
     pub name: &'static str,
     pub query: &'static str,
     pub variables: Option<&'static str>,
+    /// The request headers the tab sends, as GraphiQL's Headers editor holds them (JSON).
+    pub headers: Option<&'static str>,
 }
 
 /// An example tab: `playground/examples/<name>.graphql` with its `.variables.json`.
@@ -50,17 +52,25 @@ macro_rules! example {
                 $name,
                 ".variables.json"
             ))),
+            headers: None,
+        }
+    };
+    ($name:literal, headers: $headers:literal) => {
+        Example {
+            headers: Some($headers),
+            ..example!($name)
         }
     };
 }
 
 /// The example tabs, in the order the page shows them.
-pub const EXAMPLES: [Example; 5] = [
+pub const EXAMPLES: [Example; 6] = [
     example!("recruiting-request"),
     example!("candidate-with-person"),
     example!("active-requests-page"),
     example!("submit-candidate-to-hire"),
     example!("activated-requests"),
+    example!("explain-upstream-requests", headers: "{\n  \"X-ATS-Explain\": \"true\"\n}"),
 ];
 
 /// A response body with its content type and validator, worked out once.
@@ -131,7 +141,7 @@ static APP_CSS: LazyLock<Served> = LazyLock::new(|| {
 static EXAMPLES_JSON: LazyLock<Served> = LazyLock::new(|| {
     let tabs: Vec<serde_json::Value> = EXAMPLES
         .iter()
-        .map(|e| serde_json::json!({"name": e.name, "query": e.query, "variables": e.variables}))
+        .map(|e| serde_json::json!({"name": e.name, "query": e.query, "variables": e.variables, "headers": e.headers}))
         .collect();
     Served::new(
         "application/json",

@@ -213,6 +213,7 @@ async fn provoke(code: ErrorCode, gws: &Gateways) -> Via {
         }
         ErrorCode::NotAcceptable => post_raw(gw, "application/json", "text/html", json!({"query": LIST}).to_string()).await,
         ErrorCode::UnsupportedMediaType => post_raw(gw, "text/plain", "application/json", LIST.into()).await,
+        ErrorCode::ExplainNotAllowed => post(gw, json!({"query": LIST, "extensions": {"explain": true}})).await,
         ErrorCode::MethodNotAllowed => {
             let url = format!(
                 "{}?query={}",

@@ -216,7 +216,8 @@ async fn every_example_tab_runs_against_the_demo_seed() {
             "candidate-with-person",
             "active-requests-page",
             "submit-candidate-to-hire",
-            "activated-requests"
+            "activated-requests",
+            "explain-upstream-requests"
         ]
     );
 
@@ -258,6 +259,12 @@ async fn every_example_tab_runs_against_the_demo_seed() {
         assert_eq!(e["node"]["status"], "ACTIVE");
         assert!(!next_ids.contains(&&e["node"]["recruitingRequestId"]), "pages overlap");
     }
+
+    let d = run_example(&gw, &tabs, "explain-upstream-requests", None).await;
+    assert_eq!(d["recruitingRequests"]["nodes"].as_array().unwrap().len(), 3, "{d}");
+    assert!(tabs
+        .iter()
+        .any(|t| t["headers"].as_str().is_some_and(|h| h.contains("X-ATS-Explain"))));
 
     let d = run_example(&gw, &tabs, "submit-candidate-to-hire", None).await;
     let p = &d["submitCandidateToHire"];

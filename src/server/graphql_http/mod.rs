@@ -15,6 +15,7 @@
 //! | executed (even with errors, even `data: null`) | 200                | 200    |
 //! | not executed: parse, validation, operation or variable errors (no `data` entry) | 400 | 200 |
 //! | persisted query not found                 | 404                     | 200    |
+//! | explain asked for and not allowed (`graphql::explain`) | 403        | 200    |
 //! | not a well-formed request                 | 400                     | 400    |
 
 pub mod apq;
@@ -105,7 +106,7 @@ async fn execute(app: &AppState, headers: &HeaderMap, method: Method, params: Re
         Ok(c) => c,
         Err(e) => return Answer::refused(Refusal::unauthenticated(e)),
     };
-    let params = match params {
+    let (params, explain) = match params.and_then(|p| explain_request(app, &caller, headers, p)) {
         Ok(p) => p,
         Err(refusal) => return Answer::refused(refusal),
     };
@@ -159,6 +160,7 @@ async fn execute(app: &AppState, headers: &HeaderMap, method: Method, params: Re
         .data(records)
         .data(children)
         .data(executed.clone())
+        .data(explain)
         .data(app.cursor_key.clone());
     let mut response = app.schema.execute(request).await;
     reuse.annotate(&mut response);
@@ -204,6 +206,28 @@ fn cache_control(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .get_all(header::CACHE_CONTROL)
         .iter()
         .filter_map(|v| v.to_str().ok())
+}
+
+/// The request's parameters with the explain it asks for (`extensions.explain`,
+/// `X-ATS-Explain`), if the policy lets this caller have it; refused with 403 (200 under
+/// `application/json`) before anything runs if not, since the client asked to see what it costs.
+fn explain_request(
+    app: &AppState,
+    caller: &crate::server::auth::Caller,
+    headers: &HeaderMap,
+    params: Params,
+) -> Result<(Params, graphql::explain::Asked), Refusal> {
+    let header = headers.get("x-ats-explain").and_then(|v| v.to_str().ok());
+    if !graphql::explain::asked(params.extensions.as_ref(), header) {
+        return Ok((params, graphql::explain::Asked(None)));
+    }
+    match app.gateway.explain.allows(&caller.identity, &caller.roles) {
+        Ok(e) => Ok((params, graphql::explain::Asked(Some(e)))),
+        Err(why) => Err(Refusal {
+            legacy_status: StatusCode::OK,
+            ..Refusal::new(StatusCode::FORBIDDEN, ErrorCode::ExplainNotAllowed, why)
+        }),
+    }
 }
 
 /// Whether the operation that `operation_name` picks out of `document` is a mutation. `false`
