@@ -342,7 +342,10 @@ impl Upstream {
         };
         let span = otel::upstream_span(&method, || first_segment(&self.config.service_root, url));
         otel::inject_traceparent(&span, &mut headers);
-        let mut tries = Tries::default();
+        let mut tries = Tries {
+            trace: otel::CallTrace::new(span.clone()),
+            ..Default::default()
+        };
         let attempts = self.attempts(&call, headers, credential, admission, &mut tries);
         let result = tracing::Instrument::instrument(attempts, span).await;
         if let Some(log) = resilience::current_call_log() {
@@ -370,13 +373,11 @@ impl Upstream {
                 None => gate.enter(call.deadline).await,
             };
             let entered = self.admit(entered, &credential.identity, call.deadline).await;
-            tries.slot_wait += waiting.elapsed();
             let permit = match entered {
                 Ok(p) => p,
                 Err(e) => return finish(admission, Health::Neutral, Err(e)),
             };
             tries.trace.slot_waited(waiting.elapsed());
-            tries.attempts = attempt;
             let outcome = self
                 .exchange(call.method, call.url, headers.clone(), call.body.clone(), attempt)
                 .await;
@@ -427,7 +428,6 @@ impl Upstream {
                 tries.retries += 1;
             }
             tries.trace.retry_wait(wait);
-            tries.retry_wait += wait;
             tokio::time::sleep(wait).await;
         }
         unreachable!("the attempts loop returns")
@@ -650,12 +650,9 @@ struct Tries {
     refreshed: bool,
     /// The slot a throttled attempt kept for the next one.
     held: Option<resilience::Slot>,
-    /// What the call's span records (tracing on: `telemetry::otel`).
+    /// Attempts sent, and the time spent waiting for slots and between attempts: what the call's
+    /// span records (tracing on: `telemetry::otel`) and explain shows.
     trace: otel::CallTrace,
-    /// Attempts sent, and the time spent waiting for slots and between attempts (for explain).
-    attempts: u32,
-    slot_wait: Duration,
-    retry_wait: Duration,
 }
 
 impl Tries {
@@ -679,9 +676,9 @@ impl Tries {
                 .ok()
                 .map(|raw| (raw.status, raw.header("content-type"), raw.body.as_slice())),
             error: result.as_ref().err().map(UpstreamError::code),
-            attempts: self.attempts,
-            slot_wait: self.slot_wait,
-            retry_wait: self.retry_wait,
+            attempts: self.trace.attempts(),
+            slot_wait: self.trace.slot_wait(),
+            retry_wait: self.trace.retry_waits(),
         }
     }
 }

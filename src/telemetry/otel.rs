@@ -490,17 +490,35 @@ pub fn inject_traceparent(span: &Span, headers: &mut http::HeaderMap) {
     TraceContextPropagator::new().inject_context(&cx, &mut opentelemetry_http::HeaderInjector(headers));
 }
 
-/// What one upstream call's attempts did, recorded on the current (upstream call) span when it
-/// is dropped: at the end of the call, or when the call is cancelled.
-#[derive(Debug, Default)]
+/// What one upstream call's attempts did, recorded on the call's span when it is dropped: at the
+/// end of the call, or when the call is cancelled. Explain reads the same counts.
+#[derive(Debug)]
 pub struct CallTrace {
+    span: Span,
     attempts: u32,
     status: Option<u16>,
     slot_wait: Duration,
     retry_wait: Duration,
 }
 
+impl Default for CallTrace {
+    fn default() -> Self {
+        Self::new(Span::none())
+    }
+}
+
 impl CallTrace {
+    /// The attempts of the call whose span (from [`upstream_span`]) is `span`.
+    pub fn new(span: Span) -> Self {
+        CallTrace {
+            span,
+            attempts: 0,
+            status: None,
+            slot_wait: Duration::ZERO,
+            retry_wait: Duration::ZERO,
+        }
+    }
+
     /// An attempt waited `waited` for its slot (and the budget), then was sent.
     pub fn slot_waited(&mut self, waited: Duration) {
         self.slot_wait += waited;
@@ -516,14 +534,29 @@ impl CallTrace {
     pub fn retry_wait(&mut self, wait: Duration) {
         self.retry_wait += wait;
     }
+
+    /// Attempts sent so far.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Time waited for slots (and the budget), over all attempts.
+    pub fn slot_wait(&self) -> Duration {
+        self.slot_wait
+    }
+
+    /// Time waited between attempts.
+    pub fn retry_waits(&self) -> Duration {
+        self.retry_wait
+    }
 }
 
 impl Drop for CallTrace {
     fn drop(&mut self) {
-        if !enabled() {
+        let span = &self.span;
+        if span.is_disabled() {
             return;
         }
-        let span = Span::current();
         if let Some(status) = self.status {
             span.record("http.response.status_code", status as i64);
         }
