@@ -439,6 +439,32 @@ impl ServeArgs {
         })
     }
 
+    /// The read path's settings (`--default-page-size` … `--watch-*`).
+    fn read_config(&self) -> Result<crate::graphql::context::ReadConfig, String> {
+        Ok(crate::graphql::context::ReadConfig {
+            default_first: self.default_page_size,
+            max_first: self.max_page_size,
+            cache_ttl: self.cache_ttl,
+            cache_capacity: self.cache_capacity,
+            batch_delay_ms: self.batch_delay.as_millis() as u64,
+            expand_pushdown: self.expand_pushdown,
+            read_cache: self.budget.read_cache(),
+            coalesce_reads: self.budget.read_coalescing,
+            dialect: match self.upstream_dialect {
+                UpstreamDialect::Auto | UpstreamDialect::Dataverse => crate::odata::Dialect::Dataverse,
+                UpstreamDialect::Odata4 => crate::odata::Dialect::Odata4,
+            },
+            dialect_source: match self.upstream_dialect {
+                UpstreamDialect::Auto => crate::graphql::context::DialectSource::Auto,
+                _ => crate::graphql::context::DialectSource::Configured,
+            },
+            paging: self.upstream_paging.read_settings().0,
+            paging_source: self.upstream_paging.read_settings().1,
+            watch: self.watch_config()?,
+            ..Default::default()
+        })
+    }
+
     /// The gateway's settings; `emulator` as for [`auth::AuthArgs::upstream_auth`].
     pub fn gateway_config(
         &self,
@@ -449,28 +475,7 @@ impl ServeArgs {
             upstream_auth: self.auth.upstream_auth(&upstream, emulator)?,
             caller_auth: self.auth.caller_auth()?,
             upstream,
-            read: crate::graphql::context::ReadConfig {
-                default_first: self.default_page_size,
-                max_first: self.max_page_size,
-                cache_ttl: self.cache_ttl,
-                cache_capacity: self.cache_capacity,
-                batch_delay_ms: self.batch_delay.as_millis() as u64,
-                expand_pushdown: self.expand_pushdown,
-                read_cache: self.budget.read_cache(),
-                coalesce_reads: self.budget.read_coalescing,
-                dialect: match self.upstream_dialect {
-                    UpstreamDialect::Auto | UpstreamDialect::Dataverse => crate::odata::Dialect::Dataverse,
-                    UpstreamDialect::Odata4 => crate::odata::Dialect::Odata4,
-                },
-                dialect_source: match self.upstream_dialect {
-                    UpstreamDialect::Auto => crate::graphql::context::DialectSource::Auto,
-                    _ => crate::graphql::context::DialectSource::Configured,
-                },
-                paging: self.upstream_paging.read_settings().0,
-                paging_source: self.upstream_paging.read_settings().1,
-                watch: self.watch_config()?,
-                ..Default::default()
-            },
+            read: self.read_config()?,
             limits: crate::graphql::SchemaLimits {
                 depth: self.max_depth,
                 introspection: self.introspection,

@@ -81,6 +81,9 @@ struct WatchMetrics {
     watchers: Gauge,
     subscribers: Gauge,
     polls: Counter,
+    /// Tasks alive on the runtime, set before each rendering: a leak (of a watcher, a socket's
+    /// task, a delivery) shows as a count that does not come back down.
+    tasks: Gauge,
 }
 
 impl WatchMetrics {
@@ -96,6 +99,11 @@ impl WatchMetrics {
             self.subscribers.clone(),
         );
         registry.register("watch_polls", "Complete reads of watched sets", self.polls.clone());
+        registry.register(
+            "runtime_tasks_alive",
+            "Tasks alive on the gateway's async runtime",
+            self.tasks.clone(),
+        );
     }
 }
 
@@ -354,6 +362,9 @@ impl Metrics {
 
     /// The metrics in Prometheus text format.
     pub fn render(&self) -> String {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            self.watch.tasks.set(runtime.metrics().num_alive_tasks() as i64);
+        }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out

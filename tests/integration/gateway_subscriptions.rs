@@ -3,7 +3,8 @@
 //! subscribers of one question share one poll; watchers stop when their subscribers leave;
 //! caller authentication applies to the connection.
 
-use crate::harness::{client, Emu, Gateway};
+use crate::harness::{client, Emu, Gateway, GatewayProcess};
+use ats_gateway::emulator::{EmulatorConfig, Seed};
 use ats_gateway::graphql::watch::WatchConfig;
 use ats_gateway::secret::sha256_hex;
 use ats_gateway::server::auth::{ApiKey, CallerAuthConfig, CallerAuthMode};
@@ -44,7 +45,17 @@ impl Ws {
         payload: Value,
         headers: &[(&str, &str)],
     ) -> Result<Ws, String> {
-        let url = format!("{}/graphql/ws", gw.base().replace("http://", "ws://"));
+        Self::open_at(&gw.base(), protocol, payload, headers).await
+    }
+
+    /// As [`Ws::open`], to the gateway at `base` (`http://host:port`).
+    async fn open_at(
+        base: &str,
+        protocol: &'static str,
+        payload: Value,
+        headers: &[(&str, &str)],
+    ) -> Result<Ws, String> {
+        let url = format!("{}/graphql/ws", base.replace("http://", "ws://"));
         let mut request = url.into_client_request().unwrap();
         request
             .headers_mut()
@@ -122,7 +133,19 @@ impl Ws {
 
 /// A gauge or counter of `/metrics`.
 async fn metric(gw: &Gateway, name: &str) -> u64 {
-    let (_, text) = gw.get("/metrics").await;
+    metric_at(&gw.base(), name).await
+}
+
+/// A gauge or counter of the `/metrics` of the gateway at `base`.
+async fn metric_at(base: &str, name: &str) -> u64 {
+    let text = client()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
         .unwrap_or_else(|| panic!("{name} in /metrics")) as u64
@@ -493,5 +516,94 @@ async fn a_throttled_watch_backs_off_and_says_so_on_the_next_event() {
     assert!(
         notices.iter().any(|n| n.as_str().unwrap().contains("backed off")),
         "the delay is told: {event}"
+    );
+}
+
+/// Subscribers hanging up, in a gateway process of its own (so that its memory is its own): after
+/// 500 subscribers over 50 filters disconnect, the watchers stop polling, the runtime's tasks come
+/// back to the idle count (but for pooled upstream connections), and more such rounds leave resident
+/// memory where the first left it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_that_hang_up_leave_the_gateway_idle() {
+    let emu = Emu::start(EmulatorConfig {
+        seed: Seed::Demo,
+        seed_size: 50,
+        ..EmulatorConfig::default()
+    });
+    // Two upstream slots: the client's pool then keeps at most two connections, each a task, for
+    // its idle timeout after the polls stop.
+    const UPSTREAM_SLOTS: u64 = 2;
+    let args = [
+        "--watch-interval",
+        "1s",
+        "--watch-interval-below-minimum",
+        "--upstream-concurrency",
+        "2",
+    ];
+    let gw = GatewayProcess::start(&emu.root, &args, &[("ATS_GATEWAY_LOG", "error")], None).await;
+    let tasks = || metric_at(&gw.base, "ats_gateway_runtime_tasks_alive");
+    let idle_tasks = tasks().await;
+    let mut rss = Vec::new();
+    for round in 0..4 {
+        let mut sockets = Vec::new();
+        for c in 0..10 {
+            let mut ws = Ws::open_at(&gw.base, "graphql-transport-ws", json!({}), &[])
+                .await
+                .unwrap();
+            for s in 0..50 {
+                let q = format!(
+                    "subscription {{ recruitingRequestChanged(filter: {{description: {{ne: \"not-{}\"}}}}) {{ kind id record {{ description }} }} }}",
+                    (c * 50 + s) % 50
+                );
+                ws.subscribe(&format!("s{s}"), &q).await;
+            }
+            sockets.push(ws);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while metric_at(&gw.base, "ats_gateway_subscribers_active").await != 500 {
+            assert!(Instant::now() < deadline, "500 subscribers in round {round}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(metric_at(&gw.base, "ats_gateway_watchers_active").await, 50);
+        let busy = tasks().await;
+        assert!(
+            busy >= idle_tasks + 50,
+            "the 50 watchers and 10 sockets run tasks: {busy} alive, {idle_tasks} idle"
+        );
+        tokio::time::sleep(INTERVAL * 2).await; // they poll
+        drop(sockets); // hang up, without closing the subscriptions first
+
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let now = (
+                metric_at(&gw.base, "ats_gateway_watchers_active").await,
+                metric_at(&gw.base, "ats_gateway_subscribers_active").await,
+                tasks().await,
+            );
+            // The idle count, give or take the upstream connections pooled for reuse and the
+            // keep-alive connections of these checks.
+            if now.0 == 0 && now.1 == 0 && now.2 <= idle_tasks + UPSTREAM_SLOTS + 2 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: watchers, subscribers and tasks stayed at {now:?} (idle tasks: {idle_tasks})"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        emu.reset_stats().await;
+        tokio::time::sleep(INTERVAL * 3).await;
+        let polls = emu.stats().await["byEntitySet"]["mshr_hcmrecruitingrequestentities"]
+            .as_u64()
+            .unwrap_or(0);
+        assert_eq!(polls, 0, "round {round}: no poll once every subscriber hung up");
+        rss.push(gw.rss_kb());
+    }
+    // The first round brings the allocator to its working size; later rounds must not add to it
+    // (a leak of a few kB per subscriber would add megabytes a round).
+    let last = *rss[2..].iter().max().unwrap();
+    assert!(
+        last < rss[1] + 6 * 1024,
+        "rounds of 500 subscribers that hang up grew the idle gateway: {rss:?} kB after each round"
     );
 }
