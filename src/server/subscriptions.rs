@@ -107,6 +107,12 @@ fn has_credentials(headers: &HeaderMap) -> bool {
     headers.contains_key(header::AUTHORIZATION) || headers.contains_key("x-api-key")
 }
 
+/// The read buffer of a WebSocket, allocated when it opens.
+const WS_READ_BUFFER: usize = 8 * 1024;
+/// The largest message a WebSocket client may send (a subscribe with its query and variables),
+/// as `--max-body-bytes`' default for a POST.
+const WS_MAX_MESSAGE: usize = 1024 * 1024;
+
 /// `GET /graphql/ws`: a WebSocket for subscriptions (and queries).
 pub async fn websocket(
     State(app): State<AppState>,
@@ -125,23 +131,31 @@ pub async fn websocket(
     };
     let callers = app.callers.clone();
     let executor = GatewayExecutor { app, caller: None };
-    upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| {
-        GraphQLWebSocket::new(socket, executor, protocol)
-            .on_connection_init(move |payload| async move {
-                let caller = match from_upgrade {
-                    Some(c) => c,
-                    None => callers
-                        .authenticate(&payload_headers(&payload))
-                        .await
-                        // A close frame's reason holds 123 bytes: the message is cut short.
-                        .map_err(|e| async_graphql::Error::new(close_reason(&e.message)))?,
-                };
-                let mut data = Data::default();
-                data.insert(caller);
-                Ok(data)
-            })
-            .serve()
-    })
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        // A client sends small messages (subscribe, complete, pong): tungstenite's default 128 KiB
+        // read buffer, allocated up front, would be most of an idle socket's memory. It grows
+        // for a larger message, up to the cap.
+        .read_buffer_size(WS_READ_BUFFER)
+        .max_message_size(WS_MAX_MESSAGE)
+        .max_frame_size(WS_MAX_MESSAGE)
+        .on_upgrade(move |socket| {
+            GraphQLWebSocket::new(socket, executor, protocol)
+                .on_connection_init(move |payload| async move {
+                    let caller = match from_upgrade {
+                        Some(c) => c,
+                        None => callers
+                            .authenticate(&payload_headers(&payload))
+                            .await
+                            // A close frame's reason holds 123 bytes: the message is cut short.
+                            .map_err(|e| async_graphql::Error::new(close_reason(&e.message)))?,
+                    };
+                    let mut data = Data::default();
+                    data.insert(caller);
+                    Ok(data)
+                })
+                .serve()
+        })
 }
 
 /// A 401 with the challenge, as `POST /graphql` answers a refused caller.
