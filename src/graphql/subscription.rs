@@ -5,7 +5,9 @@
 //! `<Type>Change` events: `kind`, `changedFields`, the record's `id` and the `record` itself, a
 //! normal object resolved through the operation's loaders (nested selections work and cost what
 //! they cost in a query). The loaders and the request's memos are emptied before each event, so
-//! that a long subscription holds no more than one event's worth of records.
+//! that a long subscription holds no more than one event's worth of records. Over WebSocket and
+//! SSE a field hands its watch off ([`Handoff`]) and each event is resolved by a run of its own,
+//! so that an idle subscriber costs its watch and its request's text, not a live execution.
 
 use super::context::{GatewayState, RequestCtx};
 use super::loaders::{ChildKey, ChildLoader, RecordKey, RecordLoader};
@@ -127,6 +129,38 @@ fn change_object(e: &'static Entity) -> Object {
         )
 }
 
+/// Where a subscription field hands its subscriber's watch to whoever runs the operation, instead
+/// of streaming it itself (request data; `server::subscriptions` puts it in).
+///
+/// An operation streaming its field holds async-graphql's state for it for as long as it lives:
+/// the parsed document, the request's data, the execution's futures, about 10 kB a subscriber.
+/// Handed off, the runner holds only the watch and the request's text, and resolves each event
+/// by running the document once more with the event given ([`PresetEvent`]), so that the
+/// selection, nested relations through fresh loaders, limits and errors work as in a query.
+#[derive(Clone, Default)]
+pub struct Handoff(Arc<std::sync::Mutex<Option<watch::Subscription>>>);
+
+impl Handoff {
+    /// Takes `events` unless this operation's handoff already holds a watch (then gives it back:
+    /// a second subscription field streams as usual).
+    fn put(&self, events: watch::Subscription) -> Option<watch::Subscription> {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_some() {
+            return Some(events);
+        }
+        *slot = Some(events);
+        None
+    }
+
+    /// The watch handed off, if one was.
+    pub fn take(&self) -> Option<watch::Subscription> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// The one event a run of a handed-off subscription's document resolves (request data).
+pub struct PresetEvent(pub Result<Arc<ChangeEvent>, watch::WatchError>);
+
 fn subscription_field(e: &'static Entity) -> SubscriptionField {
     let ty = &e.graphql.type_name;
     SubscriptionField::new(field_name(e), TypeRef::named_nn(change_type(e)), move |ctx| {
@@ -138,24 +172,42 @@ fn subscription_field(e: &'static Entity) -> SubscriptionField {
                 Some(v) if !v.is_null() => v.boolean()?,
                 _ => false,
             };
+            if let Some(preset) = ctx.data_opt::<PresetEvent>() {
+                // One event, resolved by a run of the document for it (see `Handoff`).
+                let item = preset.0.clone();
+                return Ok(futures::stream::once(async move {
+                    item.map(FieldValue::owned_any).map_err(|err| err.to_graphql())
+                })
+                .boxed());
+            }
             let key = WatchKey::new(state, rq, e, filter.as_ref())?;
             let events = watch::subscribe(state, key, include_existing)
                 .await
                 .map_err(|err| err.to_graphql())?;
+            let events = match ctx.data_opt::<Handoff>() {
+                Some(handoff) => handoff.put(events),
+                None => Some(events),
+            };
+            let Some(events) = events else {
+                // Handed off: this run ends, and with it everything it held.
+                return Ok(futures::stream::empty().boxed());
+            };
             let records = ctx.data_opt::<DataLoader<RecordLoader, HashMapCache>>();
             let children = ctx.data_opt::<DataLoader<ChildLoader, HashMapCache>>();
-            Ok(events.map(move |item| {
-                // Each event resolves with empty loaders and memos: nothing grows with time.
-                if let Some(l) = records {
-                    l.clear::<RecordKey>();
-                }
-                if let Some(l) = children {
-                    l.clear::<ChildKey>();
-                }
-                rq.memo.lock().unwrap_or_else(|p| p.into_inner()).clear();
-                rq.records.clear();
-                item.map(FieldValue::owned_any).map_err(|err| err.to_graphql())
-            }))
+            Ok(events
+                .map(move |item| {
+                    // Each event resolves with empty loaders and memos: nothing grows with time.
+                    if let Some(l) = records {
+                        l.clear::<RecordKey>();
+                    }
+                    if let Some(l) = children {
+                        l.clear::<ChildKey>();
+                    }
+                    rq.memo.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                    rq.records.clear();
+                    item.map(FieldValue::owned_any).map_err(|err| err.to_graphql())
+                })
+                .boxed())
         })
     })
     .argument(

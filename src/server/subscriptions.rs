@@ -14,9 +14,13 @@ use super::auth::Caller;
 use super::graphql_http::params::Params;
 use super::AppState;
 use crate::graphql::context::RequestCtx;
+use crate::graphql::subscription::{Handoff, PresetEvent};
+use crate::graphql::watch::{self, ChangeEvent};
 use async_graphql::futures_util::stream::BoxStream;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use async_graphql::parser::types::{DocumentOperations, OperationType, Selection};
 use async_graphql::{Data, Executor, Request, Response as GqlResponse};
+use async_graphql::{Extensions, Variables};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Request as HttpRequest, State};
@@ -73,6 +77,9 @@ impl Executor for GatewayExecutor {
     }
 
     fn execute_stream(&self, request: Request, session_data: Option<Arc<Data>>) -> BoxStream<'static, GqlResponse> {
+        if let Some(document) = Document::of(&request) {
+            return self.handed_off(Arc::new(document), request, session_data);
+        }
         match self.request(request, session_data.as_deref()) {
             Some(r) => self
                 .app
@@ -80,6 +87,101 @@ impl Executor for GatewayExecutor {
                 .execute_stream_with_session_data(r, session_data.unwrap_or_default()),
             None => futures::stream::once(async { unauthenticated() }).boxed(),
         }
+    }
+}
+
+impl GatewayExecutor {
+    /// A subscription of one root field: the first run subscribes and hands its watch off (or
+    /// answers its errors, and the stream ends); then each event is one run of the document with
+    /// the event given. Between events, only the watch and the request's text are held (see
+    /// [`Handoff`]); dropping the stream drops the watch.
+    fn handed_off(
+        &self,
+        document: Arc<Document>,
+        request: Request,
+        session: Option<Arc<Data>>,
+    ) -> BoxStream<'static, GqlResponse> {
+        let handoff = Handoff::default();
+        let Some(first) = self.request(request.data(handoff.clone()), session.as_deref()) else {
+            return futures::stream::once(async { unauthenticated() }).boxed();
+        };
+        let start = self
+            .app
+            .schema
+            .execute_stream_with_session_data(first, session.clone().unwrap_or_default());
+        let this = self.clone();
+        let state: (Option<BoxStream<'static, GqlResponse>>, Option<watch::Subscription>) = (Some(start), None);
+        futures::stream::unfold(state, move |(mut start, mut events)| {
+            let (this, document, session, handoff) = (this.clone(), document.clone(), session.clone(), handoff.clone());
+            async move {
+                if let Some(run) = start.as_mut() {
+                    if let Some(response) = run.next().await {
+                        return Some((response, (start, events)));
+                    }
+                    // The first run ended: everything it held goes, and the watch stays.
+                    drop(start.take());
+                    events = handoff.take();
+                }
+                let event = events.as_mut()?.next().await?;
+                let response = this.event(&document, session, event).await;
+                Some((response, (None, events)))
+            }
+        })
+        .boxed()
+    }
+
+    /// The response to one event: a run of the subscription's document with the event given.
+    async fn event(
+        &self,
+        document: &Document,
+        session: Option<Arc<Data>>,
+        event: Result<Arc<ChangeEvent>, watch::WatchError>,
+    ) -> GqlResponse {
+        let request = document.request().data(PresetEvent(event));
+        let Some(request) = self.request(request, session.as_deref()) else {
+            return unauthenticated();
+        };
+        let mut run = self
+            .app
+            .schema
+            .execute_stream_with_session_data(request, session.unwrap_or_default());
+        run.next().await.unwrap_or_default()
+    }
+}
+
+/// What a handed-off subscription keeps of its request, to run it again for each event.
+struct Document {
+    query: String,
+    operation_name: Option<String>,
+    variables: Variables,
+    extensions: Extensions,
+}
+
+impl Document {
+    /// The request's parts when its operation is a subscription of a single root field (GraphQL's
+    /// rule for subscriptions; a fragment at the root or a second field takes the usual path).
+    fn of(request: &Request) -> Option<Document> {
+        let doc = async_graphql::parser::parse_query(&request.query).ok()?;
+        let op = match (&doc.operations, &request.operation_name) {
+            (DocumentOperations::Single(op), _) => op,
+            (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name.as_str())?,
+            (DocumentOperations::Multiple(_), None) => return None,
+        };
+        let single = op.node.ty == OperationType::Subscription
+            && matches!(op.node.selection_set.node.items.as_slice(), [item] if matches!(item.node, Selection::Field(_)));
+        single.then(|| Document {
+            query: request.query.clone(),
+            operation_name: request.operation_name.clone(),
+            variables: request.variables.clone(),
+            extensions: request.extensions.clone(),
+        })
+    }
+
+    fn request(&self) -> Request {
+        let mut request = Request::new(self.query.clone()).variables(self.variables.clone());
+        request.operation_name = self.operation_name.clone();
+        request.extensions = self.extensions.clone();
+        request
     }
 }
 
