@@ -136,24 +136,29 @@ fn change_object(e: &'static Entity) -> Object {
 /// the parsed document, the request's data, the execution's futures, about 10 kB a subscriber.
 /// Handed off, the runner holds only the watch and the request's text, and resolves each event
 /// by running the document once more with the event given ([`PresetEvent`]), so that the
-/// selection, nested relations through fresh loaders, limits and errors work as in a query.
+/// selection, nested relations through fresh loaders, limits and errors work as in a query. The
+/// field hands off the subscription still pending (the watch's first read), so that not even
+/// the start of many subscribers at once holds their executions while the watchers read.
 #[derive(Clone, Default)]
-pub struct Handoff(Arc<std::sync::Mutex<Option<watch::Subscription>>>);
+pub struct Handoff(Arc<std::sync::Mutex<Option<PendingWatch>>>);
+
+/// A subscription to a watch, done when the watch has its first read (or failed).
+pub type PendingWatch = futures::future::BoxFuture<'static, Result<watch::Subscription, watch::WatchError>>;
 
 impl Handoff {
-    /// Takes `events` unless this operation's handoff already holds a watch (then gives it back:
+    /// Takes `pending` unless this operation's handoff already holds one (then gives it back:
     /// a second subscription field streams as usual).
-    fn put(&self, events: watch::Subscription) -> Option<watch::Subscription> {
+    fn put(&self, pending: PendingWatch) -> Option<PendingWatch> {
         let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if slot.is_some() {
-            return Some(events);
+            return Some(pending);
         }
-        *slot = Some(events);
+        *slot = Some(pending);
         None
     }
 
-    /// The watch handed off, if one was.
-    pub fn take(&self) -> Option<watch::Subscription> {
+    /// The subscription handed off, if one was.
+    pub fn take(&self) -> Option<PendingWatch> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
@@ -181,17 +186,17 @@ fn subscription_field(e: &'static Entity) -> SubscriptionField {
                 .boxed());
             }
             let key = WatchKey::new(state, rq, e, filter.as_ref())?;
-            let events = watch::subscribe(state, key, include_existing)
-                .await
-                .map_err(|err| err.to_graphql())?;
-            let events = match ctx.data_opt::<Handoff>() {
-                Some(handoff) => handoff.put(events),
-                None => Some(events),
-            };
-            let Some(events) = events else {
-                // Handed off: this run ends, and with it everything it held.
-                return Ok(futures::stream::empty().boxed());
-            };
+            let owned = state.clone();
+            let mut pending: PendingWatch =
+                Box::pin(async move { watch::subscribe(&owned, key, include_existing).await });
+            if let Some(handoff) = ctx.data_opt::<Handoff>() {
+                match handoff.put(pending) {
+                    // Handed off: this run ends, and with it everything it held.
+                    None => return Ok(futures::stream::empty().boxed()),
+                    Some(back) => pending = back,
+                }
+            }
+            let events = pending.await.map_err(|err| err.to_graphql())?;
             let records = ctx.data_opt::<DataLoader<RecordLoader, HashMapCache>>();
             let children = ctx.data_opt::<DataLoader<ChildLoader, HashMapCache>>();
             Ok(events

@@ -14,7 +14,7 @@ use super::auth::Caller;
 use super::graphql_http::params::Params;
 use super::AppState;
 use crate::graphql::context::RequestCtx;
-use crate::graphql::subscription::{Handoff, PresetEvent};
+use crate::graphql::subscription::{Handoff, PendingWatch, PresetEvent};
 use crate::graphql::watch::{self, ChangeEvent};
 use async_graphql::futures_util::stream::BoxStream;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
@@ -91,10 +91,11 @@ impl Executor for GatewayExecutor {
 }
 
 impl GatewayExecutor {
-    /// A subscription of one root field: the first run subscribes and hands its watch off (or
-    /// answers its errors, and the stream ends); then each event is one run of the document with
-    /// the event given. Between events, only the watch and the request's text are held (see
-    /// [`Handoff`]); dropping the stream drops the watch.
+    /// A subscription of one root field: the first run checks the operation and hands off its
+    /// subscription, pending (or answers its errors, and the stream ends); the subscription's
+    /// start failing is answered as the field's error; then each event is one run of the
+    /// document with the event given. Between events, only the watch and the request's text are
+    /// held (see [`Handoff`]); dropping the stream drops the watch.
     fn handed_off(
         &self,
         document: Arc<Document>,
@@ -110,21 +111,28 @@ impl GatewayExecutor {
             .schema
             .execute_stream_with_session_data(first, session.clone().unwrap_or_default());
         let this = self.clone();
-        let state: (Option<BoxStream<'static, GqlResponse>>, Option<watch::Subscription>) = (Some(start), None);
-        futures::stream::unfold(state, move |(mut start, mut events)| {
+        futures::stream::unfold(Phase::Start(start), move |mut phase| {
             let (this, document, session, handoff) = (this.clone(), document.clone(), session.clone(), handoff.clone());
             async move {
-                if let Some(run) = start.as_mut() {
-                    if let Some(response) = run.next().await {
-                        return Some((response, (start, events)));
-                    }
-                    // The first run ended: everything it held goes, and the watch stays.
-                    drop(start.take());
-                    events = handoff.take();
+                loop {
+                    phase = match phase {
+                        Phase::Start(mut run) => match run.next().await {
+                            Some(response) => return Some((response, Phase::Start(run))),
+                            // The first run ended: everything it held goes.
+                            None => Phase::Pending(handoff.take()?),
+                        },
+                        Phase::Pending(pending) => match pending.await {
+                            Ok(events) => Phase::Events(events),
+                            Err(e) => return Some((start_failed(&document, e), Phase::Done)),
+                        },
+                        Phase::Events(mut events) => {
+                            let event = events.next().await?;
+                            let response = this.event(&document, session, event).await;
+                            return Some((response, Phase::Events(events)));
+                        }
+                        Phase::Done => return None,
+                    };
                 }
-                let event = events.as_mut()?.next().await?;
-                let response = this.event(&document, session, event).await;
-                Some((response, (None, events)))
             }
         })
         .boxed()
@@ -149,8 +157,36 @@ impl GatewayExecutor {
     }
 }
 
+/// Where a handed-off subscription is.
+enum Phase {
+    /// The first run: checks, then hands off.
+    Start(BoxStream<'static, GqlResponse>),
+    /// Waiting for the watch's first read.
+    Pending(PendingWatch),
+    /// Subscribed: one run per event.
+    Events(watch::Subscription),
+    /// The start failed, and was answered.
+    Done,
+}
+
+/// The answer to a subscription whose watch could not start: the field's error, as the first
+/// run would have answered it.
+fn start_failed(document: &Document, e: watch::WatchError) -> GqlResponse {
+    let err = e.to_graphql();
+    let mut error = async_graphql::ServerError::new(err.message, None);
+    error.extensions = err.extensions;
+    error.path = document
+        .field
+        .iter()
+        .map(|f| async_graphql::PathSegment::Field(f.clone()))
+        .collect();
+    GqlResponse::from_errors(vec![error])
+}
+
 /// What a handed-off subscription keeps of its request, to run it again for each event.
 struct Document {
+    /// The root field's response key (its alias, or its name), for an error's path.
+    field: Option<String>,
     query: String,
     operation_name: Option<String>,
     variables: Variables,
@@ -167,9 +203,17 @@ impl Document {
             (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name.as_str())?,
             (DocumentOperations::Multiple(_), None) => return None,
         };
-        let single = op.node.ty == OperationType::Subscription
-            && matches!(op.node.selection_set.node.items.as_slice(), [item] if matches!(item.node, Selection::Field(_)));
-        single.then(|| Document {
+        if op.node.ty != OperationType::Subscription {
+            return None;
+        }
+        let [item] = op.node.selection_set.node.items.as_slice() else {
+            return None;
+        };
+        let Selection::Field(field) = &item.node else {
+            return None;
+        };
+        Some(Document {
+            field: Some(field.node.response_key().node.to_string()),
             query: request.query.clone(),
             operation_name: request.operation_name.clone(),
             variables: request.variables.clone(),

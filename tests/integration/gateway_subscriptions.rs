@@ -470,11 +470,12 @@ async fn an_unauthenticated_connection_is_refused() {
 async fn a_set_above_the_limit_is_refused_with_a_clear_error() {
     let gw = watching(Emu::fresh(), |c| c.read.watch.max_records = 5);
     let mut ws = Ws::open(&gw, "graphql-transport-ws", json!({}), &[]).await.unwrap();
-    ws.subscribe("all", "subscription { recruitingRequestChanged { kind } }")
+    ws.subscribe("all", "subscription { all: recruitingRequestChanged { kind } }")
         .await;
     let m = ws.next(Duration::from_secs(10)).await;
     let error = &m["payload"]["errors"][0];
     assert_eq!(error["extensions"]["code"], "UPSTREAM_TOO_MANY_ROWS", "{m}");
+    assert_eq!(error["path"], json!(["all"]), "the field's response key: {m}");
     assert!(error["message"].as_str().unwrap().contains("narrower filter"), "{m}");
     assert_eq!(ws.receive(Duration::from_secs(5)).await.unwrap()["type"], "complete");
     settle(&gw, 0, 0).await;
