@@ -87,17 +87,6 @@ struct DeliveryJson {
     attempts: u32,
 }
 
-/// An attempt as kept in the log.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct AttemptJson {
-    event_id: String,
-    attempt: u32,
-    status: Option<u16>,
-    error: Option<String>,
-    latency_ms: u64,
-    at: i64,
-}
-
 /// The Redis webhook store.
 #[derive(Clone)]
 pub struct SharedStore {
@@ -220,17 +209,7 @@ impl SharedStore {
             .await?;
         texts
             .iter()
-            .map(|t| {
-                let a: AttemptJson = serde_json::from_str(t).map_err(json_error)?;
-                Ok(Attempt {
-                    event_id: a.event_id,
-                    attempt: a.attempt,
-                    status: a.status,
-                    error: a.error,
-                    latency_ms: a.latency_ms,
-                    at: a.at,
-                })
-            })
+            .map(|t| serde_json::from_str::<Attempt>(t).map_err(json_error))
             .collect()
     }
 
@@ -322,15 +301,8 @@ impl SharedStore {
 
     pub async fn record(&self, due: &Due, a: Attempt, next: Next, keep: usize) -> Result<(), StoreError> {
         let log = self.state.key("wh-log", &due.subscription_id);
-        let entry = serde_json::to_string(&AttemptJson {
-            event_id: a.event_id,
-            attempt: a.attempt,
-            status: a.status,
-            error: a.error,
-            latency_ms: a.latency_ms,
-            at: a.at,
-        })
-        .map_err(json_error)?;
+        // An attempt is kept in the log as its JSON.
+        let entry = serde_json::to_string(&a).map_err(json_error)?;
         let delivery = self.delivery_key(&due.subscription_id, &due.event_id);
         let text = serde_json::to_string(&DeliveryJson {
             body: due.body.clone(),

@@ -41,8 +41,8 @@ pub struct Subscription {
     pub created_at: i64,
 }
 
-/// One attempt in the delivery log.
-#[derive(Debug, Clone, PartialEq)]
+/// One attempt in the delivery log (as JSON in the Redis store's log).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Attempt {
     pub event_id: String,
     pub attempt: u32,
