@@ -240,6 +240,18 @@ async fn upstream_count(client: &reqwest::Client, emu: &str) -> u64 {
     v["total"].as_u64().unwrap()
 }
 
+/// The `/metrics` text of the gateway at `gw` (`host:port`).
+async fn metrics_text(client: &reqwest::Client, gw: &str) -> String {
+    client
+        .get(format!("http://{gw}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn reset(client: &reqwest::Client, emu: &str) {
     client
         .post(format!("http://{emu}/_emulator/stats/reset"))

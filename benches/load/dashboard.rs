@@ -151,14 +151,7 @@ async fn run(bin: &str, name: &str, extra: &[&str]) -> Value {
         .collect();
     let secs = started.elapsed().as_secs_f64();
     let requests = upstream_count(&client, EMU_DASH).await;
-    let metrics = client
-        .get(format!("http://{GW_DASH}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = super::metrics_text(&client, GW_DASH).await;
     drop(procs);
     let counted: Vec<&str> = metrics
         .lines()

@@ -26,14 +26,7 @@ type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStre
 
 /// A gauge of the gateway's `/metrics`.
 async fn metric(client: &reqwest::Client, name: &str) -> i64 {
-    let text = client
-        .get(format!("http://{GW_SUB}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = super::metrics_text(client, GW_SUB).await;
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
         .map_or(-1, |v| v as i64)
