@@ -256,52 +256,49 @@ impl RecordLoader {
         group: Arc<RecordGroup>,
         keys: Vec<RecordKey>,
     ) -> Result<Vec<(RecordKey, Record)>, UpstreamError> {
-        {
-            // Targets this request has read already, with every property asked for, cost nothing.
-            let memo = &self.request.records;
-            let (known, keys): (Vec<RecordKey>, Vec<RecordKey>) = keys
-                .into_iter()
-                .partition(|k| memo.find(group.entity, &k.id, &group.select).is_some());
-            let mut found: Vec<(RecordKey, Record)> = known
-                .into_iter()
-                .filter_map(|k| memo.find(group.entity, &k.id, &group.select).map(|r| (k, r)))
-                .collect();
-            super::explain::records_known(&group.entity.entity_set, found.len());
-            if keys.is_empty() {
-                return Ok(found);
-            }
-            let mut ids: Vec<String> = keys.iter().map(|k| k.id.clone()).collect();
-            ids.sort_unstable(); // the same keys make the same URL (shared reads, read cache)
-            let queries = children_of(
-                group.entity,
-                &group.entity.primary_key,
-                &ids,
-                &group.select,
-                None,
-                self.state.config.dialect,
-            )
-            .map_err(query_error)?;
-            let urls = queries.iter().map(|q| q.to_relative_url()).collect();
-            let rows =
-                super::explain::batch(keys.len(), run_all(&self.state, &self.request, group.entity, urls)).await?;
-            let by_id: HashMap<String, Record> = rows
-                .into_iter()
-                .filter_map(|r| {
-                    let id = r
-                        .get(&group.entity.primary_key)
-                        .and_then(Value::as_str)
-                        .map(str::to_ascii_lowercase)?;
-                    Some((id, Arc::new(r)))
-                })
-                .collect();
-            otel::record_rows(by_id.len());
-            memo.remember(group.entity, by_id.values());
-            found.extend(
-                keys.into_iter()
-                    .filter_map(|k| by_id.get(&k.id).cloned().map(|r| (k, r))),
-            );
-            Ok::<_, UpstreamError>(found)
+        // Targets this request has read already, with every property asked for, cost nothing.
+        let memo = &self.request.records;
+        let (known, keys): (Vec<RecordKey>, Vec<RecordKey>) = keys
+            .into_iter()
+            .partition(|k| memo.find(group.entity, &k.id, &group.select).is_some());
+        let mut found: Vec<(RecordKey, Record)> = known
+            .into_iter()
+            .filter_map(|k| memo.find(group.entity, &k.id, &group.select).map(|r| (k, r)))
+            .collect();
+        super::explain::records_known(&group.entity.entity_set, found.len());
+        if keys.is_empty() {
+            return Ok(found);
         }
+        let mut ids: Vec<String> = keys.iter().map(|k| k.id.clone()).collect();
+        ids.sort_unstable(); // the same keys make the same URL (shared reads, read cache)
+        let queries = children_of(
+            group.entity,
+            &group.entity.primary_key,
+            &ids,
+            &group.select,
+            None,
+            self.state.config.dialect,
+        )
+        .map_err(query_error)?;
+        let urls = queries.iter().map(|q| q.to_relative_url()).collect();
+        let rows = super::explain::batch(keys.len(), run_all(&self.state, &self.request, group.entity, urls)).await?;
+        let by_id: HashMap<String, Record> = rows
+            .into_iter()
+            .filter_map(|r| {
+                let id = r
+                    .get(&group.entity.primary_key)
+                    .and_then(Value::as_str)
+                    .map(str::to_ascii_lowercase)?;
+                Some((id, Arc::new(r)))
+            })
+            .collect();
+        otel::record_rows(by_id.len());
+        memo.remember(group.entity, by_id.values());
+        found.extend(
+            keys.into_iter()
+                .filter_map(|k| by_id.get(&k.id).cloned().map(|r| (k, r))),
+        );
+        Ok(found)
     }
 }
 
@@ -314,54 +311,57 @@ impl Loader<ChildKey> for ChildLoader {
         let groups = group_by(keys, |k| k.group.clone());
         let work = groups.into_iter().map(|(group, keys)| {
             let span = otel::batch_span("children", &group.entity.entity_set, &group.key_property, keys.len());
-            tracing::Instrument::instrument(
-                async move {
-                    // As read: only a case-insensitive upstream would find children by a folded key.
-                    let mut values: Vec<String> = keys.iter().map(|k| k.parent.clone()).collect();
-                    values.sort_unstable(); // the same keys make the same URL (shared reads, read cache)
-                    let mut queries = children_of(
-                        group.entity,
-                        &group.key_property,
-                        &values,
-                        &group.select,
-                        group.filter.as_deref(),
-                        self.state.config.dialect,
-                    )
-                    .map_err(query_error)?;
-                    for q in &mut queries {
-                        q.orderby = group.orderby.clone();
-                    }
-                    let urls = queries.iter().map(|q| q.to_relative_url()).collect();
-                    let rows =
-                        super::explain::batch(keys.len(), run_all(&self.state, &self.request, group.entity, urls))
-                            .await?;
-                    otel::record_rows(rows.len());
-                    let mut by_parent: HashMap<String, Vec<Record>> = HashMap::new();
-                    for r in rows {
-                        // Dataverse compares strings case-insensitively, so the join does too.
-                        if let Some(k) = r.get(&group.key_property).and_then(Value::as_str).map(fold) {
-                            by_parent.entry(k).or_default().push(Arc::new(r));
-                        }
-                    }
-                    self.request
-                        .records
-                        .remember(group.entity, by_parent.values().flatten());
-                    Ok::<_, UpstreamError>(
-                        keys.into_iter()
-                            .map(|k| {
-                                let rows = by_parent.get(&k.folded).cloned().unwrap_or_default();
-                                (k, Arc::new(rows))
-                            })
-                            .collect::<Vec<_>>(),
-                    )
-                },
-                span,
-            )
+            tracing::Instrument::instrument(self.load_group(group, keys), span)
         });
         for found in try_join_all(work).await? {
             out.extend(found);
         }
         Ok(out)
+    }
+}
+
+impl ChildLoader {
+    /// The children of one group's parents, in one request (or a few).
+    async fn load_group(
+        &self,
+        group: Arc<ChildGroup>,
+        keys: Vec<ChildKey>,
+    ) -> Result<Vec<(ChildKey, Arc<Vec<Record>>)>, UpstreamError> {
+        // As read: only a case-insensitive upstream would find children by a folded key.
+        let mut values: Vec<String> = keys.iter().map(|k| k.parent.clone()).collect();
+        values.sort_unstable(); // the same keys make the same URL (shared reads, read cache)
+        let mut queries = children_of(
+            group.entity,
+            &group.key_property,
+            &values,
+            &group.select,
+            group.filter.as_deref(),
+            self.state.config.dialect,
+        )
+        .map_err(query_error)?;
+        for q in &mut queries {
+            q.orderby = group.orderby.clone();
+        }
+        let urls = queries.iter().map(|q| q.to_relative_url()).collect();
+        let rows = super::explain::batch(keys.len(), run_all(&self.state, &self.request, group.entity, urls)).await?;
+        otel::record_rows(rows.len());
+        let mut by_parent: HashMap<String, Vec<Record>> = HashMap::new();
+        for r in rows {
+            // Dataverse compares strings case-insensitively, so the join does too.
+            if let Some(k) = r.get(&group.key_property).and_then(Value::as_str).map(fold) {
+                by_parent.entry(k).or_default().push(Arc::new(r));
+            }
+        }
+        self.request
+            .records
+            .remember(group.entity, by_parent.values().flatten());
+        Ok(keys
+            .into_iter()
+            .map(|k| {
+                let rows = by_parent.get(&k.folded).cloned().unwrap_or_default();
+                (k, Arc::new(rows))
+            })
+            .collect())
     }
 }
 
