@@ -422,19 +422,21 @@ impl GatewayState {
         let key = (url.to_string(), page_size);
         let shared = {
             let mut memo = rq.memo.lock().unwrap_or_else(|p| p.into_inner());
-            if memo.contains_key(&key) {
-                super::explain::reused(super::explain::Source::Memo, url, page_size, None);
-            }
-            memo.entry(key)
-                .or_insert_with(|| {
+            match memo.entry(key) {
+                std::collections::hash_map::Entry::Occupied(load) => {
+                    super::explain::reused(super::explain::Source::Memo, url, page_size, None);
+                    load.get().clone()
+                }
+                std::collections::hash_map::Entry::Vacant(slot) => {
                     // The shared load must not hold the memo it is kept in: a cycle would keep a
                     // load the operation abandoned (and its upstream slot) alive for ever.
                     let (state, url, rq) = (self.clone(), url.to_string(), rq.without_memo());
-                    async move { state.fetch_page_uncached(entity, &url, &rq, page_size).await }
+                    let load = async move { state.fetch_page_uncached(entity, &url, &rq, page_size).await }
                         .boxed()
-                        .shared()
-                })
-                .clone()
+                        .shared();
+                    slot.insert(load).clone()
+                }
+            }
         };
         // The memo, the caches and coalescing share one `Arc<Page>`; the caller's copy shares
         // its rows.
