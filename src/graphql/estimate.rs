@@ -153,32 +153,29 @@ impl Estimator<'_> {
         total
     }
 
-    /// The length of the field's list argument `name`, from a literal or a variable.
+    /// The length of the field's list argument `name`.
     fn list_len(&self, field: &Field, name: &str) -> Option<u64> {
-        let (_, v) = field.arguments.iter().find(|(n, _)| n.node.as_str() == name)?;
-        let value = v
-            .node
-            .clone()
-            .into_const_with(|name| self.variables.get(&name).cloned().ok_or(()))
-            .ok()?;
-        match value {
+        match self.argument(field, name)? {
             Value::List(items) => Some(items.len() as u64),
             _ => None,
         }
     }
 
-    /// The field's `first` argument, from a literal or a variable.
+    /// The field's `first` argument.
     fn first(&self, field: &Field) -> Option<u64> {
-        let (_, v) = field.arguments.iter().find(|(n, _)| n.node.as_str() == "first")?;
-        let value = v
-            .node
-            .clone()
-            .into_const_with(|name| self.variables.get(&name).cloned().ok_or(()))
-            .ok()?;
-        match value {
+        match self.argument(field, "first")? {
             Value::Number(n) => n.as_u64(),
             _ => None,
         }
+    }
+
+    /// The field's argument `name`, from a literal or a variable.
+    fn argument(&self, field: &Field, name: &str) -> Option<Value> {
+        let (_, v) = field.arguments.iter().find(|(n, _)| n.node.as_str() == name)?;
+        v.node
+            .clone()
+            .into_const_with(|name| self.variables.get(&name).cloned().ok_or(()))
+            .ok()
     }
 }
 
