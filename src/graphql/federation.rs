@@ -23,7 +23,7 @@ use super::prefetch::{prefetch, Loaders};
 use super::resolve::{select_for, Row};
 use crate::model::{model, Entity, Property};
 use async_graphql::dynamic::{FieldFuture, FieldValue, Object, ResolverContext, SchemaBuilder};
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextResolve, ResolveInfo};
+use async_graphql::extensions::ResolveInfo;
 use async_graphql::{Name, SDLExportOptions, SelectionField, ServerResult, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -71,38 +71,25 @@ pub fn enable(builder: SchemaBuilder) -> SchemaBuilder {
     builder
         .enable_federation()
         .entity_resolver(|ctx| FieldFuture::new(async move { resolve_entities(&ctx).await.map(Some) }))
-        .extension(NullEntities)
 }
 
 /// What async-graphql (7.2) says of a union list item that is not an object: a null.
 const NULL_ITEM: &str = "internal: invalid value for union \"_Entity\", expected \"FieldValue::WithType\"";
 
-/// Lets `_entities` answer `null` for a representation that matches no record, as routers
-/// expect. The dynamic schema has no null items in a list of a union: it refuses them with
-/// [`NULL_ITEM`], and one refused item would fail the whole list. This extension turns that
-/// refusal, and only for `_entities` items, back into the null it was. Registered only with
-/// `--federation` (an extension's hook costs a boxed future per field).
-struct NullEntities;
-
-impl ExtensionFactory for NullEntities {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(NullEntities)
-    }
+/// Whether the field being resolved is an item of `_entities`' list.
+pub fn is_entity_item(info: &ResolveInfo<'_>) -> bool {
+    info.parent_type == "[_Entity]" && info.return_type == "_Entity"
 }
 
-#[async_trait::async_trait]
-impl Extension for NullEntities {
-    async fn resolve(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        info: ResolveInfo<'_>,
-        next: NextResolve<'_>,
-    ) -> ServerResult<Option<Value>> {
-        let entity_item = info.parent_type == "[_Entity]" && info.return_type == "_Entity";
-        match next.run(ctx, info).await {
-            Err(e) if entity_item && e.message == NULL_ITEM => Ok(None),
-            other => other,
-        }
+/// Lets `_entities` answer `null` for a representation that matches no record, as routers
+/// expect: `result` is an `_entities` item's. The dynamic schema has no null items in a list of
+/// a union: it refuses them with [`NULL_ITEM`], and one refused item would fail the whole list.
+/// This turns that refusal back into the null it was. Called from the schema's one extension
+/// (`limits`) with `--federation`, since another extension would cost a boxed future per field.
+pub fn missing_as_null(result: ServerResult<Option<Value>>) -> ServerResult<Option<Value>> {
+    match result {
+        Err(e) if e.message == NULL_ITEM => Ok(None),
+        other => other,
     }
 }
 

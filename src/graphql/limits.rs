@@ -10,7 +10,8 @@
 //! The extension also records each operation's outcome and latency in the metrics, marks the
 //! request's [`Executed`] flag when execution starts (see `execution`), and adds the operation's
 //! warnings to its response (see `warnings`), and, when asked for, the operation's explain (see
-//! `explain`: a recorder in scope, each field resolved as the cause of its calls). It is the schema's only
+//! `explain`: a recorder in scope, each field resolved as the cause of its calls), and, with
+//! `--federation`, lets `_entities` items be null (see `federation`). It is the schema's only
 //! extension: async-graphql runs every extension's per-field hook around every field, so each
 //! one more would cost a layer on the hot path.
 
@@ -66,6 +67,8 @@ pub struct LimitsExtension {
     /// Root list fields and to-many relation fields, from the model.
     lists: Arc<HashSet<String>>,
     relations: Arc<HashSet<String>>,
+    /// The schema is a federation subgraph: `_entities` items may be null (see `federation`).
+    federation: bool,
 }
 
 impl LimitsExtension {
@@ -89,7 +92,13 @@ impl LimitsExtension {
             metrics,
             lists: Arc::new(lists),
             relations: Arc::new(relations),
+            federation: false,
         }
+    }
+
+    /// With `on`, the schema is a federation subgraph (`--federation`).
+    pub fn federation(self, on: bool) -> Self {
+        LimitsExtension { federation: on, ..self }
     }
 }
 
@@ -101,6 +110,7 @@ impl ExtensionFactory for LimitsExtension {
             metrics: self.metrics.clone(),
             lists: self.lists.clone(),
             relations: self.relations.clone(),
+            federation: self.federation,
             explaining: Default::default(),
         })
     }
@@ -112,6 +122,7 @@ struct LimitsRun {
     metrics: Option<Arc<Metrics>>,
     lists: Arc<HashSet<String>>,
     relations: Arc<HashSet<String>>,
+    federation: bool,
     /// Whether this request's operation is explained (see `explain`).
     explaining: std::sync::atomic::AtomicBool,
 }
@@ -318,9 +329,15 @@ impl Extension for LimitsRun {
         info: ResolveInfo<'_>,
         next: NextResolve<'_>,
     ) -> ServerResult<Option<Value>> {
-        if !self.explaining.load(std::sync::atomic::Ordering::Relaxed) || info.is_for_introspection {
-            return next.run(ctx, info).await;
+        let entity_item = self.federation && super::federation::is_entity_item(&info);
+        let result = if !self.explaining.load(std::sync::atomic::Ordering::Relaxed) || info.is_for_introspection {
+            next.run(ctx, info).await
+        } else {
+            super::explain::at_path(info.path_node.to_string(), next.run(ctx, info)).await
+        };
+        match entity_item {
+            true => super::federation::missing_as_null(result),
+            false => result,
         }
-        super::explain::at_path(info.path_node.to_string(), next.run(ctx, info)).await
     }
 }

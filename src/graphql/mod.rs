@@ -101,11 +101,9 @@ pub fn build_schema(state: Option<Arc<GatewayState>>, limits: &SchemaLimits) -> 
         builder = builder.disable_introspection();
     }
     let metrics = state.as_ref().map(|s| s.metrics.clone());
-    builder = builder.extension(limits::LimitsExtension::new(
-        limits.operation.clone(),
-        limits.depth,
-        metrics,
-    ));
+    builder = builder.extension(
+        limits::LimitsExtension::new(limits.operation.clone(), limits.depth, metrics).federation(limits.federation),
+    );
     if let Some(state) = state {
         builder = builder.data(state);
     }
