@@ -217,23 +217,25 @@ async fn a_change_at_the_emulator_is_delivered_signed_and_a_500_retried_with_the
     assert_eq!(deliveries[0]["eventId"], json!(got[0].id));
 }
 
+/// A gateway process that delivers to the test's receiver (plain HTTP on loopback), retries after
+/// 100 ms and watches every second.
+const QUICK_PROCESS: [&str; 7] = [
+    "--webhook-allow-http",
+    "--webhook-allow-private",
+    "--webhook-retry-base",
+    "100ms",
+    "--watch-interval",
+    "1s",
+    "--watch-interval-below-minimum",
+];
+
 #[tokio::test]
 async fn a_gateway_restarted_mid_retry_still_delivers() {
     let emu = Emu::fresh();
     let receiver = Receiver::start(0, 500).await;
     let state = std::env::temp_dir().join(format!("ats-gw-webhooks-{}.db", uuid::Uuid::new_v4()));
     let state_arg = state.to_string_lossy().to_string();
-    let args = [
-        "--webhook-allow-http",
-        "--webhook-allow-private",
-        "--webhook-retry-base",
-        "100ms",
-        "--watch-interval",
-        "1s",
-        "--watch-interval-below-minimum",
-        "--state-db",
-        &state_arg,
-    ];
+    let args = [&QUICK_PROCESS[..], &["--state-db", &state_arg]].concat();
     let mut first = GatewayProcess::start(&emu.root, &args, &[], None).await;
     let (id, input) = watched_position(&emu, &receiver.url).await;
     let v = gql(
@@ -381,17 +383,7 @@ async fn replicas_share_registrations_and_one_delivers_what_a_stopped_one_left()
     let redis = crate::redis_server::RedisServer::start();
     let receiver = Receiver::start(0, 500).await;
     let url = redis.url();
-    let args = [
-        "--webhook-allow-http",
-        "--webhook-allow-private",
-        "--webhook-retry-base",
-        "100ms",
-        "--watch-interval",
-        "1s",
-        "--watch-interval-below-minimum",
-        "--redis-url",
-        &url,
-    ];
+    let args = [&QUICK_PROCESS[..], &["--redis-url", &url]].concat();
     let mut a = GatewayProcess::start(&emu.root, &args, &[], None).await;
     let b = GatewayProcess::start(&emu.root, &args, &[], None).await;
     let (id, input) = watched_position(&emu, &receiver.url).await;
