@@ -38,6 +38,9 @@ pub struct AppState {
     pub callers: Arc<auth::CallerAuth>,
     /// Signs and checks the cursors of list fields (request data of every operation).
     pub cursor_key: Arc<crate::graphql::cursor::CursorKey>,
+    /// The longest document the limits accept (`--max-query-chars`): a subscription over it is
+    /// not parsed ahead of its run (see `subscriptions`).
+    pub max_document_chars: usize,
 }
 
 /// Builds the gateway's router over `gateway`, with a persisted-query cache of `apq_cache_bytes`
@@ -58,6 +61,7 @@ pub fn app(
         persisted_queries,
         callers,
         cursor_key: Arc::new(cursor_key),
+        max_document_chars: limits.operation.max_document_chars,
     };
     Ok(Router::new()
         .route(

@@ -76,8 +76,8 @@ impl Executor for GatewayExecutor {
         }
     }
 
-    fn execute_stream(&self, request: Request, session_data: Option<Arc<Data>>) -> BoxStream<'static, GqlResponse> {
-        if let Some(document) = Document::of(&request) {
+    fn execute_stream(&self, mut request: Request, session_data: Option<Arc<Data>>) -> BoxStream<'static, GqlResponse> {
+        if let Some(document) = Document::of(&mut request, self.app.max_document_chars) {
             return self.handed_off(Arc::new(document), request, session_data);
         }
         match self.request(request, session_data.as_deref()) {
@@ -175,18 +175,14 @@ fn start_failed(document: &Document, e: watch::WatchError) -> GqlResponse {
     let err = e.to_graphql();
     let mut error = async_graphql::ServerError::new(err.message, None);
     error.extensions = err.extensions;
-    error.path = document
-        .field
-        .iter()
-        .map(|f| async_graphql::PathSegment::Field(f.clone()))
-        .collect();
+    error.path = vec![async_graphql::PathSegment::Field(document.field.clone())];
     GqlResponse::from_errors(vec![error])
 }
 
 /// What a handed-off subscription keeps of its request, to run it again for each event.
 struct Document {
     /// The root field's response key (its alias, or its name), for an error's path.
-    field: Option<String>,
+    field: String,
     query: String,
     operation_name: Option<String>,
     variables: Variables,
@@ -196,9 +192,16 @@ struct Document {
 impl Document {
     /// The request's parts when its operation is a subscription of a single root field (GraphQL's
     /// rule for subscriptions; a fragment at the root or a second field takes the usual path).
-    fn of(request: &Request) -> Option<Document> {
-        let doc = async_graphql::parser::parse_query(&request.query).ok()?;
-        let op = match (&doc.operations, &request.operation_name) {
+    /// The request is parsed here only within `max_chars` (a longer one is for the limits to
+    /// refuse, unparsed), and the parse stays in the request for its run to use.
+    fn of(request: &mut Request, max_chars: usize) -> Option<Document> {
+        // Bytes: at least the characters the limit counts.
+        if request.query.len() > max_chars {
+            return None;
+        }
+        let name = request.operation_name.clone();
+        let doc = request.parsed_query().ok()?;
+        let op = match (&doc.operations, &name) {
             (DocumentOperations::Single(op), _) => op,
             (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name.as_str())?,
             (DocumentOperations::Multiple(_), None) => return None,
@@ -212,10 +215,11 @@ impl Document {
         let Selection::Field(field) = &item.node else {
             return None;
         };
+        let field = field.node.response_key().node.to_string();
         Some(Document {
-            field: Some(field.node.response_key().node.to_string()),
+            field,
             query: request.query.clone(),
-            operation_name: request.operation_name.clone(),
+            operation_name: name,
             variables: request.variables.clone(),
             extensions: request.extensions.clone(),
         })

@@ -472,6 +472,25 @@ async fn an_unauthenticated_connection_is_refused() {
 }
 
 #[tokio::test]
+async fn a_subscription_over_the_size_limit_is_refused_as_a_query_is() {
+    let gw = watching(Emu::fresh(), |_| {});
+    let mut ws = Ws::open(&gw, "graphql-transport-ws", json!({}), &[]).await.unwrap();
+    // 70,000 characters of comment: over the default 65,536, under the 1 MiB message cap.
+    let query = format!(
+        "#{}\nsubscription {{ recruitingRequestChanged {{ kind }} }}",
+        "x".repeat(70_000)
+    );
+    ws.subscribe("big", &query).await;
+    let m = ws.next(Duration::from_secs(10)).await;
+    assert_eq!(
+        m["payload"]["errors"][0]["extensions"]["code"], "QUERY_TOO_LARGE",
+        "{m}"
+    );
+    assert_eq!(ws.receive(Duration::from_secs(5)).await.unwrap()["type"], "complete");
+    assert_eq!(metric(&gw, "ats_gateway_watchers_active").await, 0, "nothing watched");
+}
+
+#[tokio::test]
 async fn a_set_above_the_limit_is_refused_with_a_clear_error() {
     let gw = watching(Emu::fresh(), |c| c.read.watch.max_records = 5);
     let mut ws = Ws::open(&gw, "graphql-transport-ws", json!({}), &[]).await.unwrap();
