@@ -41,6 +41,8 @@ pub struct AppState {
     /// The longest document the limits accept (`--max-query-chars`): a subscription over it is
     /// not parsed ahead of its run (see `subscriptions`).
     pub max_document_chars: usize,
+    /// Parsed documents, by query text (see `graphql_http::documents`).
+    pub documents: graphql_http::documents::Documents,
 }
 
 /// Builds the gateway's router over `gateway`, with a persisted-query cache of `apq_cache_bytes`
@@ -62,6 +64,7 @@ pub fn app(
         callers,
         cursor_key: Arc::new(cursor_key),
         max_document_chars: limits.operation.max_document_chars,
+        documents: graphql_http::documents::Documents::new(limits.operation.max_document_chars),
     };
     Ok(Router::new()
         .route(

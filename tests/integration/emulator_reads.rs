@@ -105,12 +105,13 @@ async fn select_returns_only_the_selected_properties_and_the_key() {
     assert_eq!(s, 200, "{v}");
     let rows = v["value"].as_array().unwrap();
     assert_eq!(rows.len(), 3);
+    // The keys, in the order a `Value` keeps them (sorted): a JSON object's have none.
     let keys: Vec<&String> = rows[0].as_object().unwrap().keys().collect();
     assert_eq!(
         keys,
         [
-            "mshr_recruitingrequestid",
             "mshr_hcmrecruitingrequestentityid",
+            "mshr_recruitingrequestid",
             "mshr_status"
         ]
     );

@@ -19,6 +19,7 @@
 //! | not a well-formed request                 | 400                     | 400    |
 
 pub mod apq;
+pub mod documents;
 pub mod media;
 pub mod params;
 
@@ -119,15 +120,11 @@ async fn execute(app: &AppState, headers: &HeaderMap, method: Method, params: Re
         Ok(r) => r,
         Err(e) => return Answer::refused(Refusal::from(e)).named(operation),
     };
-    // Parsed here to find the operation; handed over so that the schema does not parse again.
-    let mut document = None;
-    if method == Method::Get {
-        if let Ok(parsed) = async_graphql::parser::parse_query(&resolved.query) {
-            if is_mutation(&parsed, operation.as_deref()) {
-                return Answer::refused(Refusal::mutation_over_get()).named(operation);
-            }
-            document = Some(parsed);
-        }
+    // Parsed here (or found parsed) and handed over, so that the schema does not parse again;
+    // over GET, to find the operation too.
+    let document = app.documents.parsed(&resolved.query).await;
+    if method == Method::Get && document.as_ref().is_some_and(|d| is_mutation(d, operation.as_deref())) {
+        return Answer::refused(Refusal::mutation_over_get()).named(operation);
     }
     let to_register = resolved.register.map(|hash| (hash, resolved.query.clone()));
     let mut request = async_graphql::Request::new(resolved.query);
