@@ -380,13 +380,11 @@ pub fn paging(d: &Doctor) -> BoxFuture<'_, Outcome> {
 async fn follow_links(
     d: &Doctor,
     entity: &'static Entity,
-    first_rows: Vec<std::sync::Arc<serde_json::Map<String, serde_json::Value>>>,
+    first_rows: Vec<crate::odata::Record>,
     next: String,
     applied_note: &str,
 ) -> Outcome {
-    let key = |row: &std::sync::Arc<serde_json::Map<String, serde_json::Value>>| {
-        row.get(&entity.primary_key).map(|v| v.to_string())
-    };
+    let key = |row: &crate::odata::Record| row.get(&entity.primary_key).map(|v| v.to_string());
     let mut seen: Vec<Option<String>> = first_rows.iter().map(key).collect();
     let mut link = Some(next);
     let mut pages = 1;

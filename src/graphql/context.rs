@@ -405,7 +405,7 @@ impl GatewayState {
         url: &str,
         rq: &RequestCtx,
         limit: usize,
-    ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, UpstreamError> {
+    ) -> Result<Vec<crate::odata::Record>, UpstreamError> {
         let fetch = |link: String, size: Option<usize>| async move { self.fetch_page(entity, &link, rq, size).await };
         crate::odata::calls::collect_all(url, self.config.paging, limit, &entity.entity_set, fetch).await
     }

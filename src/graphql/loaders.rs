@@ -22,12 +22,12 @@ use crate::odata::UpstreamError;
 use crate::telemetry::otel;
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use futures::future::try_join_all;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-pub type Record = Arc<Map<String, Value>>;
+pub use crate::odata::Record;
 
 /// What a batch of to-one loads shares. Built with `RecordGroup::new`, which hashes it once.
 #[derive(Debug)]
@@ -220,7 +220,7 @@ async fn run_all(
     request: &RequestCtx,
     entity: &'static Entity,
     urls: Vec<String>,
-) -> Result<Vec<Map<String, Value>>, UpstreamError> {
+) -> Result<Vec<Record>, UpstreamError> {
     let limit = state.config.max_first.max(5000);
     let pages = try_join_all(urls.iter().map(|u: &String| state.get_all(entity, u, request, limit))).await?;
     Ok(pages.into_iter().flatten().collect())
@@ -289,7 +289,7 @@ impl RecordLoader {
                     .get(&group.entity.primary_key)
                     .and_then(Value::as_str)
                     .map(str::to_ascii_lowercase)?;
-                Some((id, Arc::new(r)))
+                Some((id, r))
             })
             .collect();
         otel::record_rows(by_id.len());
@@ -349,7 +349,7 @@ impl ChildLoader {
         for r in rows {
             // Dataverse compares strings case-insensitively, so the join does too.
             if let Some(k) = r.get(&group.key_property).and_then(Value::as_str).map(fold) {
-                by_parent.entry(k).or_default().push(Arc::new(r));
+                by_parent.entry(k).or_default().push(r);
             }
         }
         self.request

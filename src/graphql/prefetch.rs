@@ -22,6 +22,7 @@ use super::filter::{compile_filter, compile_order};
 use super::loaders::{load_now, ChildGroup, ChildKey, ChildLoader, Record, RecordGroup, RecordKey, RecordLoader};
 use super::resolve::select_for;
 use crate::model::{model, Entity, LookupSide, Relation};
+use crate::odata::Expanded;
 use async_graphql::dataloader::{DataLoader, HashMapCache};
 use async_graphql::{Context, SelectionField};
 use futures::future::{BoxFuture, FutureExt};
@@ -219,7 +220,7 @@ async fn to_many(loaders: Loaders<'_>, r: &'static Relation, group: Arc<ChildGro
 
 /// Whether every record carries the navigation property inline (an `$expand` answer).
 fn expanded(records: &[Record], navigation: &str) -> bool {
-    !records.is_empty() && records.iter().all(|r| r.contains_key(navigation))
+    !records.is_empty() && records.iter().all(|r| r.expanded(navigation).is_some())
 }
 
 /// The to-one records an `$expand` brought, under the keys the loader would use.
@@ -228,13 +229,15 @@ fn records_of(records: &[Record], r: &Relation, group: &Arc<RecordGroup>) -> Vec
         .iter()
         .filter_map(|rec| {
             let id = rec.get(&r.lookup_property).and_then(Json::as_str)?;
-            let child = rec.get(&r.navigation_property).and_then(Json::as_object)?;
+            let Some(Expanded::One(Some(child))) = rec.expanded(&r.navigation_property) else {
+                return None;
+            };
             Some((
                 RecordKey {
                     group: group.clone(),
                     id: id.to_ascii_lowercase(),
                 },
-                Arc::new(child.clone()),
+                child.clone(),
             ))
         })
         .collect()
@@ -310,15 +313,11 @@ fn children_of_expanded(
         if out.contains_key(&key) {
             continue; // the same parent key (in any case) brought the same children
         }
-        let rows = match rec.get(&r.navigation_property) {
-            Some(Json::Array(children)) => children
-                .iter()
-                .filter_map(|c| c.as_object().cloned())
-                .map(Arc::new)
-                .collect(),
-            _ => Vec::new(),
+        let rows = match rec.expanded(&r.navigation_property) {
+            Some(Expanded::Many(children)) => children.clone(),
+            _ => Arc::default(),
         };
-        out.insert(key, Arc::new(rows));
+        out.insert(key, rows);
     }
     out.into_iter().collect()
 }

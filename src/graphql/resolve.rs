@@ -15,7 +15,7 @@ use crate::odata::query::ODataQuery;
 use async_graphql::dataloader::{DataLoader, HashMapCache};
 use async_graphql::dynamic::{Field, FieldFuture, FieldValue, InputValue, ResolverContext, TypeRef};
 use async_graphql::{ErrorExtensions, Name, SelectionField, Value};
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -23,7 +23,7 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Row {
     pub entity: &'static Entity,
-    pub record: Arc<Map<String, Json>>,
+    pub record: crate::odata::Record,
 }
 
 /// The resolved value of a connection field.

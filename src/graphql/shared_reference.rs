@@ -64,7 +64,8 @@ pub fn put(shared: &Arc<SharedState>, key: String, page: &Page, ttl: Duration) {
 }
 
 fn encode(page: &Page) -> Vec<u8> {
-    let rows: Vec<&Map<String, Value>> = page.value.iter().map(|r| &**r).collect();
+    // Reference data is read without `$expand`: a record's properties are all of it.
+    let rows: Vec<&Map<String, Value>> = page.value.iter().map(|r| r.properties()).collect();
     let doc = serde_json::json!({"value": rows, "nextLink": page.next_link, "count": page.count});
     serde_json::to_vec(&doc).unwrap_or_default()
 }
@@ -79,7 +80,7 @@ fn decode(bytes: &[u8]) -> Option<Page> {
     let value = rows
         .into_iter()
         .map(|r| match r {
-            Value::Object(m) => Some(Arc::new(m)),
+            Value::Object(m) => Some(crate::odata::UpstreamRecord::new(m)),
             _ => None,
         })
         .collect::<Option<Vec<_>>>()?;
@@ -99,7 +100,7 @@ mod tests {
         let mut row = Map::new();
         row.insert("mshr_ratinglevelid".into(), Value::String("A".into()));
         let page = Page {
-            value: vec![Arc::new(row)],
+            value: vec![crate::odata::UpstreamRecord::new(row)],
             next_link: Some("https://x/api/data/v9.2/set?$skiptoken=1".into()),
             count: Some(7),
         };

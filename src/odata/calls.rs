@@ -14,7 +14,7 @@ use super::error::{UpstreamError, UpstreamErrorKind};
 use super::resilience::RetryPolicy;
 use super::response::{self, Page, WriteResult};
 use reqwest::Method;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::HashSet;
 
 /// How the gateway limits the rows of an upstream read.
@@ -89,7 +89,7 @@ pub async fn collect_all<F, Fut>(
     limit: usize,
     entity_set: &str,
     mut fetch: F,
-) -> Result<Vec<Map<String, Value>>, UpstreamError>
+) -> Result<Vec<super::Record>, UpstreamError>
 where
     F: FnMut(String, Option<usize>) -> Fut,
     Fut: std::future::Future<Output = Result<Page, UpstreamError>>,
@@ -117,7 +117,7 @@ where
 
 /// The rows [`collect_all`] has read, and the links it followed (its loop guard).
 struct Chain<'a> {
-    rows: Vec<Map<String, Value>>,
+    rows: Vec<super::Record>,
     seen: HashSet<String>,
     limit: usize,
     entity_set: &'a str,
@@ -143,10 +143,8 @@ impl Chain<'_> {
             }
             let page = fetch(link, size).await?;
             got += page.value.len();
-            // A page the caches also hold shares its rows: those are copied, fresh ones moved.
-            let rows = page.value.into_iter();
-            self.rows
-                .extend(rows.map(|r| std::sync::Arc::try_unwrap(r).unwrap_or_else(|r| (*r).clone())));
+            // Shared with the caches that also hold the page: nothing is copied.
+            self.rows.extend(page.value);
             if self.rows.len() > self.limit {
                 return Err(UpstreamError::new(
                     UpstreamErrorKind::TooManyRows,
@@ -187,7 +185,12 @@ impl Upstream {
         }
         let mut page = response::parse_page(raw.status, &raw.body)?;
         // Fresh rows, held once: `make_mut` copies nothing.
-        self.rows_to_model(&url, page.value.iter_mut().map(std::sync::Arc::make_mut));
+        self.rows_to_model(&url, page.value.iter_mut().map(|r| &mut **std::sync::Arc::make_mut(r)));
+        if let Some(entity) = self.entity_of(&url) {
+            for row in &mut page.value {
+                std::sync::Arc::make_mut(row).take_expanded(entity);
+            }
+        }
         Ok(page)
     }
 
@@ -331,9 +334,9 @@ mod tests {
         assert_eq!(probe(false, 2), Paging::Top);
     }
 
-    fn rows(n: usize) -> Vec<std::sync::Arc<Map<String, Value>>> {
+    fn rows(n: usize) -> Vec<crate::odata::Record> {
         (0..n)
-            .map(|i| std::sync::Arc::new(Map::from_iter([("i".to_string(), Value::from(i))])))
+            .map(|i| crate::odata::UpstreamRecord::new(serde_json::Map::from_iter([("i".to_string(), Value::from(i))])))
             .collect()
     }
 

@@ -12,6 +12,8 @@
 //!   credentials, retries, the 401 refresh), request counters. [`calls`]: pages, paging
 //!   ([`calls::collect_all`]: by `nextLink` or by `$top`), JSON documents, writes; [`batch_calls`]: `$batch`.
 //! - [`auth`]: the upstream credentials by mode ([`UpstreamAuth`]): tokens cached and refreshed.
+//! - [`record`]: [`Record`], one record read, shared, with the records an `$expand` brought
+//!   apart from its properties.
 //! - [`response`]: body parsing shared by top-level calls and `$batch` parts ([`Page`],
 //!   [`WriteResult`], [`part_result`], ...).
 //! - [`error`]: [`UpstreamError`] with its kinds, whether the request was delivered, and stable
@@ -42,6 +44,7 @@ pub mod options;
 pub mod query;
 pub mod rate_limit;
 pub mod read_cache;
+pub mod record;
 pub mod redact;
 pub mod resilience;
 pub mod response;
@@ -57,6 +60,7 @@ pub use error::{Delivery, UpstreamError, UpstreamErrorKind};
 pub use filter::{compile, compile_for, compile_with_labels, CmpOp, Filter, FilterError, Literal, StrFunc};
 pub use options::OptionSetLabels;
 pub use query::{children_of, children_of_with_budget, Dialect, Expand, ODataQuery, DEFAULT_URL_BUDGET};
+pub use record::{Expanded, Record, UpstreamRecord};
 pub use reqwest::Method;
 pub use resilience::{with_deadline, CircuitState, ResilienceConfig, RetryPolicy};
 pub use response::{part_page, part_result, part_write, Page, WriteResult};

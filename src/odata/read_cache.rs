@@ -191,7 +191,7 @@ mod tests {
     fn page(n: usize) -> Arc<Page> {
         let row = json!({"a": "x".repeat(n)});
         Arc::new(Page {
-            value: vec![row.as_object().unwrap().clone().into()],
+            value: vec![crate::odata::UpstreamRecord::new(row.as_object().unwrap().clone())],
             next_link: None,
             count: None,
         })

@@ -6,13 +6,13 @@ use super::error::{UpstreamError, UpstreamErrorKind};
 use super::escape;
 use crate::batch::HttpResponsePart;
 use crate::model::model;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// One page of rows. Each row is shared: the caches, coalesced readers and resolvers hold the
 /// same rows, and a copy of a page copies no record.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Page {
-    pub value: Vec<std::sync::Arc<Map<String, Value>>>,
+    pub value: Vec<super::Record>,
     /// `@odata.nextLink`: absolute, to be used unchanged (contract §3).
     pub next_link: Option<String>,
     /// `@odata.count` (capped at 5000 by Dataverse) when `$count=true` was asked.
@@ -70,7 +70,7 @@ pub fn parse_page(status: u16, body: &[u8]) -> Result<Page, UpstreamError> {
     let is_collection = !single && obj.get("value").is_some_and(Value::is_array);
     if !is_collection {
         return Ok(Page {
-            value: vec![std::sync::Arc::new(obj)],
+            value: vec![super::UpstreamRecord::new(obj)],
             next_link: None,
             count: None,
         });
@@ -81,7 +81,7 @@ pub fn parse_page(status: u16, body: &[u8]) -> Result<Page, UpstreamError> {
     let mut value = Vec::with_capacity(items.len());
     for item in items {
         match item {
-            Value::Object(row) => value.push(std::sync::Arc::new(row)),
+            Value::Object(row) => value.push(super::UpstreamRecord::new(row)),
             _ => {
                 return Err(UpstreamError::invalid_response(
                     Some(status),

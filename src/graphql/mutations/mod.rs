@@ -55,7 +55,7 @@ fn detail_input_name(e: &Entity) -> String {
 struct PayloadValue {
     entity: Option<&'static Entity>,
     id: Option<String>,
-    record: Option<Arc<Map<String, Json>>>,
+    record: Option<crate::odata::Record>,
     errors: Vec<SubmissionError>,
     strategy: Option<Strategy>,
     replayed: bool,
@@ -316,7 +316,10 @@ async fn crud(
     match st.send_write(rq, method, &url, &body, op == Crud::Create).await {
         Ok(w) => payload(PayloadValue {
             entity,
-            record: w.body.and_then(|b| b.as_object().cloned()).map(Arc::new),
+            record: w
+                .body
+                .and_then(|b| b.as_object().cloned())
+                .map(crate::odata::UpstreamRecord::new),
             id: id.or(w.entity_id),
             deleted: op == Crud::Delete,
             ..Default::default()

@@ -24,7 +24,7 @@ use crate::graphql::context::{GatewayState, RequestCtx};
 use crate::graphql::idempotency::Probe;
 use crate::odata::filter::{compile, CmpOp, Filter, Literal};
 use crate::odata::{Delivery, ODataQuery, RetryPolicy, UpstreamError, UpstreamErrorKind};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// At most this many look-alikes are read (a baseline larger than this cannot be told apart).
 const PROBE_LIMIT: usize = 500;
@@ -57,7 +57,7 @@ pub fn probe_url(plan: &Plan) -> Option<String> {
 }
 
 /// The candidates' primary keys, lower-cased.
-pub fn candidate_ids(rows: &[std::sync::Arc<Map<String, Value>>]) -> Vec<String> {
+pub fn candidate_ids(rows: &[crate::odata::Record]) -> Vec<String> {
     let pk = &SHAPE.candidate.primary_key;
     let mut ids: Vec<String> = rows
         .iter()

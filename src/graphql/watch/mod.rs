@@ -43,7 +43,6 @@ use crate::model::Entity;
 use crate::odata::UpstreamError;
 use futures::Stream;
 use poller::{Message, PollShared, Status};
-use serde_json::{Map, Value as Json};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::pin::Pin;
@@ -171,7 +170,7 @@ pub struct ChangeEvent {
     /// GraphQL names of the properties whose value changed (`UPDATED` only).
     pub changed_fields: Vec<&'static str>,
     /// The watched properties as the upstream returned them; `None` for `DELETED`.
-    pub record: Option<Arc<Map<String, Json>>>,
+    pub record: Option<crate::odata::Record>,
     /// What the subscriber should know about how the event came (a backoff that delayed it, a
     /// subscriber that fell behind).
     pub notices: Vec<String>,

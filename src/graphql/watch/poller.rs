@@ -5,7 +5,6 @@ use super::{ChangeEvent, WatchError, WatchKey};
 use crate::graphql::context::{GatewayState, RequestCtx};
 use crate::odata::query::ODataQuery;
 use crate::odata::{UpstreamError, UpstreamErrorKind};
-use serde_json::{Map, Value as Json};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, watch, Notify};
@@ -177,7 +176,7 @@ async fn read(
     key: &WatchKey,
     snapshot: &Snapshot,
     limit: usize,
-) -> Result<Vec<Arc<Map<String, Json>>>, UpstreamError> {
+) -> Result<Vec<crate::odata::Record>, UpstreamError> {
     let rq = RequestCtx::new(key.authorization.clone(), key.identity.clone());
     rq.reuse.bypass_cache_if(std::iter::once("no-cache"));
     let q = ODataQuery {
@@ -198,7 +197,7 @@ async fn read(
     let url = q.to_relative_url();
     let rows = crate::odata::with_deadline(deadline, state.get_all(key.entity, &url, &rq, limit)).await?;
     state.metrics.watch_poll();
-    Ok(rows.into_iter().map(Arc::new).collect())
+    Ok(rows)
 }
 
 /// The event of one change; its id is SHA-256 of the question, key, kind and content hash.
@@ -235,7 +234,7 @@ fn send_existing(
     digest: &str,
     key: &WatchKey,
     snapshot: &Snapshot,
-    rows: &[Arc<Map<String, Json>>],
+    rows: &[crate::odata::Record],
     seq: u64,
 ) {
     let waiting = std::mem::take(&mut *shared.waiting.lock().unwrap_or_else(|p| p.into_inner()));

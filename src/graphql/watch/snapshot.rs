@@ -7,7 +7,6 @@
 
 use serde_json::{Map, Value as Json};
 use std::collections::HashMap;
-use std::sync::Arc;
 
 /// What happened to a record between two reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,7 +38,7 @@ pub struct Change {
     /// The record's content hash now (its last one for `Deleted`).
     pub hash: u64,
     /// The record as read (`None` for `Deleted`).
-    pub row: Option<Arc<Map<String, Json>>>,
+    pub row: Option<crate::odata::Record>,
 }
 
 struct Entry {
@@ -83,7 +82,7 @@ impl Snapshot {
     /// Replaces the memory with `rows` (a complete read of the set) and returns what changed:
     /// creations and updates in the order of `rows`, then deletions by key. A row without a
     /// GUID primary key is an error (the model's keys are GUIDs).
-    pub fn apply(&mut self, rows: &[Arc<Map<String, Json>>]) -> Result<Vec<Change>, String> {
+    pub fn apply(&mut self, rows: &[crate::odata::Record]) -> Result<Vec<Change>, String> {
         let mut next = HashMap::with_capacity(rows.len());
         let mut changes = Vec::new();
         for row in rows {
@@ -216,11 +215,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn row(id: &str, status: i64, name: &str) -> Arc<Map<String, Json>> {
+    fn row(id: &str, status: i64, name: &str) -> crate::odata::Record {
         let Json::Object(m) = json!({"id": id, "status": status, "name": name}) else {
             unreachable!()
         };
-        Arc::new(m)
+        crate::odata::UpstreamRecord::new(m)
     }
 
     const A: &str = "00000000-0000-0000-0000-00000000000a";

@@ -23,7 +23,7 @@ async fn collect(
     paging: calls::Paging,
     auth: Option<&str>,
     limit: usize,
-) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, UpstreamError> {
+) -> Result<Vec<crate::odata::Record>, UpstreamError> {
     let url = q.to_relative_url();
     let fetch = |link: String, size: Option<usize>| async move { up.get_page(&link, auth, size).await };
     calls::collect_all(&url, paging, limit, &q.entity.entity_set, fetch).await
