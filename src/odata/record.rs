@@ -130,22 +130,16 @@ mod tests {
         let rr = model()
             .by_entity_set("mshr_hcmrecruitingrequestentities")
             .expect("recruiting requests");
-        let to_many = rr
-            .graphql
-            .relations
-            .iter()
-            .find(|r| r.field == "positions")
-            .unwrap()
-            .navigation_property
-            .clone();
-        let to_one = rr
-            .graphql
-            .relations
-            .iter()
-            .find(|r| r.field == "location")
-            .unwrap()
-            .navigation_property
-            .clone();
+        let navigation = |field: &str| {
+            rr.graphql
+                .relations
+                .iter()
+                .find(|r| r.field == field)
+                .unwrap()
+                .navigation_property
+                .clone()
+        };
+        let (to_many, to_one) = (navigation("positions"), navigation("location"));
         let mut record = UpstreamRecord::from(object(json!({
             "mshr_recruitingrequestid": "USMF-1",
             to_many.clone(): [{"mshr_positionid": "P1"}, {"mshr_positionid": "P2"}],
