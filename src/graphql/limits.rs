@@ -204,6 +204,10 @@ impl LimitsRun {
 
 #[async_trait::async_trait]
 impl Extension for LimitsRun {
+    fn resolves_fields(&self) -> bool {
+        self.federation || self.explaining.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     async fn prepare_request(
         &self,
         ctx: &ExtensionContext<'_>,

@@ -295,8 +295,31 @@ impl<T, C: CacheFactory> DataLoader<T, C> {
         K: Send + Sync + Hash + Eq + Clone + 'static,
         T: Loader<K>,
     {
+        if let Some(value) = self.cached(&key) {
+            return Ok(Some(value));
+        }
         let mut values = self.load_many(std::iter::once(key.clone())).await?;
         Ok(values.remove(&key))
+    }
+
+    /// The cached value of `key`, when the cache is in use and holds it: `load_one`'s answer
+    /// without the sets and maps of `load_many`.
+    fn cached<K>(&self, key: &K) -> Option<T::Value>
+    where
+        K: Send + Sync + Hash + Eq + Clone + 'static,
+        T: Loader<K>,
+    {
+        if self.disable_cache.load(Ordering::SeqCst) {
+            return None;
+        }
+        let mut requests = self.inner.requests.lock().unwrap();
+        let typed_requests = requests
+            .get_mut(&TypeId::of::<K>())?
+            .downcast_mut::<Requests<K, T>>()?;
+        if typed_requests.disable_cache {
+            return None;
+        }
+        typed_requests.cache_storage.get(key).cloned()
     }
 
     /// Use this `DataLoader` to load some data.

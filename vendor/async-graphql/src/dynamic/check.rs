@@ -1,6 +1,5 @@
 use std::collections::HashSet;
 
-use indexmap::IndexMap;
 
 use crate::dynamic::{
     InputObject, Interface, Object, SchemaError, Type,
@@ -46,7 +45,7 @@ impl SchemaInner {
 
     fn check_types_exists(&self) -> Result<(), SchemaError> {
         fn check<I: IntoIterator<Item = T>, T: AsRef<str>>(
-            types: &IndexMap<String, Type>,
+            types: &super::NameMap<Type>,
             type_names: I,
         ) -> Result<(), SchemaError> {
             for name in type_names {

@@ -50,7 +50,7 @@ impl EnumItem {
 pub struct Enum {
     pub(crate) name: String,
     pub(crate) description: Option<String>,
-    pub(crate) enum_values: IndexMap<String, EnumItem>,
+    pub(crate) enum_values: super::NameMap<EnumItem>,
     inaccessible: bool,
     tags: Vec<String>,
     pub(crate) directives: Vec<Directive>,

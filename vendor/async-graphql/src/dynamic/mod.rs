@@ -69,3 +69,7 @@ pub use r#type::Type;
 pub use type_ref::TypeRef;
 pub use union::Union;
 pub use value_accessor::{ListAccessor, ObjectAccessor, ValueAccessor};
+
+/// The schema's own lookups by type and field name, made for every value resolved: FNV is
+/// several times cheaper than SipHash on such short keys, and these keys come from the schema.
+pub(crate) type NameMap<V> = indexmap::IndexMap<String, V, fnv::FnvBuildHasher>;

@@ -40,7 +40,7 @@ use crate::{
 pub struct Object {
     pub(crate) name: String,
     pub(crate) description: Option<String>,
-    pub(crate) fields: IndexMap<String, Field>,
+    pub(crate) fields: super::NameMap<Field>,
     pub(crate) implements: IndexSet<String>,
     keys: Vec<String>,
     extends: bool,

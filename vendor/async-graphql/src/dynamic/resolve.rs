@@ -263,12 +263,16 @@ fn collect_field<'a>(
             };
             futures_util::pin_mut!(resolve_fut);
 
-            let res_value = ctx_field
-                .query_env
-                .extensions
-                .resolve(resolve_info, &mut resolve_fut)
-                .await?
-                .unwrap_or_default();
+            let res_value = if ctx_field.query_env.extensions.resolves_fields() {
+                ctx_field
+                    .query_env
+                    .extensions
+                    .resolve(resolve_info, &mut resolve_fut)
+                    .await?
+            } else {
+                resolve_fut.await?
+            }
+            .unwrap_or_default();
             Ok((field.node.response_key().node.clone(), res_value))
         }
         .boxed(),
@@ -439,17 +443,17 @@ async fn resolve_list<'a>(
     type_ref: &'a TypeRef,
     values: &[FieldValue<'_>],
 ) -> ServerResult<Option<Value>> {
+    let (parent_type, return_type) = (format!("[{}]", type_ref), type_ref.to_string());
+    let (parent_type, return_type) = (parent_type.as_str(), return_type.as_str());
     let mut futures = Vec::with_capacity(values.len());
     for (idx, value) in values.iter().enumerate() {
         let ctx_item = ctx.with_index(idx);
 
         futures.push(async move {
-            let parent_type = format!("[{}]", type_ref);
-            let return_type = type_ref.to_string();
             let resolve_info = ResolveInfo {
                 path_node: ctx_item.path_node.as_ref().unwrap(),
-                parent_type: &parent_type,
-                return_type: &return_type,
+                parent_type,
+                return_type,
                 name: ctx.item.node.name.node.as_str(),
                 alias: ctx
                     .item
@@ -464,11 +468,15 @@ async fn resolve_list<'a>(
             let resolve_fut = async { resolve(schema, &ctx_item, type_ref, Some(value)).await };
             futures_util::pin_mut!(resolve_fut);
 
-            let res_value = ctx_item
-                .query_env
-                .extensions
-                .resolve(resolve_info, &mut resolve_fut)
-                .await?;
+            let res_value = if ctx_item.query_env.extensions.resolves_fields() {
+                ctx_item
+                    .query_env
+                    .extensions
+                    .resolve(resolve_info, &mut resolve_fut)
+                    .await?
+            } else {
+                resolve_fut.await?
+            };
             Ok::<_, ServerError>(res_value.unwrap_or_default())
         });
     }

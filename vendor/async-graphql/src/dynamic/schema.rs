@@ -2,7 +2,6 @@ use std::{any::Any, collections::HashMap, fmt::Debug, sync::Arc};
 
 use async_graphql_parser::types::OperationType;
 use futures_util::{StreamExt, TryFutureExt, stream::BoxStream};
-use indexmap::IndexMap;
 
 use crate::{
     Data, Executor, IntrospectionMode, QueryEnv, Request, Response, SDLExportOptions, SchemaEnv,
@@ -22,7 +21,7 @@ pub struct SchemaBuilder {
     query_type: String,
     mutation_type: Option<String>,
     subscription_type: Option<String>,
-    types: IndexMap<String, Type>,
+    types: super::NameMap<Type>,
     data: Data,
     extensions: Vec<Box<dyn ExtensionFactory>>,
     validation_mode: ValidationMode,
@@ -237,7 +236,7 @@ impl Debug for Schema {
 
 pub struct SchemaInner {
     pub(crate) env: SchemaEnv,
-    pub(crate) types: IndexMap<String, Type>,
+    pub(crate) types: super::NameMap<Type>,
     extensions: Vec<Box<dyn ExtensionFactory>>,
     recursive_depth: usize,
     max_directives: Option<usize>,
@@ -501,7 +500,7 @@ impl Executor for Schema {
     }
 }
 
-fn update_interface_possible_types(types: &mut IndexMap<String, Type>, registry: &mut Registry) {
+fn update_interface_possible_types(types: &mut super::NameMap<Type>, registry: &mut Registry) {
     let mut interfaces = registry
         .types
         .values_mut()

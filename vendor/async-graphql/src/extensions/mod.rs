@@ -381,6 +381,12 @@ impl NextResolve<'_> {
 /// Represents a GraphQL extension
 #[async_trait::async_trait]
 pub trait Extension: Sync + Send + 'static {
+    /// Whether [Extension::resolve] is to be called around each field now: an extension that
+    /// returns `false` leaves fields out of its chain (and of a boxed future each).
+    fn resolves_fields(&self) -> bool {
+        true
+    }
+
     /// Called at start query/mutation request.
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         next.run(ctx).await
@@ -484,6 +490,12 @@ impl Extensions {
         self.query_data = Some(data);
     }
 
+    /// Whether any extension wants [Extension::resolve] called around fields now.
+    #[inline]
+    pub(crate) fn resolves_fields(&self) -> bool {
+        self.extensions.iter().any(|e| e.resolves_fields())
+    }
+
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.extensions.is_empty()
@@ -566,6 +578,9 @@ impl Extensions {
         info: ResolveInfo<'_>,
         resolve_fut: ResolveFut<'_>,
     ) -> ServerResult<Option<Value>> {
+        if !self.extensions.iter().any(|e| e.resolves_fields()) {
+            return resolve_fut.await;
+        }
         let next = NextResolve {
             chain: &self.extensions,
             resolve_fut,

@@ -1,6 +1,6 @@
 use std::{future::Future, pin::Pin, sync::Arc};
 
-use futures_util::{FutureExt, StreamExt as _, stream::FuturesUnordered};
+use futures_util::FutureExt;
 use indexmap::IndexMap;
 
 use crate::{
@@ -141,28 +141,31 @@ pub async fn resolve_container_serial<'a, T: ContainerType + ?Sized>(
 }
 
 fn insert_value(target: &mut IndexMap<Name, Value>, name: Name, value: Value) {
-    if let Some(prev_value) = target.get_mut(&name) {
-        if let Value::Object(target_map) = prev_value {
-            if let Value::Object(obj) = value {
+    let prev_value = match target.entry(name) {
+        indexmap::map::Entry::Occupied(entry) => entry.into_mut(),
+        indexmap::map::Entry::Vacant(entry) => {
+            entry.insert(value);
+            return;
+        }
+    };
+    if let Value::Object(target_map) = prev_value {
+        if let Value::Object(obj) = value {
+            for (key, value) in obj.into_iter() {
+                insert_value(target_map, key, value);
+            }
+        }
+    } else if let Value::List(target_list) = prev_value
+        && let Value::List(list) = value
+    {
+        for (idx, value) in list.into_iter().enumerate() {
+            if let Some(Value::Object(target_map)) = target_list.get_mut(idx)
+                && let Value::Object(obj) = value
+            {
                 for (key, value) in obj.into_iter() {
                     insert_value(target_map, key, value);
                 }
             }
-        } else if let Value::List(target_list) = prev_value
-            && let Value::List(list) = value
-        {
-            for (idx, value) in list.into_iter().enumerate() {
-                if let Some(Value::Object(target_map)) = target_list.get_mut(idx)
-                    && let Value::Object(obj) = value
-                {
-                    for (key, value) in obj.into_iter() {
-                        insert_value(target_map, key, value);
-                    }
-                }
-            }
         }
-    } else {
-        target.insert(name, value);
     }
 }
 
@@ -182,16 +185,16 @@ pub(crate) async fn do_resolve_container<'a>(
     parallel: bool,
     futures: Vec<BoxFieldFuture<'a>>,
 ) -> Value {
-    let mut results = IndexMap::new();
+    let mut results = IndexMap::with_capacity(futures.len());
     let mut handle = |res| match res {
         Ok((name, value)) => insert_value(&mut results, name, value),
         Err(e) => ctx.add_error(e),
     };
 
     if parallel {
-        let mut set = FuturesUnordered::new();
-        set.extend(futures);
-        while let Some(field) = set.next().await {
+        // In the selection's order (as GraphQL orders a response's fields), and without the
+        // task node `FuturesUnordered` allocates for each field.
+        for field in futures_util::future::join_all(futures).await {
             handle(field);
         }
     } else {
