@@ -143,7 +143,7 @@ fn entity_set_of(url: &str, service_root: &str) -> Option<String> {
 /// through the gateway empties it (the records may have changed).
 #[derive(Debug, Default)]
 pub struct RecordMemo {
-    records: std::sync::Mutex<std::collections::HashMap<(&'static str, String), crate::graphql::loaders::Record>>,
+    records: std::sync::Mutex<foldhash::HashMap<(&'static str, String), crate::graphql::loaders::Record>>,
 }
 
 impl RecordMemo {

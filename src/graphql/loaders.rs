@@ -27,6 +27,11 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+/// The loaders' per-request caches. Their keys are a request's own join values, and foldhash
+/// (hashbrown's default, seeded per process) hashes them several times cheaper than SipHash:
+/// each relation field of an answer looks one up.
+pub type Cache = HashMapCache<foldhash::fast::RandomState>;
+
 pub use crate::odata::Record;
 
 /// What a batch of to-one loads shares. Built with `RecordGroup::new`, which hashes it once.
@@ -149,7 +154,7 @@ pub struct ChildPlan {
 
 /// What each relation field of an operation plans, made by the field's first parent and used by
 /// the others: a field's arguments and selection are the same for every parent.
-pub struct Plans<T>(std::sync::Mutex<HashMap<(usize, usize), Arc<T>>>);
+pub struct Plans<T>(std::sync::Mutex<foldhash::HashMap<(usize, usize), Arc<T>>>);
 
 impl<T> Default for Plans<T> {
     fn default() -> Self {
@@ -179,7 +184,7 @@ impl<T> Plans<T> {
 /// The load runs in the caller's future, not in a task: an operation that is dropped drops it and
 /// its upstream calls with it.
 pub async fn load_now<K, L>(
-    loader: &DataLoader<L, HashMapCache>,
+    loader: &DataLoader<L, Cache>,
     keys: impl IntoIterator<Item = K>,
 ) -> Result<HashMap<K, L::Value>, L::Error>
 where
@@ -442,11 +447,10 @@ mod tests {
     }
 
     /// A loader whose batch delay never ends within a test.
-    fn slow_loader() -> (DataLoader<Echo, HashMapCache>, Batches) {
+    fn slow_loader() -> (DataLoader<Echo, Cache>, Batches) {
         let echo = Echo::default();
         let batches = echo.batches.clone();
-        let loader =
-            DataLoader::with_cache(echo, tokio::spawn, HashMapCache::default()).delay(Duration::from_secs(3600));
+        let loader = DataLoader::with_cache(echo, tokio::spawn, Cache::new()).delay(Duration::from_secs(3600));
         (loader, batches)
     }
 

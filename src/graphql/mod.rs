@@ -53,7 +53,8 @@ pub mod warnings;
 pub mod watch;
 pub mod webhooks;
 
-use async_graphql::dataloader::{DataLoader, HashMapCache};
+use crate::graphql::loaders::Cache;
+use async_graphql::dataloader::DataLoader;
 use async_graphql::dynamic::{Object, Schema, SchemaError};
 use context::{GatewayState, RequestCtx};
 use loaders::{ChildLoader, RecordLoader};
@@ -123,8 +124,8 @@ pub fn request_data(
     caller: RequestCtx,
 ) -> (
     RequestCtx,
-    DataLoader<RecordLoader, HashMapCache>,
-    DataLoader<ChildLoader, HashMapCache>,
+    DataLoader<RecordLoader, Cache>,
+    DataLoader<ChildLoader, Cache>,
 ) {
     // The loaders wait this long after the first key for the others of the same level: the
     // resolvers of a page of parents enqueue their keys within a short time, and a batch sent
@@ -141,7 +142,7 @@ pub fn request_data(
             plans: Default::default(),
         },
         spawner.clone(),
-        HashMapCache::default(),
+        Cache::new(),
     )
     .delay(delay);
     let children = DataLoader::with_cache(
@@ -151,7 +152,7 @@ pub fn request_data(
             plans: Default::default(),
         },
         spawner,
-        HashMapCache::default(),
+        Cache::new(),
     )
     .delay(delay);
     (caller, records, children)

@@ -21,9 +21,10 @@ use super::context::GatewayState;
 use super::filter::{compile_filter, compile_order};
 use super::loaders::{load_now, ChildGroup, ChildKey, ChildLoader, Record, RecordGroup, RecordKey, RecordLoader};
 use super::resolve::select_for;
+use crate::graphql::loaders::Cache;
 use crate::model::{model, Entity, LookupSide, Relation};
 use crate::odata::Expanded;
-use async_graphql::dataloader::{DataLoader, HashMapCache};
+use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, SelectionField};
 use futures::future::{BoxFuture, FutureExt};
 use serde_json::Value as Json;
@@ -34,16 +35,16 @@ use std::sync::Arc;
 #[derive(Clone, Copy)]
 pub struct Loaders<'a> {
     pub state: &'a Arc<GatewayState>,
-    pub records: &'a DataLoader<RecordLoader, HashMapCache>,
-    pub children: &'a DataLoader<ChildLoader, HashMapCache>,
+    pub records: &'a DataLoader<RecordLoader, Cache>,
+    pub children: &'a DataLoader<ChildLoader, Cache>,
 }
 
 impl<'a> Loaders<'a> {
     pub fn from_context(ctx: &'a Context<'a>) -> Option<Loaders<'a>> {
         Some(Loaders {
             state: ctx.data::<Arc<GatewayState>>().ok()?,
-            records: ctx.data::<DataLoader<RecordLoader, HashMapCache>>().ok()?,
-            children: ctx.data::<DataLoader<ChildLoader, HashMapCache>>().ok()?,
+            records: ctx.data::<DataLoader<RecordLoader, Cache>>().ok()?,
+            children: ctx.data::<DataLoader<ChildLoader, Cache>>().ok()?,
         })
     }
 }
@@ -304,7 +305,8 @@ fn children_of_expanded(
     group: &Arc<ChildGroup>,
 ) -> Vec<(ChildKey, Arc<Vec<Record>>)> {
     // Keyed as the loader matches keys (case-insensitively), holding the first key as read.
-    let mut out: std::collections::HashMap<ChildKey, Arc<Vec<Record>>> = std::collections::HashMap::new();
+    let mut out =
+        foldhash::HashMap::<ChildKey, Arc<Vec<Record>>>::with_capacity_and_hasher(records.len(), Default::default());
     for rec in records {
         let Some(parent) = rec.get(parent_key).and_then(Json::as_str).filter(|s| !s.is_empty()) else {
             continue;

@@ -8,11 +8,12 @@ use super::filter::{compile_filter, compile_order};
 use super::loaders::{ChildGroup, ChildKey, ChildLoader, ChildPlan, RecordGroup, RecordKey, RecordLoader};
 use super::prefetch::{prefetch, Loaders};
 use super::types::names;
+use crate::graphql::loaders::Cache;
 use crate::model::{model, Entity, LookupSide, PropType, Property, Relation};
 use crate::odata::calls::{with_top_skip, Paging};
 use crate::odata::client::MAX_PAGE_SIZE;
 use crate::odata::query::ODataQuery;
-use async_graphql::dataloader::{DataLoader, HashMapCache};
+use async_graphql::dataloader::DataLoader;
 use async_graphql::dynamic::{Field, FieldFuture, FieldValue, InputValue, ResolverContext, TypeRef};
 use async_graphql::{ErrorExtensions, Name, SelectionField, Value};
 use serde_json::Value as Json;
@@ -547,7 +548,7 @@ async fn reread_by_id(
     select: &[String],
     rows: Vec<Row>,
 ) -> async_graphql::Result<Vec<Row>> {
-    let loader = ctx.data::<DataLoader<RecordLoader, HashMapCache>>()?;
+    let loader = ctx.data::<DataLoader<RecordLoader, Cache>>()?;
     let group = Arc::new(RecordGroup::new(e, select.to_vec()));
     let key_of = |row: &Row| {
         row.record
@@ -736,6 +737,8 @@ pub fn to_graphql(
 
 /// A to-one relation: the record its lookup points at, loaded in batches.
 pub fn to_one_field(e: &'static Entity, r: &'static Relation, ty: TypeRef) -> Field {
+    // Looked up once, when the schema is built, not for every field resolved.
+    let target = model().by_logical_name(&r.target).expect("relation target in model");
     Field::new(&r.field, ty, move |ctx| {
         FieldFuture::new(async move {
             let row = ctx.parent_value.try_downcast_ref::<Row>()?;
@@ -747,8 +750,7 @@ pub fn to_one_field(e: &'static Entity, r: &'static Relation, ty: TypeRef) -> Fi
             else {
                 return Ok(None);
             };
-            let target = model().by_logical_name(&r.target).expect("relation target in model");
-            let loader = ctx.data::<DataLoader<RecordLoader, HashMapCache>>()?;
+            let loader = ctx.data::<DataLoader<RecordLoader, Cache>>()?;
             let (node, relation) = (ctx.item as *const _ as usize, r as *const Relation as usize);
             let group = loader.loader().plans.get_or(node, relation, || {
                 Ok::<_, async_graphql::Error>(RecordGroup::new(
@@ -769,11 +771,12 @@ pub fn to_one_field(e: &'static Entity, r: &'static Relation, ty: TypeRef) -> Fi
 /// A to-many relation: the target's records whose readable key holds this record's, loaded for
 /// all parents at once.
 pub fn to_many_field(e: &'static Entity, r: &'static Relation, ty: TypeRef) -> Field {
+    // Looked up once, when the schema is built, not for every field resolved.
+    let target = model().by_logical_name(&r.target).expect("relation target in model");
     Field::new(&r.field, ty, move |ctx| {
         FieldFuture::new(async move {
             let st = state(&ctx)?;
             let row = ctx.parent_value.try_downcast_ref::<Row>()?;
-            let target = model().by_logical_name(&r.target).expect("relation target in model");
             let (Some(child_key), Some(parent_key)) = (&r.child_readable_key, &r.parent_readable_key) else {
                 return Err(async_graphql::Error::new(format!(
                     "`{}` has no readable key to join on.",
@@ -788,7 +791,7 @@ pub fn to_many_field(e: &'static Entity, r: &'static Relation, ty: TypeRef) -> F
             else {
                 return Ok(Some(FieldValue::list(Vec::<FieldValue>::new())));
             };
-            let loader = ctx.data::<DataLoader<ChildLoader, HashMapCache>>()?;
+            let loader = ctx.data::<DataLoader<ChildLoader, Cache>>()?;
             let node = ctx.item as *const _ as usize;
             let relation = r as *const Relation as usize;
             let plan = loader

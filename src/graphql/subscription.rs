@@ -14,8 +14,9 @@ use super::loaders::{ChildKey, ChildLoader, RecordKey, RecordLoader};
 use super::resolve::Row;
 use super::types::names;
 use super::watch::{self, ChangeEvent, WatchKey};
+use crate::graphql::loaders::Cache;
 use crate::model::{model, Entity};
-use async_graphql::dataloader::{DataLoader, HashMapCache};
+use async_graphql::dataloader::DataLoader;
 use async_graphql::dynamic::{
     Enum, EnumItem, Field, FieldFuture, FieldValue, InputValue, Object, SchemaBuilder, Subscription, SubscriptionField,
     SubscriptionFieldFuture, TypeRef,
@@ -197,8 +198,8 @@ fn subscription_field(e: &'static Entity) -> SubscriptionField {
                 }
             }
             let events = pending.await.map_err(|err| err.to_graphql())?;
-            let records = ctx.data_opt::<DataLoader<RecordLoader, HashMapCache>>();
-            let children = ctx.data_opt::<DataLoader<ChildLoader, HashMapCache>>();
+            let records = ctx.data_opt::<DataLoader<RecordLoader, Cache>>();
+            let children = ctx.data_opt::<DataLoader<ChildLoader, Cache>>();
             Ok(events
                 .map(move |item| {
                     // Each event resolves with empty loaders and memos: nothing grows with time.

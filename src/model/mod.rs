@@ -29,10 +29,10 @@ pub fn model() -> &'static Model {
 pub struct Model {
     pub entities: Vec<Entity>,
     pub option_sets: Vec<OptionSet>,
-    by_set: HashMap<String, usize>,
-    by_logical: HashMap<String, usize>,
-    by_type: HashMap<String, usize>,
-    sets_by_name: HashMap<String, usize>,
+    by_set: foldhash::HashMap<String, usize>,
+    by_logical: foldhash::HashMap<String, usize>,
+    by_type: foldhash::HashMap<String, usize>,
+    sets_by_name: foldhash::HashMap<String, usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -252,7 +252,7 @@ impl Model {
                 .iter()
                 .enumerate()
                 .map(|(i, e)| (f(e), i))
-                .collect::<HashMap<_, _>>()
+                .collect::<foldhash::HashMap<_, _>>()
         };
         let by_set = index(&|e| e.entity_set.clone());
         let by_logical = index(&|e| e.logical_name.clone());

@@ -9,19 +9,18 @@ use super::client::Upstream;
 use super::escape;
 use crate::model::{model, OptionSet, OptionValue};
 use serde_json::Value;
-use std::collections::HashMap;
 
 /// Documented value <-> upstream integer, per option set.
 #[derive(Debug, Clone, Default)]
 pub struct OptionSetLabels {
-    sets: HashMap<String, SetMap>,
+    sets: foldhash::HashMap<String, SetMap>,
     fallbacks: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
 struct SetMap {
-    to_upstream: HashMap<i64, i64>,
-    from_upstream: HashMap<i64, &'static OptionValue>,
+    to_upstream: foldhash::HashMap<i64, i64>,
+    from_upstream: foldhash::HashMap<i64, &'static OptionValue>,
 }
 
 impl OptionSetLabels {
