@@ -12,8 +12,9 @@
 //! warnings to its response (see `warnings`), and, when asked for, the operation's explain (see
 //! `explain`: a recorder in scope, each field resolved as the cause of its calls), and, with
 //! `--federation`, lets `_entities` items be null (see `federation`). It is the schema's only
-//! extension: async-graphql runs every extension's per-field hook around every field, so each
-//! one more would cost a layer on the hot path.
+//! extension: async-graphql runs the per-field hook of every extension that wants fields
+//! (`resolves_fields`, a patch of the vendored async-graphql) around every field, so this one
+//! wants them only when it uses them, and each one more would cost a layer on the hot path.
 
 use super::depth::depth;
 use super::errors::ErrorCode;
@@ -204,6 +205,8 @@ impl LimitsRun {
 
 #[async_trait::async_trait]
 impl Extension for LimitsRun {
+    /// Fields are wrapped (a boxed future each) only for what needs them: an explain being
+    /// recorded (set by `execute`, before any field runs) and federation's null entities.
     fn resolves_fields(&self) -> bool {
         self.federation || self.explaining.load(std::sync::atomic::Ordering::Relaxed)
     }
