@@ -713,3 +713,28 @@ async fn an_inconclusive_paging_probe_assumes_maxpagesize_with_a_warning() {
         "{body}"
     );
 }
+
+/// A response's fields come in the order the query selects them, also when the first one waits
+/// for the upstream and the one after it does not: GraphQL orders a response map as its selection
+/// set. (The other tests compare parsed JSON, which does not keep key order; this one reads the
+/// text.)
+#[tokio::test]
+async fn fields_come_back_in_selection_order_even_when_the_first_waits() {
+    let gw = shared_gateway();
+    let query = "{ recruitingRequests(first: 2) { nodes { location { city } id } } __typename }";
+    let body = client()
+        .post(&gw.endpoint)
+        .json(&json!({ "query": query }))
+        .send()
+        .await
+        .expect("request sent")
+        .text()
+        .await
+        .expect("a body");
+    let at = |key: &str| {
+        body.find(&format!("\"{key}\":"))
+            .unwrap_or_else(|| panic!("{key} in {body}"))
+    };
+    assert!(at("recruitingRequests") < at("__typename"), "{body}");
+    assert!(at("location") < at("id"), "{body}");
+}
