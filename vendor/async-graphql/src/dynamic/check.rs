@@ -1,6 +1,5 @@
 use std::collections::HashSet;
 
-
 use crate::dynamic::{
     InputObject, Interface, Object, SchemaError, Type,
     base::{BaseContainer, BaseField},

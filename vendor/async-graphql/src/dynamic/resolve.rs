@@ -267,7 +267,7 @@ fn collect_field<'a>(
                 ctx_field
                     .query_env
                     .extensions
-                    .resolve(resolve_info, &mut resolve_fut)
+                    .resolve_with_chain(resolve_info, &mut resolve_fut)
                     .await?
             } else {
                 resolve_fut.await?
@@ -472,7 +472,7 @@ async fn resolve_list<'a>(
                 ctx_item
                     .query_env
                     .extensions
-                    .resolve(resolve_info, &mut resolve_fut)
+                    .resolve_with_chain(resolve_info, &mut resolve_fut)
                     .await?
             } else {
                 resolve_fut.await?

@@ -578,9 +578,19 @@ impl Extensions {
         info: ResolveInfo<'_>,
         resolve_fut: ResolveFut<'_>,
     ) -> ServerResult<Option<Value>> {
-        if !self.extensions.iter().any(|e| e.resolves_fields()) {
+        if !self.resolves_fields() {
             return resolve_fut.await;
         }
+        self.resolve_with_chain(info, resolve_fut).await
+    }
+
+    /// [Extensions::resolve] for a caller that has found [Extensions::resolves_fields] true
+    /// (and awaits the field's future itself otherwise): the chain, without asking again.
+    pub(crate) async fn resolve_with_chain(
+        &self,
+        info: ResolveInfo<'_>,
+        resolve_fut: ResolveFut<'_>,
+    ) -> ServerResult<Option<Value>> {
         let next = NextResolve {
             chain: &self.extensions,
             resolve_fut,
