@@ -134,7 +134,7 @@ pub type Observer = std::sync::Arc<dyn Fn(&UpstreamEvent<'_>) + Send + Sync>;
 pub(super) struct Raw {
     pub status: u16,
     pub headers: HeaderMap,
-    pub body: Vec<u8>,
+    pub body: bytes::Bytes,
 }
 
 impl Raw {
@@ -624,11 +624,7 @@ impl Upstream {
             UpstreamError::from_transport(e, true)
         })?;
         tracing::debug!(%method, url = %super::redact::redact_url(url), status, attempt, duration_ms = started.elapsed().as_millis() as u64, "upstream");
-        Ok(Raw {
-            status,
-            headers,
-            body: body.to_vec(),
-        })
+        Ok(Raw { status, headers, body })
     }
 }
 
@@ -674,7 +670,7 @@ impl Tries {
             answer: result
                 .as_ref()
                 .ok()
-                .map(|raw| (raw.status, raw.header("content-type"), raw.body.as_slice())),
+                .map(|raw| (raw.status, raw.header("content-type"), &raw.body[..])),
             error: result.as_ref().err().map(UpstreamError::code),
             attempts: self.trace.attempts(),
             slot_wait: self.trace.slot_wait(),
