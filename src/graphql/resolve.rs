@@ -644,11 +644,13 @@ pub fn edge_node(ty: &str) -> Field {
 /// A property of an entity, converted from its OData wire form.
 pub fn property_field(e: &'static Entity, p: &'static Property, ty: TypeRef) -> Field {
     // Resolved without a future (most of a large answer's fields are properties): only an
-    // error is wrapped in one.
+    // error is wrapped in one, ready at once. `immediate` lets async-graphql resolve it while
+    // the selection is collected, without a future of its own either.
     Field::new(&p.graphql_field, ty, move |ctx| match property_value(&ctx, e, p) {
         Ok(value) => FieldFuture::Value(value.map(FieldValue::value)),
         Err(err) => FieldFuture::new(async move { Err::<Option<Value>, _>(err) }),
     })
+    .immediate()
 }
 
 fn property_value(ctx: &ResolverContext<'_>, e: &Entity, p: &Property) -> async_graphql::Result<Option<Value>> {

@@ -738,3 +738,78 @@ async fn fields_come_back_in_selection_order_even_when_the_first_waits() {
     assert!(at("recruitingRequests") < at("__typename"), "{body}");
     assert!(at("location") < at("id"), "{body}");
 }
+
+/// Property fields are resolved while their selection is collected (async-graphql's
+/// `Field::immediate`, vendored), the others later: the answer is the same as if each had waited
+/// its turn. Leaves between fields that wait keep their place, aliases and repeated selections of
+/// one field (merged into one object) included, and a leaf's value is what the upstream has.
+#[tokio::test]
+async fn leaves_resolved_in_place_keep_their_place_among_fields_that_wait() {
+    let gw = shared_gateway();
+    let query = "{ recruitingRequests(first: 2) { nodes { status positions { positionId } id \
+                 first: description location { city } positions { description } description } } }";
+    let body = client()
+        .post(&gw.endpoint)
+        .json(&json!({ "query": query }))
+        .send()
+        .await
+        .expect("request sent")
+        .text()
+        .await
+        .expect("a body");
+    let node = body.split("\"nodes\":[").nth(1).expect("nodes");
+    let keys = first_object_keys(node);
+    assert_eq!(
+        keys,
+        ["status", "positions", "id", "first", "location", "description"],
+        "{body}"
+    );
+    let v: Value = serde_json::from_str(&body).expect("JSON");
+    assert!(v.get("errors").is_none(), "{v}");
+    let n = &v["data"]["recruitingRequests"]["nodes"][0];
+    assert_eq!(n["first"], n["description"], "{n}");
+    let position = &n["positions"][0];
+    assert!(
+        position["positionId"].is_string() && position["description"].is_string(),
+        "merged: {n}"
+    );
+    let raw = gw
+        .emu
+        .first("mshr_hcmrecruitingrequestentities?$orderby=mshr_hcmrecruitingrequestentityid&$top=1")
+        .await;
+    assert_eq!(n["description"], raw["mshr_description"], "{n} against {raw}");
+}
+
+/// The keys of the JSON object `text` starts with, in the order the text has them (parsed JSON
+/// here does not keep it).
+fn first_object_keys(text: &str) -> Vec<String> {
+    let (mut keys, mut depth, mut in_string, mut escaped, mut start) = (Vec::new(), 0, false, false, 0);
+    for (i, c) in text.char_indices() {
+        if in_string {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => {
+                    in_string = false;
+                    if depth == 1 && text[i + 1..].starts_with(':') {
+                        keys.push(text[start..i].to_string());
+                    }
+                }
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => (in_string, start) = (true, i + 1),
+            '{' | '[' => depth += 1,
+            '}' | ']' => {
+                depth -= 1;
+                if depth == 0 {
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    keys
+}

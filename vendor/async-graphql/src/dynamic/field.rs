@@ -324,6 +324,10 @@ pub struct Field {
     pub(crate) ty: TypeRef,
     pub(crate) ty_str: String,
     pub(crate) resolver_fn: BoxResolverFn,
+    pub(crate) immediate: bool,
+    /// For an immediate field of a scalar or enum type: the index of that type among the
+    /// schema's, and whether the field is non-null. Set when the schema is built.
+    pub(crate) leaf: Option<(usize, bool)>,
     pub(crate) deprecation: Deprecation,
     pub(crate) external: bool,
     pub(crate) requires: Option<String>,
@@ -364,6 +368,8 @@ impl Field {
             ty_str: ty.to_string(),
             ty,
             resolver_fn: Box::new(resolver_fn),
+            immediate: false,
+            leaf: None,
             deprecation: Deprecation::NoDeprecated,
             external: false,
             requires: None,
@@ -374,6 +380,21 @@ impl Field {
             override_from: None,
             directives: Vec::new(),
             requires_scopes: Vec::new(),
+        }
+    }
+
+    /// Marks the field's resolver as one that never waits: it returns `FieldValue::Value`,
+    /// or a future that is ready when first polled (an error, say).
+    ///
+    /// An immediate field of an object, without arguments, of a scalar or enum type, is then
+    /// resolved while its selection is collected, without a future of its own, in any
+    /// selection but a mutation's root, when no extension wraps fields
+    /// (`Extension::resolves_fields`). A future that is not ready gives an internal error.
+    #[inline]
+    pub fn immediate(self) -> Self {
+        Self {
+            immediate: true,
+            ..self
         }
     }
 

@@ -14,7 +14,7 @@ use crate::{
     },
     extensions::ResolveInfo,
     parser::types::Selection,
-    resolver_utils::do_resolve_container,
+    resolver_utils::insert_value,
 };
 
 /// Federation service
@@ -26,6 +26,17 @@ struct Service {
 
 type BoxFieldFuture<'a> = Pin<Box<dyn Future<Output = ServerResult<(Name, Value)>> + 'a + Send>>;
 
+/// A selected field: resolved already (an immediate leaf, see [`Field::immediate`]), or a
+/// future to await.
+///
+/// [`Field::immediate`]: crate::dynamic::Field::immediate
+enum FieldEntry<'a> {
+    Ready(ServerResult<(Name, Value)>),
+    Pending(BoxFieldFuture<'a>),
+}
+
+type Fields<'a> = Vec<FieldEntry<'a>>;
+
 pub(crate) async fn resolve_container(
     schema: &Schema,
     object: &Object,
@@ -34,34 +45,177 @@ pub(crate) async fn resolve_container(
     serial: bool,
 ) -> ServerResult<Option<Value>> {
     let mut fields = Vec::new();
-    collect_fields(&mut fields, schema, object, ctx, parent_value)?;
+    // Every selection but a mutation's root (whose fields run one after another, side
+    // effects and all) may resolve immediate leaves while it is collected. (Objects below the
+    // root are `serial` too, but only in that their fields are awaited in turn.)
+    let in_place =
+        !serial || schema.0.env.registry.mutation_type.as_deref() != Some(object.name.as_str());
+    collect_fields(&mut fields, schema, object, ctx, parent_value, in_place)?;
 
-    Ok(Some(do_resolve_container(ctx, !serial, fields).await))
+    Ok(Some(resolve_entries(ctx, !serial, fields).await))
+}
+
+/// `do_resolve_container` for entries some of which are resolved already: the pending ones
+/// are awaited (together when `parallel`), and the object is built in the selection's order.
+async fn resolve_entries<'a>(
+    ctx: &ContextSelectionSet<'a>,
+    parallel: bool,
+    fields: Fields<'a>,
+) -> Value {
+    let mut results = IndexMap::with_capacity(fields.len());
+    let mut handle = |res| match res {
+        Ok((name, value)) => insert_value(&mut results, name, value),
+        Err(e) => ctx.add_error(e),
+    };
+    if parallel && fields.iter().any(|f| matches!(f, FieldEntry::Pending(_))) {
+        let mut slots = Vec::with_capacity(fields.len());
+        let mut pending = Vec::new();
+        for field in fields {
+            match field {
+                FieldEntry::Ready(res) => slots.push(Some(res)),
+                FieldEntry::Pending(fut) => {
+                    slots.push(None);
+                    pending.push(fut);
+                }
+            }
+        }
+        let mut done = futures_util::future::join_all(pending).await.into_iter();
+        for slot in slots {
+            match slot {
+                Some(res) => handle(res),
+                None => handle(done.next().expect("one result per pending field")),
+            }
+        }
+    } else {
+        for field in fields {
+            match field {
+                FieldEntry::Ready(res) => handle(res),
+                FieldEntry::Pending(fut) => handle(fut.await),
+            }
+        }
+    }
+    if results.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(results)
+    }
+}
+
+/// Whether `field_def` may be resolved while its selection is collected: an immediate field
+/// of a scalar or enum type (`leaf`, set when the schema was built), without arguments, in a
+/// selection that allows it (`in_place`: not a mutation's root), with no extension that wants
+/// to wrap fields.
+fn resolves_in_place(
+    ctx: &ContextSelectionSet<'_>,
+    field_def: &crate::dynamic::Field,
+    field: &Positioned<Field>,
+    in_place: bool,
+) -> bool {
+    in_place
+        && field_def.leaf.is_some()
+        && field.node.arguments.is_empty()
+        && field_def.arguments.is_empty()
+        && !ctx.query_env.extensions.resolves_fields()
+}
+
+/// Resolves an immediate leaf field now (see [`resolves_in_place`]): what `collect_field` and
+/// `resolve` would give, without a future. Its value is moved into the response, not cloned.
+fn resolve_in_place<'a>(
+    schema: &'a Schema,
+    ctx: &ContextSelectionSet<'a>,
+    parent_value: &'a FieldValue,
+    field_def: &'a crate::dynamic::Field,
+    field: &'a Positioned<Field>,
+) -> ServerResult<(Name, Value)> {
+    let Some((type_index, non_null)) = field_def.leaf else {
+        unreachable!("checked by resolves_in_place");
+    };
+    let ctx_field = ctx.with_field(field);
+    let field_value = match (field_def.resolver_fn)(ResolverContext {
+        ctx: &ctx_field,
+        args: ObjectAccessor(Cow::Owned(IndexMap::new())),
+        parent_value,
+    }) {
+        FieldFuture::Value(value) => value,
+        FieldFuture::Future(future) => match future.now_or_never() {
+            Some(res) => res.map_err(|err| err.into_server_error(field.pos))?,
+            None => {
+                return Err(ctx_field.set_error_path(
+                    Error::new("internal: an immediate field's resolver did not complete")
+                        .into_server_error(field.pos),
+                ));
+            }
+        },
+    };
+    let value = match field_value {
+        None if non_null => {
+            return Err(ctx_field.set_error_path(
+                Error::new("internal: non-null types require a return value")
+                    .into_server_error(ctx_field.item.pos),
+            ));
+        }
+        None => Value::Null,
+        Some(value) => {
+            let (_, field_type) = schema
+                .0
+                .types
+                .get_index(type_index)
+                .expect("a leaf's type index is one of the schema's");
+            leaf_value(&ctx_field, field_type, value)?
+        }
+    };
+    Ok((field.node.response_key().node.clone(), value))
+}
+
+/// `resolve_value` for a scalar or an enum, taking the value.
+fn leaf_value(ctx: &Context<'_>, field_type: &Type, value: FieldValue<'_>) -> ServerResult<Value> {
+    match (field_type, value.0) {
+        (Type::Scalar(scalar), FieldValueInner::Value(value)) if scalar.validate(&value) => {
+            Ok(value)
+        }
+        (Type::Scalar(scalar), _) => Err(ctx.set_error_path(
+            Error::new(format!(
+                "internal: invalid value for scalar \"{}\", expected \"FieldValue::Value\"",
+                scalar.name
+            ))
+            .into_server_error(ctx.item.pos),
+        )),
+        (Type::Enum(e), FieldValueInner::Value(Value::Enum(name)))
+            if e.enum_values.contains_key(name.as_str()) =>
+        {
+            Ok(Value::Enum(name))
+        }
+        (Type::Enum(e), FieldValueInner::Value(Value::String(name)))
+            if e.enum_values.contains_key(&name) =>
+        {
+            Ok(Value::Enum(Name::new(name)))
+        }
+        (Type::Enum(e), _) => Err(ctx.set_error_path(
+            Error::new(format!("internal: invalid item for enum \"{}\"", e.name))
+                .into_server_error(ctx.item.pos),
+        )),
+        _ => unreachable!("a leaf is a scalar or an enum"),
+    }
 }
 
 fn collect_typename_field<'a>(
-    fields: &mut Vec<BoxFieldFuture<'a>>,
+    fields: &mut Fields<'a>,
     object: &'a Object,
     field: &'a Positioned<Field>,
 ) {
-    fields.push(
-        async move {
-            Ok((
-                field.node.response_key().node.clone(),
-                Value::from(object.name.as_str()),
-            ))
-        }
-        .boxed(),
-    )
+    fields.push(FieldEntry::Ready(Ok((
+        field.node.response_key().node.clone(),
+        Value::from(object.name.as_str()),
+    ))))
 }
 
 fn collect_schema_field<'a>(
-    fields: &mut Vec<BoxFieldFuture<'a>>,
+    fields: &mut Fields<'a>,
     ctx: &ContextSelectionSet<'a>,
     field: &'a Positioned<Field>,
 ) {
     let ctx = ctx.clone();
-    fields.push(
+    fields.push(FieldEntry::Pending(
         async move {
             let ctx_field = ctx.with_field(field);
             let mut ctx_obj = ctx.with_selection_set(&ctx_field.item.node.selection_set);
@@ -76,16 +230,16 @@ fn collect_schema_field<'a>(
             Ok((field.node.response_key().node.clone(), value))
         }
         .boxed(),
-    );
+    ));
 }
 
 fn collect_type_field<'a>(
-    fields: &mut Vec<BoxFieldFuture<'a>>,
+    fields: &mut Fields<'a>,
     ctx: &ContextSelectionSet<'a>,
     field: &'a Positioned<Field>,
 ) {
     let ctx = ctx.clone();
-    fields.push(
+    fields.push(FieldEntry::Pending(
         async move {
             let ctx_field = ctx.with_field(field);
             let (_, type_name) = ctx_field.param_value::<String>("name", None)?;
@@ -112,16 +266,16 @@ fn collect_type_field<'a>(
             Ok((field.node.response_key().node.clone(), value))
         }
         .boxed(),
-    );
+    ));
 }
 
 fn collect_service_field<'a>(
-    fields: &mut Vec<BoxFieldFuture<'a>>,
+    fields: &mut Fields<'a>,
     ctx: &ContextSelectionSet<'a>,
     field: &'a Positioned<Field>,
 ) {
     let ctx = ctx.clone();
-    fields.push(
+    fields.push(FieldEntry::Pending(
         async move {
             let ctx_field = ctx.with_field(field);
             let mut ctx_obj = ctx.with_selection_set(&ctx_field.item.node.selection_set);
@@ -143,18 +297,18 @@ fn collect_service_field<'a>(
             Ok((field.node.response_key().node.clone(), output_type))
         }
         .boxed(),
-    );
+    ));
 }
 
 fn collect_entities_field<'a>(
-    fields: &mut Vec<BoxFieldFuture<'a>>,
+    fields: &mut Fields<'a>,
     schema: &'a Schema,
     ctx: &ContextSelectionSet<'a>,
     parent_value: &'a FieldValue,
     field: &'a Positioned<Field>,
 ) {
     let ctx = ctx.clone();
-    fields.push(
+    fields.push(FieldEntry::Pending(
         async move {
             let ctx_field = ctx.with_field(field);
             let entity_resolver = schema.0.entity_resolver.as_ref().ok_or_else(|| {
@@ -196,11 +350,11 @@ fn collect_entities_field<'a>(
             Ok((field.node.response_key().node.clone(), value))
         }
         .boxed(),
-    );
+    ));
 }
 
 fn collect_field<'a>(
-    fields: &mut Vec<BoxFieldFuture<'a>>,
+    fields: &mut Fields<'a>,
     schema: &'a Schema,
     object: &'a Object,
     ctx: &ContextSelectionSet<'a>,
@@ -209,7 +363,7 @@ fn collect_field<'a>(
     field: &'a Positioned<Field>,
 ) {
     let ctx = ctx.clone();
-    fields.push(
+    fields.push(FieldEntry::Pending(
         async move {
             let ctx_field = ctx.with_field(field);
             let arguments = ObjectAccessor(Cow::Owned({
@@ -276,15 +430,16 @@ fn collect_field<'a>(
             Ok((field.node.response_key().node.clone(), res_value))
         }
         .boxed(),
-    );
+    ));
 }
 
 fn collect_fields<'a>(
-    fields: &mut Vec<BoxFieldFuture<'a>>,
+    fields: &mut Fields<'a>,
     schema: &'a Schema,
     object: &'a Object,
     ctx: &ContextSelectionSet<'a>,
     parent_value: &'a FieldValue,
+    in_place: bool,
 ) -> ServerResult<()> {
     for selection in &ctx.item.node.items {
         match &selection.node {
@@ -328,15 +483,25 @@ fn collect_fields<'a>(
                     == IntrospectionMode::IntrospectionOnly
                     || ctx.query_env.introspection_mode == IntrospectionMode::IntrospectionOnly
                 {
-                    fields.push(
-                        async move { Ok((field.node.response_key().node.clone(), Value::Null)) }
-                            .boxed(),
-                    );
+                    fields.push(FieldEntry::Ready(Ok((
+                        field.node.response_key().node.clone(),
+                        Value::Null,
+                    ))));
                     continue;
                 }
 
                 if let Some(field_def) = object.fields.get(field.node.name.node.as_str()) {
-                    collect_field(fields, schema, object, ctx, parent_value, field_def, field);
+                    if resolves_in_place(ctx, field_def, field, in_place) {
+                        fields.push(FieldEntry::Ready(resolve_in_place(
+                            schema,
+                            ctx,
+                            parent_value,
+                            field_def,
+                            field,
+                        )));
+                    } else {
+                        collect_field(fields, schema, object, ctx, parent_value, field_def, field);
+                    }
                 }
             }
             selection => {
@@ -384,6 +549,7 @@ fn collect_fields<'a>(
                         object,
                         &ctx.with_selection_set(selection_set),
                         parent_value,
+                        in_place,
                     )?;
                 }
             }

@@ -202,6 +202,8 @@ impl SchemaBuilder {
                 .insert("_Entity".to_string(), Type::Union(entity));
         }
 
+        set_leaf_types(&mut self.types);
+
         let inner = SchemaInner {
             env: SchemaEnv(Arc::new(SchemaEnvInner {
                 registry,
@@ -497,6 +499,34 @@ impl Executor for Schema {
         session_data: Option<Arc<Data>>,
     ) -> BoxStream<'static, Response> {
         Schema::execute_stream_with_session_data(self, request, session_data.unwrap_or_default())
+    }
+}
+
+/// Gives every immediate field of an object whose type is a scalar or an enum (nullable or
+/// not) the index of that type, so that it is resolved in place (see `Field::immediate`)
+/// without looking its type up by name. Called once the types are all in.
+fn set_leaf_types(types: &mut super::NameMap<Type>) {
+    let leaves: std::collections::HashMap<String, usize> = types
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, ty))| matches!(ty, Type::Scalar(_) | Type::Enum(_)))
+        .map(|(index, (name, _))| (name.clone(), index))
+        .collect();
+    for ty in types.values_mut() {
+        let Type::Object(object) = ty else { continue };
+        for field in object.fields.values_mut() {
+            let (name, non_null) = match &field.ty {
+                TypeRef::Named(name) => (name, false),
+                TypeRef::NonNull(inner) => match inner.as_ref() {
+                    TypeRef::Named(name) => (name, true),
+                    _ => continue,
+                },
+                TypeRef::List(_) => continue,
+            };
+            if field.immediate {
+                field.leaf = leaves.get(name.as_ref()).map(|&index| (index, non_null));
+            }
+        }
     }
 }
 

@@ -140,7 +140,7 @@ pub async fn resolve_container_serial<'a, T: ContainerType + ?Sized>(
     resolve_container_inner(ctx, root, false).await
 }
 
-fn insert_value(target: &mut IndexMap<Name, Value>, name: Name, value: Value) {
+pub(crate) fn insert_value(target: &mut IndexMap<Name, Value>, name: Name, value: Value) {
     let prev_value = match target.entry(name) {
         indexmap::map::Entry::Occupied(entry) => entry.into_mut(),
         indexmap::map::Entry::Vacant(entry) => {
