@@ -566,7 +566,7 @@ async fn reread_by_id(
         .map(|row| match key_of(&row).and_then(|k| found.get(&k)) {
             Some(fresh) => {
                 let mut record = (*row.record).clone();
-                record.extend(fresh.iter().map(|(k, v)| (k.clone(), v.clone())));
+                record.extend(fresh.iter().map(|(k, v)| (k.to_string(), v.clone())));
                 Row {
                     entity: e,
                     record: Arc::new(record),

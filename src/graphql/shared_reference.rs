@@ -14,7 +14,7 @@
 
 use crate::odata::Page;
 use crate::shared_state::SharedState;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,7 +65,7 @@ pub fn put(shared: &Arc<SharedState>, key: String, page: &Page, ttl: Duration) {
 
 fn encode(page: &Page) -> Vec<u8> {
     // Reference data is read without `$expand`: a record's properties are all of it.
-    let rows: Vec<&Map<String, Value>> = page.value.iter().map(|r| r.properties()).collect();
+    let rows: Vec<&crate::odata::record::Props> = page.value.iter().map(|r| r.properties()).collect();
     let doc = serde_json::json!({"value": rows, "nextLink": page.next_link, "count": page.count});
     serde_json::to_vec(&doc).unwrap_or_default()
 }
@@ -97,7 +97,7 @@ mod tests {
 
     #[test]
     fn pages_read_back_as_written_and_garbage_is_a_miss() {
-        let mut row = Map::new();
+        let mut row = serde_json::Map::new();
         row.insert("mshr_ratinglevelid".into(), Value::String("A".into()));
         let page = Page {
             value: vec![crate::odata::UpstreamRecord::new(row)],

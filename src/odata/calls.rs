@@ -183,10 +183,18 @@ impl Upstream {
         if !(200..300).contains(&raw.status) {
             return Err(raw.error());
         }
-        let mut page = response::parse_page(raw.status, &raw.body)?;
-        // Fresh rows, held once: `make_mut` copies nothing.
-        self.rows_to_model(&url, page.value.iter_mut().map(|r| &mut **std::sync::Arc::make_mut(r)));
-        if let Some(entity) = self.entity_of(&url) {
+        let entity = self.entity_of(&url);
+        // In the model's spelling already: read straight into records.
+        if self.naming().is_identity() {
+            if let Some(page) = response::read_page(&raw.body, entity) {
+                return Ok(page);
+            }
+        }
+        let mut json = response::parse_json(raw.status, &raw.body)?;
+        self.rows_to_model(&url, response::rows_mut(&mut json));
+        let mut page = response::page_of(raw.status, json, &raw.body)?;
+        if let Some(entity) = entity {
+            // Fresh rows, held once: `make_mut` copies nothing.
             for row in &mut page.value {
                 std::sync::Arc::make_mut(row).take_expanded(entity);
             }

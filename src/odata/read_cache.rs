@@ -154,7 +154,11 @@ impl ReadCache {
 
 /// Estimated bytes of a cached page: its JSON, the URL and a fixed overhead per value.
 fn page_weight(key: &ReadKey, page: &Page) -> u32 {
-    let rows: usize = page.value.iter().map(|r| 16 + json_weight_map(r)).sum();
+    let rows: usize = page
+        .value
+        .iter()
+        .map(|r| 16 + r.iter().map(|(k, v)| k.len() + json_weight(v)).sum::<usize>())
+        .sum();
     let total = 128 + key.url.len() + key.identity.len() + page.next_link.as_ref().map_or(0, String::len) + rows;
     u32::try_from(total).unwrap_or(u32::MAX)
 }

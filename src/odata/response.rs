@@ -4,9 +4,13 @@
 
 use super::error::{UpstreamError, UpstreamErrorKind};
 use super::escape;
+use super::record::RecordSeed;
 use crate::batch::HttpResponsePart;
-use crate::model::model;
+use crate::model::{model, Entity};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
+use std::borrow::Cow;
+use std::fmt;
 
 /// One page of rows. Each row is shared: the caches, coalesced readers and resolvers hold the
 /// same rows, and a copy of a page copies no record.
@@ -52,10 +56,154 @@ pub fn parse_json(status: u16, body: &[u8]) -> Result<Value, UpstreamError> {
     })
 }
 
+/// A collection page of `entity`'s rows read straight into records, expansions taken (see
+/// [`super::record::RecordSeed`]), without a JSON tree in between. `None` when the body does
+/// not read that way: a single record, a row that is not an object, anything invalid. The caller
+/// then reads it with [`parse_page`], for the page or the error that gives.
+pub fn read_page(body: &[u8], entity: Option<&'static Entity>) -> Option<Page> {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    let text = std::str::from_utf8(body).ok()?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let page = PageSeed(entity).deserialize(&mut de).ok()??;
+    de.end().ok()?;
+    Some(page)
+}
+
+/// Reads a collection page; `None` for a single record (`/$entity`) or no `value` list.
+struct PageSeed(Option<&'static Entity>);
+
+impl<'de> DeserializeSeed<'de> for PageSeed {
+    type Value = Option<Page>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<Page>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PageSeed {
+    type Value = Option<Page>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an OData collection")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Page>, A::Error> {
+        let (mut rows, mut next_link, mut count) = (None, None, None);
+        while let Some(name) = map.next_key_seed(TopKey)? {
+            match name {
+                Top::Value => rows = Some(map.next_value_seed(RowsSeed(self.0))?),
+                Top::Context => {
+                    // A single record: stop here, it is read the other way.
+                    if map.next_value::<Cow<'_, str>>()?.ends_with("/$entity") {
+                        return Err(de::Error::custom("a single record"));
+                    }
+                }
+                Top::NextLink => next_link = map.next_value::<Option<String>>()?,
+                Top::Count => count = map.next_value::<Value>()?.as_u64(),
+                Top::Other => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(rows.map(|value| Page {
+            value,
+            next_link,
+            count,
+        }))
+    }
+}
+
+/// The names a collection page's reader looks for.
+enum Top {
+    Value,
+    Context,
+    NextLink,
+    Count,
+    Other,
+}
+
+struct TopKey;
+
+impl<'de> DeserializeSeed<'de> for TopKey {
+    type Value = Top;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Top, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopKey {
+    type Value = Top;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a name")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Top, E> {
+        Ok(match v {
+            "value" => Top::Value,
+            "@odata.context" => Top::Context,
+            "@odata.nextLink" => Top::NextLink,
+            "@odata.count" => Top::Count,
+            _ => Top::Other,
+        })
+    }
+}
+
+/// The `value` list of a collection page, each row a record (anything else is an error: the
+/// caller reads the body again the slow way, for the page or its error).
+struct RowsSeed(Option<&'static Entity>);
+
+impl<'de> DeserializeSeed<'de> for RowsSeed {
+    type Value = Vec<super::Record>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Vec<super::Record>, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RowsSeed {
+    type Value = Vec<super::Record>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of records")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<super::Record>, A::Error> {
+        let mut rows = Vec::with_capacity(seq.size_hint().unwrap_or(16));
+        while let Some(row) = seq.next_element_seed(RecordSeed(self.0))? {
+            rows.push(std::sync::Arc::new(row));
+        }
+        Ok(rows)
+    }
+}
+
 /// A collection page (`{"value":[...], "@odata.nextLink":..., "@odata.count":...}`) or a single
 /// record, which becomes a one-row page.
 pub fn parse_page(status: u16, body: &[u8]) -> Result<Page, UpstreamError> {
-    let json = parse_json(status, body)?;
+    page_of(status, parse_json(status, body)?, body)
+}
+
+/// Whether a parsed body is one record (`/$entity`, or no `value` list) rather than a page.
+fn is_single(obj: &serde_json::Map<String, Value>) -> bool {
+    let entity = obj
+        .get("@odata.context")
+        .and_then(Value::as_str)
+        .is_some_and(|c| c.ends_with("/$entity"));
+    entity || !obj.get("value").is_some_and(Value::is_array)
+}
+
+/// The rows of a parsed page (or its one record), to be put in the model's spelling before
+/// [`page_of`] makes records of them.
+pub fn rows_mut(json: &mut Value) -> impl Iterator<Item = &mut serde_json::Map<String, Value>> {
+    let Value::Object(obj) = json else {
+        return Vec::new().into_iter();
+    };
+    if is_single(obj) {
+        return vec![obj].into_iter();
+    }
+    let rows: Vec<&mut serde_json::Map<String, Value>> = match obj.get_mut("value") {
+        Some(Value::Array(rows)) => rows.iter_mut().filter_map(Value::as_object_mut).collect(),
+        _ => Vec::new(),
+    };
+    rows.into_iter()
+}
+
+/// [`parse_page`] of a body parsed already (`body` is for errors).
+pub fn page_of(status: u16, json: Value, body: &[u8]) -> Result<Page, UpstreamError> {
     let Value::Object(mut obj) = json else {
         return Err(UpstreamError::invalid_response(
             Some(status),
@@ -63,12 +211,7 @@ pub fn parse_page(status: u16, body: &[u8]) -> Result<Page, UpstreamError> {
             body,
         ));
     };
-    let single = obj
-        .get("@odata.context")
-        .and_then(Value::as_str)
-        .is_some_and(|c| c.ends_with("/$entity"));
-    let is_collection = !single && obj.get("value").is_some_and(Value::is_array);
-    if !is_collection {
+    if is_single(&obj) {
         return Ok(Page {
             value: vec![super::UpstreamRecord::new(obj)],
             next_link: None,
@@ -210,6 +353,51 @@ mod tests {
         let one = parse_page(200, br#"{"@odata.context":"x/$entity","value":[1],"b":2}"#).unwrap();
         assert_eq!(one.value.len(), 1);
         assert_eq!(one.value[0]["b"], 2);
+    }
+
+    /// What `read_page` reads is what `parse_page` and `take_expanded` make of the same body;
+    /// what it does not read (a single record, a row that is not an object, a broken body) it
+    /// leaves to `parse_page`, which gives the page or the error.
+    #[test]
+    fn a_page_read_straight_into_records_is_the_page_parsed_then_taken() {
+        let rr = model().by_entity_set("mshr_hcmrecruitingrequestentities").unwrap();
+        let positions = &rr.graphql.relations.iter().find(|r| r.field == "positions").unwrap();
+        let body = serde_json::json!({
+            "@odata.context": "x",
+            "value": [
+                {"mshr_recruitingrequestid": "R1", positions.navigation_property.as_str(): [{"mshr_positionid": "P1"}]},
+                {"mshr_recruitingrequestid": "R2", "custom": {"a": [1, "x\"y"]}, positions.navigation_property.as_str(): []},
+            ],
+            "@odata.nextLink": "http://h/n?$skiptoken=a%2Cb",
+            "@odata.count": 2,
+            "@odata.deltaLink": {"ignored": true},
+        });
+        let body = serde_json::to_vec(&body).unwrap();
+        let read = read_page(&body, Some(rr)).expect("a collection page");
+        let mut parsed = parse_page(200, &body).unwrap();
+        for row in &mut parsed.value {
+            std::sync::Arc::make_mut(row).take_expanded(rr);
+        }
+        assert_eq!(read, parsed);
+        assert_eq!(read.next_link.as_deref(), Some("http://h/n?$skiptoken=a%2Cb"));
+        assert_eq!(read.count, Some(2));
+        assert!(read.value[0].expanded(&positions.navigation_property).is_some());
+        assert_eq!(read.value[1]["custom"], serde_json::json!({"a": [1, "x\"y"]}));
+        // Without an entity, nothing is an expansion.
+        let plain = read_page(&body, None).unwrap();
+        assert_eq!(plain, parse_page(200, &body).unwrap());
+
+        for other in [
+            &br#"{"@odata.context":"x/$entity","value":[1],"b":2}"#[..],
+            br#"{"value":[{"a":1},2]}"#,
+            br#"{"value":{"a":1}}"#,
+            br#"{"b":2}"#,
+            br#"{"value":[{"a":1}]"#,
+            br#"{"value":[{"a":1}]} x"#,
+            b"<html>",
+        ] {
+            assert_eq!(read_page(other, Some(rr)), None, "{}", String::from_utf8_lossy(other));
+        }
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! property, never the record itself. Hashes are FNV-1a over the properties' JSON, stable across
 //! processes, so that replicas watching the same set compute the same event ids.
 
-use serde_json::{Map, Value as Json};
+use crate::odata::record::Props;
+use serde_json::Value as Json;
 use std::collections::HashMap;
 
 /// What happened to a record between two reads.
@@ -120,11 +121,11 @@ impl Snapshot {
     }
 
     /// The content hash of `row`, as [`Change::hash`] has it.
-    pub fn content_hash(&self, row: &Map<String, Json>) -> u64 {
+    pub fn content_hash(&self, row: &Props) -> u64 {
         self.entry(row).hash
     }
 
-    fn entry(&self, row: &Map<String, Json>) -> Entry {
+    fn entry(&self, row: &Props) -> Entry {
         let mut all = Fnv::new();
         let fields = self
             .properties
@@ -155,7 +156,7 @@ fn changed_fields(old: &Entry, new: &Entry) -> Vec<usize> {
 }
 
 /// A row's primary key as a `u128`.
-pub fn record_key(row: &Map<String, Json>, primary_key: &str) -> Result<u128, String> {
+pub fn record_key(row: &Props, primary_key: &str) -> Result<u128, String> {
     row.get(primary_key)
         .and_then(Json::as_str)
         .and_then(|s| uuid::Uuid::parse_str(s).ok())
