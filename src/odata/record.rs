@@ -380,12 +380,12 @@ impl<'de> Visitor<'de> for RecordSeed {
             let target = relation.and_then(|r| model().by_logical_name(&r.target));
             match target {
                 Some(target) if record.expanded(&name).is_none() => {
-                    match map.next_value_seed(ExpansionSeed(target))? {
-                        Expansion::Records(expanded) => {
+                    match map.next_value_seed(PartSeed { target, nested: false })?.expansion() {
+                        Ok(expanded) => {
                             record.properties.remove(&name);
                             record.expanded.push((name, expanded));
                         }
-                        Expansion::Other(value) => record.properties.insert_key(name, value),
+                        Err(value) => record.properties.insert_key(name, value),
                     }
                 }
                 _ => {
@@ -421,143 +421,110 @@ impl<'de> Visitor<'de> for KeySeed {
     }
 }
 
-/// What came under a navigation property: records, or something else (a property after all).
-enum Expansion {
-    Records(Expanded),
+/// What came under a navigation property, or in a list there.
+enum Part {
+    Null,
+    Record(Record),
+    List(Vec<Part>),
+    /// Anything else: not an expansion.
     Other(Value),
 }
 
-/// The value of a navigation property of a record read with [`RecordSeed`]: `null`, a record,
-/// or a list of records, of the navigation's target entity.
-struct ExpansionSeed(&'static Entity);
+impl Part {
+    /// The expansion this is (`null`, a record, a list of records), or else the property it
+    /// came as.
+    fn expansion(self) -> Result<Expanded, Value> {
+        match self {
+            Part::Null => Ok(Expanded::One(None)),
+            Part::Record(r) => Ok(Expanded::One(Some(r))),
+            Part::List(items) if items.iter().all(|i| matches!(i, Part::Record(_))) => Ok(Expanded::Many(Arc::new(
+                items
+                    .into_iter()
+                    .filter_map(|i| match i {
+                        Part::Record(r) => Some(r),
+                        _ => None,
+                    })
+                    .collect(),
+            ))),
+            other => Err(other.into_value()),
+        }
+    }
 
-impl<'de> DeserializeSeed<'de> for ExpansionSeed {
-    type Value = Expansion;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Expansion, D::Error> {
+    fn into_value(self) -> Value {
+        match self {
+            Part::Null => Value::Null,
+            Part::Record(r) => Value::Object(r.to_json()),
+            Part::List(items) => Value::Array(items.into_iter().map(Part::into_value).collect()),
+            Part::Other(v) => v,
+        }
+    }
+}
+
+/// Reads the value of a navigation property of a record read with [`RecordSeed`] (`nested`:
+/// an element of a list there): objects become records of `target`, read the same way.
+#[derive(Clone, Copy)]
+struct PartSeed {
+    target: &'static Entity,
+    nested: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for PartSeed {
+    type Value = Part;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Part, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for ExpansionSeed {
-    type Value = Expansion;
+impl<'de> Visitor<'de> for PartSeed {
+    type Value = Part;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an expanded record, a list of them, or null")
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<Expansion, E> {
-        Ok(Expansion::Records(Expanded::One(None)))
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Part, A::Error> {
+        Ok(Part::Record(Arc::new(RecordSeed(Some(self.target)).visit_map(map)?)))
     }
 
-    fn visit_none<E: de::Error>(self) -> Result<Expansion, E> {
-        self.visit_unit()
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Expansion, A::Error> {
-        let record = RecordSeed(Some(self.0)).visit_map(map)?;
-        Ok(Expansion::Records(Expanded::One(Some(Arc::new(record)))))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Expansion, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Part, A::Error> {
+        if self.nested {
+            let v = serde::Deserialize::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+            return Ok(Part::Other(v));
+        }
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(4));
-        while let Some(item) = seq.next_element_seed(ItemSeed(self.0))? {
+        let nested = PartSeed {
+            target: self.target,
+            nested: true,
+        };
+        while let Some(item) = seq.next_element_seed(nested)? {
             items.push(item);
         }
-        if items.iter().all(|i| matches!(i, Item::Record(_))) {
-            let records = items
-                .into_iter()
-                .filter_map(|i| match i {
-                    Item::Record(r) => Some(r),
-                    Item::Other(_) => None,
-                })
-                .collect();
-            return Ok(Expansion::Records(Expanded::Many(Arc::new(records))));
-        }
-        // Not a list of records: the property it came as.
-        let values = items
-            .into_iter()
-            .map(|i| match i {
-                Item::Record(r) => Value::Object(r.to_json()),
-                Item::Other(v) => v,
-            })
-            .collect();
-        Ok(Expansion::Other(Value::Array(values)))
+        Ok(Part::List(items))
     }
 
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Expansion, E> {
-        Ok(Expansion::Other(Value::Bool(v)))
+    fn visit_unit<E: de::Error>(self) -> Result<Part, E> {
+        Ok(Part::Null)
     }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Expansion, E> {
-        Ok(Expansion::Other(Value::from(v)))
+    fn visit_none<E: de::Error>(self) -> Result<Part, E> {
+        Ok(Part::Null)
     }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Expansion, E> {
-        Ok(Expansion::Other(Value::from(v)))
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Part, E> {
+        Ok(Part::Other(Value::Bool(v)))
     }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Expansion, E> {
-        Ok(Expansion::Other(Value::from(v)))
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Part, E> {
+        Ok(Part::Other(Value::from(v)))
     }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Expansion, E> {
-        Ok(Expansion::Other(Value::String(v.to_string())))
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Part, E> {
+        Ok(Part::Other(Value::from(v)))
     }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Expansion, E> {
-        Ok(Expansion::Other(Value::String(v)))
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Part, E> {
+        Ok(Part::Other(Value::from(v)))
     }
-}
-
-/// An element of a list under a navigation property: a record, or anything else.
-enum Item {
-    Record(Record),
-    Other(Value),
-}
-
-struct ItemSeed(&'static Entity);
-
-impl<'de> DeserializeSeed<'de> for ItemSeed {
-    type Value = Item;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Item, D::Error> {
-        d.deserialize_any(self)
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Part, E> {
+        Ok(Part::Other(Value::String(v.to_string())))
     }
-}
-
-impl<'de> Visitor<'de> for ItemSeed {
-    type Value = Item;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an expanded record")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Item, A::Error> {
-        Ok(Item::Record(Arc::new(RecordSeed(Some(self.0)).visit_map(map)?)))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Item, A::Error> {
-        let v = serde::Deserialize::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
-        Ok(Item::Other(v))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Item, E> {
-        Ok(Item::Other(Value::Null))
-    }
-    fn visit_none<E: de::Error>(self) -> Result<Item, E> {
-        self.visit_unit()
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Item, E> {
-        Ok(Item::Other(Value::Bool(v)))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Item, E> {
-        Ok(Item::Other(Value::from(v)))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Item, E> {
-        Ok(Item::Other(Value::from(v)))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Item, E> {
-        Ok(Item::Other(Value::from(v)))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Item, E> {
-        Ok(Item::Other(Value::String(v.to_string())))
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Item, E> {
-        Ok(Item::Other(Value::String(v)))
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Part, E> {
+        Ok(Part::Other(Value::String(v)))
     }
 }
 

@@ -721,16 +721,11 @@ async fn an_inconclusive_paging_probe_assumes_maxpagesize_with_a_warning() {
 #[tokio::test]
 async fn fields_come_back_in_selection_order_even_when_the_first_waits() {
     let gw = shared_gateway();
-    let query = "{ recruitingRequests(first: 2) { nodes { location { city } id } } __typename }";
-    let body = client()
-        .post(&gw.endpoint)
-        .json(&json!({ "query": query }))
-        .send()
-        .await
-        .expect("request sent")
-        .text()
-        .await
-        .expect("a body");
+    let body = response_text(
+        gw,
+        "{ recruitingRequests(first: 2) { nodes { location { city } id } } __typename }",
+    )
+    .await;
     let at = |key: &str| {
         body.find(&format!("\"{key}\":"))
             .unwrap_or_else(|| panic!("{key} in {body}"))
@@ -748,15 +743,7 @@ async fn leaves_resolved_in_place_keep_their_place_among_fields_that_wait() {
     let gw = shared_gateway();
     let query = "{ recruitingRequests(first: 2) { nodes { status positions { positionId } id \
                  first: description location { city } positions { description } description } } }";
-    let body = client()
-        .post(&gw.endpoint)
-        .json(&json!({ "query": query }))
-        .send()
-        .await
-        .expect("request sent")
-        .text()
-        .await
-        .expect("a body");
+    let body = response_text(gw, query).await;
     let node = body.split("\"nodes\":[").nth(1).expect("nodes");
     let keys = first_object_keys(node);
     assert_eq!(
@@ -778,6 +765,19 @@ async fn leaves_resolved_in_place_keep_their_place_among_fields_that_wait() {
         .first("mshr_hcmrecruitingrequestentities?$orderby=mshr_hcmrecruitingrequestentityid&$top=1")
         .await;
     assert_eq!(n["description"], raw["mshr_description"], "{n} against {raw}");
+}
+
+/// The answer to `query`, as the text that came (to read the order of its keys).
+async fn response_text(gw: &Gateway, query: &str) -> String {
+    client()
+        .post(&gw.endpoint)
+        .json(&json!({ "query": query }))
+        .send()
+        .await
+        .expect("request sent")
+        .text()
+        .await
+        .expect("a body")
 }
 
 /// The keys of the JSON object `text` starts with, in the order the text has them (parsed JSON
