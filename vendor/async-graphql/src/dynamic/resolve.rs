@@ -566,19 +566,24 @@ pub(crate) fn resolve<'a>(
     value: Option<&'a FieldValue>,
 ) -> BoxFuture<'a, ServerResult<Option<Value>>> {
     async move {
+        // A non-null type is its inner type with a value required: peeled here, not by one more
+        // boxed call of `resolve` each.
+        let mut type_ref = type_ref;
+        while let TypeRef::NonNull(inner) = type_ref {
+            if value.is_none() {
+                return Err(ctx.set_error_path(
+                    Error::new("internal: non-null types require a return value")
+                        .into_server_error(ctx.item.pos),
+                ));
+            }
+            type_ref = inner;
+        }
         match (type_ref, value) {
             (TypeRef::Named(type_name), Some(value)) => {
                 resolve_value(schema, ctx, &schema.0.types[type_name.as_ref()], value).await
             }
             (TypeRef::Named(_), None) => Ok(None),
-
-            (TypeRef::NonNull(type_ref), Some(value)) => {
-                resolve(schema, ctx, type_ref, Some(value)).await
-            }
-            (TypeRef::NonNull(_), None) => Err(ctx.set_error_path(
-                Error::new("internal: non-null types require a return value")
-                    .into_server_error(ctx.item.pos),
-            )),
+            (TypeRef::NonNull(_), _) => unreachable!("peeled above"),
 
             (TypeRef::List(type_ref), Some(FieldValue(FieldValueInner::List(values)))) => {
                 resolve_list(schema, ctx, type_ref, values).await
