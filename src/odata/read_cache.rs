@@ -154,17 +154,14 @@ impl ReadCache {
 
 /// Estimated bytes of a cached page: its JSON, the URL and a fixed overhead per value.
 fn page_weight(key: &ReadKey, page: &Page) -> u32 {
-    let rows: usize = page
-        .value
-        .iter()
-        .map(|r| 16 + r.iter().map(|(k, v)| k.len() + json_weight(v)).sum::<usize>())
-        .sum();
+    let rows: usize = page.value.iter().map(|r| 16 + entries_weight(r.iter())).sum();
     let total = 128 + key.url.len() + key.identity.len() + page.next_link.as_ref().map_or(0, String::len) + rows;
     u32::try_from(total).unwrap_or(u32::MAX)
 }
 
-fn json_weight_map(map: &serde_json::Map<String, serde_json::Value>) -> usize {
-    map.iter().map(|(k, v)| k.len() + json_weight(v)).sum()
+/// The weight of an object's entries (a JSON object's, or a record's properties).
+fn entries_weight<'a>(entries: impl Iterator<Item = (&'a str, &'a serde_json::Value)>) -> usize {
+    entries.map(|(k, v)| k.len() + json_weight(v)).sum()
 }
 
 fn json_weight(v: &serde_json::Value) -> usize {
@@ -172,7 +169,7 @@ fn json_weight(v: &serde_json::Value) -> usize {
     16 + match v {
         Value::String(s) => s.len(),
         Value::Array(items) => items.iter().map(json_weight).sum(),
-        Value::Object(map) => json_weight_map(map),
+        Value::Object(map) => entries_weight(map.iter().map(|(k, v)| (k.as_str(), v))),
         _ => 0,
     }
 }

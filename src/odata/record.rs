@@ -135,31 +135,9 @@ impl Props {
         self.0.iter().map(|(k, v)| (k.as_ref(), v))
     }
 
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut Value)> {
-        self.0.iter_mut().map(|&mut (ref k, ref mut v)| (k.as_ref(), v))
-    }
-
-    pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|(k, _)| k.as_ref())
-    }
-
-    pub fn values(&self) -> impl Iterator<Item = &Value> {
-        self.0.iter().map(|(_, v)| v)
-    }
-
-    /// Keeps the properties for which `keep` says yes.
-    pub fn retain(&mut self, mut keep: impl FnMut(&str, &mut Value) -> bool) {
-        self.0.retain_mut(|(k, v)| keep(k, v));
-    }
-
     /// The properties as a JSON object.
     pub fn to_map(&self) -> Map<String, Value> {
         self.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
-    }
-
-    /// The properties as a JSON object, moved.
-    pub fn into_map(self) -> Map<String, Value> {
-        self.0.into_iter().map(|(k, v)| (k.into_owned(), v)).collect()
     }
 }
 
@@ -182,29 +160,11 @@ impl From<Map<String, Value>> for Props {
     }
 }
 
-impl FromIterator<(String, Value)> for Props {
-    fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
-        let mut props = Props::new();
-        for (k, v) in iter {
-            props.insert_key(key_owned(k), v);
-        }
-        props
-    }
-}
-
 impl Extend<(String, Value)> for Props {
     fn extend<I: IntoIterator<Item = (String, Value)>>(&mut self, iter: I) {
         for (k, v) in iter {
             self.insert_key(key_owned(k), v);
         }
-    }
-}
-
-impl<'a> IntoIterator for &'a Props {
-    type Item = (&'a str, &'a Value);
-    type IntoIter = Box<dyn Iterator<Item = (&'a str, &'a Value)> + 'a>;
-    fn into_iter(self) -> Self::IntoIter {
-        Box::new(self.iter())
     }
 }
 
@@ -221,12 +181,6 @@ impl std::ops::Index<&str> for Props {
 impl serde::Serialize for Props {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_map(self.iter())
-    }
-}
-
-impl From<Props> for Value {
-    fn from(props: Props) -> Value {
-        Value::Object(props.into_map())
     }
 }
 
