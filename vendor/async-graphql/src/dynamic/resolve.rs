@@ -1,8 +1,8 @@
-use std::{borrow::Cow, pin::Pin};
+use std::borrow::Cow;
 
 use async_graphql_derive::SimpleObject;
 use async_graphql_parser::{Positioned, types::Field};
-use futures_util::{Future, FutureExt, future::BoxFuture};
+use futures_util::{FutureExt, future::BoxFuture};
 use indexmap::IndexMap;
 
 use crate::{
@@ -14,7 +14,7 @@ use crate::{
     },
     extensions::ResolveInfo,
     parser::types::Selection,
-    resolver_utils::insert_value,
+    resolver_utils::{FieldEntry, do_resolve_container},
 };
 
 /// Federation service
@@ -24,17 +24,7 @@ struct Service {
     sdl: Option<String>,
 }
 
-type BoxFieldFuture<'a> = Pin<Box<dyn Future<Output = ServerResult<(Name, Value)>> + 'a + Send>>;
-
-/// A selected field: resolved already (an immediate leaf, see [`Field::immediate`]), or a
-/// future to await.
-///
-/// [`Field::immediate`]: crate::dynamic::Field::immediate
-enum FieldEntry<'a> {
-    Ready(ServerResult<(Name, Value)>),
-    Pending(BoxFieldFuture<'a>),
-}
-
+/// A selection's fields, some resolved already (see `Field::immediate`).
 type Fields<'a> = Vec<FieldEntry<'a>>;
 
 pub(crate) async fn resolve_container(
@@ -52,84 +42,39 @@ pub(crate) async fn resolve_container(
         !serial || schema.0.env.registry.mutation_type.as_deref() != Some(object.name.as_str());
     collect_fields(&mut fields, schema, object, ctx, parent_value, in_place)?;
 
-    Ok(Some(resolve_entries(ctx, !serial, fields).await))
+    Ok(Some(do_resolve_container(ctx, !serial, fields).await))
 }
 
-/// `do_resolve_container` for entries some of which are resolved already: the pending ones
-/// are awaited (together when `parallel`), and the object is built in the selection's order.
-async fn resolve_entries<'a>(
-    ctx: &ContextSelectionSet<'a>,
-    parallel: bool,
-    fields: Fields<'a>,
-) -> Value {
-    let mut results = IndexMap::with_capacity(fields.len());
-    let mut handle = |res| match res {
-        Ok((name, value)) => insert_value(&mut results, name, value),
-        Err(e) => ctx.add_error(e),
-    };
-    if parallel && fields.iter().any(|f| matches!(f, FieldEntry::Pending(_))) {
-        let mut slots = Vec::with_capacity(fields.len());
-        let mut pending = Vec::new();
-        for field in fields {
-            match field {
-                FieldEntry::Ready(res) => slots.push(Some(res)),
-                FieldEntry::Pending(fut) => {
-                    slots.push(None);
-                    pending.push(fut);
-                }
-            }
-        }
-        let mut done = futures_util::future::join_all(pending).await.into_iter();
-        for slot in slots {
-            match slot {
-                Some(res) => handle(res),
-                None => handle(done.next().expect("one result per pending field")),
-            }
-        }
-    } else {
-        for field in fields {
-            match field {
-                FieldEntry::Ready(res) => handle(res),
-                FieldEntry::Pending(fut) => handle(fut.await),
-            }
-        }
-    }
-    if results.is_empty() {
-        Value::Null
-    } else {
-        Value::Object(results)
-    }
-}
-
-/// Whether `field_def` may be resolved while its selection is collected: an immediate field
-/// of a scalar or enum type (`leaf`, set when the schema was built), without arguments, in a
+/// The leaf type of `field_def` (its index among the schema's types, and whether it is
+/// non-null) when it may be resolved while its selection is collected: an immediate field of a
+/// scalar or enum type (`leaf`, set when the schema was built), without arguments, in a
 /// selection that allows it (`in_place`: not a mutation's root), with no extension that wants
 /// to wrap fields.
-fn resolves_in_place(
+fn in_place_leaf(
     ctx: &ContextSelectionSet<'_>,
     field_def: &crate::dynamic::Field,
     field: &Positioned<Field>,
     in_place: bool,
-) -> bool {
-    in_place
-        && field_def.leaf.is_some()
-        && field.node.arguments.is_empty()
-        && field_def.arguments.is_empty()
-        && !ctx.query_env.extensions.resolves_fields()
+) -> Option<(usize, bool)> {
+    field_def.leaf.filter(|_| {
+        in_place
+            && field.node.arguments.is_empty()
+            && field_def.arguments.is_empty()
+            && !ctx.query_env.extensions.resolves_fields()
+    })
 }
 
-/// Resolves an immediate leaf field now (see [`resolves_in_place`]): what `collect_field` and
-/// `resolve` would give, without a future. Its value is moved into the response, not cloned.
+/// Resolves an immediate leaf field now, its type being the schema's `type_index`th (see
+/// [`in_place_leaf`]): what `collect_field` and `resolve` would give, without a future. Its
+/// value is moved into the response, not cloned.
 fn resolve_in_place<'a>(
     schema: &'a Schema,
     ctx: &ContextSelectionSet<'a>,
     parent_value: &'a FieldValue,
     field_def: &'a crate::dynamic::Field,
     field: &'a Positioned<Field>,
+    (type_index, non_null): (usize, bool),
 ) -> ServerResult<(Name, Value)> {
-    let Some((type_index, non_null)) = field_def.leaf else {
-        unreachable!("checked by resolves_in_place");
-    };
     let ctx_field = ctx.with_field(field);
     let field_value = match (field_def.resolver_fn)(ResolverContext {
         ctx: &ctx_field,
@@ -155,24 +100,29 @@ fn resolve_in_place<'a>(
             ));
         }
         None => Value::Null,
-        Some(value) => {
+        Some(FieldValue(inner)) => {
             let (_, field_type) = schema
                 .0
                 .types
                 .get_index(type_index)
                 .expect("a leaf's type index is one of the schema's");
+            let value = match inner {
+                FieldValueInner::Value(value) => Some(value),
+                _ => None,
+            };
             leaf_value(&ctx_field, field_type, value)?
         }
     };
     Ok((field.node.response_key().node.clone(), value))
 }
 
-/// `resolve_value` for a scalar or an enum, taking the value.
-fn leaf_value(ctx: &Context<'_>, field_type: &Type, value: FieldValue<'_>) -> ServerResult<Value> {
-    match (field_type, value.0) {
-        (Type::Scalar(scalar), FieldValueInner::Value(value)) if scalar.validate(&value) => {
-            Ok(value)
-        }
+/// A scalar's or an enum's value, checked against its type: `value` is the resolver's
+/// `FieldValue::Value`, `None` when it gave anything else. Shared by `resolve_value`, which
+/// clones a borrowed value, and `resolve_in_place`, which moves its own.
+#[inline(always)]
+fn leaf_value(ctx: &Context<'_>, field_type: &Type, value: Option<Value>) -> ServerResult<Value> {
+    match (field_type, value) {
+        (Type::Scalar(scalar), Some(value)) if scalar.validate(&value) => Ok(value),
         (Type::Scalar(scalar), _) => Err(ctx.set_error_path(
             Error::new(format!(
                 "internal: invalid value for scalar \"{}\", expected \"FieldValue::Value\"",
@@ -180,14 +130,10 @@ fn leaf_value(ctx: &Context<'_>, field_type: &Type, value: FieldValue<'_>) -> Se
             ))
             .into_server_error(ctx.item.pos),
         )),
-        (Type::Enum(e), FieldValueInner::Value(Value::Enum(name)))
-            if e.enum_values.contains_key(name.as_str()) =>
-        {
+        (Type::Enum(e), Some(Value::Enum(name))) if e.enum_values.contains_key(name.as_str()) => {
             Ok(Value::Enum(name))
         }
-        (Type::Enum(e), FieldValueInner::Value(Value::String(name)))
-            if e.enum_values.contains_key(&name) =>
-        {
+        (Type::Enum(e), Some(Value::String(name))) if e.enum_values.contains_key(&name) => {
             Ok(Value::Enum(Name::new(name)))
         }
         (Type::Enum(e), _) => Err(ctx.set_error_path(
@@ -491,13 +437,14 @@ fn collect_fields<'a>(
                 }
 
                 if let Some(field_def) = object.fields.get(field.node.name.node.as_str()) {
-                    if resolves_in_place(ctx, field_def, field, in_place) {
+                    if let Some(leaf) = in_place_leaf(ctx, field_def, field, in_place) {
                         fields.push(FieldEntry::Ready(resolve_in_place(
                             schema,
                             ctx,
                             parent_value,
                             field_def,
                             field,
+                            leaf,
                         )));
                     } else {
                         collect_field(fields, schema, object, ctx, parent_value, field_def, field);
@@ -662,16 +609,13 @@ async fn resolve_value(
     value: &FieldValue<'_>,
 ) -> ServerResult<Option<Value>> {
     match (field_type, &value.0) {
-        (Type::Scalar(scalar), FieldValueInner::Value(value)) if scalar.validate(value) => {
-            Ok(Some(value.clone()))
+        (Type::Scalar(_) | Type::Enum(_), inner) => {
+            let value = match inner {
+                FieldValueInner::Value(value) => Some(value.clone()),
+                _ => None,
+            };
+            leaf_value(ctx, field_type, value).map(Some)
         }
-        (Type::Scalar(scalar), _) => Err(ctx.set_error_path(
-            Error::new(format!(
-                "internal: invalid value for scalar \"{}\", expected \"FieldValue::Value\"",
-                scalar.name
-            ))
-            .into_server_error(ctx.item.pos),
-        )),
 
         (Type::Object(object), _) => {
             resolve_container(
@@ -690,29 +634,6 @@ async fn resolve_value(
                 obj.name
             ))
             .into_server_error(ctx.item.pos),
-        )),
-
-        (Type::Enum(e), FieldValueInner::Value(Value::Enum(name))) => {
-            if !e.enum_values.contains_key(name.as_str()) {
-                return Err(ctx.set_error_path(
-                    Error::new(format!("internal: invalid item for enum \"{}\"", e.name))
-                        .into_server_error(ctx.item.pos),
-                ));
-            }
-            Ok(Some(Value::Enum(name.clone())))
-        }
-        (Type::Enum(e), FieldValueInner::Value(Value::String(name))) => {
-            if !e.enum_values.contains_key(name) {
-                return Err(ctx.set_error_path(
-                    Error::new(format!("internal: invalid item for enum \"{}\"", e.name))
-                        .into_server_error(ctx.item.pos),
-                ));
-            }
-            Ok(Some(Value::Enum(Name::new(name))))
-        }
-        (Type::Enum(e), _) => Err(ctx.set_error_path(
-            Error::new(format!("internal: invalid item for enum \"{}\"", e.name))
-                .into_server_error(ctx.item.pos),
         )),
 
         (Type::Interface(interface), FieldValueInner::WithType { value, ty }) => {

@@ -514,7 +514,7 @@ fn set_leaf_types(types: &mut super::NameMap<Type>) {
         .collect();
     for ty in types.values_mut() {
         let Type::Object(object) = ty else { continue };
-        for field in object.fields.values_mut() {
+        for field in object.fields.values_mut().filter(|f| f.immediate) {
             let (name, non_null) = match &field.ty {
                 TypeRef::Named(name) => (name, false),
                 TypeRef::NonNull(inner) => match inner.as_ref() {
@@ -523,9 +523,7 @@ fn set_leaf_types(types: &mut super::NameMap<Type>) {
                 },
                 TypeRef::List(_) => continue,
             };
-            if field.immediate {
-                field.leaf = leaves.get(name.as_ref()).map(|&index| (index, non_null));
-            }
+            field.leaf = leaves.get(name.as_ref()).map(|&index| (index, non_null));
         }
     }
 }

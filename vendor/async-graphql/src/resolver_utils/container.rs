@@ -140,7 +140,7 @@ pub async fn resolve_container_serial<'a, T: ContainerType + ?Sized>(
     resolve_container_inner(ctx, root, false).await
 }
 
-pub(crate) fn insert_value(target: &mut IndexMap<Name, Value>, name: Name, value: Value) {
+fn insert_value(target: &mut IndexMap<Name, Value>, name: Name, value: Value) {
     let prev_value = match target.entry(name) {
         indexmap::map::Entry::Occupied(entry) => entry.into_mut(),
         indexmap::map::Entry::Vacant(entry) => {
@@ -180,26 +180,53 @@ async fn resolve_container_inner<'a, T: ContainerType + ?Sized>(
     Ok(do_resolve_container(ctx, parallel, fields.0).await)
 }
 
+/// A selected field: resolved already (the dynamic schema's immediate leaves, see
+/// `dynamic::Field::immediate`), or a future to await.
+pub(crate) enum FieldEntry<'a> {
+    Ready(ServerResult<(Name, Value)>),
+    Pending(BoxFieldFuture<'a>),
+}
+
+/// Builds a selection's object from its fields, in the selection's order (as GraphQL orders a
+/// response's fields): pending fields are awaited together when `parallel`, in turn otherwise.
 pub(crate) async fn do_resolve_container<'a>(
     ctx: &ContextSelectionSet<'a>,
     parallel: bool,
-    futures: Vec<BoxFieldFuture<'a>>,
+    fields: Vec<FieldEntry<'a>>,
 ) -> Value {
-    let mut results = IndexMap::with_capacity(futures.len());
+    let mut results = IndexMap::with_capacity(fields.len());
     let mut handle = |res| match res {
         Ok((name, value)) => insert_value(&mut results, name, value),
         Err(e) => ctx.add_error(e),
     };
 
-    if parallel {
-        // In the selection's order (as GraphQL orders a response's fields), and without the
-        // task node `FuturesUnordered` allocates for each field.
-        for field in futures_util::future::join_all(futures).await {
-            handle(field);
+    if parallel && fields.iter().any(|f| matches!(f, FieldEntry::Pending(_))) {
+        // `join_all` over the pending ones, without the task node `FuturesUnordered`
+        // allocates for each field; the ready ones keep their places.
+        let mut slots = Vec::with_capacity(fields.len());
+        let mut pending = Vec::new();
+        for field in fields {
+            match field {
+                FieldEntry::Ready(res) => slots.push(Some(res)),
+                FieldEntry::Pending(fut) => {
+                    slots.push(None);
+                    pending.push(fut);
+                }
+            }
+        }
+        let mut done = futures_util::future::join_all(pending).await.into_iter();
+        for slot in slots {
+            match slot {
+                Some(res) => handle(res),
+                None => handle(done.next().expect("one result per pending field")),
+            }
         }
     } else {
-        for fut in futures {
-            handle(fut.await);
+        for field in fields {
+            match field {
+                FieldEntry::Ready(res) => handle(res),
+                FieldEntry::Pending(fut) => handle(fut.await),
+            }
         }
     }
 
@@ -213,7 +240,7 @@ pub(crate) async fn do_resolve_container<'a>(
 type BoxFieldFuture<'a> = Pin<Box<dyn Future<Output = ServerResult<(Name, Value)>> + 'a + Send>>;
 
 /// A set of fields on an container that are being selected.
-pub struct Fields<'a>(Vec<BoxFieldFuture<'a>>);
+pub struct Fields<'a>(Vec<FieldEntry<'a>>);
 
 impl<'a> Fields<'a> {
     /// Add another set of fields to this set of fields using the given
@@ -232,9 +259,9 @@ impl<'a> Fields<'a> {
                         let field_name = ctx_field.item.node.response_key().node.clone();
                         let typename = root.introspection_type_name().into_owned();
 
-                        self.0.push(Box::pin(async move {
+                        self.0.push(FieldEntry::Pending(Box::pin(async move {
                             Ok((field_name, Value::String(typename)))
-                        }));
+                        })));
                         continue;
                     }
 
@@ -339,7 +366,7 @@ impl<'a> Fields<'a> {
                         }
                     });
 
-                    self.0.push(resolve_fut);
+                    self.0.push(FieldEntry::Pending(resolve_fut));
                 }
                 selection => {
                     let (type_condition, selection_set) = match selection {
